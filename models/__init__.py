@@ -1,0 +1,23 @@
+"""Model kinds, selectable by name with ``--model``.
+
+Every kind is a ``models.base.ProbeableModel`` and is built from a run config by
+``build_model``; ``models.io`` saves and loads checkpoints of any kind."""
+from __future__ import annotations
+
+from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+
+MODELS = {
+    "network_hierarchical_recurrent": NetworkHierarchicalRecurrent,
+}
+
+
+def build_model(config: dict):
+    """A freshly initialised model from a resolved run config (see train.TrainConfig).
+    Draws from torch's global RNG, so seed it first for a reproducible init."""
+    name = config["model"]
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
+    return MODELS[name].from_config(config)
+
+
+__all__ = ["MODELS", "build_model", "NetworkHierarchicalRecurrent"]

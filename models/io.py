@@ -1,0 +1,160 @@
+"""Checkpoints: safe to load, written atomically, readable from a run folder or
+a single file.
+
+A run folder holds
+- ``config.json``: the resolved run config (train.TrainConfig);
+- ``{epoch}-epochs_model.safetensors``: the weights, with the config and epoch
+  in the file's metadata, so a lone weights file still loads;
+- ``{epoch}-epochs_state.pt``: what resuming needs (optimizer, every RNG state,
+  position in the epoch, loss history), loadable with ``weights_only=True``;
+- ``loss_history.json`` and ``loss_curve.png``.
+
+A folder written by the original code (``hyperparameters.csv`` plus
+``N-epochs_model.pt`` state dicts) also loads; its pickled loss history is never
+opened.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from utils import UserInputError, atomic_path, write_json
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "loss_history.json"
+_WEIGHTS = re.compile(r"^(\d+)-epochs_model\.(safetensors|pt)$")
+
+
+def weights_name(epoch: int) -> str:
+    return f"{epoch}-epochs_model.safetensors"
+
+
+def state_name(epoch: int) -> str:
+    return f"{epoch}-epochs_state.pt"
+
+
+def save_model(run_dir, model, config: dict, epoch: int, history: dict | None = None,
+               train_state: dict | None = None) -> Path:
+    """Write weights (and optionally history and resume state) for ``epoch`` into
+    ``run_dir``; every file goes through a temporary file and a rename."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG_FILE, config)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = run_dir / weights_name(epoch)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"config": json.dumps(config), "epoch": str(epoch)})
+    if history is not None:
+        write_json(run_dir / HISTORY_FILE, history)
+    if train_state is not None:
+        with atomic_path(run_dir / state_name(epoch)) as tmp:
+            torch.save(train_state, tmp)
+    return path
+
+
+def latest_weights(run_dir: Path) -> Path:
+    """The weights file of the highest epoch in a run folder."""
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _WEIGHTS.match(p.name))]
+    if not found:
+        raise UserInputError(f"no checkpoint (N-epochs_model.safetensors) in {run_dir}: train one first")
+    return max(found)[1]
+
+
+def load_model(path, device="cpu", frame_shape=None):
+    """Load a checkpoint -> (model, config, history).
+
+    ``path`` is a run folder (its latest epoch), a ``.safetensors`` weights file,
+    or a folder / ``.pt`` file written by the original code. ``frame_shape``
+    is needed only for an original checkpoint whose frame size is not 400
+    (20x20) or 800 (20x40).
+    """
+    from models import build_model  # late import: models imports this package's siblings
+
+    path = Path(path)
+    if not path.exists():
+        raise UserInputError(f"checkpoint {path} does not exist: give a run folder or a weights file")
+    folder = path if path.is_dir() else path.parent
+    if (folder / "hyperparameters.csv").exists() and not (folder / CONFIG_FILE).exists():
+        return _load_original(path, device, frame_shape)
+    weights = latest_weights(path) if path.is_dir() else path
+    if weights.suffix != ".safetensors":
+        raise UserInputError(f"{weights} is not a .safetensors weights file: pass the run folder instead")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserInputError(f"checkpoint {weights} is corrupt or truncated ({err}): re-save or retrain it") from err
+    if "config" in meta:
+        config = json.loads(meta["config"])
+    elif (folder / CONFIG_FILE).exists():
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    else:
+        raise UserInputError(f"{weights} carries no config and {folder / CONFIG_FILE} is missing")
+    model = build_model(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserInputError(f"weights in {weights} do not fit the model in its config: {str(err).splitlines()[0]}") from err
+    history_file = folder / HISTORY_FILE
+    history = json.loads(history_file.read_text()) if history_file.exists() else {}
+    config["checkpoint_epoch"] = int(meta.get("epoch", -1))
+    return model.to(device).eval(), config, history
+
+
+def _load_original(path: Path, device, frame_shape):
+    """A checkpoint in the original code's layout: only the CSV and the tensors
+    are read (``weights_only=True``); the pickled loss history is ignored."""
+    from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir():
+        found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _WEIGHTS.match(p.name)) and p.suffix == ".pt"]
+        if not found:
+            raise UserInputError(f"no N-epochs_model.pt file in {folder}")
+        path = max(found)[1]
+    with open(folder / "hyperparameters.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise UserInputError(f"{folder / 'hyperparameters.csv'} is empty")
+    hp = rows[0]
+
+    def floats(text):
+        return [float(v) for v in str(text).split(",") if v.strip()]
+
+    P = int(float(hp["frame_size"]))
+    if frame_shape is None:
+        frame_shape = {400: (20, 20), 800: (20, 40)}.get(P) or ((math.isqrt(P),) * 2 if math.isqrt(P) ** 2 == P else None)
+    if frame_shape is None or frame_shape[0] * frame_shape[1] != P:
+        raise UserInputError(f"original checkpoint has frame_size {P}: pass frame_shape=(H, W) with H*W = {P}")
+    lam = float(hp["lam"])
+    config = {
+        "model": "network_hierarchical_recurrent",
+        "loss": hp.get("loss") or "loss_hierarchical_temporal_prediction",
+        "frame_shape": list(frame_shape),
+        "hidden_units": [int(v) for v in floats(hp["hidden_units_groups"])],
+        "beta": floats(hp["beta_weights"]),
+        "warmup": int(float(hp["warmup"])),
+        "local_inhibitory_prop": float(hp["local_inhibitory_prop"]),
+        "L1": math.log10(lam) if lam > 0 else float("-inf"),
+        "detach_targets": False,
+        "noise_std": 0.5011,
+        "name": hp.get("name", ""),
+        "source": "original",
+    }
+    model = NetworkHierarchicalRecurrent.from_config(config)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.from_original_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
+        raise UserInputError(f"cannot read original checkpoint {path}: {str(err).splitlines()[0]}") from err
+    match = _WEIGHTS.match(path.name)
+    config["checkpoint_epoch"] = int(match.group(1)) if match else -1
+    return model.to(device).eval(), config, {}

@@ -1,0 +1,259 @@
+"""The hierarchical recurrent temporal-prediction network (TP_full).
+
+One ReLU RNN whose hidden units form groups ("areas"). Group 1 sees the frame
+and its readout predicts the next frame; the readout of group g > 1 predicts the
+next hidden activity of group g-1 (spec §2). Connectivity is block-masked:
+recurrent within a group, feedforward g -> g+1 and feedback g+1 -> g. The last
+``local_inhibitory_prop`` of each group are inhibitory and project only inside
+their group; Dale's law gives excitatory columns of W_hh the sign + and
+inhibitory columns the sign -.
+
+The maths is the original's; the layout is leaner. The original stores a dense
+(H x P) input matrix whose rows outside group 1 are masked to 0 and a dense
+(O x H) readout whose off-diagonal blocks are masked to 0. Masked entries get
+zero gradient, so Adam never moves them: storing only the non-zero blocks is the
+same optimisation, without the wasted work. ``to_original_state_dict`` and
+``from_original_state_dict`` convert between the two layouts.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from losses import LOSS_OFFSETS, hierarchical_offset_mse
+from models.base import ProbeableModel
+from models.recurrence import ReluRecurrence, block_ranges
+
+
+def _edges(sizes) -> list[slice]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(slice(start, start + n))
+        start += n
+    return out
+
+
+class NetworkHierarchicalRecurrent(ProbeableModel):
+    supports_feedback_ablation = True
+
+    def __init__(
+        self,
+        frame_shape=(20, 20),
+        hidden_units=(800, 800, 800),
+        beta=(0.9, 0.1, 0.1),
+        warmup=4,
+        local_inhibitory_prop=0.2,
+        lam=1e-6,
+        loss="loss_hierarchical_temporal_prediction",
+        detach_targets=False,
+        noise_std=0.5011,
+    ):
+        super().__init__()
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.group_sizes = tuple(int(n) for n in hidden_units)
+        if len(beta) != len(self.group_sizes):
+            raise ValueError(f"beta has {len(beta)} weights but there are {len(self.group_sizes)} groups")
+        if loss not in LOSS_OFFSETS:
+            raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSS_OFFSETS)}")
+        self.beta = tuple(float(b) for b in beta)
+        self.warmup = int(warmup)
+        self.local_inhibitory_prop = float(local_inhibitory_prop)
+        self.lam = float(lam)
+        self.loss_name = loss
+        self.temporal_offset = LOSS_OFFSETS[loss]
+        self.detach_targets = bool(detach_targets)
+        self.noise_std = float(noise_std)
+
+        P, H = self.n_pixels, self.n_hidden
+        self.output_sizes = (P,) + self.group_sizes[:-1]
+        self.output_slices = _edges(self.output_sizes)
+        self._init_parameters_like_original()
+
+        hh_mask, col_sign = self._connectivity(self.group_sizes, self.local_inhibitory_prop)
+        self.register_buffer("hh_mask", hh_mask, persistent=False)
+        # Dale's law as a per-column sign; all +1 when there are no inhibitory units,
+        # and then the original applies no sign constraint at all (see project_weights_).
+        self.register_buffer("hh_signed_mask", hh_mask * col_sign, persistent=False)
+        self._blocks = block_ranges(hh_mask, self.group_slices)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "NetworkHierarchicalRecurrent":
+        """Build from a resolved run config (train.TrainConfig as a dict)."""
+        return cls(
+            frame_shape=config["frame_shape"],
+            hidden_units=config["hidden_units"],
+            beta=config["beta"],
+            warmup=config["warmup"],
+            local_inhibitory_prop=config["local_inhibitory_prop"],
+            lam=10.0 ** config["L1"],
+            loss=config["loss"],
+            detach_targets=config["detach_targets"],
+            noise_std=config["noise_std"],
+        )
+
+    # ----- construction -------------------------------------------------------------
+    def _init_parameters_like_original(self):
+        """PyTorch's default init for nn.RNN(P, H) followed by nn.Linear(H, O), drawn
+        in the same order and shapes, so a given torch seed gives the original's
+        initial weights; then W_hh = I/100 as the original writes it (spec §2)."""
+        P, H, O = self.n_pixels, self.n_hidden, sum(self.output_sizes)
+        bound = 1.0 / math.sqrt(H)  # nn.RNN: U(+-1/sqrt(H)); nn.Linear(H, .): U(+-1/sqrt(fan_in = H))
+        w_ih = torch.empty(H, P).uniform_(-bound, bound)
+        torch.empty(H, H).uniform_(-bound, bound)  # W_hh draw, overwritten below; kept for the RNG stream
+        b_ih = torch.empty(H).uniform_(-bound, bound)
+        b_hh = torch.empty(H).uniform_(-bound, bound)
+        fc_w = torch.empty(O, H).uniform_(-bound, bound)
+        fc_b = torch.empty(O).uniform_(-bound, bound)
+
+        n0 = self.group_sizes[0]
+        self.weight_ih = nn.Parameter(w_ih[:n0].clone())  # only group 1 receives the frame
+        self.weight_hh = nn.Parameter(torch.eye(H) / 100)
+        self.bias_ih = nn.Parameter(b_ih)
+        self.bias_hh = nn.Parameter(b_hh)
+        self.readout_weights = nn.ParameterList(
+            nn.Parameter(fc_w[out, hid].clone()) for out, hid in zip(self.output_slices, self.group_slices)
+        )
+        self.readout_bias = nn.Parameter(fc_b)
+
+    @staticmethod
+    def _connectivity(group_sizes, inhibitory_prop):
+        """The original's W_hh mask (rows postsynaptic) and per-column Dale sign.
+
+        Blocks (g, g), (g-1, g) (feedback g -> g-1) and (g+1, g) (feedforward
+        g -> g+1) are allowed; the inhibitory columns of group g (its last
+        int(prop * n_g) units) are then cleared in the rows of groups g +- 1.
+        """
+        slices = _edges(group_sizes)
+        H = sum(group_sizes)
+        mask = torch.zeros(H, H)
+        sign = torch.ones(H)
+        for g, cols in enumerate(slices):
+            n_inh = int(inhibitory_prop * group_sizes[g])
+            inh = slice(cols.stop - n_inh, cols.stop)
+            sign[inh] = -1.0
+            for rows_g in (g - 1, g, g + 1):
+                if 0 <= rows_g < len(slices):
+                    mask[slices[rows_g], cols] = 1.0
+                    if rows_g != g:
+                        mask[slices[rows_g], inh] = 0.0
+        return mask, sign
+
+    # ----- constraints -----------------------------------------------------------------
+    @torch.no_grad()
+    def project_weights_(self):
+        """Mask W_hh and apply Dale's law in place, as the original does at the start
+        of every forward pass (spec §2, §9 row 12): E-columns <- |W|, I-columns <- -|W|.
+
+        In place on purpose: the gradient is then taken at the projected weights and
+        Adam updates the projected values, exactly as in the original. Without
+        inhibitory units the original applies the mask only."""
+        if self.local_inhibitory_prop > 0:
+            self.weight_hh.abs_().mul_(self.hh_signed_mask)
+        else:
+            self.weight_hh.mul_(self.hh_mask)
+
+    def mask_gradients(self):
+        """Zero the gradient of masked W_hh entries (after clipping, before the
+        optimizer step), so their Adam moments stay 0 and the weights stay 0. The
+        input and readout matrices hold no masked entries in this layout."""
+        if self.weight_hh.grad is not None:
+            self.weight_hh.grad.mul_(self.hh_mask)
+
+    # ----- forward --------------------------------------------------------------------
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, P) -> time-major hidden states (T, B, H)."""
+        if x.dim() != 3 or x.shape[-1] != self.n_pixels:
+            raise ValueError(f"expected input of shape (batch, time, {self.n_pixels}), got {tuple(x.shape)}")
+        self.project_weights_()
+        T, B = x.shape[1], x.shape[0]
+        n0 = self.group_sizes[0]
+        bias = self.bias_ih + self.bias_hh
+        drive = torch.cat(
+            [F.linear(x.transpose(0, 1), self.weight_ih, bias[:n0]), bias[n0:].expand(T, B, self.n_hidden - n0)],
+            dim=-1,
+        )
+        return ReluRecurrence.apply(drive, self.weight_hh, self._blocks)
+
+    def forward(self, x: torch.Tensor):
+        """x: (B, T, P) -> (predictions (B, T, O), hidden (B, T, H)), O = P + sum of
+        all group sizes but the last (the original's output layout)."""
+        h = self._hidden(x)
+        groups = torch.split(h, self.group_sizes, dim=-1)  # block-diagonal readout: group g -> block g
+        pred = torch.cat([F.linear(hg, w) for hg, w in zip(groups, self.readout_weights)], -1) + self.readout_bias
+        return pred.transpose(0, 1), h.transpose(0, 1)
+
+    @torch.no_grad()
+    def hidden_activity(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden units only (the readout is skipped): (B, T, P) -> (B, T, H)."""
+        return self._hidden(x).transpose(0, 1)
+
+    # ----- training ---------------------------------------------------------------------
+    def weight_l1(self) -> torch.Tensor:
+        """Sum of |W| over every weight matrix (not biases), as the original's L1 term."""
+        total = self.weight_ih.abs().sum() + self.weight_hh.abs().sum()
+        for w in self.readout_weights:
+            total = total + w.abs().sum()
+        return total
+
+    def preprocess_data(self, data, generator: torch.Generator | None = None):
+        """Add one Gaussian noise sample (std 0.5011) to both input and target (spec
+        §2: the same sample on both, so the target's noise is unpredictable)."""
+        x, y = data
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.noise_std
+        return x + noise, y + noise
+
+    def get_loss(self, out, data):
+        """(loss, components): lam * sum|W| + sum_g beta_g MSE_g (spec §3)."""
+        return hierarchical_offset_mse(
+            out,
+            data,
+            output_slices=self.output_slices,
+            group_slices=self.group_slices,
+            beta=self.beta,
+            warmup=self.warmup,
+            offset=self.temporal_offset,
+            l1=self.lam * self.weight_l1(),
+            detach_targets=self.detach_targets,
+        )
+
+    # ----- the original's dense layout -------------------------------------------------------
+    def to_original_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights in the original's dense layout (nn.RNN + nn.Linear key names)."""
+        P, H = self.n_pixels, self.n_hidden
+        w_ih = self.weight_ih.new_zeros(H, P)
+        w_ih[: self.group_sizes[0]] = self.weight_ih.detach()
+        fc = self.weight_hh.new_zeros(sum(self.output_sizes), H)
+        for w, out, hid in zip(self.readout_weights, self.output_slices, self.group_slices):
+            fc[out, hid] = w.detach()
+        return {
+            "rnn.weight_ih_l0": w_ih,
+            "rnn.weight_hh_l0": self.weight_hh.detach().clone(),
+            "rnn.bias_ih_l0": self.bias_ih.detach().clone(),
+            "rnn.bias_hh_l0": self.bias_hh.detach().clone(),
+            "fc.weight": fc,
+            "fc.bias": self.readout_bias.detach().clone(),
+        }
+
+    @torch.no_grad()
+    def from_original_state_dict(self, state: dict[str, torch.Tensor]):
+        """Load weights from the original's dense layout. Input rows outside group 1
+        and off-diagonal readout blocks are dropped: the original's first forward
+        pass would zero them anyway. W_hh is kept as stored (it is projected at
+        the next forward pass, as in the original)."""
+        expected = {k: tuple(v.shape) for k, v in self.to_original_state_dict().items()}
+        for key, shape in expected.items():
+            if key not in state:
+                raise KeyError(f"state dict lacks {key!r}")
+            if tuple(state[key].shape) != shape:
+                raise ValueError(f"{key} has shape {tuple(state[key].shape)}, expected {shape}")
+        self.weight_ih.copy_(state["rnn.weight_ih_l0"][: self.group_sizes[0]])
+        self.weight_hh.copy_(state["rnn.weight_hh_l0"])
+        self.bias_ih.copy_(state["rnn.bias_ih_l0"])
+        self.bias_hh.copy_(state["rnn.bias_hh_l0"])
+        for w, out, hid in zip(self.readout_weights, self.output_slices, self.group_slices):
+            w.copy_(state["fc.weight"][out, hid])
+        self.readout_bias.copy_(state["fc.bias"])
+        return self

@@ -1,0 +1,390 @@
+"""Train a hierarchical temporal-prediction model. Reads top to bottom:
+config -> data -> model -> loop (noise, forward, loss, backward, clip, mask,
+Adam) -> checkpoints. The maths is the original's (spec §2-§4); what is new is
+seeding, exact resume, atomic safe checkpoints and one host sync per epoch.
+
+    python train.py --name NAME --L1 -6               # same flags as submit_training_job.py
+    python train.py --path model_checkpoints/RUN      # resume
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from data.dataset import ClipSource, fits_on, load_clips, split_indices
+from losses import LOSS_OFFSETS
+from models import MODELS, build_model
+from models.io import HISTORY_FILE, save_model
+from utils import UserInputError, atomic_path, resolve_device, run_cli, seed_everything, write_json
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _f(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+# -------------------------------------------------------------------------------------------
+# Config: every field is a CLI flag; the resolved config is saved with every checkpoint.
+# -------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    name: str = _f("htp", "run name; the run folder is NAME_<L1>L1_<date-time>")
+    L1: float = _f(-6.0, "log10 of the L1 weight-penalty strength lambda (paper README example: -6)")
+    model: str = _f("network_hierarchical_recurrent", "model kind (paper: network_hierarchical_recurrent)")
+    loss: str = _f("loss_hierarchical_temporal_prediction", "loss (paper: next-step prediction, offset 1)")
+    dataset: str = _f("default", "(N, T, P) .npy clip file, or 'default' for the embedded natural-movie set")
+    frame_shape: tuple = _f((20, 20), "frame height and width in pixels (paper: 20 20; figure models 20 40)")
+    hidden_units: tuple = _f((800, 800, 800), "units per group, comma-separated (paper: 800,800,800)")
+    beta: tuple = _f((0.9, 0.1, 0.1), "per-group loss weights, comma-separated (paper: 0.9,0.1,0.1)")
+    warmup: int = _f(4, "initial frames excluded from the loss (paper: 4)")
+    local_inhibitory_prop: float = _f(0.2, "fraction of each group that is local inhibitory (paper: 0.2)")
+    noise_std: float = _f(0.5011, "std of the Gaussian noise added to input and target (paper: 0.5011)")
+    detach_targets: bool = _f(False, "stop gradients through higher-group targets (paper: off)")
+    grad_clip: float = _f(0.25, "clip each gradient element to +-this before masking (paper: 0.25)")
+    lr: float = _f(1e-4, "Adam learning rate (paper: 1e-4)")
+    batch_size: int = _f(100, "clips per step (paper: 100)")
+    epochs: int = _f(2000, "epochs to train (paper: 2000); 0 saves the untrained model")
+    validate_every: int = _f(10, "epochs between validation passes (paper: 10)")
+    checkpoint_every: int = _f(1000, "epochs between checkpoints (paper: 1000); the last epoch is always saved")
+    seed: int = _f(0, "seed for initialisation, shuffling and noise (the original seeded nothing)")
+    device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
+    save_dir: str = _f("model_checkpoints", "folder that receives the run folder")
+    max_minutes: float = _f(0.0, "stop cleanly (with a resumable checkpoint) after this long; 0 = no limit")
+    stop_after_steps: int = _f(0, "stop cleanly after this many optimizer steps in this process, as on "
+                                  "Ctrl-C (for tests and time-boxed jobs); 0 = no limit")
+    preset: str = _f("", "named preset applied before explicit flags: 'demo' (a ~10-minute CPU run)")
+
+
+PRESETS = {
+    # A small model for a 2-core CPU: ~10 minutes. Too short for oriented, Gabor-like
+    # receptive fields (shared/notes/feasibility.md: ~3,400 steps give localized
+    # ON/OFF blobs); it shows the whole pipeline and the prediction error falling.
+    "demo": dict(name="demo", hidden_units=(100, 100, 100), L1=-4.0, lr=3e-3, epochs=60,
+                 validate_every=10, checkpoint_every=20, max_minutes=12.0),
+}
+
+_TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
+# Flags that may differ from the saved config when resuming.
+_RESUME_OVERRIDES = {"epochs", "device", "checkpoint_every", "validate_every", "max_minutes", "stop_after_steps"}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (defaults None, so explicit flags can be told apart)."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} [default: {f.default}]"
+        if f.type == "bool" or isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "frame_shape":
+            parser.add_argument(flag, type=int, nargs=2, metavar=("H", "W"), default=None, help=help_text)
+        elif f.name in _TUPLE_FIELDS:
+            parser.add_argument(flag, type=str, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=type(f.default), default=None, help=help_text)
+    parser.add_argument("--path", default=None, help="resume from this run folder (or a state file in it)")
+
+
+def _parse_tuple(name, value):
+    if isinstance(value, str):
+        try:
+            value = [_TUPLE_FIELDS[name](v) for v in value.split(",") if v.strip()]
+        except ValueError as err:
+            raise UserInputError(f"--{name.replace('_', '-')} {value!r} is not a comma-separated list of numbers") from err
+    return tuple(value)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the preset, then the explicit flags; validated."""
+    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                if getattr(args, f.name, None) is not None}
+    values = {}
+    preset = explicit.get("preset", "")
+    if preset:
+        if preset not in PRESETS:
+            raise UserInputError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    values.update(explicit)
+    for name in _TUPLE_FIELDS:
+        if name in values:
+            values[name] = _parse_tuple(name, values[name])
+    cfg = TrainConfig(**values)
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    if cfg.model not in MODELS:
+        raise UserInputError(f"unknown --model {cfg.model!r}: choose from {', '.join(sorted(MODELS))}")
+    if cfg.loss not in LOSS_OFFSETS:
+        raise UserInputError(f"unknown --loss {cfg.loss!r}: choose from {', '.join(sorted(LOSS_OFFSETS))}")
+    if len(cfg.frame_shape) != 2 or min(cfg.frame_shape) < 1:
+        raise UserInputError(f"--frame-shape needs two positive integers, got {cfg.frame_shape}")
+    if not cfg.hidden_units or min(cfg.hidden_units) < 1:
+        raise UserInputError(f"--hidden-units needs positive group sizes, got {cfg.hidden_units}")
+    if len(cfg.beta) != len(cfg.hidden_units):
+        raise UserInputError(f"--beta has {len(cfg.beta)} weights for {len(cfg.hidden_units)} groups: give one per group")
+    checks = [("batch_size", cfg.batch_size >= 1), ("epochs", cfg.epochs >= 0), ("lr", cfg.lr > 0),
+              ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
+              ("warmup", cfg.warmup >= 0), ("noise_std", cfg.noise_std >= 0), ("grad_clip", cfg.grad_clip > 0),
+              ("local_inhibitory_prop", 0 <= cfg.local_inhibitory_prop < 1), ("L1", not math.isnan(cfg.L1))]
+    for name, ok in checks:
+        if not ok:
+            raise UserInputError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is out of range: see --help")
+
+
+# -------------------------------------------------------------------------------------------
+# Training
+# -------------------------------------------------------------------------------------------
+class _StopRequest:
+    """SIGINT/SIGTERM ask the loop to save a resumable checkpoint and stop after the
+    current step; a second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def load_dataset(cfg: TrainConfig):
+    if cfg.dataset == "default":
+        from data.default_dataset import default_dataset_path
+
+        path = default_dataset_path(tuple(cfg.frame_shape))
+    else:
+        path = Path(cfg.dataset)
+    min_frames = cfg.warmup + LOSS_OFFSETS[cfg.loss] + 1
+    return load_clips(path, tuple(cfg.frame_shape), min_frames), path
+
+
+def _new_history(components):
+    return {split: {"epoch": [], "loss": [], **{c: [] for c in components}} for split in ("train", "validation")}
+
+
+def _append(history_split, epoch, means: dict):
+    history_split["epoch"].append(epoch)
+    for k, v in means.items():
+        history_split[k].append(v)
+
+
+@torch.no_grad()
+def validate(model, source, cfg, device, noise_gen) -> dict:
+    """Mean loss and components over the validation clips (noisy, as in training)."""
+    sums, n = None, 0
+    for start in range(0, len(source), cfg.batch_size):
+        x = source.batch(torch.arange(start, min(start + cfg.batch_size, len(source))), device)
+        xn, yn = model.preprocess_data((x, x), noise_gen)
+        loss, comps = model.get_loss(model(xn), (xn, yn))
+        values = torch.stack([loss.detach(), *comps.values()])
+        sums = values if sums is None else sums + values
+        n += 1
+    keys = ["loss", *comps.keys()]
+    return dict(zip(keys, (sums / n).tolist()))
+
+
+def save_loss_curve(run_dir: Path, history: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in history["train"] if k != "epoch"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for split in ("train", "validation"):
+            if history[split]["epoch"]:
+                ax.plot(history[split]["epoch"], history[split][key], label=split)
+        ax.set_yscale("log")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+    axes[0][0].legend(frameon=False)
+    fig.tight_layout()
+    with atomic_path(run_dir / "loss_curve.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _run_dir(cfg: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.save_dir) / f"{cfg.name}_{cfg.L1:g}L1_{stamp}"
+    run_dir, i = base, 1
+    while run_dir.exists():  # two runs started in the same second get distinct folders
+        run_dir, i = Path(f"{base}-{i}"), i + 1
+    return run_dir
+
+
+def find_resume_state(path: Path) -> Path:
+    """The state file with the most optimizer steps in a run folder (or ``path`` itself)."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise UserInputError(f"--path {path} does not exist: give a run folder to resume")
+    states = list(path.glob("*-epochs_state.pt")) + list(path.glob("interrupted_state.pt"))
+    if not states:
+        raise UserInputError(f"no resumable state (*_state.pt) in {path}: it was not written by train.py")
+    return max(states, key=lambda p: _read_state(p)["global_step"])
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt files
+        raise UserInputError(f"resume state {path} is unreadable ({type(err).__name__}): use an earlier checkpoint") from err
+
+
+def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True) -> Path:
+    """Train (or resume) and return the run folder."""
+    device = resolve_device(cfg.device)
+    clips, data_path = load_dataset(cfg)
+    train_rows, val_rows = split_indices(len(clips))
+    hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
+    train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
+
+    seed_everything(cfg.seed)
+    model = build_model(dataclasses.asdict(cfg)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    components = ["L1"] + [f"mse{g}" for g in range(len(cfg.hidden_units))]
+    history = _new_history(components)
+    epoch, step, perm, sums, global_step = 1, 0, None, None, 0
+
+    if resume is not None:
+        state = _read_state(resume)
+        run_dir = resume.parent
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        shuffle_gen.set_state(state["rng"]["shuffle"])
+        noise_gen.set_state(state["rng"]["noise"])
+        torch.set_rng_state(state["rng"]["torch"])
+        history, epoch, step, global_step = state["history"], state["epoch"], state["step"], state["global_step"]
+        perm = state["permutation"]
+        sums = None if state["sums"] is None else state["sums"].to(device)
+    else:
+        run_dir = _run_dir(cfg)
+    config = dataclasses.asdict(cfg) | {"dataset_path": str(data_path), "n_clips": len(clips),
+                                         "n_train": len(train_rows), "n_validation": len(val_rows),
+                                         "torch_version": torch.__version__}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config)
+
+    def checkpoint(tag_epoch, interrupted=False):
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+                 "epoch": epoch, "step": step, "global_step": global_step, "permutation": perm,
+                 "sums": None if sums is None else sums.cpu(),
+                 "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state().cpu(),
+                         "torch": torch.get_rng_state()}}
+        if interrupted:
+            with atomic_path(run_dir / "interrupted_state.pt") as tmp:
+                torch.save(state, tmp)
+            write_json(run_dir / HISTORY_FILE, history)
+        else:
+            save_model(run_dir, model, config, tag_epoch, history, train_state=state)
+        save_loss_curve(run_dir, history)
+
+    if cfg.epochs == 0 and resume is None:  # the untrained control, saved as a normal checkpoint
+        save_model(run_dir, model, config, 0, history)
+        return run_dir
+
+    n_batches = math.ceil(len(train_src) / cfg.batch_size)
+    started, steps_here = time.monotonic(), 0
+    bar = tqdm(total=max(cfg.epochs - epoch + 1, 0) * n_batches, disable=None if progress else True,
+               desc=run_dir.name, unit="step", dynamic_ncols=True)
+    with _StopRequest() as stop:
+        while epoch <= cfg.epochs:
+            if perm is None:
+                perm = torch.randperm(len(train_src), generator=shuffle_gen)
+            model.train()
+            while step < n_batches:
+                x = train_src.batch(perm[step * cfg.batch_size:(step + 1) * cfg.batch_size], device)
+                xn, yn = model.preprocess_data((x, x), noise_gen)  # the same noise on input and target
+                optimizer.zero_grad(set_to_none=True)
+                loss, comps = model.get_loss(model(xn), (xn, yn))
+                loss.backward()
+                torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)  # before masking, as the original
+                model.mask_gradients()
+                optimizer.step()
+                values = torch.stack([loss.detach(), *comps.values()])  # stays on the device: no sync per step
+                sums = values if sums is None else sums + values
+                step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
+                bar.update()
+                timed_out = cfg.max_minutes > 0 and time.monotonic() - started > 60 * cfg.max_minutes
+                if stop.requested or timed_out or (cfg.stop_after_steps and steps_here >= cfg.stop_after_steps):
+                    checkpoint(epoch - 1, interrupted=True)
+                    bar.close()
+                    why = "time limit" if timed_out else "stop request"
+                    print(f"{why}: saved a resumable state in {run_dir}; continue with --path {run_dir}",
+                          file=sys.stderr)
+                    return run_dir
+
+            means = dict(zip(["loss", *components], (sums / n_batches).tolist()))  # one host sync per epoch
+            _append(history["train"], epoch, means)
+            if epoch % cfg.validate_every == 0:
+                model.eval()
+                _append(history["validation"], epoch, validate(model, val_src, cfg, device, noise_gen))
+            bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.4f}", mse0=f"{means['mse0']:.4f}")
+            completed, epoch, step, perm, sums = epoch, epoch + 1, 0, None, None  # the state resumes at `epoch`
+            if completed % cfg.checkpoint_every == 0 or completed == cfg.epochs:
+                checkpoint(completed)
+    bar.close()
+    return run_dir
+
+
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    return parser
+
+
+def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
+    """The config to run with, and the state file to resume from (if --path)."""
+    if args.path is None:
+        return resolve_config(args), None
+    state_file = find_resume_state(Path(args.path))
+    saved = json.loads((state_file.parent / "config.json").read_text())
+    values = {f.name: saved[f.name] for f in dataclasses.fields(TrainConfig)}
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is None or f.name == "preset":
+            continue
+        if f.name not in _RESUME_OVERRIDES:
+            raise UserInputError(f"--{f.name.replace('_', '-')} cannot change when resuming; "
+                                 f"only {', '.join(sorted(_RESUME_OVERRIDES))} can")
+        values[f.name] = given
+    for name in _TUPLE_FIELDS:
+        values[name] = tuple(values[name])
+    cfg = TrainConfig(**values)
+    validate_config(cfg)
+    return cfg, state_file
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    cfg, resume = config_for(args)
+    run_dir = train(cfg, resume)
+    print(f"run folder: {run_dir}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
