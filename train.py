@@ -5,6 +5,10 @@ seeding, exact resume, atomic safe checkpoints and one host sync per epoch.
 
     python train.py --name NAME --L1 -6               # same flags as submit_training_job.py
     python train.py --path model_checkpoints/RUN      # resume
+    torchrun --nproc-per-node 4 train.py --name NAME  # one run on 4 GPUs (add --nnodes for several machines)
+
+Under torchrun every process takes its slice of each batch and DistributedDataParallel
+averages the gradients, so N processes take the same steps as one (to float32 rounding).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -19,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from data.dataset import ClipSource, fits_on, load_clips, split_indices
@@ -39,10 +46,19 @@ def _f(default, help):
 # -------------------------------------------------------------------------------------------
 @dataclass
 class TrainConfig:
-    name: str = _f("htp", "run name; the run folder is NAME_<L1>L1_<date-time>")
+    name: str = _f("htp", "run name; the run folder is NAME_<L1>L1_seed<SEED>_<date-time>")
     L1: float = _f(-6.0, "log10 of the L1 weight-penalty strength lambda (paper README example: -6)")
-    model: str = _f("network_hierarchical_recurrent", "model kind (paper: network_hierarchical_recurrent)")
-    loss: str = _f("loss_hierarchical_temporal_prediction", "loss (paper: next-step prediction, offset 1)")
+    model: str = _f("network_hierarchical_recurrent", "model kind (paper: network_hierarchical_recurrent); "
+                    "controls: network_recurrent (one group), network_hierarchical_feedforward (stacks trained "
+                    "jointly), network_feedforward (TP_FF, one stack at a time; see --lower-stacks)")
+    loss: str = _f("loss_hierarchical_temporal_prediction", "loss (paper: next-step prediction, offset 1); "
+                   "controls: loss_hierarchical_temporal_prediction_t5, loss_hierarchical_autoencoder; the "
+                   "feedforward models need loss_hierarchical_temporal_prediction_feedforward")
+    # Feedforward controls (models/temporal_convolution.py): the original's TP_FF hyperparameter ...
+    kernel_size_t: int = _f(5, "frames per temporal-convolution kernel, feedforward models only (original: 5)")
+    # ... and where stack g of TP_FF finds its frozen stacks 0..g-1, so train.py needs no special code.
+    lower_stacks: str = _f("", "network_feedforward: run folder of the trained stack below the one to train "
+                               "(it holds every stack under it)")
     dataset: str = _f("default", "(N, T, P) .npy clip file, or 'default' for the embedded natural-movie set")
     frame_shape: tuple = _f((20, 20), "frame height and width in pixels (paper: 20 20; figure models 20 40)")
     hidden_units: tuple = _f((800, 800, 800), "units per group, comma-separated (paper: 800,800,800)")
@@ -58,7 +74,10 @@ class TrainConfig:
     validate_every: int = _f(10, "epochs between validation passes (paper: 10)")
     checkpoint_every: int = _f(1000, "epochs between checkpoints (paper: 1000); the last epoch is always saved")
     seed: int = _f(0, "seed for initialisation, shuffling and noise (the original seeded nothing)")
-    device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
+    device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available); under torchrun each "
+                             "process takes the GPU of its LOCAL_RANK")
+    tf32: bool = _f(False, "allow TF32 matrix products on GPUs (faster, ~1e-3 relative error; paper: off)")
+    amp: bool = _f(False, "bfloat16 autocast for forward and loss (faster on GPUs, less exact; paper: off)")
     save_dir: str = _f("model_checkpoints", "folder that receives the run folder")
     max_minutes: float = _f(0.0, "stop cleanly (with a resumable checkpoint) after this long; 0 = no limit")
     stop_after_steps: int = _f(0, "stop cleanly after this many optimizer steps in this process, as on "
@@ -147,24 +166,30 @@ def validate_config(cfg: TrainConfig) -> None:
 # Training
 # -------------------------------------------------------------------------------------------
 class _StopRequest:
-    """SIGINT/SIGTERM ask the loop to save a resumable checkpoint and stop after the
-    current step; a second Ctrl-C aborts at once."""
+    """SIGINT/SIGTERM/SIGUSR2 ask the loop to save a resumable checkpoint and stop
+    after the current step; a second Ctrl-C aborts at once. SIGUSR2 is SLURM's
+    warning before a time limit or pre-emption: once the state is saved it is passed
+    on to the handler it displaced (submitit's, which requeues the job)."""
 
     def __init__(self):
-        self.requested = False
+        self.requested, self.usr2 = False, False
 
     def __enter__(self):
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+        self._old = {s: signal.signal(s, self._handle) for s in signals}
         return self
 
     def _handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+        self.usr2 |= signum == signal.SIGUSR2
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         for s, handler in self._old.items():
             signal.signal(s, handler)
+        if self.usr2 and exc_type is None and callable(self._old[signal.SIGUSR2]):
+            self._old[signal.SIGUSR2](signal.SIGUSR2, None)
 
 
 def load_dataset(cfg: TrainConfig):
@@ -195,7 +220,8 @@ def validate(model, source, cfg, device, noise_gen) -> dict:
     for start in range(0, len(source), cfg.batch_size):
         x = source.batch(torch.arange(start, min(start + cfg.batch_size, len(source))), device)
         xn, yn = model.preprocess_data((x, x), noise_gen)
-        loss, comps = model.get_loss(model(xn), (xn, yn))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+            loss, comps = model.get_loss(model(xn), (xn, yn))
         values = torch.stack([loss.detach(), *comps.values()])
         sums = values if sums is None else sums + values
         n += 1
@@ -218,20 +244,73 @@ def save_loss_curve(run_dir: Path, history: dict) -> None:
         ax.set_yscale("log")
         ax.set_title(key)
         ax.set_xlabel("epoch")
-    axes[0][0].legend(frameon=False)
+    if history["train"]["epoch"]:
+        axes[0][0].legend(frameon=False)
     fig.tight_layout()
     with atomic_path(run_dir / "loss_curve.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
 
-def _run_dir(cfg: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.save_dir) / f"{cfg.name}_{cfg.L1:g}L1_{stamp}"
-    run_dir, i = base, 1
-    while run_dir.exists():  # two runs started in the same second get distinct folders
-        run_dir, i = Path(f"{base}-{i}"), i + 1
-    return run_dir
+def run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.name}_{cfg.L1:g}L1_seed{cfg.seed}"
+
+
+def create_run_dir(cfg: TrainConfig) -> Path:
+    """Create a new run folder NAME_<L1>L1_seed<S>_<date-time>. mkdir is atomic, so runs
+    started in the same second, even by parallel jobs, get distinct folders (-1, -2 ...)."""
+    base = Path(cfg.save_dir) / f"{run_name(cfg)}_{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1000):
+        run_dir = base if i == 0 else Path(f"{base}-{i}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise UserInputError(f"1000 run folders named {base.name}-N exist: choose another --name or --save-dir")
+
+
+# -------------------------------------------------------------------------------------------
+# Several processes (torchrun): one per GPU, each with a slice of every batch
+# -------------------------------------------------------------------------------------------
+def init_distributed(device_name: str):
+    """(rank, world size, device, control group) of this process.
+
+    Without torchrun (WORLD_SIZE unset or 1) nothing is set up: (0, 1, device, None).
+    Otherwise the process joins the group: NCCL with the GPU of its LOCAL_RANK, or
+    gloo on the CPU. The control group (gloo) carries the small CPU-side agreements
+    (the run folder, stop requests) without waiting for the GPU.
+    """
+    device = resolve_device(device_name)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device, None
+    if device.type == "cuda":  # modulo: SLURM may show each task only its own GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    control = dist.new_group(backend="gloo") if device.type == "cuda" else dist.group.WORLD
+    return dist.get_rank(), world, device, control
+
+
+def _any_rank(flag: bool, control) -> bool:
+    """True on every process if it is True on one (so all stop at the same step)."""
+    votes = torch.tensor([float(flag)])
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=control)
+    return bool(votes.item())
+
+
+def _check_ranks_agree(model, control) -> None:
+    """Every process must hold the same weights (DDP keeps them so, and the masks and
+    Dale's-law projection are deterministic); compared by per-tensor sums."""
+    sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()
+    low, high = sums.clone(), sums.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=control)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=control)
+    if not torch.equal(low, high):
+        raise RuntimeError("the training processes hold different weights; the run cannot continue")
 
 
 def find_resume_state(path: Path) -> Path:
@@ -253,9 +332,20 @@ def _read_state(path: Path) -> dict:
         raise UserInputError(f"resume state {path} is unreadable ({type(err).__name__}): use an earlier checkpoint") from err
 
 
-def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True) -> Path:
-    """Train (or resume) and return the run folder."""
-    device = resolve_device(cfg.device)
+def _new_run_dir(cfg: TrainConfig, rank: int, control) -> Path:
+    """Process 0 creates the run folder; the others learn its name."""
+    name = [str(create_run_dir(cfg)) if rank == 0 else None]
+    if control is not None:
+        dist.broadcast_object_list(name, src=0, group=control)
+    return Path(name[0])
+
+
+def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, run_dir: Path | None = None) -> Path:
+    """Train (or resume) and return the run folder: a new one, or ``run_dir`` when given
+    (submit_training_job.py decides it before submission, so a requeued job finds it).
+    Under torchrun each process trains on its slice of every batch (init_distributed)."""
+    rank, world, device, control = init_distributed(cfg.device)
+    torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")  # TF32 only when asked
     clips, data_path = load_dataset(cfg)
     train_rows, val_rows = split_indices(len(clips))
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
@@ -281,18 +371,29 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True) -
         history, epoch, step, global_step = state["history"], state["epoch"], state["step"], state["global_step"]
         perm = state["permutation"]
         sums = None if state["sums"] is None else state["sums"].to(device)
+        if sums is not None and rank > 0:
+            sums = torch.zeros_like(sums)  # the saved sums are the total over all processes: count it once
     else:
-        run_dir = _run_dir(cfg)
+        run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(cfg, rank, control)
     config = dataclasses.asdict(cfg) | {"dataset_path": str(data_path), "n_clips": len(clips),
                                          "n_train": len(train_rows), "n_validation": len(val_rows),
-                                         "torch_version": torch.__version__}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config)
+                                         "processes": world, "torch_version": torch.__version__}
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", config)
 
     def checkpoint(tag_epoch, interrupted=False):
+        total = sums
+        if control is not None:  # every process takes part: the weights must agree, the loss sums add up
+            _check_ranks_agree(model, control)
+            if sums is not None:
+                total = sums.clone()
+                dist.all_reduce(total)
+        if rank > 0:
+            return
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
                  "epoch": epoch, "step": step, "global_step": global_step, "permutation": perm,
-                 "sums": None if sums is None else sums.cpu(),
+                 "sums": None if total is None else total.cpu(),
                  "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state().cpu(),
                          "torch": torch.get_rng_state()}}
         if interrupted:
@@ -304,43 +405,61 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True) -
         save_loss_curve(run_dir, history)
 
     if cfg.epochs == 0 and resume is None:  # the untrained control, saved as a normal checkpoint
-        save_model(run_dir, model, config, 0, history)
+        if rank == 0:
+            save_model(run_dir, model, config, 0, history)
         return run_dir
 
     n_batches = math.ceil(len(train_src) / cfg.batch_size)
+    smallest = len(train_src) - (n_batches - 1) * cfg.batch_size
+    if smallest < world:
+        raise UserInputError(f"the last batch has {smallest} clips, fewer than the {world} processes: "
+                             "use fewer processes or another --batch-size")
+    net = model if world == 1 else DistributedDataParallel(  # the buffers are constant masks: no re-sync per step
+        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
     started, steps_here = time.monotonic(), 0
-    bar = tqdm(total=max(cfg.epochs - epoch + 1, 0) * n_batches, disable=None if progress else True,
+    bar = tqdm(total=max(cfg.epochs - epoch + 1, 0) * n_batches, disable=None if progress and rank == 0 else True,
                desc=run_dir.name, unit="step", dynamic_ncols=True)
     with _StopRequest() as stop:
         while epoch <= cfg.epochs:
             if perm is None:
                 perm = torch.randperm(len(train_src), generator=shuffle_gen)
-            model.train()
+            net.train()
             while step < n_batches:
-                x = train_src.batch(perm[step * cfg.batch_size:(step + 1) * cfg.batch_size], device)
-                xn, yn = model.preprocess_data((x, x), noise_gen)  # the same noise on input and target
+                batch = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                mine = slice(rank * len(batch) // world, (rank + 1) * len(batch) // world)  # this process's clips
+                share = (mine.stop - mine.start) / len(batch)
+                x = train_src.batch(batch, device)
+                # the same noise on input and target, drawn for the whole batch as one process draws it
+                xn, yn = (t[mine] for t in model.preprocess_data((x, x), noise_gen))
                 optimizer.zero_grad(set_to_none=True)
-                loss, comps = model.get_loss(model(xn), (xn, yn))
-                loss.backward()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                    loss, comps = model.get_loss(net(xn), (xn, yn))
+                (loss * (share * world)).backward()  # DDP averages over processes: weight each by its share
                 torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)  # before masking, as the original
                 model.mask_gradients()
                 optimizer.step()
-                values = torch.stack([loss.detach(), *comps.values()])  # stays on the device: no sync per step
+                values = torch.stack([loss.detach(), *comps.values()]) * share  # stays on the device: no sync per step
                 sums = values if sums is None else sums + values
                 step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
                 bar.update()
                 timed_out = cfg.max_minutes > 0 and time.monotonic() - started > 60 * cfg.max_minutes
-                if stop.requested or timed_out or (cfg.stop_after_steps and steps_here >= cfg.stop_after_steps):
+                stop_now = stop.requested or timed_out
+                if control is not None:
+                    stop_now = _any_rank(stop_now, control)  # every process stops at the same step
+                if stop_now or (cfg.stop_after_steps and steps_here >= cfg.stop_after_steps):
                     checkpoint(epoch - 1, interrupted=True)
                     bar.close()
-                    why = "time limit" if timed_out else "stop request"
-                    print(f"{why}: saved a resumable state in {run_dir}; continue with --path {run_dir}",
-                          file=sys.stderr)
+                    if rank == 0:
+                        why = "time limit" if timed_out else "stop request"
+                        print(f"{why}: saved a resumable state in {run_dir}; continue with --path {run_dir}",
+                              file=sys.stderr)
                     return run_dir
 
+            if control is not None:
+                dist.all_reduce(sums)  # each process summed its share of every batch
             means = dict(zip(["loss", *components], (sums / n_batches).tolist()))  # one host sync per epoch
             _append(history["train"], epoch, means)
-            if epoch % cfg.validate_every == 0:
+            if epoch % cfg.validate_every == 0:  # on every process, which keeps the noise generators in step
                 model.eval()
                 _append(history["validation"], epoch, validate(model, val_src, cfg, device, noise_gen))
             bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.4f}", mse0=f"{means['mse0']:.4f}")
@@ -363,12 +482,16 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         return resolve_config(args), None
     state_file = find_resume_state(Path(args.path))
     saved = json.loads((state_file.parent / "config.json").read_text())
-    values = {f.name: saved[f.name] for f in dataclasses.fields(TrainConfig)}
+    # a field newer than the run takes its default, which is what the run used
+    values = {f.name: saved.get(f.name, f.default) for f in dataclasses.fields(TrainConfig)}
+    values.update(max_minutes=0.0, stop_after_steps=0)  # limits of the interrupted process, not of the run
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name, None)
         if given is None or f.name == "preset":
             continue
-        if f.name not in _RESUME_OVERRIDES:
+        if f.name in _TUPLE_FIELDS:
+            given = list(_parse_tuple(f.name, given))
+        if f.name not in _RESUME_OVERRIDES and given != values[f.name]:
             raise UserInputError(f"--{f.name.replace('_', '-')} cannot change when resuming; "
                                  f"only {', '.join(sorted(_RESUME_OVERRIDES))} can")
         values[f.name] = given
@@ -383,7 +506,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     cfg, resume = config_for(args)
     run_dir = train(cfg, resume)
-    print(f"run folder: {run_dir}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run folder: {run_dir}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,151 @@
+"""Training clips: load and check an (N, T, P) .npy file, split it, serve batches.
+
+The file is memory-mapped, so a dataset larger than RAM works and only the
+rows of a batch are read. The trainer samples shuffled positions itself and
+calls ``ClipSource.batch``; a split that fits can be held on the device.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils import UserInputError
+
+_CHUNK_BYTES = 64 * 2**20  # bounded memory for whole-file checks
+
+
+def load_clips(path: str | Path, frame_shape: tuple[int, int], min_frames: int) -> np.ndarray:
+    """Memory-map a clips file and check it: (N clips, T frames, P = H * W pixels) float16/float32.
+
+    min_frames: the fewest frames a clip may have; the trainer passes
+    warm-up + temporal offset + 1 (one scored prediction at least).
+    Returns a read-only ``np.memmap`` (never fully read into memory, apart from
+    one chunked pass for NaN/inf). Raises ``UserInputError`` for a missing,
+    corrupt, truncated, pickled or object file, a wrong dtype, ndim, pixel
+    count or clip length, an empty array, or non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"dataset file {path} does not exist: give the path of an (N, T, P) .npy file")
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if magic[:4] == b"PK\x03\x04":
+        raise UserInputError(f"{path} is an .npz/zip archive, not an .npy file: save the clips array with np.save")
+    if magic != b"\x93NUMPY":
+        raise UserInputError(f"{path} is not a .npy file: save the (N, T, P) clips array with np.save")
+    try:
+        clips = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        if "object" in str(err).lower() or "pickle" in str(err).lower():
+            raise UserInputError(f"{path} holds an object (pickled) array, which is never loaded: "
+                                 "save a plain float array with np.save") from err
+        raise UserInputError(f"{path} is corrupt or truncated ({err}): re-create it with np.save") from err
+    except (OSError, EOFError) as err:
+        raise UserInputError(f"{path} is corrupt or truncated ({err}): re-create it with np.save") from err
+    if clips.dtype not in (np.dtype(np.float16), np.dtype(np.float32)):
+        raise UserInputError(f"{path} has dtype {clips.dtype}: convert it with .astype(np.float32) (or float16)")
+    if clips.ndim != 3:
+        raise UserInputError(f"{path} has shape {clips.shape}: it must be 3-D (clips x frames x pixels)")
+    n_clips, n_frames, n_pixels = clips.shape
+    h, w = frame_shape
+    if n_pixels != h * w:
+        raise UserInputError(f"{path} has {n_pixels} pixels per frame but frame shape {h}x{w} needs {h * w}: "
+                             f"pass the matching --frame-shape H W")
+    if n_clips == 0:
+        raise UserInputError(f"{path} holds no clips (shape {clips.shape}): give a file with at least one clip")
+    if n_frames < min_frames:
+        raise UserInputError(f"{path} has {n_frames}-frame clips but at least {min_frames} are needed "
+                             "(warm-up + temporal offset + 1): use longer clips or a shorter warm-up")
+    _check_finite(clips, path)
+    return clips
+
+
+def _check_finite(clips: np.ndarray, path: Path) -> None:
+    """One pass over the file in ~64 MiB chunks; raises on the first NaN or inf."""
+    step = _clips_per_chunk(clips)
+    for start in range(0, len(clips), step):
+        chunk = np.asarray(clips[start:start + step])
+        if not np.isfinite(chunk).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=(1, 2)))[0])
+            raise UserInputError(f"{path} contains NaN or inf (first in clip {bad}): remove or fix those clips")
+
+
+def _clips_per_chunk(clips: np.ndarray) -> int:
+    """How many clips make ~_CHUNK_BYTES (at least one)."""
+    return max(1, _CHUNK_BYTES // (clips.itemsize * clips.shape[1] * clips.shape[2]))
+
+
+def split_indices(n_clips: int) -> tuple[np.ndarray, np.ndarray]:
+    """The original's train/validation split: (train_idx, val_idx), sorted int64 arrays.
+
+    train_size = int(40 * N / 44); val = np.linspace(0, N - 1, N - train_size,
+    dtype=int), i.e. N - train_size evenly spaced indices, cast to int by
+    truncation exactly as NumPy does it; train = every other index (a set
+    difference). Since N - train_size <= N the spacing is >= 1, so val never
+    repeats an index. E.g. N=44 -> val [0, 14, 28, 43] and 40 train indices;
+    N=1 -> val [0] and an empty train set (the caller must reject that).
+    """
+    train_size = int(40 * n_clips / 44)
+    val = np.linspace(0, n_clips - 1, n_clips - train_size, dtype=int).astype(np.int64)
+    train = np.setdiff1d(np.arange(n_clips, dtype=np.int64), val)
+    return train, val
+
+
+class ClipSource:
+    """Batches of clips (rows ``rows`` of ``clips``) as float32 tensors (B, T, P).
+
+    Positions passed to ``batch`` index ``rows`` (0 .. len(self) - 1). With
+    ``hold_on`` a device, the selected rows are copied onto it once, in the
+    file's dtype (float16 halves the footprint), and batches are sliced there;
+    otherwise each batch reads just its rows from the memmap, in file order.
+    """
+
+    def __init__(self, clips: np.ndarray, rows: np.ndarray | None = None,
+                 hold_on: torch.device | str | None = None):
+        self.clips = clips
+        self.rows = np.arange(len(clips)) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.resident = None
+        if hold_on is not None:  # filled in ~64 MiB pieces: no full-size host copy
+            dtype = torch.from_numpy(np.empty(0, clips.dtype)).dtype
+            self.resident = torch.empty((len(self.rows),) + clips.shape[1:], dtype=dtype, device=hold_on)
+            step = _clips_per_chunk(clips)
+            for start in range(0, len(self.rows), step):
+                piece = self._read(np.arange(start, min(start + step, len(self.rows))))
+                self.resident[start:start + len(piece)] = torch.from_numpy(piece)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the selected rows take in the file's dtype (what ``hold_on`` needs)."""
+        return len(self.rows) * self.clips.shape[1] * self.clips.shape[2] * self.clips.itemsize
+
+    def batch(self, positions, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Clips at ``positions`` (ints into this source) as float32 (B, T, P) on ``device``."""
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        if self.resident is not None:
+            return self.resident[positions.to(self.resident.device)].to(device, torch.float32)
+        return torch.from_numpy(self._read(positions.cpu().numpy())).to(device).float()
+
+    def _read(self, positions: np.ndarray) -> np.ndarray:
+        """Rows for ``positions`` from the memmap, read in ascending file order (sequential I/O)."""
+        wanted = self.rows[positions]
+        order = np.argsort(wanted, kind="stable")
+        out = np.empty((len(wanted),) + self.clips.shape[1:], dtype=self.clips.dtype)
+        out[order] = self.clips[wanted[order]]
+        return out
+
+
+def fits_on(device: torch.device | str, n_bytes: int, fraction: float = 0.5) -> bool:
+    """Whether ``n_bytes`` fit in ``fraction`` of the device's free memory
+    (CUDA: free memory now; CPU: physical RAM), leaving room for the model."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+    else:
+        free = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return n_bytes <= fraction * free

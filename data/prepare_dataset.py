@@ -1,0 +1,122 @@
+"""Turn a folder of your own videos into a training file of (N, 50, H*W) clips.
+
+    python data/prepare_dataset.py VIDEO_DIR OUTPUT.npy [--frame-shape H W] [--frame-step K]
+                                   [--downsample F] [--spatial-stride S] [--temporal-stride T]
+                                   [--reject-percentile Q] [--dtype float16|float32] [--seed N]
+
+(also ``python -m data.prepare_dataset``). Same preprocessing as the default
+dataset (``data.pipeline``): grayscale, block-mean downsample (default: to
+about 600 px wide, like the original's resize), DoG band-pass, frame-sized
+patches on a grid, 50-frame clips (default rate about 30 fps: every
+round(fps / 30)-th frame), no clip across a detected scene cut, flat and
+low-motion clips dropped (per block of up to ~256 MiB of frames of a video),
+per-clip z-scoring, shuffled with the seed. Videos are decoded in blocks, so
+memory is bounded by the block and by the output, which is held in memory.
+A file that cannot be decoded is skipped with a warning.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+
+import numpy as np
+
+from data import pipeline
+from utils import UserInputError, atomic_path, run_cli
+
+TARGET_WIDTH = 600  # px; the original resized its footage to this width
+TARGET_FPS = 30.0
+BLOCK_BYTES = 256 * 2**20
+
+
+def video_files(folder: Path) -> list[Path]:
+    """Video files directly in ``folder`` (by suffix, case-insensitive), sorted by name."""
+    if not folder.is_dir():
+        raise UserInputError(f"video folder {folder} does not exist or is not a folder: give a folder of videos")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in pipeline.VIDEO_SUFFIXES)
+    if not files:
+        raise UserInputError(f"no videos ({', '.join(pipeline.VIDEO_SUFFIXES)}) in {folder}: "
+                             "put your videos directly in that folder")
+    return files
+
+
+def clips_of_video(path: Path, frame_shape: tuple[int, int], frame_step: int | None, downsample: int | None,
+                   spatial_stride: int, temporal_stride: int, reject_percentile: float,
+                   block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """All kept, z-scored clips (N, 50, H*W) float32 of one video, decoded block by block.
+
+    frame_step / downsample None: round(fps / 30) and round(width / 600), at least 1.
+    temporal_stride counts clip frames: consecutive windows start
+    temporal_stride * frame_step native frames apart. Frames are decoded in
+    blocks of about ``block_bytes`` that overlap by one clip span, so every
+    window lies whole in exactly one block.
+    """
+    width, height, fps = pipeline.video_info(path)
+    step = frame_step or max(1, round(fps / TARGET_FPS))
+    factor = downsample or max(1, round(width / TARGET_WIDTH))
+    native_stride = temporal_stride * step
+    span = (pipeline.CLIP_LEN - 1) * step + 1
+    block_frames = max(block_bytes // (4 * max(1, (width // factor) * (height // factor))), span)
+    # consecutive blocks start `advance` frames apart, a multiple of the stride, so block-local
+    # window starts are global ones; each block cuts only the windows starting in its first `advance`
+    advance = native_stride * max(1, (block_frames - span + 1) // native_stride)
+    blocks = pipeline.iter_gray_blocks(path, factor, block_len=advance + span - 1, overlap=span - 1)
+    return np.concatenate([pipeline.video_clips(frames, frame_shape, step, spatial_stride, native_stride,
+                                                reject_percentile, max_start=advance) for frames in blocks])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Turn a folder of videos into an (N, 50, H*W) .npy clips file.")
+    parser.add_argument("video_dir", type=Path)
+    parser.add_argument("output", type=Path, help="the .npy file to write")
+    parser.add_argument("--frame-shape", type=int, nargs=2, default=(20, 20), metavar=("H", "W"))
+    parser.add_argument("--frame-step", type=int, default=None,
+                        help="keep every k-th frame (default: round(fps / 30), i.e. about 30 fps)")
+    parser.add_argument("--downsample", type=int, default=None,
+                        help="block-mean factor (default: round(width / 600), i.e. about 600 px wide)")
+    parser.add_argument("--spatial-stride", type=int, default=20, help="px between patch corners (default 20)")
+    parser.add_argument("--temporal-stride", type=int, default=pipeline.CLIP_LEN,
+                        help="clip frames between clip starts (default 50: no overlap)")
+    parser.add_argument("--reject-percentile", type=float, default=25.0,
+                        help="drop clips below this percentile of SD or of frame-difference energy (default 25)")
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    args = parser.parse_args(argv)
+    if args.output.suffix != ".npy":
+        raise UserInputError(f"output {args.output} must end in .npy: e.g. {args.output.with_suffix('.npy')}")
+    for name in ("frame_step", "downsample", "spatial_stride", "temporal_stride"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserInputError(f"--{name.replace('_', '-')} must be >= 1: got {getattr(args, name)}")
+    if min(args.frame_shape) < 1 or not 0 <= args.reject_percentile < 100:
+        raise UserInputError("--frame-shape needs positive sizes and --reject-percentile a value in [0, 100)")
+
+    parts = []
+    for path in video_files(args.video_dir):
+        try:
+            clips = clips_of_video(path, tuple(args.frame_shape), args.frame_step, args.downsample,
+                                   args.spatial_stride, args.temporal_stride, args.reject_percentile)
+        except UserInputError as err:
+            print(f"warning: skipping {path.name}: {err}", file=sys.stderr)
+            continue
+        print(f"{path.name}: {len(clips)} clips")
+        parts.append(clips.astype(args.dtype))
+    if not parts:
+        raise UserInputError(f"none of the videos in {args.video_dir} could be decoded: re-encode them as H.264 mp4")
+    clips = np.concatenate(parts)
+    if len(clips) == 0:
+        raise UserInputError(f"no clip could be cut (videos shorter than {pipeline.CLIP_LEN} kept frames, or smaller "
+                             "than the frame shape): use a smaller --frame-step, --downsample or --frame-shape")
+    clips = clips[np.random.default_rng(args.seed).permutation(len(clips))]
+    with atomic_path(args.output) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, clips)
+    print(f"wrote {args.output}: {clips.shape} {clips.dtype}, copy-last-frame MSE "
+          f"{pipeline.copy_last_mse(clips):.3f}, {args.output.stat().st_size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    run_cli(main)

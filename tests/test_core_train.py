@@ -1,0 +1,186 @@
+"""The training command: smoke runs, exact resume, interruption and bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models.io import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "clips.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((44, 12, 16)).astype(np.float32))
+    return path
+
+
+def run_cli(args, cwd=ROOT, check=True):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "submit_training_job.py", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-2000:])
+    return proc
+
+
+def train_in_process(tmp, clips, *extra):
+    import train
+
+    args = train.build_parser().parse_args(["--dataset", str(clips), "--save-dir", str(tmp), "--epochs", "3",
+                                            "--validate-every", "1", "--checkpoint-every", "2", *TINY, *extra])
+    cfg, resume = train.config_for(args)
+    return train.train(cfg, resume, progress=False)
+
+
+def final_weights(run_dir):
+    return load_file(str(run_dir / "3-epochs_model.safetensors"))
+
+
+def test_cli_smoke_writes_checkpoints_history_curve_and_config(tmp_path, clips):
+    proc = run_cli(["--name", "smoke", "--L1", "-5", "--dataset", str(clips), "--save-dir", str(tmp_path),
+                    "--epochs", "2", "--validate-every", "1", *TINY])
+    (run,) = tmp_path.iterdir()
+    assert run.name.startswith("smoke_-5L1_")
+    assert str(run) in proc.stdout
+    for name in ("config.json", "2-epochs_model.safetensors", "2-epochs_state.pt", "loss_history.json", "loss_curve.png"):
+        assert (run / name).exists(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["L1"] == -5 and config["hidden_units"] == [6, 5, 4] and config["lr"] == 1e-4
+    history = json.loads((run / "loss_history.json").read_text())
+    assert history["train"]["epoch"] == [1, 2] and len(history["validation"]["mse0"]) == 2
+    assert all(np.isfinite(history["train"]["loss"]))
+    model, cfg, hist = load_model(run)
+    assert cfg["checkpoint_epoch"] == 2 and model.group_sizes == (6, 5, 4)
+    torch.load(run / "2-epochs_state.pt", weights_only=True)  # resumable state is safe to load
+
+
+def test_help_names_every_flag_with_the_paper_value():
+    out = run_cli(["--help"]).stdout
+    for flag, paper in (("--L1", "-6"), ("--lr", "1e-4"), ("--batch-size", "100"), ("--epochs", "2000"),
+                        ("--beta", "0.9,0.1,0.1"), ("--hidden-units", "800,800,800"), ("--path", "resume")):
+        assert flag in out and paper in out, flag
+
+
+def test_epochs_zero_saves_the_untrained_model(tmp_path, clips):
+    run_cli(["--name", "untrained", "--dataset", str(clips), "--save-dir", str(tmp_path), "--epochs", "0", *TINY])
+    (run,) = tmp_path.iterdir()
+    model, cfg, _ = load_model(run / "0-epochs_model.safetensors")
+    assert cfg["epochs"] == 0 and model.hidden_activity(torch.zeros(1, 5, 16)).shape == (1, 5, 15)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, clips):
+    return train_in_process(tmp_path_factory.mktemp("full"), clips)
+
+
+def test_training_is_reproducible_with_a_seed(tmp_path, clips, uninterrupted):
+    a = final_weights(uninterrupted)
+    b = final_weights(train_in_process(tmp_path / "b", clips))
+    c = final_weights(train_in_process(tmp_path / "c", clips, "--seed", "1"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["weight_hh"], c["weight_hh"])
+
+
+@pytest.mark.parametrize("stop_after", [3, 6, 9])  # mid-epoch (5 steps per epoch) and at an epoch boundary
+def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path, clips, stop_after, uninterrupted):
+    full = final_weights(uninterrupted)
+    run = train_in_process(tmp_path / "cut", clips, "--stop-after-steps", str(stop_after))
+    assert (run / "interrupted_state.pt").exists() and not (run / "3-epochs_model.safetensors").exists()
+    resumed = train_in_process(tmp_path / "cut", clips, "--path", str(run))
+    assert resumed == run
+    weights = final_weights(run)
+    for key in full:
+        assert torch.equal(full[key], weights[key]), key
+    a = json.loads((uninterrupted / "loss_history.json").read_text())
+    b = json.loads((run / "loss_history.json").read_text())
+    assert a == b
+
+
+def test_sigint_saves_a_resumable_state(tmp_path, clips):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "submit_training_job.py", "--dataset", str(clips), "--save-dir",
+                             str(tmp_path), "--epochs", "100000", *TINY], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("*/config.json")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    (run,) = tmp_path.iterdir()
+    state = torch.load(run / "interrupted_state.pt", weights_only=True)
+    assert state["global_step"] > 0 and "--path" in err
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+BAD_ARRAYS = {
+    "nan": (np.full((44, 12, 16), np.nan, np.float32), "NaN"),
+    "wrong_ndim": (np.zeros((44, 12 * 16), np.float32), "3"),
+    "wrong_pixels": (np.zeros((44, 12, 15), np.float32), "frame"),
+    "too_short": (np.zeros((44, 5, 16), np.float32), "warm-up"),
+    "empty": (np.zeros((0, 12, 16), np.float32), "empty"),
+    "object": (np.array([None] * 4, dtype=object), "object"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_ARRAYS))
+def test_bad_dataset_gets_one_line_error_and_writes_nothing(tmp_path, kind):
+    array, fragment = BAD_ARRAYS[kind]
+    path = tmp_path / f"{kind}.npy"
+    np.save(path, array, allow_pickle=True)
+    out = tmp_path / "runs"
+    proc = run_cli(["--dataset", str(path), "--save-dir", str(out), "--epochs", "1", *TINY], check=False)
+    assert_one_line_error(proc)
+    assert fragment.lower() in proc.stderr.lower()
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--dataset", "/nonexistent/clips.npy"], "does not exist"),
+    (["--beta", "0.9,0.1"], "--beta"),
+    (["--hidden-units", "a,b"], "--hidden-units"),
+    (["--model", "nope"], "--model"),
+    (["--loss", "nope"], "--loss"),
+    (["--lr", "-1"], "--lr"),
+    (["--preset", "nope"], "preset"),
+    (["--path", "/nonexistent/run"], "--path"),
+])
+def test_bad_flags_get_one_line_error(tmp_path, clips, args, fragment):
+    base = ["--dataset", str(clips), "--save-dir", str(tmp_path / "runs"), "--epochs", "1", *TINY]
+    proc = run_cli(base + args, check=False)
+    assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_checkpoint_gets_one_line_error(tmp_path):
+    bad = tmp_path / "run"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    (bad / "3-epochs_model.safetensors").write_bytes(b"\x00" * 10)
+    (bad / "3-epochs_state.pt").write_bytes(b"garbage")
+    proc = run_cli(["--path", str(bad)], check=False)
+    assert_one_line_error(proc, "unreadable")
+    from utils import UserInputError
+
+    with pytest.raises(UserInputError, match="corrupt"):
+        load_model(bad)

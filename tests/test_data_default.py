@@ -1,0 +1,51 @@
+"""data.default_dataset on a tiny configuration: deterministic, cached, frame_step raises copy-last MSE."""
+import json
+
+import numpy as np
+import pytest
+
+from data import default_dataset, pipeline
+from data.dataset import load_clips
+from utils import UserInputError
+
+TINY = dict(videos=["carphone"], images=["camera"], sweeps_per_image=40)
+
+
+def test_build_is_deterministic_cached_and_described(tmp_path):
+    first = default_dataset.default_dataset_path((20, 20), cache_dir=tmp_path / "a", **TINY)
+    second = default_dataset.default_dataset_path((20, 20), cache_dir=tmp_path / "b", **TINY)
+    assert first.name == second.name and first.name.startswith("natural_20x20_step1_v")
+    assert first.read_bytes() == second.read_bytes()
+    built_at = first.stat().st_mtime_ns
+    assert default_dataset.default_dataset_path((20, 20), cache_dir=tmp_path / "a", **TINY) == first
+    assert first.stat().st_mtime_ns == built_at  # served from the cache
+    clips = load_clips(first, (20, 20), min_frames=50)
+    stats = json.loads(first.with_suffix(".json").read_text())
+    assert clips.dtype == np.float16 and stats["shape"] == list(clips.shape)
+    assert sum(stats["counts"].values()) == len(clips) and stats["counts"]["camera"] > 20
+    assert stats["copy_last_mse"] == pytest.approx(pipeline.copy_last_mse(clips))
+    np.testing.assert_allclose(clips.astype(np.float32).std(axis=(1, 2)), 1, atol=1e-2)
+    assert sorted(p.name for p in first.parent.iterdir()) == sorted([first.name, first.with_suffix(".json").name])
+
+
+def test_larger_frame_step_makes_copy_last_worse_and_wide_frames_work(tmp_path):
+    mse = {}
+    for step in (1, 2):
+        path = default_dataset.default_dataset_path((20, 40), cache_dir=tmp_path, frame_step=step, **TINY)
+        clips = load_clips(path, (20, 40), min_frames=50)
+        assert clips.shape[1:] == (50, 800)
+        mse[step] = pipeline.copy_last_mse(clips)
+    assert mse[2] > 1.3 * mse[1]
+
+
+@pytest.mark.parametrize("params, expected", [
+    (dict(colour="red"), "unknown default-dataset parameter"),
+    (dict(frame_step=0), "frame_step 0 must be >= 1"),
+    (dict(videos=["bunny"]), "unknown default video"),
+    (dict(images=["text"]), "unknown default image"),
+    (dict(dtype="int8"), "dtype 'int8'"),
+])
+def test_bad_parameters_are_user_errors(tmp_path, params, expected):
+    with pytest.raises(UserInputError, match=expected):
+        default_dataset.default_dataset_path((20, 20), cache_dir=tmp_path, **{**TINY, **params})
+    assert not any(tmp_path.iterdir())
