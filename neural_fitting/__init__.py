@@ -1,0 +1,8 @@
+"""Model-versus-brain comparison on the Allen Visual Coding Neuropixels data.
+
+Pipeline (README.md in this folder): download or bring session NWB files and
+the movie templates -> ``process_sessions`` (spike counts, noise-ratio filter,
+900 time bins per session) -> ``model_responses`` (per-group model and VGG19
+responses to the same movie chunks) -> ``rsa`` / ``RSA.ipynb`` (RSMs, noise
+ceilings, normalised similarity, statistics and the figure).
+"""

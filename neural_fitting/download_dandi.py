@@ -1,0 +1,113 @@
+"""Download the same Allen sessions from DANDI:000021 with the ``dandi`` client.
+
+    python -m neural_fitting.download_dandi --out data/allen --areas VISp VISl VISrl \
+        --movie-dir path/to/templates
+
+Needs ``pip install -r neural_fitting/requirements-dandi.txt`` (not part of
+the core environment). Sessions are chosen with the Allen session table
+(``--sessions-csv``, or the public sessions.csv fetched from the Allen bucket)
+by the same filter as download_allen, or named with ``--sessions``; a DANDI
+file ``.../sub-<mouse>_ses-<session>.nwb`` is matched by its session id (the
+per-probe LFP files are skipped). The dandi client verifies each file's
+dandi-etag checksum, resumes interrupted downloads, skips complete files
+(``existing="overwrite-different"``), times out stalled requests and shows
+progress.
+
+DANDI does not hold the movie templates: give ``--movie-dir`` with
+natural_movie_one.npy and natural_movie_three.npy (saved by
+``download_allen --movies-only`` on any machine with allensdk, or your own
+copies) and they are copied into ``<out>/movies``.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from neural_fitting.catalog import MOVIE_TEMPLATES, check_areas, select_sessions, session_ids
+from neural_fitting.fetch import download
+from utils import UserInputError, atomic_path, run_cli
+
+DANDISET = "000021"
+ALLEN_CACHE_URL = "https://allen-brain-observatory.s3.amazonaws.com/visual-coding-neuropixels/ecephys-cache"
+INSTALL_HINT = "the dandi client is not installed: pip install -r neural_fitting/requirements-dandi.txt"
+SESSION_FILE = re.compile(r"_ses-(\d+)\.nwb$")
+
+
+def session_assets(paths: list[str], wanted: list[int]) -> dict[int, str]:
+    """session id -> DANDI asset path, for the wanted sessions' main files.
+    ``UserInputError`` names the first wanted session without a file."""
+    found = {}
+    for path in paths:
+        match = SESSION_FILE.search(path)
+        if match and "_probe-" not in path:
+            found[int(match.group(1))] = path
+    missing = [s for s in wanted if s not in found]
+    if missing:
+        raise UserInputError(f"session {missing[0]} has no file in DANDI:{DANDISET}: drop it from --sessions "
+                             f"or use download_allen")
+    return {s: found[s] for s in wanted}
+
+
+def copy_movies(movie_dir: Path, out: Path) -> None:
+    for name in MOVIE_TEMPLATES:
+        source = movie_dir / f"{name}.npy"
+        if not source.is_file():
+            raise UserInputError(f"{source} not found: --movie-dir must hold natural_movie_one.npy and "
+                                 f"natural_movie_three.npy")
+        target = out / "movies" / source.name
+        if not (target.is_file() and target.stat().st_size == source.stat().st_size):
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="data folder")
+    parser.add_argument("--areas", nargs="+", default=["VISp", "VISl", "VISrl"])
+    parser.add_argument("--sessions", type=int, nargs="+", help="session ids (skips the session table)")
+    parser.add_argument("--sessions-csv", type=Path, help="a local Allen sessions.csv instead of the public one")
+    parser.add_argument("--max-sessions", type=int, help="download at most this many sessions")
+    parser.add_argument("--movie-dir", type=Path, help="folder with the two movie templates (.npy)")
+    parser.add_argument("--version", default="draft", help="Dandiset version")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request for sessions.csv")
+    args = parser.parse_args(argv)
+    areas = check_areas(args.areas)
+    if args.max_sessions is not None and args.max_sessions < 1:
+        raise UserInputError("--max-sessions must be at least 1")
+    if args.movie_dir is not None:
+        copy_movies(args.movie_dir, args.out)
+
+    if args.sessions:
+        ids = args.sessions
+    else:
+        csv = args.sessions_csv or download(f"{ALLEN_CACHE_URL}/sessions.csv", args.out / "allen_sessions.csv",
+                                            timeout=args.timeout)
+        if not Path(csv).is_file():
+            raise UserInputError(f"--sessions-csv {csv} not found: give the Allen sessions.csv")
+        chosen = select_sessions(pd.read_csv(csv), areas)
+        with atomic_path(args.out / "sessions.csv") as tmp:
+            chosen.to_csv(tmp, index=False)
+        ids = session_ids(chosen)
+    ids = ids[:args.max_sessions]
+
+    try:
+        from dandi.dandiapi import DandiAPIClient
+        from dandi.download import DownloadExisting, download as dandi_download
+    except ImportError as err:
+        raise UserInputError(INSTALL_HINT) from err
+    with DandiAPIClient() as client:
+        dandiset = client.get_dandiset(DANDISET, args.version)
+        assets = session_assets([a.path for a in dandiset.get_assets()], ids)
+    urls = [f"dandi://dandi/{DANDISET}@{args.version}/{path}" for path in assets.values()]
+    dandi_download(urls, args.out / "sessions", existing=DownloadExisting.OVERWRITE_DIFFERENT)
+    print(f"{len(urls)} sessions in {args.out / 'sessions'}")
+    if not all((args.out / "movies" / f"{name}.npy").is_file() for name in MOVIE_TEMPLATES):
+        print(f"note: the movie templates are not on DANDI; put them in {args.out / 'movies'} (--movie-dir)")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,196 @@
+"""Read units and movie presentations from an Allen Neuropixels session NWB file.
+
+Reads the HDF5 layout with h5py directly, so it works for files written by
+allensdk (ndx-aibs-ecephys types, DANDI:000021) and for files written from
+standard pynwb types alike, and needs neither allensdk nor the extension's
+namespace. What is read:
+
+- ``units``: ``spike_times`` (ragged), the unit ``id`` and the unit's area:
+  a ``structure_acronym`` / ``ecephys_structure_acronym`` column on the units
+  table if there is one, else the electrode row of the unit's ``peak_channel_id``
+  (Allen) or of its first ``electrodes`` entry (standard NWB), taking that
+  row's ``structure_acronym``, ``ecephys_structure_acronym`` or ``location``.
+  ``channel_areas`` (e.g. from the Allen cache's channels.csv, whose labels
+  allensdk substitutes for the file's) overrides the electrode labels.
+- allensdk's default unit filters, applied to the columns that exist:
+  quality == "good", peak channel ``valid_data``, amplitude_cutoff <= 0.1,
+  presence_ratio >= 0.95, isi_violations <= 0.5 (a NaN metric fails, as there).
+- ``intervals/<movie>_presentations``: start_time, stop_time, frame and, if
+  present, a ``repeat`` column (otherwise repeats are inferred from time order).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from neural_fitting.spikes import repeat_index
+from utils import UserInputError
+
+AREA_COLUMNS = ("structure_acronym", "ecephys_structure_acronym")
+ELECTRODES = "general/extracellular_ephys/electrodes"
+QUALITY_LIMITS = {  # allensdk's UNIT_FILTER_DEFAULTS: column -> (comparison, limit)
+    "amplitude_cutoff": (np.less_equal, 0.1),
+    "presence_ratio": (np.greater_equal, 0.95),
+    "isi_violations": (np.less_equal, 0.5),
+}
+
+
+@dataclass
+class Presentations:
+    """One movie's presentation table, in time order: (P,) arrays."""
+
+    start: np.ndarray
+    stop: np.ndarray
+    frame: np.ndarray  # int64
+    repeat: np.ndarray  # int64, 0-based
+
+
+@dataclass
+class Session:
+    session_id: str
+    unit_ids: np.ndarray  # (U,) int64
+    unit_areas: np.ndarray  # (U,) str
+    spike_times: list[np.ndarray]  # U arrays, seconds
+    presentations: dict[str, Presentations]
+
+
+def read_session(path: str | Path, areas: list[str], movies: list[str],
+                 channel_areas: dict[int, str] | None = None, quality_filter: bool = True) -> Session:
+    """Units in ``areas`` (after the quality filter) and the presentation tables
+    of ``movies``. Raises ``UserInputError`` for an unreadable or truncated file
+    or a missing table. A session with no unit in ``areas`` gives U = 0."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            return _read(f, path, areas, movies, channel_areas or {}, quality_filter)
+    except (OSError, KeyError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserInputError(f"{path}: not a readable NWB session file ({reason}); it may be truncated or "
+                             f"corrupt: download it again") from err
+
+
+def _read(f: h5py.File, path: Path, areas, movies, channel_areas, quality_filter) -> Session:
+    if "units" not in f:
+        raise UserInputError(f"{path}: has no units table: use a session file with sorted units")
+    units = f["units"]
+    areas_of_units, valid = _unit_areas(f, path, channel_areas)
+    keep = np.isin(areas_of_units, list(areas))
+    if quality_filter:
+        keep &= valid & _passes_quality(units)
+    rows = np.flatnonzero(keep)
+    ends = units["spike_times_index"][:].astype(np.int64)
+    begins = np.r_[0, ends[:-1]]
+    times = units["spike_times"]
+    return Session(
+        session_id=_session_id(f, path),
+        unit_ids=units["id"][:].astype(np.int64)[rows],
+        unit_areas=areas_of_units[rows],
+        spike_times=[np.asarray(times[begins[r]:ends[r]], dtype=np.float64) for r in rows],
+        presentations={name: _presentations(f, path, name) for name in movies},
+    )
+
+
+def _unit_areas(f, path, channel_areas) -> tuple[np.ndarray, np.ndarray]:
+    """(U,) area label and (U,) peak-channel validity of every unit."""
+    units = f["units"]
+    n_units = len(units["id"])
+    for column in AREA_COLUMNS:
+        if column in units:
+            return _strings(units[column]), np.ones(n_units, bool)
+    if ELECTRODES not in f:
+        raise UserInputError(f"{path}: units have no area column and the file has no electrodes table: "
+                             f"add structure_acronym to the units table")
+    electrodes = f[ELECTRODES]
+    electrode_ids = electrodes["id"][:].astype(np.int64)
+    column = next((c for c in (*AREA_COLUMNS, "location") if c in electrodes), None)
+    labels = _strings(electrodes[column]) if column else np.full(len(electrode_ids), "", dtype=object)
+    labels = np.array([channel_areas.get(int(i), lab) for i, lab in zip(electrode_ids, labels)], dtype=object)
+    valid = electrodes["valid_data"][:].astype(bool) if "valid_data" in electrodes else np.ones(len(labels), bool)
+
+    if "peak_channel_id" in units:
+        order = np.argsort(electrode_ids)
+        peak = units["peak_channel_id"][:].astype(np.int64)
+        pos = np.clip(np.searchsorted(electrode_ids, peak, sorter=order), 0, len(order) - 1)
+        rows = order[pos]
+        found = electrode_ids[rows] == peak
+    elif "electrodes" in units:
+        region = units["electrodes"][:].astype(np.int64)
+        ends = units["electrodes_index"][:].astype(np.int64)
+        begins = np.r_[0, ends[:-1]]
+        found = ends > begins
+        rows = region[np.minimum(begins, len(region) - 1)] if len(region) else np.zeros(n_units, np.int64)
+    else:
+        raise UserInputError(f"{path}: units have neither peak_channel_id nor electrodes, so their area is "
+                             f"unknown: add a structure_acronym column")
+    areas = np.where(found, labels[rows], "")
+    return areas.astype(str), valid[rows] & found
+
+
+def _passes_quality(units) -> np.ndarray:
+    keep = np.ones(len(units["id"]), bool)
+    if "quality" in units:
+        keep &= _strings(units["quality"]) == "good"
+    for column, (compare, limit) in QUALITY_LIMITS.items():
+        if column in units:
+            keep &= compare(units[column][:].astype(float), limit)  # NaN compares False: dropped
+    return keep
+
+
+def _presentations(f, path, movie) -> Presentations:
+    name = f"intervals/{movie}_presentations"
+    if name not in f:
+        raise UserInputError(f"{path}: no {movie}_presentations table, so this session did not show {movie}: "
+                             f"use brain_observatory_1.1 sessions")
+    table = f[name]
+    for column in ("start_time", "stop_time", "frame"):
+        if column not in table:
+            raise UserInputError(f"{path}: {movie}_presentations lacks the {column} column: the table is not "
+                                 f"an Allen movie presentation table")
+    start = table["start_time"][:].astype(float)
+    stop = table["stop_time"][:].astype(float)
+    frame = _numbers(table["frame"])
+    shown = np.isfinite(frame) & (frame >= 0)  # blank/"null" rows are not movie frames
+    order = np.argsort(start[shown], kind="stable")
+    start, stop, frame = start[shown][order], stop[shown][order], frame[shown][order].astype(np.int64)
+    if "repeat" in table:
+        repeat = _numbers(table["repeat"])[shown][order].astype(np.int64)
+        repeat -= repeat.min() if len(repeat) else 0
+    else:
+        repeat = repeat_index(frame, start)
+    return Presentations(start, stop, frame, repeat)
+
+
+def _session_id(f, path) -> str:
+    for name in ("general/session_id", "identifier"):
+        if name in f:
+            value = f[name][()]
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            text = re.sub(r"[^A-Za-z0-9_-]", "_", text).strip("_")
+            if text:
+                return text
+    return path.stem
+
+
+def _strings(dataset) -> np.ndarray:
+    values = dataset[:]
+    if values.dtype.kind in "OS":
+        values = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+    return values.astype(str)
+
+
+def _numbers(dataset) -> np.ndarray:
+    """A numeric column, or a string column of numbers ('null' and the like -> NaN)."""
+    values = dataset[:]
+    if values.dtype.kind in "iufb":
+        return values.astype(float)
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(_strings(dataset)):
+        try:
+            out[i] = float(v)
+        except ValueError:
+            pass
+    return out
