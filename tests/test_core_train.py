@@ -184,3 +184,17 @@ def test_corrupt_checkpoint_gets_one_line_error(tmp_path):
 
     with pytest.raises(UserInputError, match="corrupt"):
         load_model(bad)
+
+
+def test_receptive_field_summary_of_a_run(tmp_path, clips, uninterrupted):
+    from virtual_physiology.rf_summary import summarise
+
+    summary = summarise(uninterrupted, n_clips=50)
+    errors = summary["clean_validation_next_frame_mse"]["trained"]
+    # white-noise clips: copying the last frame doubles the error of predicting zero
+    assert errors["copy_last_frame"] == pytest.approx(2 * errors["predict_zero"], rel=0.2)
+    for split in ("trained", "untrained"):
+        stats = summary["group1_receptive_fields"][split]
+        assert stats["units"] == 6 and 0 <= stats["fraction_strict_gabor"] <= stats["fraction_r_above_0.7"] <= 1
+    assert (uninterrupted / "rf_summary.png").stat().st_size > 0
+    assert json.loads((uninterrupted / "rf_summary.json").read_text())["rwa_clips"] == 50
