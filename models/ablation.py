@@ -50,3 +50,31 @@ def shuffle_feedback(model, fraction: float, seed: int = 0):
         values[chosen] = values[chosen[torch.randperm(len(chosen), generator=gen).to(values.device)]]
         shuffled.weight_hh[rows, cols] = values.view_as(block)
     return shuffled
+
+
+ABLATION_SPECS = "none, no-feedback or shuffle-feedback:FRACTION[:SEED]"
+
+
+def apply_ablation(model, spec: str):
+    """The model an ``--ablation`` flag asks for:
+
+    - ``none``: ``model`` itself (any model kind);
+    - ``no-feedback``: ``without_feedback(model)``;
+    - ``shuffle-feedback:FRACTION[:SEED]``: ``shuffle_feedback(model, FRACTION, SEED)``
+      (FRACTION in [0, 1], SEED an integer, 0 when left out).
+
+    A bad spec, or a feedback ablation of a model without feedback, is a
+    ``UserInputError``.
+    """
+    name, *args = spec.strip().split(":")
+    if name == "none" and not args:
+        return model
+    if name == "no-feedback" and not args:
+        return without_feedback(model)
+    if name == "shuffle-feedback" and 1 <= len(args) <= 2:
+        try:
+            fraction, seed = float(args[0]), int(args[1]) if len(args) == 2 else 0
+        except ValueError:
+            raise UserInputError(f"ablation {spec!r}: FRACTION must be a number and SEED an integer") from None
+        return shuffle_feedback(model, fraction, seed)
+    raise UserInputError(f"unknown ablation {spec!r}: use {ABLATION_SPECS}")

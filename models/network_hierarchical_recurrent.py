@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses import LOSS_OFFSETS, hierarchical_offset_mse
+from losses import LOSS_OFFSETS, RECURRENT_LOSSES, hierarchical_offset_mse
 from models.base import ProbeableModel
 from models.recurrence import ReluRecurrence, block_ranges
 
@@ -56,8 +56,8 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         self.group_sizes = tuple(int(n) for n in hidden_units)
         if len(beta) != len(self.group_sizes):
             raise ValueError(f"beta has {len(beta)} weights but there are {len(self.group_sizes)} groups")
-        if loss not in LOSS_OFFSETS:
-            raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSS_OFFSETS)}")
+        if loss not in RECURRENT_LOSSES:
+            raise ValueError(f"loss {loss!r} does not apply to a recurrent model; choose from {sorted(RECURRENT_LOSSES)}")
         self.beta = tuple(float(b) for b in beta)
         self.warmup = int(warmup)
         self.local_inhibitory_prop = float(local_inhibitory_prop)

@@ -1,0 +1,169 @@
+"""Stacks of temporal convolutions: the architecture shared by the feedforward
+control models (spec §5; paper §4 "TP_FF").
+
+Stack g reads its input u (the frames for g = 0, the hidden state of stack
+g-1 above that) through a temporal convolution over its last k frames, a
+ReLU and a linear readout that predicts u's next frame:
+
+    h_g[t] = ReLU( b_g + sum_{j=0}^{k-1} W_g[:, :, j] u[t - (k-1) + j] ),    p_g[t] = A_g h_g[t] + c_g
+
+Stack g's input is the DETACHED hidden state of stack g-1: no stack's loss
+trains the stacks below through their outputs (only through the targets).
+
+Time alignment: every output is aligned with the input clip. h_g[t] depends on
+frames t - s_g .. t with s_g = (k-1)(g+1), so it exists from t = s_g on and is 0
+before (front zero padding to the clip length T, as the original pads its
+stacked model); p_g[t] predicts u[t+1], so ``forward`` has the recurrent
+model's layout and analyses read it the same way.
+
+RWA lag: a convolution has no synaptic delay. Frame t reaches h_g[t] through
+the newest tap of every stack, so every group reports lag 0: the RWA at lag 0
+is the newest tap's spatial filter (seen through the stacks below for g >= 1)
+and lag d would give the tap d frames back. The recurrent model's lag g
+comes from the one-step delay of each recurrent hop, which convolutions do
+not have; the original's script used the group index for every model kind.
+
+``nn.Conv1d(n_in, n, k)`` over (B, n_in, T) is the original's
+``Conv2d(1, n, (k, P))`` over (B, 1, T, P) for stack 0 and ``Conv2d(n_in, n,
+(k, 1))`` above, with the same default initialisation (U(+-1/sqrt(k n_in))).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from losses import FEEDFORWARD_LOSSES, feedforward_next_step_mse
+from models.base import ProbeableModel
+from utils import UserInputError
+
+
+class TemporalConvStack(nn.Module):
+    """One stack: (B, L, n_in) -> hidden (B, L-k+1, n_units) -> readout (B, L-k+1, n_in)."""
+
+    def __init__(self, n_in: int, n_units: int, kernel_size_t: int):
+        super().__init__()
+        self.conv = nn.Conv1d(n_in, n_units, kernel_size_t)
+        self.readout = nn.Linear(n_units, n_in)
+
+    def hidden(self, u: torch.Tensor) -> torch.Tensor:
+        """Valid (unpadded) responses; none (length 0) when L < k."""
+        if u.shape[1] < self.conv.kernel_size[0]:
+            return u.new_zeros(u.shape[0], 0, self.conv.out_channels)
+        return F.relu(self.conv(u.transpose(1, 2))).transpose(1, 2)
+
+
+def _pad_front(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, L, n) -> (B, length, n) with length - L zero rows in front."""
+    return F.pad(x, (0, 0, length - x.shape[1], 0))
+
+
+def _edges(sizes) -> list[slice]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(slice(start, start + n))
+        start += n
+    return out
+
+
+class TemporalConvHierarchy(ProbeableModel):
+    """Stacks of ``TemporalConvStack``, one per group. Subclasses choose which
+    groups' errors are trained (``trained_groups``) and how they are built."""
+
+    temporal_offset = 1  # p[t] predicts frame t + 1
+
+    def __init__(self, frame_shape=(20, 20), hidden_units=(800, 800, 800), kernel_size_t=5, lam=1e-6,
+                 noise_std=0.5011):
+        super().__init__()
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.group_sizes = tuple(int(n) for n in hidden_units)
+        self.kernel_size_t = int(kernel_size_t)
+        self.lam = float(lam)
+        self.noise_std = float(noise_std)
+        self.output_sizes = (self.n_pixels,) + self.group_sizes[:-1]  # stack g predicts its own input
+        self.output_slices = _edges(self.output_sizes)
+        self.stacks = nn.ModuleList(TemporalConvStack(n_in, n, self.kernel_size_t)
+                                    for n_in, n in zip(self.output_sizes, self.group_sizes))
+
+    @property
+    def trained_groups(self) -> tuple[int, ...]:
+        return tuple(range(len(self.group_sizes)))
+
+    @property
+    def group_lags(self) -> tuple[int, ...]:
+        return (0,) * len(self.group_sizes)  # no synaptic delay: see the module docstring
+
+    @property
+    def starts(self) -> list[int]:
+        """First time step at which each group has a response: s_g = (k-1)(g+1)."""
+        return [(self.kernel_size_t - 1) * (g + 1) for g in range(len(self.group_sizes))]
+
+    @property
+    def min_frames(self) -> int:
+        """Shortest training clip: the top group needs one prediction with a target."""
+        return self.starts[-1] + 2
+
+    @staticmethod
+    def check_config(config: dict, kind: str) -> None:
+        """The run settings every feedforward model needs, as one-line user errors."""
+        if config["loss"] not in FEEDFORWARD_LOSSES:
+            raise UserInputError(f"--model {kind} trains with --loss {FEEDFORWARD_LOSSES[0]}, not {config['loss']}")
+        if any(float(b) != 1.0 for b in config["beta"]):
+            ones = ",".join("1" * len(config["hidden_units"]))
+            raise UserInputError(f"the feedforward loss weights every stack equally (spec §3): pass --beta {ones}")
+        if int(config["kernel_size_t"]) < 1:
+            raise UserInputError(f"--kernel-size-t {config['kernel_size_t']} must be at least 1 frame")
+
+    @classmethod
+    def init_arguments(cls, config: dict) -> dict:
+        """Constructor arguments from a run config."""
+        return dict(frame_shape=config["frame_shape"], hidden_units=config["hidden_units"],
+                    kernel_size_t=config["kernel_size_t"], lam=10.0 ** config["L1"], noise_std=config["noise_std"])
+
+    # ----- forward --------------------------------------------------------------------
+    def _stack_hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Valid responses of every stack, unpadded: group g has T - s_g steps."""
+        if x.dim() != 3 or x.shape[-1] != self.n_pixels:
+            raise ValueError(f"expected input of shape (batch, time, {self.n_pixels}), got {tuple(x.shape)}")
+        hidden, u = [], x
+        for stack in self.stacks:
+            h = stack.hidden(u)
+            hidden.append(h)
+            u = h.detach()  # the stack above sees this one as data (spec §5)
+        return hidden
+
+    def forward(self, x: torch.Tensor):
+        """x: (B, T, P) -> (predictions (B, T, O), hidden (B, T, H)), both aligned
+        with x and zero before each group's first step; O = P + sum of all group
+        sizes but the last (the recurrent model's layout)."""
+        T = x.shape[1]
+        hidden = self._stack_hidden(x)
+        pred = [_pad_front(stack.readout(h), T) for stack, h in zip(self.stacks, hidden)]
+        return torch.cat(pred, -1), torch.cat([_pad_front(h, T) for h in hidden], -1)
+
+    @torch.no_grad()
+    def hidden_activity(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden units only (no readout): (B, T, P) -> (B, T, H), front-zero-padded."""
+        return torch.cat([_pad_front(h, x.shape[1]) for h in self._stack_hidden(x)], -1)
+
+    # ----- training -------------------------------------------------------------------
+    def weight_l1(self) -> torch.Tensor:
+        """Sum of |W| over the convolution and readout weights (not biases) of the trained stacks."""
+        return sum(self.stacks[g].conv.weight.abs().sum() + self.stacks[g].readout.weight.abs().sum()
+                   for g in self.trained_groups)
+
+    def preprocess_data(self, data, generator: torch.Generator | None = None):
+        """The same Gaussian noise sample (std ``noise_std``) on input and target (spec §2, §5)."""
+        x, y = data
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.noise_std
+        return x + noise, y + noise
+
+    def get_loss(self, out, data):
+        """(loss, components): lam * sum|W| + the unweighted sum of the trained
+        groups' next-step errors (losses.feedforward_next_step_mse)."""
+        return feedforward_next_step_mse(out, data, output_slices=self.output_slices, group_slices=self.group_slices,
+                                         starts=self.starts, trained_groups=self.trained_groups,
+                                         l1=self.lam * self.weight_l1())
+
+    def mask_gradients(self):
+        """Nothing is masked in a convolution stack."""
