@@ -1,0 +1,187 @@
+"""The virtual-physiology pipeline end to end on a tiny hierarchical model:
+run.bash from another directory, resume, --force, a crash mid-run, both
+views of the artefact, the no-feedback rerun, and bad input (one-line
+error, exit 2, nothing written)."""
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from models import build_model
+from models.ablation import without_feedback
+from models.io import load_model, save_model
+from utils import run_cli
+from virtual_physiology import VirtualPhysiology
+from virtual_physiology.artefact import STAGES
+from virtual_physiology.pipeline import Options, Pipeline, main
+from virtual_physiology.plaid import plaid_pattern_index
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = dict(model="network_hierarchical_recurrent", frame_shape=[4, 6], hidden_units=[10, 10, 10],
+              beta=[0.9, 0.1, 0.1], warmup=4, local_inhibitory_prop=0.2, L1=-6.0,
+              loss="loss_hierarchical_temporal_prediction", detach_targets=False, noise_std=0.5011)
+TINY = ["--rwa-clips", "40", "--gabor-starts", "1", "--gabor-steps", "10", "--no-progress"]
+TINY_OPTIONS = Options(rwa_clips=40, gabor_starts=1, gabor_steps=10, progress=False)
+
+
+def _checkpoint(folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    model = build_model(CONFIG)
+    with torch.no_grad():  # some recurrent structure, so that the groups differ
+        model.weight_hh.add_(torch.rand(model.weight_hh.shape) * 0.2)
+    return save_model(folder, model, CONFIG, epoch=1)
+
+
+def _part_ids(artefact: Path) -> dict:
+    with h5py.File(artefact, "r") as f:
+        return {k: v.get("part_id") for k, v in json.loads(f.attrs["metadata"])["stages"].items()}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One full run through run.bash, from another working directory, with a relative artefact path."""
+    base = tmp_path_factory.mktemp("vphys")
+    weights = _checkpoint(base / "run_a", seed=0)
+    workdir = base / "elsewhere"
+    workdir.mkdir()
+    done = subprocess.run(["bash", str(ROOT / "run.bash"), str(weights.parent), "out/a.h5", *TINY],
+                          cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return dict(base=base, weights=weights, artefact=workdir / "out" / "a.h5", stdout=done.stdout)
+
+
+def test_full_run_writes_one_complete_artefact_and_removes_its_parts(run):
+    artefact = run["artefact"]
+    assert artefact.exists() and not artefact.with_name("a.h5.parts").exists()
+    with VirtualPhysiology.load(artefact) as vp:
+        assert vp.stages == list(STAGES)
+        assert vp.metadata["checkpoint"]["sha256"] == hashlib.sha256(run["weights"].read_bytes()).hexdigest()
+        assert vp.metadata["model"]["group_sizes"] == [10, 10, 10]
+        assert len(vp.metadata["grid"]["directions"]) == 72
+        assert any("FULL model's tuning" in n for n in vp.metadata["stages"]["nofeedback"]["notes"])
+
+
+def test_rerun_skips_every_stage_and_force_reruns_only_the_named_stage(run, capsys):
+    artefact, before = run["artefact"], _part_ids(run["artefact"])
+    main([str(run["weights"]), str(artefact), *TINY])
+    assert capsys.readouterr().out.count("up to date") == len(STAGES)
+    assert _part_ids(artefact) == before
+    main([str(run["weights"]), str(artefact), "--force", *TINY], stage="plaid")
+    after = _part_ids(artefact)
+    assert after["plaid"] != before["plaid"]
+    assert {k: v for k, v in after.items() if k != "plaid"} == {k: v for k, v in before.items() if k != "plaid"}
+
+
+def test_a_crash_keeps_finished_stages_and_the_next_run_resumes(run, tmp_path, monkeypatch, capsys):
+    artefact = tmp_path / "resume.h5"
+
+    def crash(self, out, notes):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(Pipeline, "_plaid", crash)
+    with pytest.raises(RuntimeError):
+        main([str(run["weights"]), str(artefact), *TINY])
+    assert not artefact.exists()
+    assert sorted(p.stem for p in (tmp_path / "resume.h5.parts").glob("*.h5")) == sorted(
+        ["rwa", "gabor", "gratings", "modulation"])
+    monkeypatch.undo()
+    capsys.readouterr()
+    main([str(run["weights"]), str(artefact), *TINY])
+    out = capsys.readouterr().out
+    assert out.count("up to date") == 4 and "[plaid] done" in out
+    assert VirtualPhysiology.load(artefact).stages == list(STAGES)
+
+
+def test_array_view_and_original_view_agree(run):
+    model, _, _ = load_model(run["weights"])
+    with VirtualPhysiology.load(run["artefact"]) as vp:
+        kept = vp.array("kept")
+        assert [len(g) for g in vp.data] == [int(kept[s].sum()) for s in vp.group_slices]
+        unit = vp.data[1][0]
+        index = unit["hidden_unit_index"]
+        assert vp.group_slices[1].start <= index < vp.group_slices[1].stop
+        assert unit["group_unit_index"] == index - 10
+        assert unit["OSI"] == vp.array("OSI", group=1)[index - 10]
+        time_courses = unit["grating_responses"]
+        np.testing.assert_allclose(time_courses.mean(-1), unit["mean_grating_responses"], rtol=1e-5, atol=1e-6)
+        s, d, t = unit["preferred_index"]
+        assert unit["mean_grating_responses"][s, d, t] == unit["mean_grating_responses"].max()
+        np.testing.assert_array_equal(unit["optimum_grating_response"], time_courses[s, d, t])
+        assert unit["preferred_orientation"] == vp.grid["directions"][d]
+        assert np.isnan(vp.array("surround_suppression_index", group=1)).all()  # group 1 only, as the notebook
+        assert vp.array("plaid_pattern_index", kept_only=True).shape == (int(kept.sum()),)
+        for u in vp.data[0]:
+            assert u["modulation_ratio"] is False or np.isfinite(u["modulation_ratio"])
+        connectivity = vp.connectivity()
+        model.project_weights_()
+        np.testing.assert_array_equal(connectivity["weights"], model.weight_hh.detach()[:8, :8].numpy())
+        np.testing.assert_array_equal(connectivity["gabor_x"], vp.array("gabor_x")[:8])
+
+
+def test_no_feedback_pattern_index_is_the_ablated_model_with_the_full_models_tuning(run):
+    model, _, _ = load_model(run["weights"])
+    with VirtualPhysiology.load(run["artefact"]) as vp:
+        units = np.flatnonzero(vp.array("kept"))
+        expected = plaid_pattern_index(without_feedback(model), units,
+                                       vp.array("mean_grating_responses")[units],
+                                       vp.array("preferred_index")[units], vp.grid, progress=False)
+        np.testing.assert_allclose(vp.array("nofeedback/plaid_pattern_index")[units],
+                                   expected["plaid_pattern_index"], rtol=1e-5)
+        assert not np.allclose(vp.array("nofeedback/response_by_angle")[units],
+                               vp.array("plaid/response_by_angle")[units])
+
+
+def test_a_model_without_feedback_gets_the_stage_skipped_and_recorded(run, tmp_path):
+    artefact = tmp_path / "copy.h5"
+    shutil.copy(run["artefact"], artefact)
+    pipeline = Pipeline(run["weights"], artefact, options=TINY_OPTIONS)
+    pipeline.model.supports_feedback_ablation = False
+    pipeline.run(("nofeedback",), force_stages=("nofeedback",), log=lambda *a: None)
+    with VirtualPhysiology.load(artefact) as vp:
+        assert vp.metadata["stages"]["nofeedback"]["complete"]
+        assert vp.metadata["stages"]["nofeedback"]["notes"][0].startswith("skipped")
+        assert not any(f.startswith("nofeedback/") for f in vp.fields())
+
+
+def _fails_cleanly(argv, capsys, stage=None):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: main(argv, stage=stage))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_missing_checkpoint_is_a_one_line_error_from_run_bash(tmp_path):
+    done = subprocess.run(["bash", str(ROOT / "run.bash"), str(tmp_path / "nope"), str(tmp_path / "x.h5")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_checkpoint_and_bad_sizes_are_one_line_errors(run, tmp_path, capsys):
+    corrupt = tmp_path / "1-epochs_model.safetensors"
+    corrupt.write_bytes(b"not a safetensors file" * 10)
+    _fails_cleanly([str(corrupt), str(tmp_path / "x.h5")], capsys)
+    _fails_cleanly([str(run["weights"]), str(tmp_path / "x.h5"), "--rwa-clips", "0"], capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [corrupt.name]
+
+
+def test_an_artefact_of_another_model_or_a_foreign_file_is_never_touched(run, tmp_path, capsys):
+    other = _checkpoint(tmp_path / "run_b", seed=1)
+    artefact = tmp_path / "a.h5"
+    shutil.copy(run["artefact"], artefact)
+    before = artefact.read_bytes()
+    assert "another checkpoint" in _fails_cleanly([str(other), str(artefact), *TINY], capsys)
+    assert "another checkpoint" in _fails_cleanly([str(other), str(artefact), *TINY], capsys, stage="surround")
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("keep me")
+    assert "not a virtual-physiology artefact" in _fails_cleanly([str(other), str(foreign), "--force"], capsys)
+    assert artefact.read_bytes() == before and foreign.read_text() == "keep me"
+    assert not any(p.name.endswith(".parts") for p in tmp_path.iterdir())

@@ -1,0 +1,378 @@
+"""The virtual-physiology artefact: one HDF5 file per model, written
+atomically and resumably, and read back as arrays or as the original's
+per-unit dictionaries.
+
+File layout
+- root attribute ``metadata``: JSON with the format name and version, the
+  checkpoint (path, weights file, SHA-256 of the weights file), the model
+  (class, config, frame shape, group sizes, lags), the grating grid, every
+  stage with its completion flag, settings, timing and notes, the quirks
+  reproduced on purpose, and library versions;
+- one HDF5 group per stage (``rwa``, ``gabor``, ``gratings``, ``modulation``,
+  ``plaid``, ``surround``, ``nofeedback``, ``connectivity``), one dataset per
+  field. Per-unit fields have the unit as first axis: the global hidden-unit
+  index 0 .. n_hidden-1 (group g is ``group_slices[g]``); units a stage did
+  not probe hold NaN (floats), -1 (integers) or False (booleans).
+- ``gratings/grating_responses`` (n_hidden, n_sf, n_dir, n_tf, 50) float32,
+  the full time courses (4.1 GB at paper size), is chunked as 8 units x 1 sf
+  x 18 directions x n_tf x 50 frames: it is streamed in during the sweep and
+  one unit reads back in n_sf * 4 chunks.
+
+Resuming: each stage is first written to ``ARTEFACT.parts/<stage>.h5``
+(through a temporary file and a rename) with the checkpoint hash, its
+settings, a random part id and the part ids of the stages it read. A stage
+is reused when its part (or, once assembled, the artefact's copy) has the
+same checkpoint hash and settings and its inputs are unchanged. The
+artefact is assembled from the current stages into a temporary file renamed
+over ``ARTEFACT``; the parts folder is removed once every stage is complete.
+No pickle anywhere.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import shutil
+import time
+import uuid
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from utils import UserInputError, atomic_path
+
+FORMAT = "virtual_physiology"
+FORMAT_VERSION = 1
+STAGES = ("rwa", "gabor", "gratings", "modulation", "plaid", "surround", "nofeedback", "connectivity")
+GRATING_RESPONSES = "grating_responses"
+_UNIT_CHUNK, _DIRECTION_CHUNK = 8, 18
+
+
+def _fill_value(dtype: np.dtype):
+    if dtype == np.bool_:
+        return False
+    return -1 if np.issubdtype(dtype, np.integer) else np.nan
+
+
+def write_per_unit(group: h5py.Group, fields: dict, n_units: int, units=None) -> None:
+    """Write each array of ``fields`` as a dataset whose first axis is the
+    global unit. ``units`` (n,) are the units the arrays' rows belong to (all
+    units when None); the others get the fill value (NaN, -1 or False)."""
+    for name, values in fields.items():
+        values = np.asarray(values)
+        if units is not None:
+            full = np.full((n_units,) + values.shape[1:], _fill_value(values.dtype), dtype=values.dtype)
+            full[np.asarray(units, dtype=np.int64)] = values
+            values = full
+        group.create_dataset(name, data=values).attrs["per_unit"] = True
+
+
+class GratingResponseWriter:
+    """``sink`` for ``tuning.grating_sweep``: streams the (batch, T, n_hidden)
+    time courses of each batch of grid combinations into
+    ``grating_responses`` without holding the whole array.
+
+    Combinations are buffered per (sf, block of 18 directions) over all units
+    and each block is written when complete, so every write covers whole
+    chunks; with the sweep's sf-major order about one block (104 MB at paper
+    size) is in memory at a time. ``indices`` are flat C-order indices into
+    (n_sf, n_dir, n_tf), as an array or a slice.
+    """
+
+    def __init__(self, group: h5py.Group, n_units: int, grid_shape: tuple[int, int, int], n_frames: int,
+                 compression: str | None = None):
+        self.grid_shape, self.n_units, self.n_frames = tuple(grid_shape), n_units, n_frames
+        n_sf, n_dir, n_tf = self.grid_shape
+        self.block = min(_DIRECTION_CHUNK, n_dir)
+        self.dataset = group.create_dataset(
+            GRATING_RESPONSES, shape=(n_units, n_sf, n_dir, n_tf, n_frames), dtype=np.float32,
+            chunks=(min(_UNIT_CHUNK, n_units), 1, self.block, n_tf, n_frames), compression=compression)
+        self.dataset.attrs["per_unit"] = True
+        self.pending: dict[tuple[int, int], list] = {}  # (sf, first direction) -> [buffer, combinations filled]
+
+    def __call__(self, indices, responses) -> None:
+        if isinstance(indices, slice):
+            indices = np.arange(*indices.indices(int(np.prod(self.grid_shape))))
+        sf, direction, tf = np.unravel_index(np.asarray(indices, dtype=np.int64), self.grid_shape)
+        responses = np.asarray(responses.cpu() if hasattr(responses, "cpu") else responses, dtype=np.float32)
+        responses = responses.transpose(2, 0, 1)  # (n_units, batch, T)
+        first = direction - direction % self.block
+        for key in set(zip(sf.tolist(), first.tolist())):
+            rows = np.flatnonzero((sf == key[0]) & (first == key[1]))
+            width = min(self.block, self.grid_shape[1] - key[1])
+            if key not in self.pending:
+                self.pending[key] = [np.empty((self.n_units, width, self.grid_shape[2], self.n_frames), np.float32), 0]
+            entry = self.pending[key]
+            entry[0][:, direction[rows] - key[1], tf[rows]] = responses[:, rows]
+            entry[1] += len(rows)
+            if entry[1] == width * self.grid_shape[2]:
+                self.dataset[:, key[0], key[1]:key[1] + width] = entry[0]
+                del self.pending[key]
+
+    def close(self) -> None:
+        if self.pending:
+            raise RuntimeError(f"grating sweep ended with {len(self.pending)} incomplete blocks")
+
+
+def read_metadata(path: Path) -> dict:
+    """The metadata of an existing artefact; a one-line error if ``path`` is
+    not one (it is then never overwritten)."""
+    try:
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f.attrs["metadata"])
+    except (OSError, KeyError, ValueError) as err:
+        raise UserInputError(f"{path} exists and is not a virtual-physiology artefact: "
+                             "choose another ARTEFACT_PATH or move that file away") from err
+    if meta.get("format") != FORMAT:
+        raise UserInputError(f"{path} is not a virtual-physiology artefact: choose another ARTEFACT_PATH")
+    return meta
+
+
+class StageStore:
+    """Completed stages of one artefact, in its parts folder or, once
+    assembled, in the artefact itself (module docstring)."""
+
+    def __init__(self, artefact, checkpoint_sha256: str, force: bool = False):
+        self.artefact = Path(artefact)
+        self.parts = self.artefact.with_name(self.artefact.name + ".parts")
+        self.sha256 = checkpoint_sha256
+        self.assembled: dict = {}
+        if self.artefact.exists():
+            meta = read_metadata(self.artefact)
+            if meta["checkpoint"]["sha256"] != checkpoint_sha256:
+                if not force:
+                    raise UserInputError(
+                        f"{self.artefact} was made from another checkpoint ({meta['checkpoint']['path']}): "
+                        "pass --force to replace it or choose another ARTEFACT_PATH")
+            else:
+                self.assembled = {k: v for k, v in meta["stages"].items() if v.get("complete")}
+
+    def _part(self, stage: str) -> Path:
+        return self.parts / f"{stage}.h5"
+
+    def record(self, stage: str) -> dict | None:
+        """The stage's record (settings, part id, inputs, ...) and where it
+        lives, or None if no result from this checkpoint exists."""
+        part = self._part(stage)
+        if part.exists():
+            try:
+                with h5py.File(part, "r") as f:
+                    record = json.loads(f.attrs["part"])
+                if record["checkpoint_sha256"] == self.sha256:
+                    return dict(record, source=str(part), group="/")
+            except (OSError, KeyError, ValueError):
+                pass  # an unreadable part is rebuilt
+        if stage in self.assembled:
+            return dict(self.assembled[stage], source=str(self.artefact), group=stage)
+        return None
+
+    def consistent(self, stage: str) -> bool:
+        """Present, and every stage it read still has the part it read."""
+        record = self.record(stage)
+        if record is None:
+            return False
+        for dependency, part_id in record["inputs"].items():
+            upstream = self.record(dependency)
+            if upstream is None or upstream["part_id"] != part_id:
+                return False
+        return True
+
+    def current(self, stage: str, settings: dict) -> bool:
+        record = self.record(stage)
+        return self.consistent(stage) and record["settings"] == json.loads(json.dumps(settings))
+
+    @contextlib.contextmanager
+    def read(self, stage: str) -> Iterator[h5py.Group]:
+        record = self.record(stage)
+        if record is None:
+            raise RuntimeError(f"stage {stage} has not been run")
+        with h5py.File(record["source"], "r", rdcc_nbytes=64 * 2 ** 20) as f:
+            yield f[record["group"]]
+
+    def load(self, stage: str, *fields: str) -> dict[str, np.ndarray]:
+        """Fields of a stage as arrays (all but the grating time courses when none are named)."""
+        with self.read(stage) as group:
+            names = fields or [k for k in group.keys() if k != GRATING_RESPONSES]
+            return {name: group[name][()] for name in names}
+
+    @contextlib.contextmanager
+    def write(self, stage: str, settings: dict, inputs=(), notes=None) -> Iterator[h5py.File]:
+        """Write a stage's part: yields the open file; on success records the
+        checkpoint hash, settings, inputs' part ids and timing, then renames
+        it into place. ``notes`` (a list) may be appended to in the block."""
+        notes = [] if notes is None else notes
+        record = dict(stage=stage, checkpoint_sha256=self.sha256, settings=json.loads(json.dumps(settings)),
+                      inputs={d: self.record(d)["part_id"] for d in inputs}, part_id=uuid.uuid4().hex)
+        start = time.perf_counter()
+        with atomic_path(self._part(stage)) as tmp:
+            with h5py.File(tmp, "w") as f:
+                yield f
+                record.update(seconds=round(time.perf_counter() - start, 3), notes=notes)
+                f.attrs["part"] = json.dumps(record)
+
+    def assemble(self, metadata: dict) -> bool:
+        """Write the artefact from every consistent stage (temporary file, then
+        rename); True, and the parts folder removed, when all are complete."""
+        stages = {}
+        with atomic_path(self.artefact) as tmp:
+            with h5py.File(tmp, "w") as out:
+                for stage in STAGES:
+                    complete = self.consistent(stage)
+                    record = self.record(stage) if complete else None
+                    if complete:
+                        with h5py.File(record["source"], "r") as src:
+                            group = out.create_group(stage)
+                            for name in src[record["group"]].keys():
+                                src.copy(src[record["group"]][name], group, name)
+                    stages[stage] = {k: v for k, v in (record or {}).items()
+                                     if k not in ("source", "group", "checkpoint_sha256")}
+                    stages[stage]["complete"] = complete
+                out.attrs["metadata"] = json.dumps(dict(metadata, stages=stages))
+        self.assembled = {k: v for k, v in stages.items() if v["complete"]}
+        done = all(v["complete"] for v in stages.values())
+        if done and self.parts.exists():
+            shutil.rmtree(self.parts)
+        return done
+
+
+class UnitData(collections.UserDict):
+    """One unit's dictionary in ``VirtualPhysiology.data``, with the
+    original's keys. ``grating_responses`` (n_sf, n_dir, n_tf, 50) is read
+    from the file each time it is looked up, never kept in memory."""
+
+    def __init__(self, fields: dict, reader):
+        super().__init__(fields)
+        self._reader = reader
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        return self._reader(value) if key == GRATING_RESPONSES else value
+
+
+# Stages whose per-unit fields go into ``data`` under their own names (the
+# no-feedback ones get a ``nofeedback_`` prefix).
+_DATA_STAGES = ("rwa", "gabor", "gratings", "modulation", "plaid", "surround")
+
+
+class VirtualPhysiology:
+    """A loaded artefact (keeps the file open; use as a context manager or
+    call ``close``).
+
+    Array view: ``array(name, group=None, kept_only=False)`` with ``name`` a
+    field (``"OSI"``) or ``"stage/field"`` (needed for the no-feedback rerun:
+    ``"nofeedback/plaid_pattern_index"``); ``fields()`` lists them.
+
+    The original's view: ``data[g]`` is the list of group g's units kept by
+    the RWA (units silent to white noise are absent, as in the original),
+    each a dict with the original's keys (``hidden_unit_index`` = the global
+    hidden-unit index, as the original's, plus ``group_unit_index`` within
+    the group; ``modulation_ratio`` is False where the fit was rejected, as
+    the original's) and ``grating_responses`` read on demand.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.metadata = read_metadata(self.path)
+        self._file = h5py.File(self.path, "r", rdcc_nbytes=64 * 2 ** 20)
+        model = self.metadata["model"]
+        self.frame_shape = tuple(model["frame_shape"])
+        self.group_sizes = tuple(model["group_sizes"])
+        edges = np.cumsum((0,) + self.group_sizes)
+        self.group_slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+        self.n_units = int(edges[-1])
+        self.grid = {k: np.asarray(v) for k, v in self.metadata["grid"].items()}
+
+    @classmethod
+    def load(cls, path) -> "VirtualPhysiology":
+        if not Path(path).exists():
+            raise UserInputError(f"artefact {path} does not exist: run `bash run.bash MODEL_CHECKPOINT` first")
+        return cls(path)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def stages(self) -> list[str]:
+        """The completed stages."""
+        return [s for s, v in self.metadata["stages"].items() if v["complete"]]
+
+    def fields(self) -> list[str]:
+        return [f"{s}/{name}" for s in self.stages for name in self._file[s].keys()]
+
+    def _path_of(self, name: str) -> str:
+        if "/" in name:
+            if name not in self._file:
+                raise KeyError(f"{name} is not in {self.path}")
+            return name
+        found = [f"{s}/{name}" for s in self.stages if s != "nofeedback" and name in self._file[s]]
+        if len(found) != 1:
+            raise KeyError(f"{name} is not in {self.path}" if not found else f"{name} is ambiguous: {found}")
+        return found[0]
+
+    def array(self, name: str, group: int | None = None, kept_only: bool = False) -> np.ndarray:
+        """A field as an array; ``group`` selects that group's units (per-unit
+        fields only), ``kept_only`` the units the RWA kept."""
+        dataset = self._file[self._path_of(name)]
+        if not dataset.attrs.get("per_unit", False):
+            if group is not None or kept_only:
+                raise KeyError(f"{name} is not a per-unit field: pass no group or kept_only")
+            return dataset[()]
+        rows = np.zeros(self.n_units, bool)
+        rows[self.group_slices[group] if group is not None else slice(None)] = True
+        if kept_only:
+            rows &= self._kept
+        return dataset[np.flatnonzero(rows)] if not rows.all() else dataset[()]
+
+    @cached_property
+    def _kept(self) -> np.ndarray:
+        return self._file["rwa/kept"][()]
+
+    def grating_responses(self, unit: int) -> np.ndarray:
+        """Time courses of one unit (global index): (n_sf, n_dir, n_tf, 50)."""
+        return self._file[f"gratings/{GRATING_RESPONSES}"][unit]
+
+    @cached_property
+    def data(self) -> list[list[UnitData]]:
+        if "rwa" not in self.stages:
+            raise KeyError(f"{self.path} has no rwa stage, which decides the units in data: rerun the pipeline")
+        columns = {}
+        for stage in self.stages:
+            if stage not in _DATA_STAGES + ("nofeedback",):
+                continue
+            prefix = "nofeedback_" if stage == "nofeedback" else ""
+            for name, dataset in self._file[stage].items():
+                if dataset.attrs.get("per_unit", False) and name not in (GRATING_RESPONSES, "kept"):
+                    columns[prefix + name] = dataset[()]
+        has_time_courses = "gratings" in self.stages
+        out = []
+        for g, units in enumerate(self.group_slices):
+            group = []
+            for unit in np.flatnonzero(self._kept[units]) + units.start:
+                fields = {"hidden_unit_index": int(unit), "group_unit_index": int(unit - units.start)}
+                fields.update((k, v[unit]) for k, v in columns.items())
+                if "modulation_ratio" in fields and not np.isfinite(fields["modulation_ratio"]):
+                    fields["modulation_ratio"] = False
+                if has_time_courses:
+                    fields[GRATING_RESPONSES] = int(unit)
+                group.append(UnitData(fields, self.grating_responses))
+            out.append(group)
+        return out
+
+    def connectivity(self) -> dict[str, np.ndarray]:
+        """What the connectivity analyses need: ``weights`` (E, E) [post, pre]
+        among group 1's excitatory ``units`` (E,) and, for those units, the
+        Gabor centre and fit and the grating preferences and indices."""
+        out = {"weights": self._file["connectivity/weights"][()], "units": self._file["connectivity/units"][()]}
+        for name in ("gabor_x", "gabor_y", "gabor_r", "gabor_params", "preferred_orientation", "OSI", "DSI"):
+            with contextlib.suppress(KeyError):
+                out[name] = self.array(name)[out["units"]]
+        return out
