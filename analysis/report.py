@@ -1,0 +1,199 @@
+"""One-page summary of a model's virtual physiology next to the literature.
+
+    python analysis/report.py CHECKPOINT ARTEFACT [--out DIR]
+
+Prints the summary as Markdown and saves it as DIR/report.md and
+DIR/report.png (default DIR: ``<artefact name>.report`` beside the artefact).
+Per group: Gabor-like receptive fields, orientation and direction selectivity,
+modulation ratio (the figure's curve_fit variant), plaid pattern index and,
+for G1, surround suppression with and without feedback; then the distance of
+each model distribution to its literature counterpart, with the literature
+numbers alongside. The artefact must have been made from CHECKPOINT.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+
+from analysis import inputs, plotting, reference, stats  # noqa: E402
+from analysis.plaid_motion import pattern_index_summary  # noqa: E402
+from analysis.response_parameters import binned_distance_to_histogram, curve_fit_modulation_ratio  # noqa: E402
+from utils import UserInputError, atomic_path, run_cli  # noqa: E402
+from virtual_physiology.tuning import is_direction_selective, is_orientation_selective  # noqa: E402
+
+GABOR_R = 0.7
+AREAS = ("V1", "V2", "MT")
+
+
+def _median(x) -> float:
+    return float(np.nanmedian(x)) if np.isfinite(x).any() else np.nan
+
+
+def _nan_if_missing(table: dict, name: str) -> np.ndarray:
+    return np.asarray(table[name], float) if name in table else np.full(len(table["hidden_unit_index"]), np.nan)
+
+
+def group_rows(units: list[dict]) -> list[dict]:
+    """Per-group numbers (fractions are over units with a defined value; nan if none)."""
+    rows = []
+    for g, table in enumerate(units):
+        gabor_r = _nan_if_missing(table, "gabor_r")
+        fitted = np.isfinite(gabor_r)
+        mr = curve_fit_modulation_ratio(table) if "modulation_ratio_curve_fit" in table else gabor_r * np.nan
+        osi, dsi = _nan_if_missing(table, "OSI"), _nan_if_missing(table, "DSI")
+        pi = pattern_index_summary(_nan_if_missing(table, "plaid_pattern_index"))
+        row = dict(group=plotting.group_label(g), units=len(table["hidden_unit_index"]),
+                   gabor_r_fraction=float(np.mean(gabor_r[fitted] >= GABOR_R)) if fitted.any() else np.nan,
+                   strict_gabor_fraction=float(np.mean(np.asarray(table["strict_gabor"], bool)[fitted]))
+                   if "strict_gabor" in table and fitted.any() else np.nan,
+                   os_fraction=float(np.mean(is_orientation_selective(osi[np.isfinite(osi)])))
+                   if np.isfinite(osi).any() else np.nan,
+                   ds_fraction=float(np.mean(is_direction_selective(dsi[np.isfinite(dsi)])))
+                   if np.isfinite(dsi).any() else np.nan,
+                   mr_n=int(np.isfinite(mr).sum()), mr_median=_median(mr),
+                   mr_fraction_above_1=stats.fraction_above(mr, 1.0),
+                   pi_mean=pi["mean"], pi_fraction_above_0=pi["fraction_above_0"],
+                   pi_fraction_above_1_28=pi["fraction_above_1_28"])
+        rows.append(row)
+    return rows
+
+
+def surround_rows(table: dict) -> dict:
+    """G1 surround suppression, full and without feedback (paired by unit)."""
+    full = _nan_if_missing(table, "surround_suppression_index")
+    ablated = _nan_if_missing(table, "nofeedback_surround_suppression_index")
+    t, p, n = stats.paired_ttest(full, ablated)
+    return dict(full=full, no_feedback=ablated, mean_full=stats.mean_sem(full)[0], median_full=_median(full),
+                mean_no_feedback=stats.mean_sem(ablated)[0], median_no_feedback=_median(ablated),
+                paired_t=t, paired_p=p, n_pairs=n)
+
+
+def distance_rows(units: list[dict], surround: dict) -> list[dict]:
+    """KS distance of each model distribution to its literature counterpart."""
+    rows = []
+
+    def add(measure, model_label, values, ref_label, ref_values, ref_summary, binned_ref=None):
+        values = np.asarray(values, float)
+        if binned_ref is not None:
+            distance, kind = binned_distance_to_histogram(values, reference.MODULATION_RATIO_EDGES, binned_ref), "binned"
+        else:
+            distance = stats.ks_distance(values, ref_values) if np.isfinite(values).any() else np.nan
+            kind = "KS"
+        rows.append(dict(measure=measure, model=model_label, n_model=int(np.isfinite(values).sum()),
+                         reference=ref_label, distance=distance, kind=kind, reference_summary=ref_summary))
+
+    v1 = reference.modulation_ratio_v1()
+    if units and "modulation_ratio_curve_fit" in units[0]:
+        add("F1/F0", "G1", curve_fit_modulation_ratio(units[0]), v1.label, v1.values,
+            f"median {np.median(v1.values):.2f}, {np.mean(v1.values > 1):.0%} > 1")
+        if len(units) > 1:
+            _, v2_p, v2_label = reference.modulation_ratio_histogram("V2")
+            add("F1/F0", "G2", curve_fit_modulation_ratio(units[1]), v2_label, None,
+                f"{v2_p[5:].sum():.0%} > 1", binned_ref=v2_p)
+    for g, area in enumerate(AREAS[:len(units)]):
+        if "plaid_pattern_index" in units[g]:
+            ref = reference.pattern_index(area)
+            s = pattern_index_summary(ref.values)
+            add("pattern index", plotting.group_label(g), units[g]["plaid_pattern_index"], ref.label, ref.values,
+                f"mean {s['mean']:.2f}, {s['fraction_above_0']:.0%} > 0, {s['fraction_above_1_28']:.0%} > 1.28")
+    for model_label, values, condition in (("G1 full", surround["full"], "control"),
+                                           ("G1 no feedback", surround["no_feedback"], "feedback_suppressed")):
+        for species in ("mouse", "macaque"):
+            ref = reference.surround_index(species, condition)
+            add("SI (%)", model_label, values, ref.label, ref.values,
+                f"mean {ref.values.mean():.1f}, median {np.median(ref.values):.1f}")
+    return rows
+
+
+def _fmt(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "n/a" if not np.isfinite(value) else f"{value:.3g}"
+    return str(value)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(checkpoint, artefact, groups: list[dict], surround: dict, distances: list[dict]) -> str:
+    surround_row = {k: v for k, v in surround.items() if not isinstance(v, np.ndarray)}
+    return "\n\n".join([
+        "# Virtual-physiology report",
+        f"Checkpoint `{checkpoint}`; artefact `{artefact}`.",
+        "## Per group\nFractions are over units with a defined value. Gabor: fit r >= 0.7 (strict: also a real "
+        "oriented carrier and envelope); OS: OSI > 0.4; DS: DSI > 0.3; F1/F0 is the figure's curve_fit variant "
+        "(units kept if 0 <= F1/F0 <= 2); PI > 1.28 marks pattern cells.",
+        _table(groups, list(groups[0])) if groups else "(no groups)",
+        "## Surround suppression, G1 (SI %, with feedback removed; paired over units)",
+        _table([surround_row], list(surround_row)),
+        "## Distance to the literature\nKS statistic (0 = same distribution, 1 = disjoint); 'binned' = max "
+        "|dCDF| on the 10 F1/F0 bins where the data are only a histogram.",
+        _table(distances, ["measure", "model", "n_model", "reference", "kind", "distance", "reference_summary"]),
+    ]) + "\n"
+
+
+def render_figure(units: list[dict], surround: dict, out_dir: Path) -> Path:
+    fig, axes = plotting.new_figure(3, width=5.5)
+    if units and "modulation_ratio_curve_fit" in units[0]:
+        edges, v1_p, v1_label = reference.modulation_ratio_histogram("V1")
+        plotting.histogram_against_reference(axes[0], curve_fit_modulation_ratio(units[0]), edges, v1_p, "G1", v1_label)
+    axes[0].set(xlabel="F1/F0", title="modulation ratio")
+    samples = {}
+    for g, area in enumerate(AREAS[:len(units)]):
+        if "plaid_pattern_index" in units[g]:
+            samples[plotting.group_label(g)] = units[g]["plaid_pattern_index"]
+            samples[area] = reference.pattern_index(area).values
+    plotting.violins(axes[1], samples, [plotting.GROUP_COLOURS[i // 2] if i % 2 == 0 else plotting.DATA_COLOUR
+                                        for i in range(len(samples))])
+    axes[1].set(ylabel="pattern index", title="plaids (data: macaque V1, V2, MT)")
+    bins = np.arange(0, 111, 10)
+    for values, label, style in ((surround["full"], "G1 full", "-"), (surround["no_feedback"], "G1 no feedback", "--"),
+                                 (reference.surround_index("mouse", "control").values, "mouse V1 control", ":")):
+        values = values[np.isfinite(values)]
+        if values.size:
+            axes[2].hist(values, bins=bins, weights=np.full(values.size, 1 / values.size), histtype="step",
+                         linestyle=style, linewidth=2, label=f"{label} (n={values.size})")
+    axes[2].set(xlabel="SI (%)", ylabel="proportion", title="surround suppression")
+    axes[2].legend()
+    return plotting.save_figure(fig, out_dir, "report", formats=("png",))[0]
+
+
+def report(checkpoint, artefact, out_dir=None) -> str:
+    """Build the report; returns the Markdown and writes report.md and report.png."""
+    data = inputs.load_inputs(checkpoint, artefact)
+    out_dir = Path(out_dir) if out_dir else Path(artefact).with_name(Path(artefact).name + ".report")
+    groups = group_rows(data.units)
+    surround = surround_rows(data.units[0]) if data.units else surround_rows({"hidden_unit_index": []})
+    markdown = render_markdown(checkpoint, artefact, groups, surround, distance_rows(data.units, surround))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(markdown)
+    render_figure(data.units, surround, out_dir)
+    data.artefact.close()
+    return markdown
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="run folder or weights file")
+    parser.add_argument("artefact", help="the virtual-physiology artefact (.vphys.h5) made from CHECKPOINT")
+    parser.add_argument("--out", default=None, help="output folder [default: <ARTEFACT>.report]")
+    args = parser.parse_args(argv)
+    if not Path(args.artefact).exists():
+        raise UserInputError(f"artefact {args.artefact} does not exist: run the virtual-physiology pipeline first")
+    print(report(args.checkpoint, args.artefact, args.out))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,72 @@
+"""Surround suppression with and without feedback (spec §7 surround_suppression).
+
+Size-tuning curves come from ``virtual_physiology.surround`` (radius 2..38 px,
+un-normalised gratings, last 4 of 100 frames; reproduced, §9 row 22). Here:
+the per-unit comparisons between the full and the no-feedback model that the
+Nurminen et al. (2018) data summarise, and group-mean curves. Units are paired
+by index, so both arrays must hold the same units in the same order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.stats import fit_ratio_of_gaussians
+
+PROXIMAL_FRACTION = 0.95
+
+
+def _valid(curves) -> np.ndarray:
+    curves = np.asarray(curves, float)
+    return np.isfinite(curves).all(axis=1) & (curves.max(axis=1) > 0)
+
+
+def feedback_effects(full, no_feedback, radii) -> dict[str, np.ndarray]:
+    """Per-unit measures (n,) from paired size-tuning curves (n, R) of the full
+    and the no-feedback model; nan where either curve is silent or not finite.
+
+    - ``preferred_size_full`` / ``preferred_size_no_feedback``: radius at the
+      first argmax (the summation-field size; the data give diameters);
+    - ``peak_ratio``: max(no-feedback) / max(full) (Nurminen: sRF response,
+      inactivated / control = 0.668);
+    - ``proximal_ratio``: full / no-feedback at the first radius past the full
+      curve's peak where the full response falls below 0.95 of its peak, i.e.
+      where the near surround starts to suppress (Nurminen: 0.86); nan if the
+      full curve never falls that far.
+    """
+    full, no_feedback, radii = np.asarray(full, float), np.asarray(no_feedback, float), np.asarray(radii, float)
+    valid = _valid(full) & _valid(no_feedback)
+    safe_full = np.where(valid[:, None], full, 1.0)
+    safe_nofb = np.where(valid[:, None], no_feedback, 1.0)
+    peak = safe_full.argmax(axis=1)
+    past_peak = np.arange(full.shape[1])[None, :] > peak[:, None]
+    below = past_peak & (safe_full < PROXIMAL_FRACTION * safe_full.max(axis=1, keepdims=True))
+    has_proximal = below.any(axis=1) & valid
+    k = below.argmax(axis=1)
+    rows = np.arange(len(full))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        proximal = safe_full[rows, k] / safe_nofb[rows, k]
+    nan = np.nan
+    return dict(preferred_size_full=np.where(valid, radii[peak], nan),
+                preferred_size_no_feedback=np.where(valid, radii[safe_nofb.argmax(axis=1)], nan),
+                peak_ratio=np.where(valid, safe_nofb.max(axis=1) / safe_full.max(axis=1), nan),
+                proximal_ratio=np.where(has_proximal, proximal, nan))
+
+
+def normalised_mean_curves(full, no_feedback) -> tuple[np.ndarray, np.ndarray, int]:
+    """Group-mean size-tuning curves, each unit divided by the peak of its
+    full-model curve (so the no-feedback curve shows the rate change too).
+    Returns (full (R,), no_feedback (R,), number of units used)."""
+    full, no_feedback = np.asarray(full, float), np.asarray(no_feedback, float)
+    valid = _valid(full) & _valid(no_feedback)
+    peak = full[valid].max(axis=1, keepdims=True)
+    return (full[valid] / peak).mean(axis=0), (no_feedback[valid] / peak).mean(axis=0), int(valid.sum())
+
+
+def fit_curves(sizes, *curves) -> list[np.ndarray]:
+    """Ratio-of-Gaussians parameters (G_e, W_e, G_i, W_i) for each curve (nan if
+    the fit fails or the curve is not finite)."""
+    out = []
+    for y in curves:
+        y = np.asarray(y, float)
+        out.append(fit_ratio_of_gaussians(sizes, y) if np.isfinite(y).all() and y.max() > 0 else np.full(4, np.nan))
+    return out

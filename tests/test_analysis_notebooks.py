@@ -1,0 +1,137 @@
+"""Every analysis notebook runs top to bottom (papermill) on a tiny model and
+artefact, saves its figures and finite key numbers, and stops in its first
+cell with a one-line error on a missing or mismatched artefact."""
+import json
+import math
+import os
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+from analysis import build_notebooks
+from tests.analysis_helpers import tiny_run
+
+ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    jupyter = tmp_path_factory.mktemp("jupyter")
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR", "MPLBACKEND")}
+    os.environ.update(JUPYTER_DATA_DIR=str(jupyter / "data"), JUPYTER_CONFIG_DIR=str(jupyter / "config"),
+                      MPLBACKEND="Agg")
+    yield tiny_run()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def execute(name, tmp_path, **parameters):
+    out = tmp_path / name
+    pm.execute_notebook(str(ANALYSIS / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
+                        parameters=dict(output_dir=str(out), **parameters), kernel_name="python3",
+                        progress_bar=False, cwd=str(ANALYSIS.parent))
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def assert_figures(out, *names):
+    for name in names:
+        for suffix in (".png", ".pdf"):
+            assert (out / f"{name}{suffix}").stat().st_size > 1000, f"{name}{suffix} missing or empty"
+
+
+def finite(*values):
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def test_notebooks_are_generated_from_the_builder():
+    for name, cells in build_notebooks.NOTEBOOKS.items():
+        on_disk = nbformat.read(ANALYSIS / f"{name}.ipynb", as_version=4)
+        nbformat.validate(on_disk)
+        assert [c.source for c in on_disk.cells] == [src for _, src in cells], f"rerun build_notebooks for {name}"
+        assert on_disk.cells[1].metadata["tags"] == ["parameters"]
+
+
+def test_response_parameters_notebook(run, tmp_path):
+    out, summary = execute("response_parameters", tmp_path, checkpoint=run["checkpoint"], artefact=run["artefact"],
+                           comparison=[["copy", run["artefact"]]], ds_threshold=-1.0)
+    assert_figures(out, "example_sf_tf_tuning", "modulation_ratio_histograms", "preferred_sf_tf_ds_units",
+                   "modulation_ratio_ks_by_model")
+    g1 = summary["modulation_ratio"][0]
+    assert g1["n"] > 0 and finite(g1["mean"], g1["ks"], g1["binned_ks"])
+    assert all(finite(row["mean"]) for row in summary["ds_preferences"])
+    assert [row["model"] for row in summary["ks_by_model"]] == ["this model", "copy"]
+    assert summary["ks_by_model"][0]["ks_G1_V1"] == summary["ks_by_model"][1]["ks_G1_V1"]
+
+
+def test_plaid_motion_notebook(run, tmp_path):
+    out, summary = execute("plaid_motion", tmp_path, checkpoint=run["checkpoint"], artefact=run["artefact"],
+                           comparison=[["copy", run["artefact"]]], contour_step=90, n_plaid_directions=8)
+    assert_figures(out, "pattern_index_violins", "example_plaid_tuning_and_maps", "pattern_index_no_feedback",
+                   "pattern_index_ks_by_model")
+    assert finite(summary["pattern_index"][0]["mean"], summary["anova_groups"]["F"])
+    assert finite(summary["pattern_index"][1]["mean"]) and summary["pattern_index"][1]["n"] == 38  # V1 data
+    assert all(finite(row["p_holm"]) for row in summary["pairwise_holm"])
+    assert all(finite(row["mean_full"], row["mean_no_feedback"]) for row in summary["no_feedback"])
+    assert finite(summary["ks_by_model"][0]["mean"])
+
+
+def test_surround_suppression_notebook(run, tmp_path):
+    out, summary = execute("surround_suppression", tmp_path, checkpoint=run["checkpoint"], artefact=run["artefact"],
+                           comparison=[["copy", run["artefact"]]], n_examples=2)
+    assert_figures(out, "example_size_tuning", "population_size_tuning", "si_distributions",
+                   "feedback_effects_vs_nurminen", "si_by_model")
+    si = summary["si"]
+    assert finite(si["mean_full"], si["mean_no_feedback"]) and si["n_pairs"] > 0
+    assert all(finite(row["ks"]) for row in si["ks"])
+    assert any("feedback suppressed" in row["reference"] for row in si["ks"])
+    fits = summary["ratio_of_gaussians_fits"]
+    assert any(k.startswith("macaque V1 (Nassi") for k in fits)
+
+
+def test_connectivity_notebook(run, tmp_path):
+    out, summary = execute("connectivity_ori_dir", tmp_path, checkpoint=run["checkpoint"], artefact=run["artefact"],
+                           n_shuffles=20, gabor_r_min=-1.0, log_variance_min=-100.0, osi_threshold=-1.0,
+                           dsi_threshold=-1.0)
+    assert_figures(out, "short_range_connection_probability", "long_range_axis_fractions", "connection_heatmaps")
+    units = summary["units"]
+    assert units["selected"] == units["excitatory"] > 1 and finite(units["abs_threshold"], units["signed_threshold"])
+    ko_rows = [row for row in summary["trend_tests"] if row["source"] != "model"]
+    assert ko_rows and all(finite(row["z"], row["p_permutation"]) for row in ko_rows)
+    assert set(summary["long_range"]) == {"motion", "orientation"}
+
+
+def test_mse_notebook(run, tmp_path):
+    out, summary = execute("mse", tmp_path, checkpoints=[["tiny", run["checkpoint"]]], dataset=run["clips"],
+                           ood_dataset=run["clips"], max_clips=8, batch_size=4, n_angles=2, n_predict=3,
+                           beta_sweep=[[0.1, run["checkpoint"]]])
+    assert_figures(out, "next_frame_mse", "bar_rollout", "beta_sweep")
+    assert {row["split"] for row in summary["next_frame"]} == {"in distribution", "out of distribution"}
+    assert all(finite(row["mse"]) for row in summary["next_frame"])
+    assert finite(summary["rollout"][0]["mse_last"], summary["rollout"][0]["com_error_last"])
+    assert finite(summary["beta_sweep"][0]["next_frame_mse"])
+
+
+def test_nback_notebook(run, tmp_path):
+    out, summary = execute("nback", tmp_path, checkpoint=run["checkpoint"], max_digits=100, n_back_values=[0, 1],
+                           shuffle_fractions=[0.0, 1.0], shuffle_n_back=1, epochs=2, lr=1e-2)
+    assert_figures(out, "nback_accuracy", "nback_shuffled_feedback")
+    assert "scikit-learn" in summary["digit_source"] and summary["n_digits"] == 100
+    for row in summary["nback"]:
+        assert 0 <= row["full"] <= 1 and 0 <= row["no_feedback"] <= 1 and finite(row["p"])
+    assert len(summary["shuffled_feedback"]) == 2
+
+
+@pytest.mark.parametrize("case", ["missing", "mismatched"])
+def test_notebook_first_cell_rejects_bad_artefact(run, tmp_path, case):
+    checkpoint = run["checkpoint"] if case == "missing" else run["other_checkpoint"]
+    artefact = str(tmp_path / "absent.vphys.h5") if case == "missing" else run["artefact"]
+    with pytest.raises(pm.PapermillExecutionError) as error:
+        execute("plaid_motion", tmp_path, checkpoint=checkpoint, artefact=artefact)
+    assert error.value.ename == "UserInputError"
+    assert ("does not exist" if case == "missing" else "was made from") in error.value.evalue
+    assert "inputs.load_inputs" in error.value.source  # it is the check cell that stops the notebook

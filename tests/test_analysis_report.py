@@ -1,0 +1,49 @@
+"""The one-page report on a tiny model and artefact, and its one-line errors."""
+import math
+
+import pytest
+
+from analysis import report
+from tests.analysis_helpers import tiny_run
+from utils import run_cli
+
+
+def test_report_prints_and_saves(tmp_path, capsys):
+    run = tiny_run()
+    run_cli(lambda: report.main([run["checkpoint"], run["artefact"], "--out", str(tmp_path)]))
+    printed = capsys.readouterr().out
+    assert (tmp_path / "report.md").read_text() == printed.rstrip("\n") + "\n"
+    assert (tmp_path / "report.png").stat().st_size > 1000
+    for needle in ("| G1 |", "| G3 |", "macaque V1 (Mata & Ringach 2005)", "macaque MT (Movshon & Newsome 1996)",
+                   "mouse V1 feedback suppressed (laser on)", "G1 no feedback"):
+        assert needle in printed
+
+
+def test_report_numbers_are_finite():
+    from analysis import inputs
+
+    run = tiny_run()
+    data = inputs.load_inputs(run["checkpoint"], run["artefact"])
+    rows = report.group_rows(data.units)
+    assert [r["group"] for r in rows] == ["G1", "G2", "G3"]
+    assert all(math.isfinite(r["pi_mean"]) and 0 <= r["os_fraction"] <= 1 for r in rows)
+    assert math.isfinite(rows[0]["gabor_r_fraction"]) and math.isnan(rows[1]["gabor_r_fraction"])
+    surround = report.surround_rows(data.units[0])
+    assert surround["n_pairs"] > 0 and math.isfinite(surround["mean_no_feedback"])
+    distances = report.distance_rows(data.units, surround)
+    assert len(distances) == 2 + 3 + 4 and all(0 <= d["distance"] <= 1 for d in distances)
+    data.artefact.close()
+
+
+@pytest.mark.parametrize("case", ["missing", "mismatched"])
+def test_report_bad_artefact_is_a_one_line_error(tmp_path, capsys, case):
+    run = tiny_run()
+    args = ([run["checkpoint"], str(tmp_path / "absent.h5")] if case == "missing"
+            else [run["other_checkpoint"], run["artefact"]])
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: report.main(args + ["--out", str(tmp_path / "out")]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert ("does not exist" if case == "missing" else "was made from") in err
+    assert not (tmp_path / "out").exists()
