@@ -3,6 +3,7 @@ this project's model and of the plain dense masked reference, in the same run.
 
     python benchmarks/bench_train.py                 # paper size: B=100, T=50, 20x20, 3x800
     python benchmarks/bench_train.py --device cuda   # on a GPU: also clips/s and hours per run
+    python benchmarks/bench_train.py --device cuda --tf32 --amp   # train.py's faster, less exact options
 
 Prints the minimum and median step time of each over --steps timed steps (after
 --warmup-steps untimed ones) and their ratio. On a GPU it also estimates the
@@ -25,10 +26,11 @@ from dense_reference import DenseReference  # noqa: E402
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent  # noqa: E402
 
 
-def fast_step(model, opt, x, gen):
+def fast_step(model, opt, x, gen, amp=False):
     xn, yn = model.preprocess_data((x, x), gen)
     opt.zero_grad(set_to_none=True)
-    loss, _ = model.get_loss(model(xn), (xn, yn))
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):  # as train.py --amp
+        loss, _ = model.get_loss(model(xn), (xn, yn))
     loss.backward()
     torch.nn.utils.clip_grad_value_(model.parameters(), 0.25)
     model.mask_gradients()
@@ -65,21 +67,27 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dataset-clips", type=int, default=44000, help="for the GPU run-time estimate")
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--tf32", action="store_true", help="TF32 matrix products (train.py --tf32)")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast of this model's step (train.py --amp)")
     args = ap.parse_args()
 
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda was asked for but no GPU is visible: use --device cpu")
+    torch.set_float32_matmul_precision("high" if args.tf32 else "highest")
     groups = tuple(int(n) for n in args.hidden_units.split(","))
     P = args.frame_shape[0] * args.frame_shape[1]
     beta = (0.9,) + (0.1,) * (len(groups) - 1)
     x = torch.randn(args.batch, args.frames, P, device=device)
     gen = torch.Generator(device=device).manual_seed(0)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
-          f"B={args.batch} T={args.frames} frame {tuple(args.frame_shape)} groups {groups}")
+          f"B={args.batch} T={args.frames} frame {tuple(args.frame_shape)} groups {groups}; "
+          f"tf32 {args.tf32}, amp {args.amp}")
 
     torch.manual_seed(0)
     fast = NetworkHierarchicalRecurrent(frame_shape=args.frame_shape, hidden_units=groups, beta=beta).to(device)
     opt = torch.optim.Adam(fast.parameters(), lr=1e-4)
-    t_fast = time_steps(lambda: fast_step(fast, opt, x, gen), device, args.warmup_steps, args.steps)
+    t_fast = time_steps(lambda: fast_step(fast, opt, x, gen, args.amp), device, args.warmup_steps, args.steps)
     print(f"this model:      min {min(t_fast):.3f} s  median {statistics.median(t_fast):.3f} s per step")
 
     if not args.skip_reference:

@@ -46,6 +46,9 @@ class ReluRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, drive, weight, blocks):
+        if torch.is_autocast_enabled(drive.device.type):  # train.py --amp: the whole recurrence in one dtype
+            dtype = torch.get_autocast_dtype(drive.device.type)
+            drive, weight = drive.to(dtype), weight.to(dtype)
         T = drive.shape[0]
         h = torch.empty_like(drive)
         torch.clamp_min(drive[0], 0.0, out=h[0])
@@ -66,6 +69,7 @@ class ReluRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_h):
         h, weight = ctx.saved_tensors
+        grad_h = grad_h.to(h.dtype)  # autograd casts the returned gradients back to the inputs' dtypes
         T, B, H = h.shape
         active = h > 0  # ReLU'(pre) as PyTorch evaluates it: where the output is positive
         dpre = torch.empty_like(h)
