@@ -79,7 +79,8 @@ class TrainConfig:
     tf32: bool = _f(False, "allow TF32 matrix products on GPUs (faster, ~1e-3 relative error; paper: off)")
     amp: bool = _f(False, "bfloat16 autocast for forward and loss (faster on GPUs, less exact; paper: off)")
     save_dir: str = _f("model_checkpoints", "folder that receives the run folder")
-    max_minutes: float = _f(0.0, "stop cleanly (with a resumable checkpoint) after this long; 0 = no limit")
+    max_minutes: float = _f(0.0, "stop at the end of the epoch that passes this many minutes, with a normal "
+                                 "(resumable) checkpoint; 0 = no limit")
     stop_after_steps: int = _f(0, "stop cleanly after this many optimizer steps in this process, as on "
                                   "Ctrl-C (for tests and time-boxed jobs); 0 = no limit")
     preset: str = _f("", "named preset applied before explicit flags: 'demo' (a ~10-minute CPU run)")
@@ -352,7 +353,13 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
 
     seed_everything(cfg.seed)
-    model = build_model(dataclasses.asdict(cfg)).to(device)
+    try:
+        model = build_model(dataclasses.asdict(cfg)).to(device)
+    except ValueError as err:  # an incompatible combination of flags (e.g. a loss the model cannot use)
+        raise UserInputError(f"{err}: see --help") from err
+    if clips.shape[1] < getattr(model, "min_frames", 0):
+        raise UserInputError(f"{cfg.model} needs clips of at least {model.min_frames} frames, "
+                             f"{data_path} has {clips.shape[1]}: use longer clips or fewer groups")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -442,16 +449,14 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 sums = values if sums is None else sums + values
                 step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
                 bar.update()
-                timed_out = cfg.max_minutes > 0 and time.monotonic() - started > 60 * cfg.max_minutes
-                stop_now = stop.requested or timed_out
+                stop_now = stop.requested
                 if control is not None:
                     stop_now = _any_rank(stop_now, control)  # every process stops at the same step
                 if stop_now or (cfg.stop_after_steps and steps_here >= cfg.stop_after_steps):
                     checkpoint(epoch - 1, interrupted=True)
                     bar.close()
                     if rank == 0:
-                        why = "time limit" if timed_out else "stop request"
-                        print(f"{why}: saved a resumable state in {run_dir}; continue with --path {run_dir}",
+                        print(f"stop request: saved a resumable state in {run_dir}; continue with --path {run_dir}",
                               file=sys.stderr)
                     return run_dir
 
@@ -464,8 +469,17 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 _append(history["validation"], epoch, validate(model, val_src, cfg, device, noise_gen))
             bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.4f}", mse0=f"{means['mse0']:.4f}")
             completed, epoch, step, perm, sums = epoch, epoch + 1, 0, None, None  # the state resumes at `epoch`
-            if completed % cfg.checkpoint_every == 0 or completed == cfg.epochs:
+            # the time limit ends a run only between epochs, so it leaves a normal checkpoint
+            out_of_time = cfg.max_minutes > 0 and time.monotonic() - started > 60 * cfg.max_minutes
+            if control is not None:
+                out_of_time = _any_rank(out_of_time, control)
+            if completed % cfg.checkpoint_every == 0 or completed == cfg.epochs or out_of_time:
                 checkpoint(completed)
+            if out_of_time and epoch <= cfg.epochs:
+                bar.close()
+                if rank == 0:
+                    print(f"time limit: stopped after epoch {completed}; continue with --path {run_dir}", file=sys.stderr)
+                return run_dir
     bar.close()
     return run_dir
 

@@ -107,6 +107,14 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path, clips, stop
     assert a == b
 
 
+def test_time_limit_stops_between_epochs_with_a_normal_checkpoint(tmp_path, clips, uninterrupted):
+    run = train_in_process(tmp_path / "cut", clips, "--max-minutes", "1e-6")
+    assert (run / "1-epochs_model.safetensors").exists() and not (run / "2-epochs_model.safetensors").exists()
+    train_in_process(tmp_path / "cut", clips, "--path", str(run))
+    full, weights = final_weights(uninterrupted), final_weights(run)
+    assert all(torch.equal(full[k], weights[k]) for k in full)
+
+
 def test_sigint_saves_a_resumable_state(tmp_path, clips):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "submit_training_job.py", "--dataset", str(clips), "--save-dir",
@@ -163,6 +171,7 @@ def test_bad_dataset_gets_one_line_error_and_writes_nothing(tmp_path, kind):
     (["--loss", "nope"], "--loss"),
     (["--lr", "-1"], "--lr"),
     (["--preset", "nope"], "preset"),
+    (["--loss", "loss_hierarchical_temporal_prediction_feedforward"], "does not apply"),
     (["--path", "/nonexistent/run"], "--path"),
 ])
 def test_bad_flags_get_one_line_error(tmp_path, clips, args, fragment):
