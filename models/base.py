@@ -23,6 +23,15 @@ import torch
 from torch import nn
 
 
+def contiguous_slices(sizes) -> list[slice]:
+    """Consecutive slices of the given lengths: (3, 2) -> [slice(0, 3), slice(3, 5)]."""
+    out, start = [], 0
+    for n in sizes:
+        out.append(slice(start, start + n))
+        start += n
+    return out
+
+
 class ProbeableModel(nn.Module):
     """Base class: subclasses set ``frame_shape`` and ``group_sizes`` and
     implement ``forward``; everything else derives from those."""
@@ -45,10 +54,7 @@ class ProbeableModel(nn.Module):
 
     @property
     def group_slices(self) -> list[slice]:
-        edges = [0]
-        for n in self.group_sizes:
-            edges.append(edges[-1] + n)
-        return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+        return contiguous_slices(self.group_sizes)
 
     @property
     def device(self) -> torch.device:

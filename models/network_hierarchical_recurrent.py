@@ -24,16 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from losses import LOSS_OFFSETS, RECURRENT_LOSSES, hierarchical_offset_mse
-from models.base import ProbeableModel
+from models.base import ProbeableModel, contiguous_slices
 from models.recurrence import ReluRecurrence, block_ranges
-
-
-def _edges(sizes) -> list[slice]:
-    out, start = [], 0
-    for n in sizes:
-        out.append(slice(start, start + n))
-        start += n
-    return out
 
 
 class NetworkHierarchicalRecurrent(ProbeableModel):
@@ -69,7 +61,7 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
 
         P, H = self.n_pixels, self.n_hidden
         self.output_sizes = (P,) + self.group_sizes[:-1]
-        self.output_slices = _edges(self.output_sizes)
+        self.output_slices = contiguous_slices(self.output_sizes)
         self._init_parameters_like_original()
 
         hh_mask, col_sign = self._connectivity(self.group_sizes, self.local_inhibitory_prop)
@@ -126,7 +118,7 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         g -> g+1) are allowed; the inhibitory columns of group g (its last
         int(prop * n_g) units) are then cleared in the rows of groups g +- 1.
         """
-        slices = _edges(group_sizes)
+        slices = contiguous_slices(group_sizes)
         H = sum(group_sizes)
         mask = torch.zeros(H, H)
         sign = torch.ones(H)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from losses import FEEDFORWARD_LOSSES, feedforward_next_step_mse
-from models.base import ProbeableModel
+from models.base import ProbeableModel, contiguous_slices
 from utils import UserInputError
 
 
@@ -58,14 +58,6 @@ def _pad_front(x: torch.Tensor, length: int) -> torch.Tensor:
     return F.pad(x, (0, 0, length - x.shape[1], 0))
 
 
-def _edges(sizes) -> list[slice]:
-    out, start = [], 0
-    for n in sizes:
-        out.append(slice(start, start + n))
-        start += n
-    return out
-
-
 class TemporalConvHierarchy(ProbeableModel):
     """Stacks of ``TemporalConvStack``, one per group. Subclasses choose which
     groups' errors are trained (``trained_groups``) and how they are built."""
@@ -81,7 +73,7 @@ class TemporalConvHierarchy(ProbeableModel):
         self.lam = float(lam)
         self.noise_std = float(noise_std)
         self.output_sizes = (self.n_pixels,) + self.group_sizes[:-1]  # stack g predicts its own input
-        self.output_slices = _edges(self.output_sizes)
+        self.output_slices = contiguous_slices(self.output_sizes)
         self.stacks = nn.ModuleList(TemporalConvStack(n_in, n, self.kernel_size_t)
                                     for n_in, n in zip(self.output_sizes, self.group_sizes))
 
