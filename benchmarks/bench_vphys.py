@@ -38,7 +38,8 @@ _current = ["setup"]
 
 def _recording(function):
     def hidden_activity(self, x):
-        CALLS[_current[0]].append(tuple(x.shape[:2]))
+        if _current[0] is not None:
+            CALLS[_current[0]].append(tuple(x.shape[:2]))
         return function(self, x)
     return hidden_activity
 
@@ -108,11 +109,13 @@ def main():
             start = time.perf_counter()
             pipeline.run_stage(stage)
             rows.append([stage, time.perf_counter() - start, _peak_rss_gb() if reset else float("nan")])
+            print(f"[{stage}] {rows[-1][1]:.1f} s", file=sys.stderr, flush=True)
         _current[0] = "assemble"
         start = time.perf_counter()
         pipeline.assemble(log=lambda *a: None)
         rows.append(["assemble", time.perf_counter() - start, float("nan")])
         total = time.perf_counter() - start_all
+        _current[0] = None  # the bare replay is not recorded
         size_gb = pipeline.artefact.stat().st_size / 1e9
 
         print(f"model 3 x {units} units, 20 x 20 frames, {rwa_clips} RWA clips, {torch.get_num_threads()} threads, "

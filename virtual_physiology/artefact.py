@@ -238,6 +238,13 @@ class StageStore:
         return done
 
 
+class _OnDisk(int):
+    """The unit whose grating time courses ``UnitData`` reads on access."""
+
+    def __repr__(self):
+        return f"<read from the artefact on access: unit {int(self)}>"
+
+
 class UnitData(collections.UserDict):
     """One unit's dictionary in ``VirtualPhysiology.data``, with the
     original's keys. ``grating_responses`` (n_sf, n_dir, n_tf, 50) is read
@@ -249,7 +256,7 @@ class UnitData(collections.UserDict):
 
     def __getitem__(self, key):
         value = super().__getitem__(key)
-        return self._reader(value) if key == GRATING_RESPONSES else value
+        return self._reader(int(value)) if isinstance(value, _OnDisk) else value
 
 
 # Stages whose per-unit fields go into ``data`` under their own names (the
@@ -320,7 +327,8 @@ class VirtualPhysiology:
 
     def array(self, name: str, group: int | None = None, kept_only: bool = False) -> np.ndarray:
         """A field as an array; ``group`` selects that group's units (per-unit
-        fields only), ``kept_only`` the units the RWA kept."""
+        fields only), ``kept_only`` the units the RWA kept. ``grating_responses``
+        comes whole (4.1 GB at paper size): ``grating_responses(unit)`` reads one unit."""
         dataset = self._file[self._path_of(name)]
         if not dataset.attrs.get("per_unit", False):
             if group is not None or kept_only:
@@ -362,7 +370,7 @@ class VirtualPhysiology:
                 if "modulation_ratio" in fields and not np.isfinite(fields["modulation_ratio"]):
                     fields["modulation_ratio"] = False
                 if has_time_courses:
-                    fields[GRATING_RESPONSES] = int(unit)
+                    fields[GRATING_RESPONSES] = _OnDisk(unit)
                 group.append(UnitData(fields, self.grating_responses))
             out.append(group)
         return out
