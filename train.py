@@ -2,6 +2,7 @@
 config -> data -> model -> loop (noise, forward, loss, backward, clip, mask,
 Adam) -> checkpoints. The maths is the original's (spec §2-§4); what is new is
 seeding, exact resume, atomic safe checkpoints and one host sync per epoch.
+Every epoch's losses go to the run's own log, RUN/logs/train.log.
 
     python train.py --name NAME --L1 -6               # same flags as submit_training_job.py
     python train.py --path model_checkpoints/RUN      # resume
@@ -35,6 +36,7 @@ from models.io import HISTORY_FILE, save_model
 from utils import UserInputError, atomic_path, resolve_device, run_cli, seed_everything, write_json
 
 ROOT = Path(__file__).resolve().parent
+LOG_FILE = Path("logs") / "train.log"  # inside the run folder, beside submitit's job logs
 
 
 def _f(default, help):
@@ -230,6 +232,19 @@ def validate(model, source, cfg, device, noise_gen) -> dict:
     return dict(zip(keys, (sums / n).tolist()))
 
 
+def _format_means(means: dict) -> str:
+    return " ".join(f"{k} {v:.6g}" for k, v in means.items())
+
+
+def _append_log(run_dir: Path, message: str) -> None:
+    """Append a time-stamped line to RUN/logs/train.log: every run keeps its own log,
+    across resumes, whether it ran in this process or as a job."""
+    path = run_dir / LOG_FILE
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
 def save_loss_curve(run_dir: Path, history: dict) -> None:
     import matplotlib
 
@@ -349,6 +364,9 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")  # TF32 only when asked
     clips, data_path = load_dataset(cfg)
     train_rows, val_rows = split_indices(len(clips))
+    if len(train_rows) == 0:  # only N = 1: the split keeps at least one clip for validation
+        raise UserInputError(f"{data_path} holds {len(clips)} clip, which the split keeps for validation: "
+                             "give at least 2 clips")
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
     train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
 
@@ -389,6 +407,20 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", config)
 
+    def log(message, stderr=False):
+        """Process 0 appends ``message`` to the run's own log (and, if asked, prints it)."""
+        if rank > 0:
+            return
+        if stderr:
+            print(message, file=sys.stderr)
+        _append_log(run_dir, message)
+
+    if resume is None:
+        log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
+            f"{world} process(es) on {device.type}")
+    else:
+        log(f"resumed from {resume.name} at epoch {epoch}, step {step}")
+
     def checkpoint(tag_epoch, interrupted=False):
         total = sums
         if control is not None:  # every process takes part: the weights must agree, the loss sums add up
@@ -414,6 +446,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     if cfg.epochs == 0 and resume is None:  # the untrained control, saved as a normal checkpoint
         if rank == 0:
             save_model(run_dir, model, config, 0, history)
+        log("saved the untrained model (--epochs 0)")
         return run_dir
 
     n_batches = math.ceil(len(train_src) / cfg.batch_size)
@@ -455,18 +488,21 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 if stop_now or (cfg.stop_after_steps and steps_here >= cfg.stop_after_steps):
                     checkpoint(epoch - 1, interrupted=True)
                     bar.close()
-                    if rank == 0:
-                        print(f"stop request: saved a resumable state in {run_dir}; continue with --path {run_dir}",
-                              file=sys.stderr)
+                    log(f"stop request: saved a resumable state in {run_dir}; continue with --path {run_dir}",
+                        stderr=True)
                     return run_dir
 
             if control is not None:
                 dist.all_reduce(sums)  # each process summed its share of every batch
             means = dict(zip(["loss", *components], (sums / n_batches).tolist()))  # one host sync per epoch
             _append(history["train"], epoch, means)
+            line = f"epoch {epoch}/{cfg.epochs} train " + _format_means(means)
             if epoch % cfg.validate_every == 0:  # on every process, which keeps the noise generators in step
                 model.eval()
-                _append(history["validation"], epoch, validate(model, val_src, cfg, device, noise_gen))
+                val_means = validate(model, val_src, cfg, device, noise_gen)
+                _append(history["validation"], epoch, val_means)
+                line += " | validation " + _format_means(val_means)
+            log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
             bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.4f}", mse0=f"{means['mse0']:.4f}")
             completed, epoch, step, perm, sums = epoch, epoch + 1, 0, None, None  # the state resumes at `epoch`
             # the time limit ends a run only between epochs, so it leaves a normal checkpoint
@@ -477,10 +513,10 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 checkpoint(completed)
             if out_of_time and epoch <= cfg.epochs:
                 bar.close()
-                if rank == 0:
-                    print(f"time limit: stopped after epoch {completed}; continue with --path {run_dir}", file=sys.stderr)
+                log(f"time limit: stopped after epoch {completed}; continue with --path {run_dir}", stderr=True)
                 return run_dir
     bar.close()
+    log(f"finished epoch {cfg.epochs}")
     return run_dir
 
 

@@ -7,7 +7,8 @@ A run folder holds
   in the file's metadata, so a lone weights file still loads;
 - ``{epoch}-epochs_state.pt``: what resuming needs (optimizer, every RNG state,
   position in the epoch, loss history), loadable with ``weights_only=True``;
-- ``loss_history.json`` and ``loss_curve.png``.
+- ``loss_history.json`` and ``loss_curve.png``;
+- ``logs/train.log``: one line per epoch (train.py), beside any job logs.
 
 A folder written by the original code (``hyperparameters.csv`` plus
 ``N-epochs_model.pt`` state dicts) also loads; its pickled loss history is never

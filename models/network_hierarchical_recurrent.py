@@ -25,7 +25,9 @@ from torch import nn
 
 from losses import LOSS_OFFSETS, RECURRENT_LOSSES, hierarchical_offset_mse
 from models.base import ProbeableModel, contiguous_slices
+from models.io import load_model
 from models.recurrence import ReluRecurrence, block_ranges
+from utils import UserInputError
 
 
 class NetworkHierarchicalRecurrent(ProbeableModel):
@@ -85,6 +87,20 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
             detach_targets=config["detach_targets"],
             noise_std=config["noise_std"],
         )
+
+    @classmethod
+    def load(cls, path, device="cpu", frame_shape=None):
+        """A saved model -> (model, hyperparameters, loss_history), in eval mode on ``device``.
+
+        ``path`` is anything ``models.io.load_model`` reads: a run folder, a weights
+        file, or a folder written by the original code. The checkpoint must hold
+        this class (or a subclass), so ``NetworkRecurrent.load`` refuses a
+        three-group model."""
+        model, hyperparameters, loss_history = load_model(path, device, frame_shape)
+        if not isinstance(model, cls):
+            raise UserInputError(f"{path} holds a {hyperparameters['model']} model, not {cls.__name__}: "
+                                 "load it with models.io.load_model")
+        return model, hyperparameters, loss_history
 
     # ----- construction -------------------------------------------------------------
     def _init_parameters_like_original(self):

@@ -8,8 +8,10 @@ import torch
 from dense_reference import DenseReference
 from losses import hierarchical_offset_mse
 from models.ablation import shuffle_feedback, without_feedback
-from models.io import load_model
+from models.io import load_model, save_model
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+from models.network_recurrent import NetworkRecurrent
+from utils import UserInputError
 
 CASES = [  # frame shape, groups, beta, inhibitory proportion, loss / offset
     ((4, 5), (12, 10, 8), (0.9, 0.1, 0.1), 0.2, "loss_hierarchical_temporal_prediction", 1),
@@ -238,12 +240,34 @@ def test_checkpoint_written_by_the_original_code_loads(tmp_path):
         writer = csv.writer(f)
         writer.writerow([""] + list(hp))
         writer.writerow([0] + list(hp.values()))
-    model, config, history = load_model(run)
-    assert config["frame_shape"] == [20, 20] and config["hidden_units"] == [6, 5, 4]
-    assert config["checkpoint_epoch"] == 7 and history == {}
     x = torch.randn(3, 10, 400)
     with torch.no_grad():
         pred_ref, h_ref = ref(x)
-        pred, h = model(x)
-    torch.testing.assert_close(h, h_ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(pred, pred_ref, rtol=1e-5, atol=1e-6)
+    for model, config, history in (load_model(run), NetworkHierarchicalRecurrent.load(run)):
+        assert config["frame_shape"] == [20, 20] and config["hidden_units"] == [6, 5, 4]
+        assert config["checkpoint_epoch"] == 7 and history == {}
+        with torch.no_grad():
+            pred, h = model(x)
+        torch.testing.assert_close(h, h_ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(pred, pred_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_load_classmethod_returns_model_hyperparameters_and_loss_history(tmp_path):
+    config = {"model": "network_hierarchical_recurrent", "loss": "loss_hierarchical_temporal_prediction",
+              "frame_shape": [2, 3], "hidden_units": [4, 5, 6], "beta": [0.9, 0.1, 0.1], "warmup": 2,
+              "local_inhibitory_prop": 0.2, "L1": -3.0, "detach_targets": False, "noise_std": 0.5011}
+    torch.manual_seed(0)
+    saved = NetworkHierarchicalRecurrent.from_config(config)
+    history = {"train": {"epoch": [1, 2], "loss": [0.5, 0.25]}, "validation": {"epoch": [2], "loss": [0.3]}}
+    save_model(tmp_path / "run", saved, config, 2, history)
+    torch.manual_seed(1)  # a different init: the loaded weights must be the saved ones
+    model, hyperparameters, loss_history = NetworkHierarchicalRecurrent.load(tmp_path / "run", "cpu")
+    assert type(model) is NetworkHierarchicalRecurrent and not model.training
+    assert hyperparameters["hidden_units"] == [4, 5, 6] and hyperparameters["L1"] == -3.0
+    assert hyperparameters["checkpoint_epoch"] == 2 and loss_history == history
+    x = torch.randn(2, 7, 6)
+    with torch.no_grad():
+        want, got = saved(x), model(x)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    with pytest.raises(UserInputError, match="network_hierarchical_recurrent model, not NetworkRecurrent"):
+        NetworkRecurrent.load(tmp_path / "run")

@@ -1,6 +1,7 @@
 """The training command: smoke runs, exact resume, interruption and bad input."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,11 +66,29 @@ def test_cli_smoke_writes_checkpoints_history_curve_and_config(tmp_path, clips):
     torch.load(run / "2-epochs_state.pt", weights_only=True)  # resumable state is safe to load
 
 
-def test_help_names_every_flag_with_the_paper_value():
+PAPER_VALUES = {  # TrainConfig field: (as the help writes it, the default)
+    "L1": ("-6", -6.0), "lr": ("1e-4", 1e-4), "batch_size": ("100", 100), "epochs": ("2000", 2000),
+    "beta": ("0.9,0.1,0.1", (0.9, 0.1, 0.1)), "hidden_units": ("800,800,800", (800, 800, 800)),
+    "frame_shape": ("20 20", (20, 20)), "warmup": ("4", 4), "local_inhibitory_prop": ("0.2", 0.2),
+    "noise_std": ("0.5011", 0.5011), "grad_clip": ("0.25", 0.25), "validate_every": ("10", 10),
+    "checkpoint_every": ("1000", 1000),
+}
+
+
+def test_help_gives_each_flag_its_own_paper_value():
+    import submit_training_job
+    import train
+
     out = run_cli(["--help"]).stdout
-    for flag, paper in (("--L1", "-6"), ("--lr", "1e-4"), ("--batch-size", "100"), ("--epochs", "2000"),
-                        ("--beta", "0.9,0.1,0.1"), ("--hidden-units", "800,800,800"), ("--path", "resume")):
-        assert flag in out and paper in out, flag
+    for parser in (train.build_parser(), submit_training_job.build_parser()):
+        helps = {option: action.help for action in parser._actions for option in action.option_strings}
+        for name, (text, value) in PAPER_VALUES.items():
+            flag = "--" + name.replace("_", "-")
+            assert flag in out
+            assert getattr(train.TrainConfig(), name) == value, name
+            # "(paper: 100)" or "(paper README example: -6)", not a prefix of another number
+            assert re.search(rf"\(paper[^:)]*: {re.escape(text)}(?![\d.,])", helps[flag]), (flag, helps[flag])
+        assert "resume" in helps["--path"]
 
 
 def test_epochs_zero_saves_the_untrained_model(tmp_path, clips):
@@ -141,25 +160,26 @@ def assert_one_line_error(proc, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-BAD_ARRAYS = {
-    "nan": (np.full((44, 12, 16), np.nan, np.float32), "NaN"),
-    "wrong_ndim": (np.zeros((44, 12 * 16), np.float32), "3"),
-    "wrong_pixels": (np.zeros((44, 12, 15), np.float32), "frame"),
-    "too_short": (np.zeros((44, 5, 16), np.float32), "warm-up"),
-    "empty": (np.zeros((0, 12, 16), np.float32), "empty"),
-    "object": (np.array([None] * 4, dtype=object), "object"),
+BAD_ARRAYS = {  # each error's own wording; TINY needs 4x4 frames and 4 + 1 + 1 frames per clip
+    "nan": (np.full((44, 12, 16), np.nan, np.float32), "contains NaN or inf"),
+    "wrong_ndim": (np.zeros((44, 12 * 16), np.float32), "it must be 3-D"),
+    "wrong_pixels": (np.zeros((44, 12, 15), np.float32), "15 pixels per frame but frame shape 4x4 needs 16"),
+    "too_short": (np.zeros((44, 5, 16), np.float32), "5-frame clips but at least 6 are needed"),
+    "empty": (np.zeros((0, 12, 16), np.float32), "holds no clips"),
+    "one_clip": (np.zeros((1, 12, 16), np.float32), "holds 1 clip, which the split keeps for validation"),
+    "float64": (np.zeros((44, 12, 16), np.float64), "has dtype float64"),
+    "object": (np.array([None] * 4, dtype=object), "holds an object (pickled) array"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_ARRAYS))
 def test_bad_dataset_gets_one_line_error_and_writes_nothing(tmp_path, kind):
-    array, fragment = BAD_ARRAYS[kind]
-    path = tmp_path / f"{kind}.npy"
+    array, wording = BAD_ARRAYS[kind]
+    path = tmp_path / "clips.npy"  # a neutral name: the message must carry the wording itself
     np.save(path, array, allow_pickle=True)
     out = tmp_path / "runs"
     proc = run_cli(["--dataset", str(path), "--save-dir", str(out), "--epochs", "1", *TINY], check=False)
-    assert_one_line_error(proc)
-    assert fragment.lower() in proc.stderr.lower()
+    assert_one_line_error(proc, wording)
     assert not out.exists()
 
 

@@ -77,16 +77,6 @@ def test_two_processes_take_the_same_steps_stop_and_resume_as_one(tmp_path, clip
     assert json.loads((run / "config.json").read_text())["processes"] == 2
 
 
-def test_one_process_under_torchrun_variables_is_plain_training(tmp_path, clips, monkeypatch):
-    plain = in_process(args_for(clips, tmp_path / "plain", "--epochs", "1"))
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    launched = in_process(args_for(clips, tmp_path / "torchrun1", "--epochs", "1"))
-    a, b = (load_file(str(r / "1-epochs_model.safetensors")) for r in (plain, launched))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
 def test_precision_choices_are_recorded_and_reset(tmp_path, clips):
     fast = in_process(args_for(clips, tmp_path, "--epochs", "1", "--tf32", "--name", "fast"))
     assert torch.get_float32_matmul_precision() == "high"

@@ -86,6 +86,25 @@ def test_local_executor_sweep_trains_two_runs_with_their_own_folders_and_logs(tm
         assert json.loads((run / "config.json").read_text())["L1"] == L1
         assert (run / "1-epochs_model.safetensors").exists() and (run / "1-epochs_state.pt").exists()
         assert list((run / "logs").glob("*_log.out")) and list((run / "logs").glob("*_log.err"))
+        assert "epoch 1/1 train loss" in (run / "logs" / "train.log").read_text()
+
+
+def test_sweep_in_this_process_writes_each_run_its_own_log(tmp_path, clips, capsys):
+    stj.main(["--name", "here", "--L1", "-6", "-5", "--epochs", "2", "--validate-every", "2", "--dataset",
+              str(clips), "--save-dir", str(tmp_path), *TINY])
+    runs = sorted(tmp_path.iterdir())
+    assert [r.name.split("_2")[0] for r in runs] == ["here_-5L1_seed0", "here_-6L1_seed0"]
+    out = capsys.readouterr().out
+    for run in runs:
+        assert f"run folder: {run}" in out
+        lines = (run / "logs" / "train.log").read_text().splitlines()
+        history = json.loads((run / "loss_history.json").read_text())
+        assert "started: 40 training and 4 validation clips" in lines[0] and "finished epoch 2" in lines[-1]
+        epochs = [line for line in lines if " epoch " in line and " train " in line]
+        assert len(epochs) == 2 and "validation" not in epochs[0] and "validation loss" in epochs[1]
+        for line, epoch, loss in zip(epochs, (1, 2), history["train"]["loss"]):
+            assert f"epoch {epoch}/2 train loss {loss:.6g} " in line
+        assert "epoch" not in out  # the per-epoch lines go to the log, not to stdout
 
 
 def test_requeued_job_resumes_from_its_last_state(tmp_path, clips):
