@@ -1,6 +1,7 @@
 """Every control model kind through the training command (2 epochs on tiny
 data), reloaded from its checkpoint, assembled (TP_FF) and probed by the
 virtual physiology; the ablation specs of ``--ablation`` flags."""
+import copy
 import json
 import os
 import shutil
@@ -17,10 +18,11 @@ import train
 from analysis.mse import next_frame_errors
 from models import build_model
 from models.ablation import apply_ablation, shuffle_feedback, without_feedback
-from models.io import load_model
+from models.io import load_model, save_model
 from models.network_feedforward_stacked import main as stack_main
 from utils import UserInputError, seed_everything
 from virtual_physiology import VirtualPhysiology
+from virtual_physiology.artefact import STAGES
 from virtual_physiology.pipeline import Options, Pipeline
 from virtual_physiology.rwa import response_weighted_average
 from virtual_physiology.tuning import grating_sweep
@@ -28,7 +30,8 @@ from virtual_physiology.tuning import grating_sweep
 ROOT = Path(__file__).resolve().parents[1]
 FF_LOSS = "loss_hierarchical_temporal_prediction_feedforward"
 TINY = ["--frame-shape", "4", "4", "--batch-size", "8", "--epochs", "2", "--validate-every", "1", "--device", "cpu"]
-KINDS = {  # name: (extra flags, model class name, number of groups)
+KINDS = {  # name: (extra flags, model class name, number of groups); group g has SIZES[g] units
+    "htp": (["--hidden-units", "6,5,4"], "NetworkHierarchicalRecurrent", 3),
     "hier_ff": (["--model", "network_hierarchical_feedforward", "--loss", FF_LOSS, "--hidden-units", "6,5,4",
                  "--beta", "1,1,1"], "NetworkHierarchicalFeedforward", 3),
     "tp_ff0": (["--model", "network_feedforward", "--loss", FF_LOSS, "--hidden-units", "6", "--beta", "1"],
@@ -39,6 +42,7 @@ KINDS = {  # name: (extra flags, model class name, number of groups)
            "NetworkHierarchicalRecurrent", 3),
     "vanilla": (["--model", "network_recurrent", "--hidden-units", "6", "--beta", "1"], "NetworkRecurrent", 1),
 }
+SIZES = [6, 5, 4]
 
 
 def _train(base: Path, name: str, *args) -> Path:
@@ -62,8 +66,15 @@ def one_thread():
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("controls")
     np.save(base / "tiny.npy", np.random.default_rng(0).standard_normal((44, 16, 16)).astype(np.float32))
+    saved = {}
+
+    def save_and_keep(run_dir, model, *args, **kwargs):  # the model as saved, to compare with its reload
+        saved[Path(run_dir)] = copy.deepcopy(model).eval()
+        return save_model(run_dir, model, *args, **kwargs)
+
     with pytest.MonkeyPatch.context() as patch:  # the loss-curve figure is plotted by the command-line run below
         patch.setattr(train, "save_loss_curve", lambda *args: None)
+        patch.setattr(train, "save_model", save_and_keep)
         out = {name: _train(base, name, *flags) for name, (flags, _, _) in KINDS.items()}
         out["tp_ff1"] = _train(base, "tp_ff1", *KINDS["tp_ff0"][0][:4], "--hidden-units", "6,5", "--beta", "1,1",
                                "--lower-stacks", str(out["tp_ff0"]))
@@ -71,7 +82,7 @@ def runs(tmp_path_factory):
                                          "--beta", "1,1", "--lower-stacks", str(out["tp_ff0"]), "--epochs", "0")
     stack_main([str(out["tp_ff0"]), str(out["tp_ff1"]), "--out", str(base / "tp_ff_stacked")])
     out["tp_ff_stacked"] = base / "tp_ff_stacked"
-    out["base"] = base
+    out["base"], out["saved"] = base, saved
     return out
 
 
@@ -80,6 +91,15 @@ def _initial_model(run: Path):
     config = json.loads((run / "config.json").read_text())
     seed_everything(config["seed"])
     return build_model(config)
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "tp_ff1", "untrained_tp_ff1"])
+def test_each_kind_reloads_to_exactly_the_model_it_saved(runs, kind):
+    before, (after, _, _) = runs["saved"][runs[kind]], load_model(runs[kind])
+    x = torch.randn(2, 16, 16, generator=torch.Generator().manual_seed(3))
+    for a, b in zip(before(x), after(x)):  # (predictions, hidden)
+        assert torch.equal(a, b)
+    assert torch.equal(before.hidden_activity(x), after.hidden_activity(x))
 
 
 @pytest.mark.parametrize("kind", [*KINDS, "tp_ff1"])
@@ -175,13 +195,28 @@ def test_rwa_grating_sweep_and_prediction_error_run_on_every_kind(runs, kind):
     assert mean.shape == (model.n_hidden, 2, 4, 2) and np.isfinite(mean).all()
 
 
-def test_full_virtual_physiology_on_the_stacked_tp_ff(runs, tmp_path):
-    artefact = tmp_path / "tp_ff.h5"
+@pytest.mark.parametrize("kind", [*KINDS, "tp_ff1", "tp_ff_stacked"])
+def test_full_virtual_physiology_on_every_kind(runs, kind, tmp_path):
+    artefact = tmp_path / "vp.h5"
     options = Options(rwa_clips=30, gabor_starts=1, gabor_steps=5, progress=False)
-    assert Pipeline(runs["tp_ff_stacked"], artefact, options=options).run(log=lambda *_: None)
+    assert Pipeline(runs[kind], artefact, options=options).run(log=lambda *_: None)
+    name, n = KINDS[kind][1:] if kind in KINDS else ("NetworkFeedforward" + "Stacked" * (kind == "tp_ff_stacked"), 2)
+    recurrent = "Recurrent" in name
     with VirtualPhysiology.load(artefact) as vp:
-        assert vp.metadata["model"]["group_lags"] == [0, 0] and vp.metadata["model"]["kind"] == "NetworkFeedforwardStacked"
-        assert any("skipped" in n for n in vp.metadata["stages"]["nofeedback"]["notes"])
+        meta, stages = vp.metadata["model"], vp.metadata["stages"]
+        assert vp.stages == list(STAGES) and meta["kind"] == name and meta["group_sizes"] == SIZES[:n]
+        assert meta["group_lags"] == (list(range(n)) if recurrent else [0] * n)
+        kept = [vp.array("kept", group=g) for g in range(n)]
+        assert [k.size for k in kept] == SIZES[:n] and kept[0].any()
+        assert [[u["hidden_unit_index"] for u in units] for units in vp.data] == [
+            (np.flatnonzero(k) + sum(SIZES[:g])).tolist() for g, k in enumerate(kept)]
+        feedback = name == "NetworkHierarchicalRecurrent"
+        assert stages["nofeedback"]["complete"] and stages["nofeedback"]["notes"][0].startswith("skipped") != feedback
+        assert ("nofeedback/plaid_pattern_index" in vp.fields()) == feedback
+        if recurrent:  # group 1's excitatory units: 6 - int(0.2 * 6)
+            assert vp.connectivity()["weights"].shape == (5, 5)
+        else:
+            assert stages["connectivity"]["notes"][0].startswith("skipped")
 
 
 def test_ablation_specs_zero_or_shuffle_exactly_the_feedback_entries(runs):
