@@ -10,8 +10,19 @@ by the same filter as download_allen, or named with ``--sessions``; a DANDI
 file ``.../sub-<mouse>_ses-<session>.nwb`` is matched by its session id (the
 per-probe LFP files are skipped). The dandi client verifies each file's
 dandi-etag checksum, resumes interrupted downloads, skips complete files
-(``existing="overwrite-different"``), times out stalled requests and shows
-progress.
+(``existing="overwrite-different"``) and shows progress.
+
+Timeouts: ``--timeout`` bounds only the sessions.csv fetch. ``dandi.download``
+takes no timeout argument; in dandi 0.81.0 (pinned) the bounds are its module
+constants, not settings: each file request has ``timeout=DOWNLOAD_TIMEOUT``
+(30 s to connect and per wait for data), and a failing file is tried up to 10
+times, resuming, after a random pause of up to 5 s x attempt (or the server's
+Retry-After); the env var ``DANDI_DOWNLOAD_AGGRESSIVE_RETRY=1`` grants one more
+attempt whenever a failed attempt received bytes. The API calls that list the
+assets have no timeout there: on connection errors and HTTP 429/5xx a call is
+tried up to 12 times with exponential backoff, but a connection that stalls
+without closing is not bounded. A download that still fails ends in a one-line error; running
+again resumes.
 
 DANDI does not hold the movie templates: give ``--movie-dir`` with
 natural_movie_one.npy and natural_movie_three.npy (saved by
@@ -95,15 +106,21 @@ def main(argv: list[str] | None = None) -> None:
     ids = ids[:args.max_sessions]
 
     try:
+        import requests
         from dandi.dandiapi import DandiAPIClient
         from dandi.download import DownloadExisting, download as dandi_download
     except ImportError as err:
         raise UserInputError(INSTALL_HINT) from err
-    with DandiAPIClient() as client:
-        dandiset = client.get_dandiset(DANDISET, args.version)
-        assets = session_assets([a.path for a in dandiset.get_assets()], ids)
-    urls = [f"dandi://dandi/{DANDISET}@{args.version}/{path}" for path in assets.values()]
-    dandi_download(urls, args.out / "sessions", existing=DownloadExisting.OVERWRITE_DIFFERENT)
+    try:
+        with DandiAPIClient() as client:
+            dandiset = client.get_dandiset(DANDISET, args.version)
+            assets = session_assets([a.path for a in dandiset.get_assets()], ids)
+        urls = [f"dandi://dandi/{DANDISET}@{args.version}/{path}" for path in assets.values()]
+        dandi_download(urls, args.out / "sessions", existing=DownloadExisting.OVERWRITE_DIFFERENT)
+    except (requests.RequestException, RuntimeError) as err:  # dandi raises RuntimeError when any file failed
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserInputError(f"DANDI:{DANDISET} download failed ({reason}): check the connection and run again "
+                             f"to resume") from err
     print(f"{len(urls)} sessions in {args.out / 'sessions'}")
     if not all((args.out / "movies" / f"{name}.npy").is_file() for name in MOVIE_TEMPLATES):
         print(f"note: the movie templates are not on DANDI; put them in {args.out / 'movies'} (--movie-dir)")

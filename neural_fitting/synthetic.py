@@ -33,9 +33,26 @@ def movie_schedule(movies: tuple[MovieSpec, ...], frame_seconds: float = FRAME_S
     return schedule
 
 
+def spikes_for_counts(counts: dict[str, np.ndarray], movies: tuple[MovieSpec, ...],
+                      frame_seconds: float = FRAME_SECONDS, gap_seconds: float = 1.0) -> list[np.ndarray]:
+    """Spike times giving exact presentation counts: movie name -> (U, n_repeats,
+    n_frames) counts; c spikes are spread evenly inside each presentation window
+    of ``movie_schedule`` (none on a boundary). Returns one sorted array per unit."""
+    schedule = movie_schedule(movies, frame_seconds, gap_seconds)
+    n_units = len(counts[movies[0].name])
+    per_unit = [[] for _ in range(n_units)]
+    for movie in movies:
+        starts = schedule[movie.name].ravel()
+        for u, unit_counts in enumerate(np.asarray(counts[movie.name]).reshape(n_units, -1)):
+            for start, c in zip(starts, unit_counts):
+                per_unit[u].append(start + frame_seconds * np.arange(1, c + 1) / (c + 1))
+    return [np.sort(np.concatenate(times)) for times in per_unit]
+
+
 def write_session(path: str | Path, spike_times: list[np.ndarray], unit_areas: list[str],
                   movies: tuple[MovieSpec, ...], *, frame_seconds: float = FRAME_SECONDS, gap_seconds: float = 1.0,
-                  session_id: str = "100", area_via: str = "peak_channel", quality: list[str] | None = None) -> Path:
+                  session_id: str = "100", area_via: str = "peak_channel", quality: list[str] | None = None,
+                  shuffle_seed: int | None = None) -> Path:
     """Write a session NWB file; returns ``path``.
 
     ``spike_times``: one array per unit; ``unit_areas``: the area of each unit.
@@ -43,7 +60,9 @@ def write_session(path: str | Path, spike_times: list[np.ndarray], unit_areas: l
     where the reader must find the area: "peak_channel" (Allen: a
     ``peak_channel_id`` column), "electrodes" (standard NWB: the units'
     ``electrodes`` region) or "units_column" (a ``structure_acronym`` column on
-    the units table). ``quality`` defaults to "good" for every unit.
+    the units table). ``quality`` defaults to "good" for every unit. With
+    ``shuffle_seed`` the presentation rows are written in a seeded random order
+    instead of time order, so the reader must sort them.
     """
     import pynwb
     from pynwb.epoch import TimeIntervals
@@ -76,7 +95,11 @@ def write_session(path: str | Path, spike_times: list[np.ndarray], unit_areas: l
         starts = movie_schedule(movies, frame_seconds, gap_seconds)[movie.name]
         table = TimeIntervals(name=f"{movie.name}_presentations", description=f"{movie.name} frames")
         table.add_column(name="frame", description="movie frame shown")
-        for start, frame in zip(starts.ravel(), np.tile(np.arange(movie.n_frames), movie.n_repeats)):
+        starts, frames = starts.ravel(), np.tile(np.arange(movie.n_frames), movie.n_repeats)
+        order = np.arange(len(starts))
+        if shuffle_seed is not None:
+            order = np.random.default_rng(shuffle_seed).permutation(len(starts))
+        for start, frame in zip(starts[order], frames[order]):
             table.add_interval(start_time=float(start), stop_time=float(start + frame_seconds), frame=float(frame))
         nwb.add_time_intervals(table)
 

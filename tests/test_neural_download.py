@@ -3,7 +3,10 @@ resumable checksummed fetches against a local HTTP server, argument checks."""
 import hashlib
 import http.server
 import importlib.util
+import sys
 import threading
+import types
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -132,6 +135,37 @@ def test_dandi_copies_movies_once(tmp_path):
 def test_dandi_missing_client_is_one_line(tmp_path):
     with pytest.raises(UserInputError, match="requirements-dandi.txt"):
         download_dandi.main(["--out", str(tmp_path), "--sessions", "715093703"])
+
+
+def test_dandi_failure_is_one_line(tmp_path, monkeypatch):
+    """Stand-ins for dandi 0.81's client: its download() raises RuntimeError once any file failed."""
+    calls = []
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def get_dandiset(self, dandiset, version):
+            paths = ["sub-1/sub-1_ses-715093703.nwb", "sub-1/sub-1_ses-715093703_probe-8_ecephys.nwb"]
+            return SimpleNamespace(get_assets=lambda: [SimpleNamespace(path=p) for p in paths])
+
+    def download(urls, out, existing):
+        calls.append((urls, out, existing))
+        raise RuntimeError("Encountered 1 error while downloading.")
+
+    fakes = {"dandi": {}, "dandi.dandiapi": {"DandiAPIClient": Client},
+             "dandi.download": {"download": download, "DownloadExisting": SimpleNamespace(OVERWRITE_DIFFERENT="od")}}
+    for name, attributes in fakes.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+    with pytest.raises(UserInputError, match=r"failed \(Encountered 1 error while downloading.\).*run again") as err:
+        download_dandi.main(["--out", str(tmp_path), "--sessions", "715093703"])
+    assert "\n" not in str(err.value)
+    assert calls == [(["dandi://dandi/000021@draft/sub-1/sub-1_ses-715093703.nwb"], tmp_path / "sessions", "od")]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("allensdk") is not None, reason="allensdk is installed here")

@@ -9,7 +9,7 @@ import pytest
 from neural_fitting.nwb import read_session
 from neural_fitting.process_sessions import ProcessingConfig, load_processed, main, process_sessions
 from neural_fitting.stimuli import MovieSpec, StimulusLayout, bin_mean
-from neural_fitting.synthetic import FRAME_SECONDS, movie_schedule, write_session
+from neural_fitting.synthetic import spikes_for_counts, write_session
 from utils import UserInputError, run_cli
 
 MOVIES = (MovieSpec("natural_movie_one", 6, 4), MovieSpec("natural_movie_three", 12, 2))
@@ -33,16 +33,9 @@ def designed_counts():
 
 
 def spikes_for(counts):
-    """Spike times placed by hand: c spikes evenly inside each presentation window."""
-    schedule = movie_schedule(MOVIES)
-    spikes = []
-    for unit in range(len(counts)):
-        times = []
-        for movie in MOVIES:
-            for start, c in zip(schedule[movie.name].ravel(), counts[unit][movie.name].ravel()):
-                times += list(start + FRAME_SECONDS * np.arange(1, c + 1) / (c + 1))
-        spikes.append(np.array(times))
-    return spikes
+    """Spike times placed by hand (unit -> movie -> counts): c spikes evenly inside each presentation window."""
+    return spikes_for_counts({m.name: np.stack([counts[u][m.name] for u in range(len(counts))]) for m in MOVIES},
+                             MOVIES)
 
 
 @pytest.fixture(scope="module")
