@@ -3,7 +3,7 @@
 # sweep, modulation ratio, plaids, surround suppression, no-feedback rerun,
 # connectivity) into one HDF5 artefact. Works from any directory.
 #
-#   bash run.bash MODEL_CHECKPOINT [ARTEFACT_PATH] [--force] [--device cpu] [--rwa-clips 20000] ...
+#   bash run.bash MODEL_CHECKPOINT [ARTEFACT_PATH] [--force] [--ablation no-feedback] [--device cpu] ...
 #   bash run.bash --help
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

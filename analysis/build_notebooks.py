@@ -5,7 +5,11 @@
 Each notebook opens with a cell tagged ``parameters`` (papermill fills it:
 ``papermill analysis/plaid_motion.ipynb out.ipynb -p checkpoint RUN -p artefact A``),
 then a cell that checks the inputs and fails with one line if an artefact is
-missing or was made from another checkpoint. The logic lives in the
+missing or was made from another checkpoint. An artefact of an ablated model
+(``run.bash --ablation SPEC``) is analysed as that model: the notebooks read
+the ablation from the artefact's metadata and probe the checkpoint with the
+same ablation (no parameter to set, so the two cannot disagree); the
+summaries record it. The logic lives in the
 ``analysis`` modules; the notebooks only load, call, plot and save (PNG + PDF
 and a ``summary.json`` of the key numbers in ``output_dir``).
 """
@@ -32,15 +36,17 @@ import pandas as pd
 from analysis import inputs, plotting, reference, stats
 '''
 
-LOAD_MODEL_AND_ARTEFACT = BOOTSTRAP + '''
+LOAD_MODEL_AND_ARTEFACT = BOOTSTRAP + '''from models.ablation import apply_ablation
+
 data = inputs.load_inputs(checkpoint, artefact)
-units, grid, model = data.units, data.artefact.grid, data.model
+units, grid = data.units, data.artefact.grid
+model = apply_ablation(data.model, data.artefact.ablation)  # the model the artefact probed
 groups = [plotting.group_label(g) for g in range(len(units))]
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-summary = {}
-print(f"{checkpoint}: frame {model.frame_shape}, groups {model.group_sizes}, "
-      f"units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
+summary = {"ablation": data.artefact.ablation}
+print(f"{checkpoint} (ablation: {data.artefact.ablation}): frame {model.frame_shape}, "
+      f"groups {model.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
 '''
 
 SAVE_SUMMARY = '''\
@@ -323,15 +329,22 @@ table = units[0]
 full = table["size_tuning_curve"]
 if "nofeedback_size_tuning_curve" in table:
     ablated = table["nofeedback_size_tuning_curve"]
-else:  # artefact without the no-feedback stage: probe the ablated model here
+elif model.supports_feedback_ablation:  # artefact without the no-feedback stage: probe the ablated model here
     from models.ablation import without_feedback
 
     index = table["preferred_index"]
     ablated = size_tuning_curves(without_feedback(model), table["hidden_unit_index"], grid["sf"][index[:, 0]],
                                  grid["directions"][index[:, 1]], grid["tf"][index[:, 2]], table["gabor_x"],
                                  table["gabor_y"], progress=False)
+else:  # ablated is None from here on: every no-feedback comparison is left out
+    ablated = None
+    print(f"{type(model).__name__} has no feedback to remove: the no-feedback comparisons are skipped")
 si_full = suppression_index(full)["surround_suppression_index"]
-si_ablated = suppression_index(ablated)["surround_suppression_index"]
+si_ablated = None if ablated is None else suppression_index(ablated)["surround_suppression_index"]
+# (label, curves, SI, colour) of the model variants to show
+variants = [("full", full, si_full, plotting.GROUP_COLOURS[0])]
+if ablated is not None:
+    variants.append(("no feedback", ablated, si_ablated, "0.5"))
 radii = APERTURE_RADII.astype(float)
 print(f"G1 units with a size-tuning curve: {int(np.isfinite(si_full).sum())} of {len(si_full)}")
 """),
@@ -341,18 +354,20 @@ order = np.argsort(np.where(np.isfinite(si_full), -si_full, np.inf))[:n_examples
 fine = np.linspace(0, radii.max(), 200)
 fig, axes = plotting.new_figure(max(len(order), 1), squeeze=False)
 for ax, i in zip(axes[0], order):
-    for curve, label, colour in ((full[i], "full", plotting.GROUP_COLOURS[0]), (ablated[i], "no feedback", "0.5")):
-        ax.plot(radii, curve, "o", color=colour, label=label)
-        params = ss.fit_curves(radii, curve)[0]
+    for label, curves, _, colour in variants:
+        ax.plot(radii, curves[i], "o", color=colour, label=label)
+        params = ss.fit_curves(radii, curves[i])[0]
         if np.isfinite(params).all():
             ax.plot(fine, stats.ratio_of_gaussians(fine, *params), color=colour)
     ax.set(xlabel="aperture radius (px)", ylabel="response",
-           title=f"unit {table['hidden_unit_index'][i]}: SI {si_full[i]:.0f} -> {si_ablated[i]:.0f}")
+           title=f"unit {table['hidden_unit_index'][i]}: SI " + " -> ".join(f"{si[i]:.0f}" for *_, si, _ in variants))
 axes[0, 0].legend()
 plotting.save_figure(fig, out, "example_size_tuning")"""),
     ("markdown", "## Population size tuning: model (normalised to each unit's full-model peak) and data"),
     ("code", """\
-mean_full, mean_ablated, n_used = ss.normalised_mean_curves(full, ablated)
+# with no ablated curves, the full ones stand in for them and their mean is dropped
+mean_full, mean_ablated, n_used = ss.normalised_mean_curves(full, full if ablated is None else ablated)
+mean_ablated = None if ablated is None else mean_ablated
 fig, axes = plotting.new_figure(3)
 panels = [(axes[0], radii, mean_full, mean_ablated, f"model G1 (n={n_used})", "radius (px)", "full", "no feedback")]
 for ax, species in zip(axes[1:], ("mouse", "macaque")):
@@ -363,6 +378,8 @@ fits = {}
 for ax, x, control, suppressed, title, xlabel, label_a, label_b in panels:
     grid_x = np.linspace(0, x.max(), 200)
     for curve, label, colour in ((control, label_a, "k"), (suppressed, label_b, "0.6")):
+        if curve is None:
+            continue
         ax.plot(x, curve, "o", color=colour, label=label)
         params = ss.fit_curves(x, curve)[0]
         fits[f"{title}: {label}"] = params
@@ -377,7 +394,7 @@ summary["ratio_of_gaussians_fits"] = {k: dict(zip(("G_e", "W_e", "G_i", "W_i"), 
 bins = np.arange(0, 111, 10)
 mouse = [reference.surround_index("mouse", c) for c in ("control", "feedback_suppressed")]
 macaque = [reference.surround_index("macaque", c) for c in ("control", "feedback_suppressed")]
-panels = {"model": [(si_full, "G1 full"), (si_ablated, "G1 feedback removed")],
+panels = {"model": [(si, f"G1 {label}") for label, _, si, _ in variants],
           "mouse": [(s.values, s.label) for s in mouse], "macaque": [(s.values, s.label) for s in macaque]}
 fig, axes = plotting.new_figure(3)
 for ax, (title, curves) in zip(axes, panels.items()):
@@ -389,14 +406,17 @@ for ax, (title, curves) in zip(axes, panels.items()):
     ax.set(xlabel="SI (%)", ylabel="proportion", title=title)
     ax.legend(fontsize="small")
 plotting.save_figure(fig, out, "si_distributions")
-t, p, n = stats.paired_ttest(si_full, si_ablated)
 rows = [dict(model="full", reference=r.label, ks=stats.ks_distance(si_full, r.values)) for r in (mouse[0], macaque[0])]
-rows += [dict(model="no feedback", reference=r.label, ks=stats.ks_distance(si_ablated, r.values))
-         for r in (mouse[1], macaque[1])]
-summary["si"] = dict(mean_full=stats.mean_sem(si_full)[0], mean_no_feedback=stats.mean_sem(si_ablated)[0],
-                     paired_t=t, paired_p=p, n_pairs=n, ks=rows)
-print(f"SI full {summary['si']['mean_full']:.1f} vs no feedback {summary['si']['mean_no_feedback']:.1f} "
-      f"(paired t = {t:.2f}, p = {p:.3g}, n = {n})")
+summary["si"] = dict(mean_full=stats.mean_sem(si_full)[0], ks=rows)
+if ablated is None:
+    print(f"SI full {summary['si']['mean_full']:.1f} (no feedback to remove)")
+else:
+    t, p, n = stats.paired_ttest(si_full, si_ablated)
+    rows += [dict(model="no feedback", reference=r.label, ks=stats.ks_distance(si_ablated, r.values))
+             for r in (mouse[1], macaque[1])]
+    summary["si"].update(mean_no_feedback=stats.mean_sem(si_ablated)[0], paired_t=t, paired_p=p, n_pairs=n)
+    print(f"SI full {summary['si']['mean_full']:.1f} vs no feedback {summary['si']['mean_no_feedback']:.1f} "
+          f"(paired t = {t:.2f}, p = {p:.3g}, n = {n})")
 pd.DataFrame(rows)"""),
     ("markdown", """\
 ## Summation field and response changes against marmoset V1 (Nurminen et al. 2018)
@@ -404,25 +424,29 @@ Model: preferred radius, peak response and the response where the near surround 
 (first radius past the full curve's peak below 95% of it), each as feedback-removed / full or full /
 feedback-removed exactly as the data are normalised."""),
     ("code", """\
-effects = ss.feedback_effects(full, ablated, radii)
-nurminen = reference.feedback_inactivation_summary()
-size_ratio = stats.mean_sem(effects["preferred_size_no_feedback"])[0] / stats.mean_sem(effects["preferred_size_full"])[0]
-data_size = nurminen["srf_diameter_deg"][0]
-model_bars = {"summation size (no fb / full)": [1.0, size_ratio],
-              "peak response (no fb / full)": [1.0, stats.mean_sem(effects["peak_ratio"])[0]],
-              "proximal surround (full / no fb)": [stats.mean_sem(effects["proximal_ratio"])[0], 1.0]}
-data_bars = {"summation size (no fb / full)": [1.0, data_size[1] / data_size[0]],
-             "peak response (no fb / full)": list(nurminen["srf_response"][0]),
-             "proximal surround (full / no fb)": list(nurminen["proximal_response"][0])}
-fig, axes = plotting.new_figure(3)
-for ax, name in zip(axes, model_bars):
-    ax.bar([0, 1], model_bars[name], 0.4, color=[plotting.GROUP_COLOURS[0], "0.7"], label="model G1")
-    ax.bar([0.45, 1.45], data_bars[name], 0.4, color="none", edgecolor="k", hatch="//", label=nurminen["label"])
-    ax.set(xticks=[0.2, 1.2], xticklabels=["full / control", "feedback removed"], title=name)
-axes[0].legend()
-plotting.save_figure(fig, out, "feedback_effects_vs_nurminen")
-summary["nurminen_comparison"] = dict(model=model_bars, data=data_bars)
-pd.DataFrame({"model": model_bars, nurminen["label"]: data_bars})"""),
+if ablated is None:
+    print("no feedback to remove: the comparison with Nurminen et al. is skipped")
+else:
+    effects = ss.feedback_effects(full, ablated, radii)
+    nurminen = reference.feedback_inactivation_summary()
+    size_ratio = (stats.mean_sem(effects["preferred_size_no_feedback"])[0]
+                  / stats.mean_sem(effects["preferred_size_full"])[0])
+    data_size = nurminen["srf_diameter_deg"][0]
+    model_bars = {"summation size (no fb / full)": [1.0, size_ratio],
+                  "peak response (no fb / full)": [1.0, stats.mean_sem(effects["peak_ratio"])[0]],
+                  "proximal surround (full / no fb)": [stats.mean_sem(effects["proximal_ratio"])[0], 1.0]}
+    data_bars = {"summation size (no fb / full)": [1.0, data_size[1] / data_size[0]],
+                 "peak response (no fb / full)": list(nurminen["srf_response"][0]),
+                 "proximal surround (full / no fb)": list(nurminen["proximal_response"][0])}
+    fig, axes = plotting.new_figure(3)
+    for ax, name in zip(axes, model_bars):
+        ax.bar([0, 1], model_bars[name], 0.4, color=[plotting.GROUP_COLOURS[0], "0.7"], label="model G1")
+        ax.bar([0.45, 1.45], data_bars[name], 0.4, color="none", edgecolor="k", hatch="//", label=nurminen["label"])
+        ax.set(xticks=[0.2, 1.2], xticklabels=["full / control", "feedback removed"], title=name)
+    axes[0].legend()
+    plotting.save_figure(fig, out, "feedback_effects_vs_nurminen")
+    summary["nurminen_comparison"] = dict(model=model_bars, data=data_bars)
+    display(pd.DataFrame({"model": model_bars, nurminen["label"]: data_bars}))"""),
     ("markdown", "## SI by model type against mouse V1 (control and feedback-suppressed, both shown)"),
     ("code", comparison_tables("label, artefact path") + """\
 samples = {label: tables[0]["surround_suppression_index"] for label, tables in model_types.items()}

@@ -6,11 +6,14 @@ paper-size model, against the bare forward passes it needs, in the same run.
 
 The model is saved with ``models.io.save_model`` and the pipeline runs stage
 by stage on that checkpoint exactly as ``run.bash`` would. Every call of
-``hidden_activity`` is recorded (batch, frames); afterwards the same calls
-are replayed on random input of the same shapes ("bare"). Printed per
+``hidden_activity`` is recorded (the model it ran on, batch, frames);
+afterwards the same calls are replayed on the same model objects with
+random input of the same shapes ("bare"), so the no-feedback stage's
+calls replay on its ablated copy, not on the full model. Printed per
 stage: wall time, bare forward time, their ratio, peak RSS during the stage
-(Linux: VmHWM after resetting it through /proc/self/clear_refs) and the
-frames pushed through the model; then the totals and the process's peak RSS.
+(Linux: VmHWM after resetting it through /proc/self/clear_refs), the frames
+pushed through the models and which models those were; then the totals and
+the process's peak RSS.
 """
 from __future__ import annotations
 
@@ -32,14 +35,14 @@ from models.io import save_model  # noqa: E402
 from virtual_physiology.artefact import STAGES  # noqa: E402
 from virtual_physiology.pipeline import Options, Pipeline  # noqa: E402
 
-CALLS: dict[str, list] = collections.defaultdict(list)  # stage -> [(batch, frames), ...]
+CALLS: dict[str, list] = collections.defaultdict(list)  # stage -> [(model, batch, frames), ...]
 _current = ["setup"]
 
 
 def _recording(function):
     def hidden_activity(self, x):
         if _current[0] is not None:
-            CALLS[_current[0]].append(tuple(x.shape[:2]))
+            CALLS[_current[0]].append((self, *x.shape[:2]))
         return function(self, x)
     return hidden_activity
 
@@ -64,10 +67,11 @@ def _peak_rss_gb() -> float:
 
 
 @torch.no_grad()
-def _bare_seconds(model, calls) -> float:
+def _bare_seconds(calls) -> float:
+    """Replay recorded (model, batch, frames) calls on random input: forward time only."""
     inputs = {}
     total = 0.0
-    for batch, frames in calls:
+    for model, batch, frames in calls:
         if (batch, frames) not in inputs:
             inputs[(batch, frames)] = torch.randn(batch, frames, model.n_pixels, device=model.device)
         start = time.perf_counter()
@@ -120,18 +124,19 @@ def main():
 
         print(f"model 3 x {units} units, 20 x 20 frames, {rwa_clips} RWA clips, {torch.get_num_threads()} threads, "
               f"device {args.device}")
-        print(f"{'stage':<13}{'wall s':>9}{'bare s':>9}{'ratio':>7}{'peak GB':>9}{'frames':>12}")
+        print(f"{'stage':<13}{'wall s':>9}{'bare s':>9}{'ratio':>7}{'peak GB':>9}{'frames':>12}  models")
         bare_total = 0.0
         for stage, seconds, peak in rows:
             calls = CALLS.get(stage, [])
-            bare = _bare_seconds(pipeline.model, calls) if calls else 0.0
+            bare = _bare_seconds(calls)
             bare_total += bare
-            frames = sum(b * t for b, t in calls)
+            frames = sum(b * t for _, b, t in calls)
             ratio = f"{seconds / bare:7.2f}" if bare else " " * 7
-            print(f"{stage:<13}{seconds:9.1f}{bare:9.1f}{ratio}{peak:9.2f}{frames:12d}")
+            models = ", ".join({id(m): "full" if m is pipeline.model else "ablated copy" for m, _, _ in calls}.values())
+            print(f"{stage:<13}{seconds:9.1f}{bare:9.1f}{ratio}{peak:9.2f}{frames:12d}  {models or '-'}")
         print(f"{'total':<13}{total:9.1f}{bare_total:9.1f}{total / bare_total:7.2f}"
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:9.2f}"
-              f"{sum(b * t for c in CALLS.values() for b, t in c):12d}")
+              f"{sum(b * t for c in CALLS.values() for _, b, t in c):12d}")
         print(f"(total includes loading the checkpoint; peak of the total = the whole process's peak RSS; "
               f"artefact {size_gb:.2f} GB)")
 

@@ -1,6 +1,9 @@
 """Every analysis notebook runs top to bottom (papermill) on a tiny model and
 artefact, saves its figures and finite key numbers, and stops in its first
-cell with a one-line error on a missing or mismatched artefact."""
+cell with a one-line error on a missing or mismatched artefact. The surround
+notebook also runs on a model without feedback (its no-feedback parts are
+skipped) and on the artefact of an ablated model (it probes that model)."""
+import dataclasses
 import json
 import math
 import os
@@ -9,9 +12,14 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 import pytest
+import torch
 
 from analysis import build_notebooks
+from models import build_model
+from models.io import save_model
 from tests.analysis_helpers import tiny_run
+from train import TrainConfig
+from virtual_physiology.pipeline import Options, Pipeline
 
 ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
 
@@ -28,6 +36,25 @@ def run(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+TINY_OPTIONS = dict(rwa_clips=50, rwa_chunk=50, gabor_starts=1, gabor_steps=20, progress=False)
+
+
+@pytest.fixture(scope="module")
+def vanilla_run(run, tmp_path_factory):
+    """A tiny one-group recurrent model (no feedback to remove) and its artefact."""
+    root = tmp_path_factory.mktemp("vanilla")
+    torch.manual_seed(0)
+    config = dataclasses.asdict(TrainConfig(model="network_recurrent", frame_shape=(8, 8), hidden_units=(12,),
+                                            beta=(1.0,)))
+    model = build_model(config)
+    with torch.no_grad():  # stronger input, as in tiny_run, so that the units respond
+        model.weight_ih.mul_(4)
+    save_model(root / "run", model, config, epoch=1)
+    artefact = root / "run" / "tiny.vphys.h5"
+    Pipeline(root / "run", artefact, options=Options(**TINY_OPTIONS)).run(log=lambda message: None)
+    return dict(checkpoint=str(root / "run"), artefact=str(artefact))
 
 
 def execute(name, tmp_path, **parameters):
@@ -91,6 +118,20 @@ def test_surround_suppression_notebook(run, tmp_path):
     assert any("feedback suppressed" in row["reference"] for row in si["ks"])
     fits = summary["ratio_of_gaussians_fits"]
     assert any(k.startswith("macaque V1 (Nassi") for k in fits)
+    assert summary["ablation"] == "none"
+
+
+def test_surround_notebook_on_a_model_without_feedback_skips_the_no_feedback_parts(vanilla_run, tmp_path):
+    out, summary = execute("surround_suppression", tmp_path, **vanilla_run, n_examples=2)
+    assert_figures(out, "example_size_tuning", "population_size_tuning", "si_distributions", "si_by_model")
+    assert not (out / "feedback_effects_vs_nurminen.png").exists() and "nurminen_comparison" not in summary
+    assert finite(summary["si"]["mean_full"]) and "mean_no_feedback" not in summary["si"]
+    assert [row["model"] for row in summary["si"]["ks"]] == ["full", "full"]
+    assert not any(k.startswith("model G1") and k.endswith("no feedback") for k in summary["ratio_of_gaussians_fits"])
+    printed = "".join(output.get("text", "") for cell in nbformat.read(tmp_path / "surround_suppression.out.ipynb",
+                                                                      as_version=4).cells
+                      for output in cell.get("outputs", []))
+    assert printed.count("NetworkRecurrent has no feedback to remove: the no-feedback comparisons are skipped\n") == 1
 
 
 def test_connectivity_notebook(run, tmp_path):
@@ -135,3 +176,15 @@ def test_notebook_first_cell_rejects_bad_artefact(run, tmp_path, case):
     assert error.value.ename == "UserInputError"
     assert ("does not exist" if case == "missing" else "was made from") in error.value.evalue
     assert "inputs.load_inputs" in error.value.source  # it is the check cell that stops the notebook
+
+
+def test_surround_notebook_on_the_artefact_of_an_ablated_model(run, tmp_path):
+    artefact = tmp_path / "no_feedback.vphys.h5"
+    Pipeline(run["checkpoint"], artefact, options=Options(ablation="no-feedback", **TINY_OPTIONS)).run(
+        log=lambda message: None)
+    out, summary = execute("surround_suppression", tmp_path, checkpoint=run["checkpoint"], artefact=str(artefact),
+                           n_examples=2)
+    assert summary["ablation"] == "no-feedback"
+    # the probed model already lacks feedback, so removing it again changes nothing
+    si = summary["si"]
+    assert si["n_pairs"] > 0 and si["mean_full"] == pytest.approx(si["mean_no_feedback"], rel=1e-6)

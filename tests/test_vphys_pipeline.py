@@ -1,12 +1,11 @@
 """The virtual-physiology pipeline end to end on a tiny hierarchical model:
 run.bash from another directory, resume, --force, a crash mid-run, both
-views of the artefact, the no-feedback rerun, and bad input (one-line
-error, exit 2, nothing written)."""
+views of the artefact, the no-feedback rerun, --ablation, and bad input
+(one-line error, exit 2, nothing written)."""
 import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -15,13 +14,14 @@ import pytest
 import torch
 
 from models import build_model
-from models.ablation import without_feedback
+from models.ablation import shuffle_feedback, without_feedback
 from models.io import load_model, save_model
 from utils import run_cli
 from virtual_physiology import VirtualPhysiology
 from virtual_physiology.artefact import STAGES
-from virtual_physiology.pipeline import Options, Pipeline, main
+from virtual_physiology.pipeline import Options, Pipeline, canonical_ablation, default_artefact, main
 from virtual_physiology.plaid import plaid_pattern_index
+from virtual_physiology.rwa import response_weighted_average
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(model="network_hierarchical_recurrent", frame_shape=[4, 6], hidden_units=[10, 10, 10],
@@ -185,3 +185,45 @@ def test_an_artefact_of_another_model_or_a_foreign_file_is_never_touched(run, tm
     assert "not a virtual-physiology artefact" in _fails_cleanly([str(other), str(foreign), "--force"], capsys)
     assert artefact.read_bytes() == before and foreign.read_text() == "keep me"
     assert not any(p.name.endswith(".parts") for p in tmp_path.iterdir())
+
+
+def test_ablation_spellings_and_default_artefact_names():
+    weights = Path("run/3-epochs_model.safetensors")
+    assert canonical_ablation(" none ") == "none" and canonical_ablation("no-feedback") == "no-feedback"
+    assert canonical_ablation("shuffle-feedback:.50") == canonical_ablation("shuffle-feedback:0.5:0") == \
+        "shuffle-feedback:0.5:0"
+    assert default_artefact(weights).name == "3-epochs_model.vphys.h5"
+    assert default_artefact(weights, "no-feedback").name == "3-epochs_model.vphys.no-feedback.h5"
+    assert default_artefact(weights, "shuffle-feedback:0.25:3").name == \
+        "3-epochs_model.vphys.shuffle-feedback_0.25_3.h5"
+
+
+@pytest.mark.parametrize("spec, ablate", [("no-feedback", without_feedback),
+                                          ("shuffle-feedback:1:2", lambda m: shuffle_feedback(m, 1.0, 2))])
+def test_an_ablated_run_probes_the_ablated_model_and_says_so(tmp_path, capsys, spec, ablate):
+    weights = _checkpoint(tmp_path / "run", seed=0)
+    main([str(weights), "--ablation", spec, *TINY], stage="rwa")
+    label = canonical_ablation(spec)
+    artefact = default_artefact(weights, label)
+    assert f"with ablation {label}" in capsys.readouterr().out
+    model, _, _ = load_model(weights)
+    expected = response_weighted_average(ablate(model), n_clips=40, n_frames=54, progress=False)["rwa"]
+    full = response_weighted_average(model, n_clips=40, n_frames=54, progress=False)["rwa"]
+    with VirtualPhysiology.load(artefact) as vp:
+        assert vp.ablation == label and vp.metadata["stages"]["rwa"]["ablation"] == label
+        rwa = vp.array("response_weighted_average")
+    np.testing.assert_allclose(rwa, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(rwa[10:], full[10:], equal_nan=True)  # feedback reaches groups 1 and 2's RWAs
+    # the full model's run on the same path would mix two models: refused
+    assert "made with ablation" in _fails_cleanly([str(weights), str(artefact), *TINY], capsys, stage="rwa")
+
+
+def test_bad_or_unsupported_ablations_are_one_line_errors(run, tmp_path, capsys):
+    for spec in ("bogus", "shuffle-feedback:half", "shuffle-feedback:1.5", "no-feedback:3"):
+        _fails_cleanly([str(run["weights"]), str(tmp_path / "x.h5"), "--ablation", spec, *TINY], capsys)
+    config = dict(CONFIG, model="network_recurrent", hidden_units=[10], beta=[1.0])
+    vanilla = save_model(tmp_path / "vanilla", build_model(config), config, epoch=1)
+    err = _fails_cleanly([str(vanilla), str(tmp_path / "y.h5"), "--ablation", "no-feedback", *TINY], capsys)
+    assert "NetworkRecurrent has no feedback" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vanilla"]
+    assert not any(p.name.endswith(".h5") for p in (tmp_path / "vanilla").iterdir())

@@ -4,10 +4,12 @@ per-unit dictionaries.
 
 File layout
 - root attribute ``metadata``: JSON with the format name and version, the
-  checkpoint (path, weights file, SHA-256 of the weights file), the model
-  (class, config, frame shape, group sizes, lags), the grating grid, every
-  stage with its completion flag, settings, timing and notes, the quirks
-  reproduced on purpose, and library versions;
+  checkpoint (path, weights file, SHA-256 of the weights file), the
+  ``ablation`` of the probed model (a ``models.ablation.apply_ablation``
+  spec; ``none``, also when the field is absent, for the model as trained),
+  the model (class, config, frame shape, group sizes, lags), the grating
+  grid, every stage with its completion flag, settings, timing and notes,
+  the quirks reproduced on purpose, and library versions;
 - one HDF5 group per stage (``rwa``, ``gabor``, ``gratings``, ``modulation``,
   ``plaid``, ``surround``, ``nofeedback``, ``connectivity``), one dataset per
   field. Per-unit fields have the unit as first axis: the global hidden-unit
@@ -19,12 +21,14 @@ File layout
   one unit reads back in n_sf * 4 chunks.
 
 Resuming: each stage is first written to ``ARTEFACT.parts/<stage>.h5``
-(through a temporary file and a rename) with the checkpoint hash, its
-settings, a random part id and the part ids of the stages it read. A stage
-is reused when its part (or, once assembled, the artefact's copy) has the
-same checkpoint hash and settings and its inputs are unchanged. The
-artefact is assembled from the current stages into a temporary file renamed
-over ``ARTEFACT``; the parts folder is removed once every stage is complete.
+(through a temporary file and a rename) with the checkpoint hash, the
+ablation, its settings, a random part id and the part ids of the stages it
+read. A stage is reused when its part (or, once assembled, the artefact's
+copy) has the same checkpoint hash, ablation and settings and its inputs are
+unchanged; a stage of another checkpoint or ablation is never reused nor
+assembled beside this one's. The artefact is assembled from the current
+stages into a temporary file renamed over ``ARTEFACT``; the parts folder is
+removed once every stage is complete.
 No pickle anywhere.
 """
 from __future__ import annotations
@@ -135,10 +139,10 @@ class StageStore:
     """Completed stages of one artefact, in its parts folder or, once
     assembled, in the artefact itself (module docstring)."""
 
-    def __init__(self, artefact, checkpoint_sha256: str, force: bool = False):
+    def __init__(self, artefact, checkpoint_sha256: str, force: bool = False, ablation: str = "none"):
         self.artefact = Path(artefact)
         self.parts = self.artefact.with_name(self.artefact.name + ".parts")
-        self.sha256 = checkpoint_sha256
+        self.sha256, self.ablation = checkpoint_sha256, ablation
         self.assembled: dict = {}
         if self.artefact.exists():
             meta = read_metadata(self.artefact)
@@ -146,6 +150,11 @@ class StageStore:
                 if not force:
                     raise UserInputError(
                         f"{self.artefact} was made from another checkpoint ({meta['checkpoint']['path']}): "
+                        "pass --force to replace it or choose another ARTEFACT_PATH")
+            elif meta.get("ablation", "none") != ablation:
+                if not force:
+                    raise UserInputError(
+                        f"{self.artefact} was made with ablation {meta.get('ablation', 'none')!r}, not {ablation!r}: "
                         "pass --force to replace it or choose another ARTEFACT_PATH")
             else:
                 self.assembled = {k: v for k, v in meta["stages"].items() if v.get("complete")}
@@ -161,7 +170,7 @@ class StageStore:
             try:
                 with h5py.File(part, "r") as f:
                     record = json.loads(f.attrs["part"])
-                if record["checkpoint_sha256"] == self.sha256:
+                if record["checkpoint_sha256"] == self.sha256 and record.get("ablation", "none") == self.ablation:
                     return dict(record, source=str(part), group="/")
             except (OSError, KeyError, ValueError):
                 pass  # an unreadable part is rebuilt
@@ -204,7 +213,8 @@ class StageStore:
         checkpoint hash, settings, inputs' part ids and timing, then renames
         it into place. ``notes`` (a list) may be appended to in the block."""
         notes = [] if notes is None else notes
-        record = dict(stage=stage, checkpoint_sha256=self.sha256, settings=json.loads(json.dumps(settings)),
+        record = dict(stage=stage, checkpoint_sha256=self.sha256, ablation=self.ablation,
+                      settings=json.loads(json.dumps(settings)),
                       inputs={d: self.record(d)["part_id"] for d in inputs}, part_id=uuid.uuid4().hex)
         start = time.perf_counter()
         with atomic_path(self._part(stage)) as tmp:
@@ -306,6 +316,11 @@ class VirtualPhysiology:
 
     def __exit__(self, *exc):
         self.close()
+
+    @property
+    def ablation(self) -> str:
+        """The ablation of the model the artefact probed (``none``: as trained)."""
+        return self.metadata.get("ablation", "none")
 
     @property
     def stages(self) -> list[str]:

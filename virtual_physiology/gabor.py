@@ -1,5 +1,5 @@
-"""Gabor fits of receptive fields (RWAs), batched over units, plus a strict
-"is this really Gabor-like" test.
+"""Gabor fits of receptive fields (RWAs), batched over units, a strict "is
+this really Gabor-like" test, and a fit-free orientation index of an RF.
 
 Parametrisation of the original's fitter (spec §6 "Gabor fit"; the fitter
 itself, JesseLivezey/gabor_fit on Theano, is reimplemented here, §9 row 26).
@@ -32,6 +32,7 @@ import math
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
+from tqdm.auto import tqdm
 
 from utils import UserInputError
 
@@ -59,16 +60,18 @@ def gabor_image(params, frame_shape: tuple[int, int]) -> np.ndarray:
 
 
 def strict_gabor(params, r, frame_shape: tuple[int, int], min_r: float = 0.7, min_sigma: float = 1.0,
-                 max_sigma_fraction: float = 0.3, min_cycles_per_sigma: float = 0.25) -> np.ndarray:
+                 max_sigma_fraction: float = 0.3, min_cycles_per_sigma: float = 0.5) -> np.ndarray:
     """Whether each fit is a real, oriented Gabor rather than a blob: (n,) bool.
 
+    ``params`` (n, 8) are ``gabor_params``, ``r`` (n,) the fits' Pearson r.
     A unit passes when all of these hold:
     - the fit is good: r >= ``min_r`` (Pearson of fit and RWA);
     - the centre is inside the frame: -0.5 <= x0 <= W - 0.5, -0.5 <= y0 <= H - 0.5;
     - the envelope is wider than one pixel and narrower than the frame along
       and across the carrier: ``min_sigma`` < sigma <= ``max_sigma_fraction`` * max(H, W);
-    - the carrier shows: f * sigma_along >= ``min_cycles_per_sigma``, i.e.
-      the +-1 sigma envelope spans at least half a carrier cycle at 0.25.
+    - the carrier shows: f * sigma_along >= ``min_cycles_per_sigma``, at the
+      default 0.5 at least half a carrier cycle per envelope sigma, i.e. the
+      +-1 sigma envelope holds a whole cycle.
     Single-pixel blobs fit with r ~ 0.85 (notes/feasibility.md) but fail the
     width or the carrier condition. NaN fits fail.
     """
@@ -85,15 +88,54 @@ def strict_gabor(params, r, frame_shape: tuple[int, int], min_r: float = 0.7, mi
                 & (gabor_frequency(lkx) * sigma_along >= min_cycles_per_sigma))
 
 
+def orientation_index(rwa: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
+    """Orientation selectivity of each RF from its 2-D power spectrum: (n,).
+
+    With P(k) = |FFT2(RF)|^2 at the frequencies k = (kx, ky) of the H x W
+    grid (cycles/px) and theta_k = atan2(ky, kx),
+
+        OI = |sum_k P(k) e^{2 i theta_k}| / sum_k P(k),   over 0 < |k| < 0.5,
+
+    the circular concentration of spectral power over orientation (doubled
+    angles, so k and -k count as the same orientation). A grating at one grid
+    frequency gives 1; an isotropic RF (a centred Gaussian blob, a single
+    pixel: flat spectrum) gives 0 on a square frame, an oriented Gabor close
+    to 1 (higher the more carrier cycles per envelope width). DC is left out,
+    so the mean of the RF does not count; the disc |k| < 0.5 leaves out the
+    grid's corners and the unpaired Nyquist row/column, which would favour
+    the axes or diagonals. No fit is involved, so it cannot be fooled by a
+    Gabor fitted to a blob. ``rwa`` is (n_units, H*W); rows that are NaN or
+    all zero give NaN.
+    """
+    rwa = np.asarray(rwa, dtype=np.float64)
+    height, width = frame_shape
+    if rwa.ndim != 2 or rwa.shape[1] != height * width:
+        raise UserInputError(f"rwa has shape {rwa.shape}, expected (n_units, {height * width}) "
+                             f"for frames {tuple(frame_shape)}: pass one flattened RF per row")
+    power = np.abs(np.fft.fft2(np.nan_to_num(rwa).reshape(-1, height, width))) ** 2
+    ky, kx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
+    radius = np.hypot(kx, ky)
+    disc = (radius > 0) & (radius < 0.5)
+    power = power[:, disc]
+    total = power.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index = np.abs(power @ np.exp(2j * np.arctan2(ky, kx)[disc])) / total
+    return np.where(np.isfinite(rwa).all(axis=1) & (total > 0), index, np.nan)
+
+
 def fit_gabors(rwa: np.ndarray, frame_shape: tuple[int, int], n_starts: int = 4, device="cpu",
-               seed: int = 0, steps: int = 150, chunk_units: int = 1024) -> dict[str, np.ndarray]:
+               seed: int = 0, steps: int = 150, chunk_units: int = 1024,
+               progress: bool = True) -> dict[str, np.ndarray]:
     """Fit a Gabor to every row of ``rwa`` (n_units, H*W).
 
     The ``n_starts`` best grid starts per unit are refined together by
     ``steps`` Adam steps, ``chunk_units`` units at a time; all but the first
-    start get their centre jittered by U(-0.5, 0.5) px drawn from ``seed`` so
-    that the refined starts differ. Rows that are NaN or all zero (units not
-    kept by the RWA) get NaN everywhere and fail the strict test.
+    start get their centre offset by U(-0.5, 0.5) px so that the refined
+    starts differ. The offsets are drawn once from ``seed`` and shared by
+    every unit, so a unit's fit depends only on its own RWA and ``seed``, not
+    on the other rows, their order or ``chunk_units`` (up to float32
+    rounding in the batched products). Rows that are NaN or all zero (units
+    not kept by the RWA) get NaN everywhere and fail the strict test.
 
     Returns arrays over units: ``gabor_params`` (n, 8), ``gabor_x`` (column),
     ``gabor_y`` (row), ``gabor_r`` = Pearson(fit, RWA), ``gabor_loss`` =
@@ -106,21 +148,22 @@ def fit_gabors(rwa: np.ndarray, frame_shape: tuple[int, int], n_starts: int = 4,
     if rwa.ndim != 2 or rwa.shape[1] != height * width:
         raise UserInputError(f"rwa has shape {rwa.shape}, expected (n_units, {height * width}) "
                              f"for frames {tuple(frame_shape)}: pass one flattened RF per row")
-    if n_starts < 1:
-        raise UserInputError(f"n_starts must be at least 1, got {n_starts}")
+    if n_starts < 1 or chunk_units < 1:
+        raise UserInputError(f"n_starts and chunk_units must be at least 1, got {n_starts} and {chunk_units}")
     device = torch.device(device)
     norms = np.linalg.norm(np.nan_to_num(rwa), axis=1)
     valid = np.flatnonzero(np.isfinite(rwa).all(axis=1) & (norms > 0))
     params = np.full((len(rwa), 8), np.nan)
-    generator = torch.Generator().manual_seed(seed)
+    offsets = torch.rand(n_starts, 2, generator=torch.Generator().manual_seed(seed)) - 0.5
+    offsets[0] = 0
+    bar = tqdm(total=-(-len(valid) // chunk_units) * steps, desc="Gabor fits", unit="step", disable=not progress)
     for first in range(0, len(valid), chunk_units):
         rows = valid[first:first + chunk_units]
         patches = torch.as_tensor(rwa[rows] / norms[rows, None], dtype=torch.float32, device=device)
         starts = _grid_starts(patches, frame_shape, n_starts)
-        jitter = torch.rand(starts.shape[:2] + (2,), generator=generator) - 0.5
-        jitter[:, 0] = 0
-        starts[..., :2] += jitter.to(device)
-        params[rows] = _refine(starts, patches, frame_shape, steps)
+        starts[..., :2] += offsets[:starts.shape[1]].to(device)
+        params[rows] = _refine(starts, patches, frame_shape, steps, bar)
+    bar.close()
 
     fits = gabor_image(params, frame_shape).reshape(len(rwa), -1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -175,12 +218,13 @@ def _grid_starts(patches: torch.Tensor, frame_shape, n_starts: int) -> torch.Ten
     return starts
 
 
-def _refine(starts: torch.Tensor, patches: torch.Tensor, frame_shape, steps: int) -> np.ndarray:
+def _refine(starts: torch.Tensor, patches: torch.Tensor, frame_shape, steps: int, bar) -> np.ndarray:
     """Adam on every unit x start at once, then the best start per unit.
 
     The loss is 1 - (cosine similarity with the best phase), summed over the
     independent problems so each gets its own gradient; after each step the
-    parameters are clipped to the bounds. Returns (n, 8) gabor_params.
+    parameters are clipped to the bounds; ``bar`` advances by one per step.
+    Returns (n, 8) gabor_params.
     """
     n = len(patches)
     pixels = _pixel_grid(frame_shape, patches.dtype, patches.device)
@@ -195,6 +239,7 @@ def _refine(starts: torch.Tensor, patches: torch.Tensor, frame_shape, steps: int
         schedule.step()
         with torch.no_grad():
             shape.copy_(torch.maximum(torch.minimum(shape, upper), lower))
+        bar.update()
 
     with torch.no_grad():
         score, phi = _best_phase_score(shape, patches[:, None], pixels)

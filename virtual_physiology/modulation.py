@@ -14,13 +14,15 @@ import warnings
 import numpy as np
 import torch
 from scipy.optimize import OptimizeWarning, curve_fit
+from tqdm.auto import tqdm
 
 from utils import UserInputError
 
 _FIRST_DRAWS, _LATER_DRAWS, _LATER_ITERATIONS = 10_000, 1_000, 4
 
 
-def modulation_ratio_vphys(optimum_responses: np.ndarray, seed: int = 0, chunk_units: int = 4) -> dict:
+def modulation_ratio_vphys(optimum_responses: np.ndarray, seed: int = 0, chunk_units: int = 4,
+                           progress: bool = True) -> dict:
     """The vphys script's modulation ratio, by random search for a sine.
 
     y = optimum[4:50] (46 samples) on x = 4 .. 49; fit a sin(b x + c) + d by
@@ -49,6 +51,7 @@ def modulation_ratio_vphys(optimum_responses: np.ndarray, seed: int = 0, chunk_u
     y, x = optimum[:, 4:50], np.arange(4.0, 50.0)
     rngs = [np.random.default_rng([seed, unit]) for unit in range(len(y))]
     params = np.empty((len(y), 4))
+    bar = tqdm(total=len(y), desc="modulation ratio (random search)", unit="unit", disable=not progress)
     for first in range(0, len(y), chunk_units):
         units = np.arange(first, min(first + chunk_units, len(y)))
         params[units] = _random_search(y[units], x, [rngs[u] for u in units])
@@ -57,6 +60,8 @@ def modulation_ratio_vphys(optimum_responses: np.ndarray, seed: int = 0, chunk_u
             again = units[(loss < 0.05) | (r2 > 0.5)]
         if len(again):
             params[again] = _random_search(y[again], x, [rngs[u] for u in again])
+        bar.update(len(units))
+    bar.close()
     loss, r2, cc = _fit_quality(params, y, x)
     f0, f1 = optimum[:, 4:].mean(axis=1), np.abs(params[:, 0])
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -66,7 +71,7 @@ def modulation_ratio_vphys(optimum_responses: np.ndarray, seed: int = 0, chunk_u
                 F0=f0, F1=f1, cc=cc, R2=r2, loss=loss, params=params)
 
 
-def modulation_ratio_curve_fit(optimum_responses: np.ndarray) -> dict:
+def modulation_ratio_curve_fit(optimum_responses: np.ndarray, progress: bool = True) -> dict:
     """The figure notebook's modulation ratio, by least squares from an FFT guess.
 
     y = optimum[10:] (40 samples) on x = 0 .. 39 (the sample index: the spec
@@ -92,7 +97,7 @@ def modulation_ratio_curve_fit(optimum_responses: np.ndarray) -> dict:
     params = guesses.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OptimizeWarning)  # singular covariance on flat responses
-        for unit in range(len(y)):
+        for unit in tqdm(range(len(y)), desc="modulation ratio (curve_fit)", unit="unit", disable=not progress):
             try:
                 fitted = curve_fit(_sine, x, y[unit], p0=guesses[unit])[0]
             except RuntimeError:  # no convergence: the notebook keeps the guess

@@ -17,12 +17,21 @@ Stages, in order (spec §6, §7):
   the metadata); skipped, and recorded so, for a model without feedback;
 - ``connectivity``: group 1's excitatory recurrent weights.
 
-The artefact defaults to ``<checkpoint folder>/<weights file stem>.vphys.h5``.
-A stage whose result exists for the same checkpoint and settings is reused
-(``--force`` recomputes); a single-stage script also runs the stages it needs
-that are missing. Bad input (missing or corrupt checkpoint, an artefact made
-from another checkpoint) is a one-line error with exit status 2 and writes
-nothing.
+``--ablation SPEC`` (``models.ablation.ABLATION_SPECS``) probes an ablated
+copy of the model in every stage: ``no-feedback`` zeroes the feedback blocks,
+``shuffle-feedback:FRACTION[:SEED]`` shuffles that fraction (0-1) of each
+feedback block's weights. A feedback ablation of a model without feedback is
+a one-line error. The spec is recorded in the artefact's metadata and in
+every stage's record, and is part of the default artefact name; the analysis
+notebooks read it from there and probe the same ablated model.
+
+The artefact defaults to ``<checkpoint folder>/<weights file stem>.vphys.h5``,
+``<stem>.vphys.<ablation>.h5`` for an ablated model (``:`` written ``_``). A
+stage whose result exists for the same checkpoint, ablation and settings is
+reused (``--force`` recomputes); a single-stage script also runs the stages
+it needs that are missing. Bad input (missing or corrupt checkpoint, an artefact made
+from another checkpoint or with another ablation, a bad or unsupported
+``--ablation``) is a one-line error with exit status 2 and writes nothing.
 """
 from __future__ import annotations
 
@@ -41,7 +50,7 @@ import numpy as np
 import scipy
 import torch
 
-from models.ablation import without_feedback
+from models.ablation import ABLATION_SPECS, apply_ablation, without_feedback
 from models.io import latest_weights, load_model
 from utils import UserInputError, resolve_device, run_cli
 from virtual_physiology import gabor, modulation, plaid, rwa, stimuli, surround, tuning
@@ -81,6 +90,7 @@ class Options:
     gabor_steps: int = 300
     seed: int = 0
     nofeedback_tuning: str = "full"
+    ablation: str = "none"  # models.ablation.apply_ablation spec of the probed model
     compression: str | None = None
     progress: bool = True
 
@@ -98,8 +108,20 @@ def _preferred_index(preferred: dict) -> np.ndarray:
     return np.stack([preferred["sf_index"], preferred["direction_index"], preferred["tf_index"]], axis=1)
 
 
-def default_artefact(weights: Path) -> Path:
-    return weights.with_name(weights.stem + ".vphys.h5")
+def canonical_ablation(spec: str) -> str:
+    """One spelling per ablation, so that equal ablations share stage records
+    and artefact names: ``shuffle-feedback:.50`` -> ``shuffle-feedback:0.5:0``.
+    ``spec`` must already be accepted by ``apply_ablation``."""
+    name, *args = spec.strip().split(":")
+    if name == "shuffle-feedback":
+        return f"{name}:{float(args[0])!r}:{int(args[1]) if len(args) == 2 else 0}"
+    return name
+
+
+def default_artefact(weights: Path, ablation: str = "none") -> Path:
+    """``<stem>.vphys.h5``, or ``<stem>.vphys.<ablation>.h5`` (``:`` -> ``_``)."""
+    label = "" if ablation == "none" else "." + ablation.replace(":", "_")
+    return weights.with_name(f"{weights.stem}.vphys{label}.h5")
 
 
 class Pipeline:
@@ -108,15 +130,17 @@ class Pipeline:
     def __init__(self, checkpoint, artefact=None, device="cpu", force: bool = False, options: Options | None = None):
         self.options = options or Options()
         checkpoint = Path(checkpoint)
-        self.model, self.config, _ = load_model(checkpoint, resolve_device(device))
+        model, self.config, _ = load_model(checkpoint, resolve_device(device))
+        self.model = apply_ablation(model, self.options.ablation)
+        self.ablation = canonical_ablation(self.options.ablation)
         self.weights = latest_weights(checkpoint) if checkpoint.is_dir() else checkpoint
         self.checkpoint = checkpoint
         self.sha256 = sha256_of(self.weights)
-        self.artefact = Path(artefact) if artefact else default_artefact(self.weights)
+        self.artefact = Path(artefact) if artefact else default_artefact(self.weights, self.ablation)
         writable = next(p for p in self.artefact.resolve().parents if p.exists())
         if not os.access(writable, os.W_OK):
             raise UserInputError(f"cannot write the artefact into {writable}: choose another ARTEFACT_PATH")
-        self.store = StageStore(self.artefact, self.sha256, force=force)
+        self.store = StageStore(self.artefact, self.sha256, force=force, ablation=self.ablation)
         self.grid = stimuli.grating_grid(self.model.frame_shape)
         self.n_units = self.model.n_hidden
 
@@ -144,6 +168,8 @@ class Pipeline:
         wanted = set()
         for stage in stages:
             wanted |= {stage, *DEPENDS[stage]}
+        if self.ablation != "none":
+            log(f"probing {type(self.model).__name__} with ablation {self.ablation}")
         ran = False
         for stage in [s for s in STAGES if s in wanted]:
             if stage in force_stages or not self.store.current(stage, self.settings(stage)):
@@ -174,6 +200,7 @@ class Pipeline:
         return dict(
             format=FORMAT, format_version=FORMAT_VERSION,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            ablation=self.ablation,
             checkpoint=dict(path=str(self.checkpoint.resolve()), weights_file=str(self.weights.resolve()),
                             sha256=self.sha256, epoch=self.config.get("checkpoint_epoch")),
             model=dict(kind=type(model).__name__, config=self.config, frame_shape=list(model.frame_shape),
@@ -229,7 +256,8 @@ class Pipeline:
         units = self._kept(groups=[0])
         fields = self.store.load("rwa", "response_weighted_average")["response_weighted_average"][units]
         fits = gabor.fit_gabors(fields, self.model.frame_shape, n_starts=self.options.gabor_starts,
-                                steps=self.options.gabor_steps, seed=self.options.seed, device=self.model.device)
+                                steps=self.options.gabor_steps, seed=self.options.seed, device=self.model.device,
+                                progress=self.options.progress)
         write_per_unit(out, fits, self.n_units, units)
 
     def _gratings(self, out, notes):
@@ -251,12 +279,12 @@ class Pipeline:
     def _modulation(self, out, notes):
         units = self._kept()
         optimum = self.store.load("gratings", "optimum_grating_response")["optimum_grating_response"][units]
-        vphys = modulation.modulation_ratio_vphys(optimum, seed=self.options.seed)
+        vphys = modulation.modulation_ratio_vphys(optimum, seed=self.options.seed, progress=self.options.progress)
         fields = {_VPHYS_MODULATION_NAMES.get(k, f"modulation_ratio_{k}"): v for k, v in vphys.items()}
         a, b, c, d = vphys["params"].T[..., None]
         fields["modulation_ratio_y"] = a * np.sin(b * np.arange(4.0, 50.0) + c) + d  # the fitted sine, as stored
         fields.update({"modulation_ratio_curve_fit" if k == "F1F0" else f"modulation_ratio_curve_fit_{k}": v
-                       for k, v in modulation.modulation_ratio_curve_fit(optimum).items()})
+                       for k, v in modulation.modulation_ratio_curve_fit(optimum, self.options.progress).items()})
         write_per_unit(out, fields, self.n_units, units)
 
     def _plaid(self, out, notes):
@@ -303,7 +331,7 @@ def parse_args(argv=None, stage: str | None = None) -> argparse.Namespace:
         description=f"Virtual physiology of a trained model: runs {what} and writes one HDF5 artefact.")
     parser.add_argument("checkpoint", metavar="MODEL_CHECKPOINT", help="run folder or weights file")
     parser.add_argument("artefact", metavar="ARTEFACT_PATH", nargs="?",
-                        help="output .h5 (default: <checkpoint folder>/<weights stem>.vphys.h5)")
+                        help="output .h5 (default: <checkpoint folder>/<weights stem>.vphys[.<ablation>].h5)")
     parser.add_argument("--force", action="store_true", help=f"recompute {what.split(' (')[0]} even if up to date")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     defaults = Options()
@@ -318,6 +346,8 @@ def parse_args(argv=None, stage: str | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the noise and of the fits")
     parser.add_argument("--nofeedback-tuning", choices=("full", "ablated"), default=defaults.nofeedback_tuning,
                         help="tuning for the no-feedback plaids: the full model's (the original) or a new sweep")
+    parser.add_argument("--ablation", metavar="SPEC", default=defaults.ablation,
+                        help=f"probe an ablated copy of the model: {ABLATION_SPECS} (default none)")
     parser.add_argument("--compression", choices=("none", "lzf", "gzip"), default="none",
                         help="compression of the grating time courses (default none: fastest)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -332,6 +362,7 @@ def main(argv=None, stage: str | None = None) -> None:
     options = Options(rwa_clips=args.rwa_clips, rwa_chunk=args.rwa_chunk, batch_size=args.batch_size,
                       surround_batch=args.surround_batch, gabor_starts=args.gabor_starts,
                       gabor_steps=args.gabor_steps, seed=args.seed, nofeedback_tuning=args.nofeedback_tuning,
+                      ablation=args.ablation,
                       compression=None if args.compression == "none" else args.compression,
                       progress=not args.no_progress)
     stages = (stage,) if stage else STAGES
