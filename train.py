@@ -89,9 +89,10 @@ class TrainConfig:
 
 
 PRESETS = {
-    # A small model for a 2-core CPU: ~10 minutes. Too short for oriented, Gabor-like
-    # receptive fields (shared/notes/feasibility.md: ~3,400 steps give localized
-    # ON/OFF blobs); it shows the whole pipeline and the prediction error falling.
+    # A small model for a 2-core CPU: 2,760 steps in ~5 minutes (max_minutes caps slower
+    # machines). Too short for oriented, Gabor-like receptive fields (a few thousand
+    # steps give localized ON/OFF blobs); it shows the whole pipeline and the
+    # prediction error falling below the copy-last-frame baseline.
     "demo": dict(name="demo", hidden_units=(100, 100, 100), L1=-4.0, lr=3e-3, epochs=60,
                  validate_every=10, checkpoint_every=20, max_minutes=12.0),
 }

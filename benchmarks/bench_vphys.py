@@ -115,9 +115,10 @@ def main():
             rows.append([stage, time.perf_counter() - start, _peak_rss_gb() if reset else float("nan")])
             print(f"[{stage}] {rows[-1][1]:.1f} s", file=sys.stderr, flush=True)
         _current[0] = "assemble"
+        reset = _reset_peak_rss()
         start = time.perf_counter()
         pipeline.assemble(log=lambda *a: None)
-        rows.append(["assemble", time.perf_counter() - start, float("nan")])
+        rows.append(["assemble", time.perf_counter() - start, _peak_rss_gb() if reset else float("nan")])
         total = time.perf_counter() - start_all
         _current[0] = None  # the bare replay is not recorded
         size_gb = pipeline.artefact.stat().st_size / 1e9
@@ -134,10 +135,13 @@ def main():
             ratio = f"{seconds / bare:7.2f}" if bare else " " * 7
             models = ", ".join({id(m): "full" if m is pipeline.model else "ablated copy" for m, _, _ in calls}.values())
             print(f"{stage:<13}{seconds:9.1f}{bare:9.1f}{ratio}{peak:9.2f}{frames:12d}  {models or '-'}")
-        print(f"{'total':<13}{total:9.1f}{bare_total:9.1f}{total / bare_total:7.2f}"
-              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:9.2f}"
+        # Resetting VmHWM also resets ru_maxrss on Linux, so the pipeline's peak is the
+        # largest stage peak (the bare replay afterwards would otherwise count too).
+        stage_peaks = [peak for _, _, peak in rows if peak == peak]
+        pipeline_peak = max(stage_peaks) if stage_peaks else _peak_rss_gb()
+        print(f"{'total':<13}{total:9.1f}{bare_total:9.1f}{total / bare_total:7.2f}{pipeline_peak:9.2f}"
               f"{sum(b * t for c in CALLS.values() for _, b, t in c):12d}")
-        print(f"(total includes loading the checkpoint; peak of the total = the whole process's peak RSS; "
+        print(f"(total includes loading the checkpoint; peak of the total = the largest stage peak; "
               f"artefact {size_gb:.2f} GB)")
 
 
