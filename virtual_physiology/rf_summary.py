@@ -128,8 +128,8 @@ def summarise(run_dir, n_clips: int = 2000) -> dict:
                        ("median_orientation_index", "median orientation index (RWA spectrum)")):
         print(f"  {label:<45} {t[key]:7.2f}   {u[key]:7.2f}")
     print(f"receptive-field grid: {run_dir / 'rf_summary.png'}")
-    print("A short CPU run gives localized ON/OFF receptive fields, not yet oriented Gabors: those need\n"
-          "~10^5+ steps at paper size (see README, 'What the demo shows').")
+    print("A short CPU run gives localized ON/OFF receptive fields, not yet oriented Gabors: the paper\n"
+          "trains ~800,000 steps at 3 x 800 units (see README, 'What the demo shows').")
     return summary
 
 
