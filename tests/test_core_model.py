@@ -43,6 +43,16 @@ def dense_grads(fast):
             "rnn.bias_hh_l0": fast.bias_hh.grad, "fc.weight": g_fc, "fc.bias": fast.readout_bias.grad}
 
 
+def _train_step(model, opt, x):
+    """train.py's step without noise: loss, backward, clip by value, mask, Adam."""
+    opt.zero_grad()
+    loss, _ = model.get_loss(model(x), (x, x))
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(model.parameters(), 0.25)
+    model.mask_gradients()
+    opt.step()
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_same_initialisation_as_the_original_for_the_same_seed(case):
     fast, ref = pair(*case)
@@ -87,12 +97,7 @@ def test_training_steps_match_dense_reference(case):
     gen = torch.Generator().manual_seed(0)
     for _ in range(5):
         x = torch.randn(4, 9, fast.n_pixels, generator=gen)
-        opt_f.zero_grad()
-        loss, _ = fast.get_loss(fast(x), (x, x))
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(fast.parameters(), 0.25)
-        fast.mask_gradients()
-        opt_f.step()
+        _train_step(fast, opt_f, x)
         ref.train_step(opt_r, x, x)
     ours, theirs = fast.to_original_state_dict(), ref.state_dict()
     n0 = fast.group_sizes[0]
@@ -109,12 +114,7 @@ def test_masks_and_dale_signs_hold_after_training_steps():
     opt = torch.optim.Adam(model.parameters(), lr=5e-2)
     for _ in range(10):
         x = torch.randn(4, 8, 9)
-        opt.zero_grad()
-        loss, _ = model.get_loss(model(x), (x, x))
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), 0.25)
-        model.mask_gradients()
-        opt.step()
+        _train_step(model, opt, x)
         w = model.weight_hh.detach()
         assert torch.all(w[model.hh_mask == 0] == 0), "a masked weight moved"
     model.project_weights_()
