@@ -680,7 +680,8 @@ the last step names the digit. Full model vs feedback removed vs feedback shuffl
 z-test with the pooled p(1 - p) (the original wrote p**(1 - p), spec §9 row 23)."""),
     ("parameters", """\
 checkpoint = "model_checkpoints/RUN"
-mnist_path = None  # .npz with images/labels (or Keras x_train/y_train); None: scikit-learn's 8x8 digits
+mnist_path = "auto"  # .npz with images/labels (or Keras x_train/y_train); "auto": a local MNIST if found
+# ($MNIST_NPZ, ~/.keras/datasets/mnist.npz, data/mnist.npz), else as None; None: scikit-learn's 8x8 digits
 max_digits = None  # use at most this many digits (None: all)
 n_back_values = list(range(11))
 shuffle_fractions = [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -7,6 +7,9 @@ readout is trained on 80% of the trials and scored on the rest.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 from skimage.transform import resize
@@ -16,16 +19,28 @@ from models.base import ProbeableModel
 from utils import UserInputError
 
 SKLEARN_DIGITS_LABEL = "scikit-learn 8x8 digits, upsampled (not MNIST)"
+REPO_MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist.npz"  # git-ignored, like all .npz
 
 
-def load_digit_images(path=None) -> tuple[np.ndarray, np.ndarray, str]:
+def local_mnist() -> Path | None:
+    """The first real MNIST .npz found on this machine, or None. Looked for, in
+    order: the file named by $MNIST_NPZ, Keras's download cache
+    ``~/.keras/datasets/mnist.npz``, and ``data/mnist.npz`` in this repository."""
+    candidates = [os.environ.get("MNIST_NPZ"), Path.home() / ".keras" / "datasets" / "mnist.npz", REPO_MNIST]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def load_digit_images(path="auto") -> tuple[np.ndarray, np.ndarray, str]:
     """Digit images (N, h, w) float, labels (N,) int and a description.
 
     path: an .npz holding ``images``/``labels`` or Keras-style ``x_train``/
-    ``y_train`` (real MNIST, which the user supplies). None: the 1,797 8x8
-    digits bundled with scikit-learn (offline; coarse, so results are not
-    comparable with MNIST and figures say so).
+    ``y_train`` (real MNIST, which the user supplies). "auto": real MNIST if
+    ``local_mnist`` finds it, else as None. None: the 1,797 8x8 digits bundled
+    with scikit-learn (offline; coarse, so results are not comparable with
+    MNIST and figures say so).
     """
+    if path == "auto":
+        path = local_mnist()
     if path is None:
         from sklearn.datasets import load_digits
 

@@ -28,6 +28,28 @@ def test_npz_digits_and_bad_file(tmp_path):
         nback.load_digit_images(tmp_path / "bad.npz")
 
 
+def test_auto_finds_a_local_mnist_in_order_and_falls_back_to_sklearn(tmp_path, monkeypatch):
+    monkeypatch.setattr(nback.Path, "home", lambda: tmp_path)
+    monkeypatch.delenv("MNIST_NPZ", raising=False)
+    repo_copy = tmp_path / "repo" / "data" / "mnist.npz"
+    monkeypatch.setattr(nback, "REPO_MNIST", repo_copy)
+    assert nback.local_mnist() is None
+    assert "not MNIST" in nback.load_digit_images("auto")[2]
+    repo_copy.parent.mkdir(parents=True)
+    np.savez(repo_copy, images=np.ones((1, 28, 28)), labels=np.array([3]))
+    assert nback.local_mnist() == repo_copy
+    keras = tmp_path / ".keras" / "datasets" / "mnist.npz"
+    keras.parent.mkdir(parents=True)
+    np.savez(keras, x_train=np.zeros((2, 28, 28)), y_train=np.array([4, 5]))
+    images, labels, label = nback.load_digit_images("auto")
+    assert images.shape == (2, 28, 28) and list(labels) == [4, 5] and str(keras) in label  # Keras before the repo
+    named = tmp_path / "elsewhere.npz"
+    np.savez(named, images=np.ones((1, 28, 28)), labels=np.array([7]))
+    monkeypatch.setenv("MNIST_NPZ", str(named))
+    assert nback.local_mnist() == named  # $MNIST_NPZ comes first
+    assert "not MNIST" in nback.load_digit_images(None)[2]  # None always means the bundled digits
+
+
 def test_sequences_place_the_digit_after_the_lead():
     frames = np.full((3, 16), 7.0, np.float32)
     seq = nback.nback_sequences(frames, n_back=2, seed=0)

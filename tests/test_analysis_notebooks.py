@@ -158,8 +158,8 @@ def test_mse_notebook(run, tmp_path):
 
 
 def test_nback_notebook(run, tmp_path):
-    out, summary = execute("nback", tmp_path, checkpoint=run["checkpoint"], max_digits=100, n_back_values=[0, 1],
-                           shuffle_fractions=[0.0, 1.0], shuffle_n_back=1, epochs=2, lr=1e-2)
+    out, summary = execute("nback", tmp_path, checkpoint=run["checkpoint"], mnist_path=None, max_digits=100,
+                           n_back_values=[0, 1], shuffle_fractions=[0.0, 1.0], shuffle_n_back=1, epochs=2, lr=1e-2)
     assert_figures(out, "nback_accuracy", "nback_shuffled_feedback")
     assert "scikit-learn" in summary["digit_source"] and summary["n_digits"] == 100
     for row in summary["nback"]:
