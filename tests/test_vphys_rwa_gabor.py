@@ -76,7 +76,7 @@ def test_rwa_recovers_a_linear_filter_at_the_right_lag():
 
 
 # ---------------------------------------------------------------- Gabor fits
-from virtual_physiology.gabor import (fit_gabors, gabor_frequency, gabor_image, orientation_index,  # noqa: E402
+from virtual_physiology.gabor import (fit_gabors, gabor_frequency, gabor_image, gabor_lkx, orientation_index,  # noqa: E402
                                       strict_gabor)
 
 
@@ -86,7 +86,7 @@ def _true_gabors(n, rng):
     return np.column_stack([
         np.ones(n), rng.uniform(7, 12, n), rng.uniform(7, 12, n), rng.uniform(0, np.pi, n),
         2 * np.log(rng.uniform(3, 4, n)), 2 * np.log(rng.uniform(2, 3.5, n)),
-        np.log(1 / rng.uniform(0.18, 0.28, n) - 2 * np.sqrt(2)), rng.uniform(-np.pi, np.pi, n)])
+        gabor_lkx(rng.uniform(0.18, 0.28, n)), rng.uniform(-np.pi, np.pi, n)])
 
 
 def _orientation_error_degrees(a, b):
@@ -96,7 +96,7 @@ def _orientation_error_degrees(a, b):
 
 def test_gabor_image_follows_the_parametrisation():
     # theta = 0: carrier along the columns; phase pi/2 gives a cosine (even) Gabor.
-    params = np.array([1, 4.0, 3.0, 0.0, np.log(4.0), np.log(9.0), np.log(1 / 0.25 - 2 * np.sqrt(2)), np.pi / 2])
+    params = np.array([1, 4.0, 3.0, 0.0, np.log(4.0), np.log(9.0), gabor_lkx(0.25), np.pi / 2])
     rows, cols = np.mgrid[:7, :9]
     expected = (np.exp(-(cols - 4.0) ** 2 / 8 - (rows - 3.0) ** 2 / 18)
                 * np.cos(2 * np.pi * 0.25 * (cols - 4.0)))
@@ -123,6 +123,47 @@ def test_noisy_gabors_are_recovered():
     np.testing.assert_allclose(fit["gabor_loss"], np.mean((fits - rwa) ** 2, axis=1))
 
 
+def _gabor_patch(frequency, theta, shape=(20, 20), x0=9.3, y0=10.2, sigma_along=3.0, sigma_across=2.5, phi=0.4):
+    """A unit-norm Gabor drawn from its definition (not from ``gabor_image``),
+    carrier ``frequency`` cycles/px along direction ``theta`` (x = column)."""
+    rows, cols = np.mgrid[:shape[0], :shape[1]]
+    along = (cols - x0) * np.cos(theta) + (rows - y0) * np.sin(theta)
+    across = -(cols - x0) * np.sin(theta) + (rows - y0) * np.cos(theta)
+    g = np.exp(-along ** 2 / (2 * sigma_along ** 2) - across ** 2 / (2 * sigma_across ** 2)) * np.sin(
+        2 * np.pi * frequency * along + phi)
+    return (g / np.linalg.norm(g)).ravel()
+
+
+def test_carriers_up_to_the_2_px_wavelength_are_fitted():
+    """The fitting graph maps k = 2 pi / (2 + e^lkx): carriers at 0.38 and
+    0.45 cycles/px (above the 0.354 a 2 sqrt 2 offset allows) fit with r >= 0.95,
+    the right frequency and the true along-carrier log-variance 2 log 3 = 2.2
+    (which the notebook's filter needs above 0.5)."""
+    frequencies, thetas = np.array([0.38, 0.45, 0.38, 0.45]), np.array([0.3, 1.2, 2.0, 2.8])
+    rwa = np.stack([_gabor_patch(f, t) for f, t in zip(frequencies, thetas)])
+    rwa += np.random.default_rng(5).normal(0, 0.01, rwa.shape)
+    fit = fit_gabors(rwa, (20, 20), seed=0, progress=False)
+    assert (fit["gabor_r"] >= 0.95).all()
+    np.testing.assert_allclose(fit["frequency"], frequencies, rtol=0.1)
+    np.testing.assert_allclose(fit["gabor_params"][:, 4], 2 * np.log(3.0), atol=0.3)
+    assert _orientation_error_degrees(fit["gabor_params"][:, 3], thetas).max() < 5
+    assert fit["strict_gabor"].all()
+    np.testing.assert_allclose(gabor_frequency(gabor_lkx(0.45)), 0.45)
+    assert gabor_frequency(-6.0) > 0.49  # the lkx bound reaches the 2 px wavelength
+
+
+def test_carriers_at_or_below_0_32_cycles_per_px_fit_as_before():
+    """Below the old ceiling the wider range changes neither the fit (r,
+    frequency) nor the strict test nor the orientation index."""
+    frequencies, thetas = np.array([0.15, 0.2, 0.32]), np.array([0.7, 1.9, 2.5])
+    rwa = np.stack([_gabor_patch(f, t, sigma_along=4.0) for f, t in zip(frequencies, thetas)])
+    fit = fit_gabors(rwa, (20, 20), seed=0, progress=False)
+    assert (fit["gabor_r"] > 0.99).all() and fit["strict_gabor"].all()
+    np.testing.assert_allclose(fit["frequency"], frequencies, rtol=0.05)
+    assert _orientation_error_degrees(fit["gabor_params"][:, 3], thetas).max() < 2
+    assert (orientation_index(rwa, (20, 20)) > 0.8).all()  # fit-free, so untouched by the range
+
+
 def test_single_pixel_blobs_fit_well_but_are_not_strict_gabors():
     rng = np.random.default_rng(2)
     blobs = np.zeros((6, 400))
@@ -144,7 +185,7 @@ def test_silent_units_get_nan_fits():
 
 def test_the_strict_test_asks_for_half_a_carrier_cycle_per_sigma():
     # sigma_along = 4 px: f = 0.13 gives 0.52 cycles per sigma, f = 0.12 gives 0.48.
-    params = np.array([[1, 10, 10, 0.3, 2 * np.log(4.0), 2 * np.log(3.0), np.log(1 / f - 2 * np.sqrt(2)), 0]
+    params = np.array([[1, 10, 10, 0.3, 2 * np.log(4.0), 2 * np.log(3.0), gabor_lkx(f), 0]
                        for f in (0.13, 0.12)])
     assert list(strict_gabor(params, np.ones(2), (20, 20))) == [True, False]
     assert strict_gabor(params, np.ones(2), (20, 20), min_cycles_per_sigma=0.45).all()
@@ -173,7 +214,7 @@ class GaborUnit(ProbeableModel):
         return x, torch.relu(x @ self.w)[..., None]
 
 
-_GABOR_UNIT = np.array([1, 7.3, 8.6, 2.1, 2 * np.log(3.0), 2 * np.log(2.5), np.log(1 / 0.2 - 2 * np.sqrt(2)), 0.7])
+_GABOR_UNIT = np.array([1, 7.3, 8.6, 2.1, 2 * np.log(3.0), 2 * np.log(2.5), gabor_lkx(0.2), 0.7])
 
 
 def test_rwa_then_gabor_fit_recover_a_rectified_gabor_unit():
@@ -208,7 +249,7 @@ def test_orientation_index_of_gratings_blobs_and_gabors():
     pixel = np.zeros((20, 20))
     pixel[4, 13] = -1  # flat spectrum
     gabor = gabor_image(np.array([1, 9.5, 9.5, 0.6, 2 * np.log(3.0), 2 * np.log(3.0),
-                                  np.log(1 / 0.2 - 2 * np.sqrt(2)), 0.3]), (20, 20))
+                                  gabor_lkx(0.2), 0.3]), (20, 20))
     silent = np.zeros((20, 20))
     oi = orientation_index(np.stack([*gratings, blob, pixel, gabor, silent, silent * np.nan]).reshape(7, -1),
                            (20, 20))

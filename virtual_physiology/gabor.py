@@ -1,16 +1,21 @@
 """Gabor fits of receptive fields (RWAs), batched over units, a strict "is
 this really Gabor-like" test, and a fit-free orientation index of an RF.
 
-Parametrisation of the original's fitter (spec §6 "Gabor fit"; the fitter
-itself, JesseLivezey/gabor_fit on Theano, is reimplemented here, §9 row 26).
-On an (H, W) patch with x = column and y = row:
+Parametrisation of the original's fitter (JesseLivezey/gabor_fit, which
+needs Theano; reimplemented here in torch). On an (H, W) patch with
+x = column and y = row:
 
     x' =  (x - x0) cos theta + (y - y0) sin theta      (along the carrier)
     y' = -(x - x0) sin theta + (y - y0) cos theta      (along the stripes)
     g  = exp(-x'^2 / (2 e^lvx) - y'^2 / (2 e^lvy)) * sin(k x' + phi),
-    k  = 2 pi / (2 sqrt(2) + e^lkx)                    (so f = k / 2 pi < 0.354 cycles/px)
+    k  = 2 pi / (2 + e^lkx)                            (wavelength > 2 px, f < 0.5 cycles/px)
 
-and the model image is g / ||g||, fitted to the patch / ||patch|| by least
+The k mapping is the one of that package's fitting graph, so carriers up to
+the Nyquist frequency can be fitted (docs/faithfulness.md, "Gabor frequency
+range"); its ``standardize_params`` uses 2 sqrt 2 in place of 2, which would
+stop fits at 0.354 cycles/px, and the original never calls it.
+
+The model image is g / ||g||, fitted to the patch / ||patch|| by least
 squares, i.e. by maximising their cosine similarity. For fixed
 (x0, y0, theta, lvx, lvy, lkx) the best phase has a closed form (g is
 cos(phi) S + sin(phi) C with S, C the sine and cosine Gabors), so phi is not
@@ -22,8 +27,15 @@ searched: only the six other parameters are, by
    starts in one batched torch problem), keeping the best per unit.
 
 Stored per unit as the original stores it: ``gabor_params`` = (1, x0, y0,
-theta, lvx, lvy, lkx, phi), indices 4 and 5 log-variances and 6 the raw lkx;
-theta is reported in [0, pi) (theta + pi is the same Gabor with phi -> pi - phi).
+theta, lvx, lvy, lkx, phi), x0 the column and y0 the row, indices 4 and 5
+log-variances (px^2) along / across the carrier and 6 the raw lkx of the
+mapping above, so f = 1 / (2 + e^lkx) cycles/px (``gabor_frequency``), the
+same number the original stores for the same Gabor. theta is reported in
+[0, pi) (theta + pi is the same Gabor with phi -> pi - phi). The original's
+fitter reads the patch with its "x" along the rows and writes
+x' = cos(t)(row - row0) - sin(t)(col - col0), so its angle t is this theta
+minus pi/2 (mod pi, phi unchanged; docs/faithfulness.md, "Gabor theta
+convention"). Nothing downstream reads theta, so the offset changes no result.
 """
 from __future__ import annotations
 
@@ -37,15 +49,22 @@ from tqdm.auto import tqdm
 from utils import UserInputError
 
 _GRID_THETAS = 8
-_GRID_FREQUENCIES = np.geomspace(0.03, 0.33, 10)  # cycles/px
+_GRID_FREQUENCIES = np.geomspace(0.03, 0.46, 12)  # cycles/px
 _GRID_SIGMAS = (1.0, 2.0, 4.0)  # px, isotropic
 _MIN_LOG_VARIANCE = 2 * math.log(0.3)  # sigma >= 0.3 px; the upper bound is the frame size
-_LKX_RANGE = (-6.0, 6.0)  # f from 0.352 to 0.0025 cycles/px
+_LKX_RANGE = (-6.0, 6.0)  # f from 0.499 to 0.0025 cycles/px
+_MIN_WAVELENGTH = 2.0  # px: wavelength = 2 + e^lkx
 
 
 def gabor_frequency(lkx) -> np.ndarray:
-    """Carrier frequency in cycles/px: f = 1 / (2 sqrt 2 + e^lkx)."""
-    return 1.0 / (2 * math.sqrt(2) + np.exp(np.asarray(lkx, dtype=np.float64)))
+    """Carrier frequency in cycles/px: f = 1 / (2 + e^lkx)."""
+    return 1.0 / (_MIN_WAVELENGTH + np.exp(np.asarray(lkx, dtype=np.float64)))
+
+
+def gabor_lkx(frequency) -> np.ndarray:
+    """The stored lkx of a carrier at ``frequency`` cycles/px (0 < f < 0.5):
+    lkx = log(1 / f - 2), the inverse of ``gabor_frequency``."""
+    return np.log(1.0 / np.asarray(frequency, dtype=np.float64) - _MIN_WAVELENGTH)
 
 
 def gabor_image(params, frame_shape: tuple[int, int]) -> np.ndarray:
@@ -196,7 +215,7 @@ def _grid_starts(patches: torch.Tensor, frame_shape, n_starts: int) -> torch.Ten
     thetas = np.arange(_GRID_THETAS) * np.pi / _GRID_THETAS
     sigmas = [s for s in _GRID_SIGMAS if s <= max(height, width) / 4] or [1.0]
     grid = torch.tensor([(width - 1.0, height - 1.0, t, 2 * np.log(s), 2 * np.log(s),
-                          np.log(1 / f - 2 * np.sqrt(2)))
+                          gabor_lkx(f))
                          for t in thetas for f in _GRID_FREQUENCIES for s in sigmas],
                         dtype=patches.dtype, device=patches.device)
     canvas = _pixel_grid((2 * height - 1, 2 * width - 1), patches.dtype, patches.device)
@@ -283,7 +302,7 @@ def _sine_cosine_gabors(shape: torch.Tensor, pixels):
     along = dx * torch.cos(theta) + dy * torch.sin(theta)
     across = -dx * torch.sin(theta) + dy * torch.cos(theta)
     envelope = torch.exp(-along ** 2 / (2 * torch.exp(lvx)) - across ** 2 / (2 * torch.exp(lvy)))
-    carrier = 2 * math.pi / (2 * math.sqrt(2) + torch.exp(lkx)) * along
+    carrier = 2 * math.pi / (_MIN_WAVELENGTH + torch.exp(lkx)) * along
     return envelope * torch.sin(carrier), envelope * torch.cos(carrier)
 
 
