@@ -41,6 +41,25 @@ def upper_triangle(matrix: np.ndarray) -> np.ndarray:
     return matrix[np.triu(np.ones(matrix.shape, dtype=bool), k=1)]
 
 
+# Correlations are rounded to this many decimals before they are ranked. Entries
+# that are equal in exact arithmetic (common in real data: identical bins of
+# integer spike counts, or any two bins with r = +-1) come out of a matrix
+# product 1e-16 apart in an order that depends on the BLAS kernel's summation
+# order; ranked raw, those ties are broken at random and a Spearman rho can move
+# by tenths. Rounded, they stay ties on every kernel. Distinct correlations
+# closer than 1e-12 are vanishingly rare and never meaningful.
+RANK_DECIMALS = 12
+
+
+def ranked_upper_triangle(matrix: np.ndarray, upper: np.ndarray | None = None) -> np.ndarray:
+    """Average ranks of an RSM's upper triangle (k = 1), after rounding to
+    ``RANK_DECIMALS``: (M, M) -> (M (M - 1) / 2,). ``upper`` is an optional
+    precomputed boolean mask of the triangle, for loops over many RSMs."""
+    if upper is None:
+        upper = np.triu(np.ones(matrix.shape, dtype=bool), k=1)
+    return average_ranks(np.round(matrix[upper], RANK_DECIMALS))
+
+
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """1-based ranks of a 1-D array, ties sharing their average rank; equal to
     ``scipy.stats.rankdata(x)`` (method "average") but about 3x faster, which
@@ -68,10 +87,13 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def similarity(rsm_a: np.ndarray, rsm_b: np.ndarray) -> float:
-    """Spearman rho between the upper triangles (k = 1) of two RSMs (spec §8)."""
+    """Spearman rho between the upper triangles (k = 1) of two RSMs, as the
+    original scores a model against a session. Entries are rounded to
+    ``RANK_DECIMALS`` before ranking, so exact ties stay ties whatever the BLAS
+    kernel (see ``RANK_DECIMALS``). NaN if either triangle is constant."""
     if rsm_a.shape != rsm_b.shape:
         raise ValueError(f"RSMs differ in shape: {rsm_a.shape} vs {rsm_b.shape}")
-    return spearman(upper_triangle(rsm_a), upper_triangle(rsm_b))
+    return pearson(ranked_upper_triangle(rsm_a), ranked_upper_triangle(rsm_b))
 
 
 def noise_ceiling(responses: np.ndarray, n_splits: int = 100, seed: int = 0) -> np.ndarray:
@@ -81,8 +103,10 @@ def noise_ceiling(responses: np.ndarray, n_splits: int = 100, seed: int = 0) -> 
     rest half B (as in the original), and the value is the Spearman rho between
     the upper triangles of RSM(A) and RSM(B). There is no Spearman-Brown
     correction (the original has none). Unlike the original, constant bins get
-    r = 0 through ``rsm`` instead of NaN (spec §9 #19). Needs >= 2 units; with
-    one unit per half every entry is 0 and the value is NaN.
+    r = 0 through ``rsm`` instead of NaN. Ranks are taken after rounding to
+    ``RANK_DECIMALS``, so theoretical ties (e.g. equal bins of integer counts)
+    rank the same on every BLAS kernel. Needs >= 2 units; with one unit per half
+    every entry is 0 and the value is NaN.
     """
     x = np.asarray(responses, dtype=np.float64)
     n_units = x.shape[1]
@@ -94,8 +118,8 @@ def noise_ceiling(responses: np.ndarray, n_splits: int = 100, seed: int = 0) -> 
     for i in range(n_splits):
         order = rng.permutation(n_units)
         half = n_units // 2
-        a = average_ranks(rsm(x[:, order[:half]])[upper])
-        b = average_ranks(rsm(x[:, order[half:]])[upper])
+        a = ranked_upper_triangle(rsm(x[:, order[:half]]), upper)
+        b = ranked_upper_triangle(rsm(x[:, order[half:]]), upper)
         values[i] = pearson(a, b)
     return values
 

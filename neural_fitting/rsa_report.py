@@ -16,15 +16,11 @@ import pandas as pd
 
 from neural_fitting.model_responses import load_responses
 from neural_fitting.process_sessions import load_processed
-from neural_fitting.rsa import average_ranks, noise_ceiling, paired_ttest, pearson, rsm
+from neural_fitting.rsa import noise_ceiling, paired_ttest, pearson, ranked_upper_triangle, rsm
 from utils import UserInputError
 
 AREA_TITLES = {"VISp": "VISp (V1)", "VISl": "VISl (lateromedial, ventral)", "VISrl": "VISrl (rostrolateral, dorsal)",
                "VISal": "VISal (anterolateral)", "VISpm": "VISpm (posteromedial)", "VISam": "VISam (anteromedial)"}
-
-
-def _upper_ranks(matrix: np.ndarray) -> np.ndarray:
-    return average_ranks(matrix[np.triu(np.ones(matrix.shape, dtype=bool), k=1)])
 
 
 def score_table(processed_dir: str | Path, response_files: list[str | Path], areas: list[str],
@@ -50,7 +46,7 @@ def score_table(processed_dir: str | Path, response_files: list[str | Path], are
             if len(group) != n_bins:
                 raise UserInputError(f"{path} has {len(group)} time bins, other model files {n_bins}: make all "
                                      f"response files from the same movies")
-            models.append((responses.label, g, name, _upper_ranks(rsm(group))))
+            models.append((responses.label, g, name, ranked_upper_triangle(rsm(group))))
 
     rows = []
     for path in sessions:
@@ -64,7 +60,7 @@ def score_table(processed_dir: str | Path, response_files: list[str | Path], are
             if responses.shape[1] < min_units:
                 continue
             ceiling = float(np.mean(noise_ceiling(responses, n_splits, seed)))
-            neural = _upper_ranks(rsm(responses))
+            neural = ranked_upper_triangle(rsm(responses))
             for label, g, name, ranks in models:
                 value = pearson(neural, ranks)
                 rows.append({"session": session_id, "area": area, "n_units": responses.shape[1], "model": label,
