@@ -14,10 +14,12 @@ averages the gradients, so N processes take the same steps as one (to float32 ro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -27,9 +29,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
-from data.dataset import ClipSource, fits_on, load_clips, split_indices
+from data.dataset import ClipSource, dataset_identity, fits_on, load_clips, same_dataset, split_indices
 from losses import LOSS_OFFSETS
 from models import MODELS, build_model
 from models.io import HISTORY_FILE, save_model
@@ -85,6 +88,9 @@ class TrainConfig:
                                  "(resumable) checkpoint; 0 = no limit")
     stop_after_steps: int = _f(0, "stop cleanly after this many optimizer steps in this process, as on "
                                   "Ctrl-C (for tests and time-boxed jobs); 0 = no limit")
+    rf_monitor_every: int = _f(0, "epochs between receptive-field checks (strict-Gabor fraction, orientation "
+                                  "index, clean MSE against copy-last), logged and plotted; 0 = off (paper: off)")
+    rf_monitor_clips: int = _f(1000, "white-noise clips per receptive-field check")
     preset: str = _f("", "named preset applied before explicit flags: 'demo' (a ~10-minute CPU run)")
 
 
@@ -94,12 +100,14 @@ PRESETS = {
     # steps give localized ON/OFF blobs); it shows the whole pipeline and the
     # prediction error falling below the copy-last-frame baseline.
     "demo": dict(name="demo", hidden_units=(100, 100, 100), L1=-4.0, lr=3e-3, epochs=60,
-                 validate_every=10, checkpoint_every=20, max_minutes=12.0),
+                 validate_every=10, checkpoint_every=20, max_minutes=12.0, rf_monitor_every=30),
 }
 
 _TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
-# Flags that may differ from the saved config when resuming.
-_RESUME_OVERRIDES = {"epochs", "device", "checkpoint_every", "validate_every", "max_minutes", "stop_after_steps"}
+# Flags that may differ from the saved config when resuming; a new --dataset must hold
+# the same content (train() compares the saved dataset_identity).
+_RESUME_OVERRIDES = {"epochs", "device", "checkpoint_every", "validate_every", "max_minutes", "stop_after_steps",
+                     "dataset", "rf_monitor_every", "rf_monitor_clips"}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,12 +149,32 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     for name in _TUPLE_FIELDS:
         if name in values:
             values[name] = _parse_tuple(name, values[name])
+    values["dataset"] = _absolute_dataset(values.get("dataset", "default"))
     cfg = TrainConfig(**values)
     validate_config(cfg)
     return cfg
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME_LENGTH = 100  # the run folder adds ~40 characters; file systems allow 255
+
+
+def _absolute_dataset(dataset: str) -> str:
+    """The dataset as an absolute path (kept as 'default'), so a run resumes from any folder."""
+    return dataset if dataset == "default" else os.path.abspath(os.path.expanduser(dataset))
+
+
 def validate_config(cfg: TrainConfig) -> None:
+    """Refuse, before any folder exists, a config that cannot train: unknown kinds,
+    bad shapes, out-of-range or non-finite numbers, an unsafe run name."""
+    if not _NAME.match(cfg.name) or len(cfg.name) > MAX_NAME_LENGTH:
+        raise UserInputError(f"--name {cfg.name!r} is not a plain name: use up to {MAX_NAME_LENGTH} letters, digits, "
+                             "'_', '-' or '.', starting with a letter or digit (the folder goes in --save-dir)")
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        numbers = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise UserInputError(f"--{f.name.replace('_', '-')} {value} is not finite: give finite numbers (see --help)")
     if cfg.model not in MODELS:
         raise UserInputError(f"unknown --model {cfg.model!r}: choose from {', '.join(sorted(MODELS))}")
     if cfg.loss not in LOSS_OFFSETS:
@@ -157,10 +185,14 @@ def validate_config(cfg: TrainConfig) -> None:
         raise UserInputError(f"--hidden-units needs positive group sizes, got {cfg.hidden_units}")
     if len(cfg.beta) != len(cfg.hidden_units):
         raise UserInputError(f"--beta has {len(cfg.beta)} weights for {len(cfg.hidden_units)} groups: give one per group")
+    if min(cfg.beta) < 0 or sum(cfg.beta) <= 0:
+        raise UserInputError(f"--beta {cfg.beta} needs weights >= 0, at least one of them positive")
     checks = [("batch_size", cfg.batch_size >= 1), ("epochs", cfg.epochs >= 0), ("lr", cfg.lr > 0),
               ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
               ("warmup", cfg.warmup >= 0), ("noise_std", cfg.noise_std >= 0), ("grad_clip", cfg.grad_clip > 0),
-              ("local_inhibitory_prop", 0 <= cfg.local_inhibitory_prop < 1), ("L1", not math.isnan(cfg.L1))]
+              ("local_inhibitory_prop", 0 <= cfg.local_inhibitory_prop < 1), ("max_minutes", cfg.max_minutes >= 0),
+              ("L1", cfg.L1 <= 300),  # lambda = 10 ** L1 must be a float
+              ("rf_monitor_every", cfg.rf_monitor_every >= 0), ("rf_monitor_clips", cfg.rf_monitor_clips >= 1)]
     for name, ok in checks:
         if not ok:
             raise UserInputError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is out of range: see --help")
@@ -169,14 +201,30 @@ def validate_config(cfg: TrainConfig) -> None:
 # -------------------------------------------------------------------------------------------
 # Training
 # -------------------------------------------------------------------------------------------
+class TrainingDiverged(UserInputError):
+    """An epoch's loss was NaN or inf: nothing of that epoch is saved."""
+
+
+class StoppedBySignal(Exception):
+    """Training saved a resumable state on SIGINT or SIGTERM and stopped; the
+    command exits with 128 + ``signum``, as the shell reports a killed process,
+    so ``train && next-step`` does not go on with unfinished weights."""
+
+    def __init__(self, signum: int, run_dir: Path):
+        super().__init__(f"stopped by signal {signum}; resume with --path {run_dir}")
+        self.signum, self.run_dir = signum, run_dir
+
+
 class _StopRequest:
     """SIGINT/SIGTERM/SIGUSR2 ask the loop to save a resumable checkpoint and stop
     after the current step; a second Ctrl-C aborts at once. SIGUSR2 is SLURM's
     warning before a time limit or pre-emption: once the state is saved it is passed
-    on to the handler it displaced (submitit's, which requeues the job)."""
+    on to the handler it displaced (submitit's, which requeues the job). Once the
+    loop has saved and left (``saved`` set to the run folder), SIGINT and SIGTERM
+    raise StoppedBySignal on leaving the block."""
 
     def __init__(self):
-        self.requested, self.usr2 = False, False
+        self.requested, self.usr2, self.signum, self.saved = False, False, None, None
 
     def __enter__(self):
         signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -188,12 +236,45 @@ class _StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         self.usr2 |= signum == signal.SIGUSR2
+        self.signum = self.signum or signum
 
     def __exit__(self, exc_type, *exc):
         for s, handler in self._old.items():
             signal.signal(s, handler)
         if self.usr2 and exc_type is None and callable(self._old[signal.SIGUSR2]):
             self._old[signal.SIGUSR2](signal.SIGUSR2, None)
+        if exc_type is None and self.saved is not None and self.signum in (signal.SIGINT, signal.SIGTERM):
+            raise StoppedBySignal(self.signum, self.saved)
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's config.json, or a one-line error if it is missing or corrupt."""
+    path = Path(run_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise UserInputError(f"{path} is missing: {run_dir} was not written by train.py, or is incomplete") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserInputError(f"{path} is unreadable or not JSON ({type(err).__name__}): restore it from "
+                             "the metadata of a weights file in that folder or start a new run") from err
+    if not isinstance(config, dict):
+        raise UserInputError(f"{path} does not hold a config object: restore it or start a new run")
+    return config
+
+
+def check_same_dataset(run_dir: Path, data_path: Path, identity: dict) -> None:
+    """Refuse to resume a run on a dataset other than the one it trained on: another
+    size, shape, dtype or content fingerprint (runs older than the fingerprint are
+    compared by clip count)."""
+    saved = read_run_config(run_dir)
+    if "dataset_identity" in saved:
+        difference = same_dataset(saved["dataset_identity"], identity)
+    else:
+        n_saved, n_now = saved.get("n_clips"), identity["shape"][0]
+        difference = None if n_saved in (None, n_now) else f"clips {n_saved} -> {n_now}"
+    if difference is not None:
+        raise UserInputError(f"{data_path} is not the dataset {run_dir.name} trained on ({difference}): resume with "
+                             f"that file (--dataset {saved.get('dataset_path', 'PATH')}) or start a new run")
 
 
 def load_dataset(cfg: TrainConfig):
@@ -217,9 +298,21 @@ def _append(history_split, epoch, means: dict):
         history_split[k].append(v)
 
 
+VALIDATION_SEED_OFFSET = 1_000_003  # validation's noise stream, apart from the training streams of nearby seeds
+
+
+def validation_generator(cfg: TrainConfig, device: torch.device) -> torch.Generator:
+    """Validation's own noise generator, seeded afresh for every pass: each pass draws
+    the same noise, so validation losses differ only by the weights, and validation
+    never advances the training noise, so a resume that changes --validate-every (or
+    any other allowed override) ends with exactly the weights of an uninterrupted run."""
+    return torch.Generator(device=device).manual_seed(cfg.seed + VALIDATION_SEED_OFFSET)
+
+
 @torch.no_grad()
 def validate(model, source, cfg, device, noise_gen) -> dict:
-    """Mean loss and components over the validation clips (noisy, as in training)."""
+    """Mean loss and components over the validation clips (noisy, as in training),
+    with noise from ``noise_gen`` (train.py passes ``validation_generator``)."""
     sums, n = None, 0
     for start in range(0, len(source), cfg.batch_size):
         x = source.batch(torch.arange(start, min(start + cfg.batch_size, len(source))), device)
@@ -246,6 +339,19 @@ def _append_log(run_dir: Path, message: str) -> None:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
 
+def monitor_receptive_fields(model, clips, cfg: TrainConfig, history: dict, epoch: int, global_step: int) -> str:
+    """Append one RF-quality row (``rf_summary.rf_quality``) to ``history["rf_monitor"]``
+    and return it as a log fragment. Its generators are its own: the training
+    trajectory is the same with the monitor on or off."""
+    from virtual_physiology.rf_summary import MONITOR_KEYS, rf_quality
+
+    row = rf_quality(model, clips, cfg.warmup, n_clips=cfg.rf_monitor_clips)
+    rows = history.setdefault("rf_monitor", {"epoch": [], "step": [], **{k: [] for k in MONITOR_KEYS}})
+    _append(rows, epoch, {"step": global_step, **row})
+    return ("group-1 RFs: strict Gabor {fraction_strict_gabor:.3f} orientation index {median_orientation_index:.3f} "
+            "| clean MSE {clean_mse:.4f} (copy-last {copy_last_frame_mse:.4f})".format(**row))
+
+
 def save_loss_curve(run_dir: Path, history: dict) -> None:
     import matplotlib
 
@@ -253,7 +359,9 @@ def save_loss_curve(run_dir: Path, history: dict) -> None:
     import matplotlib.pyplot as plt
 
     keys = [k for k in history["train"] if k != "epoch"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
+    monitor = history.get("rf_monitor") or {"epoch": []}
+    n_panels = len(keys) + (2 if monitor["epoch"] else 0)
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for split in ("train", "validation"):
             if history[split]["epoch"]:
@@ -263,28 +371,69 @@ def save_loss_curve(run_dir: Path, history: dict) -> None:
         ax.set_xlabel("epoch")
     if history["train"]["epoch"]:
         axes[0][0].legend(frameon=False)
+    if monitor["epoch"]:  # the RF monitor beside the losses
+        quality, error = axes[0][len(keys)], axes[0][len(keys) + 1]
+        quality.plot(monitor["epoch"], monitor["fraction_strict_gabor"], "o-", label="strict-Gabor fraction")
+        quality.plot(monitor["epoch"], monitor["median_orientation_index"], "s-", label="median orientation index")
+        quality.set_ylim(0, 1)
+        quality.set_title("group-1 receptive fields")
+        quality.legend(frameon=False, fontsize=7)
+        error.plot(monitor["epoch"], monitor["clean_mse"], "o-", label="model")
+        error.plot(monitor["epoch"], monitor["copy_last_frame_mse"], "--", label="copy last frame")
+        error.set_title("clean next-frame MSE")
+        error.legend(frameon=False, fontsize=7)
+        for ax in (quality, error):
+            ax.set_xlabel("epoch")
     fig.tight_layout()
     with atomic_path(run_dir / "loss_curve.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
 
+def divergence(cfg: TrainConfig, run_dir: Path, epoch: int, means: dict, val_means: dict) -> str | None:
+    """None if every mean loss (and component) of this epoch is finite, else the one-line
+    message for TrainingDiverged. Nothing of the epoch has been saved at this point, so
+    the run folder's latest checkpoint stays the last finite one; the message names it."""
+    bad = [(f"{split} {k}", v) for split, values in (("train", means), ("validation", val_means))
+           for k, v in values.items() if not math.isfinite(v)]
+    if not bad:
+        return None
+    saved = sorted(run_dir.glob("*-epochs_model.safetensors"), key=lambda p: int(p.name.split("-")[0]))
+    latest = f"the latest checkpoint, {saved[-1].name}, is finite" if saved else "no checkpoint was written"
+    return (f"training diverged in epoch {epoch} ({bad[0][0]} is {bad[0][1]}); {latest}: try a lower --lr "
+            f"(now {cfg.lr:g}), a smaller --L1 ({cfg.L1:g}) or --noise-std ({cfg.noise_std:g}), "
+            "or clips scaled to unit variance")
+
+
 def run_name(cfg: TrainConfig) -> str:
     return f"{cfg.name}_{cfg.L1:g}L1_seed{cfg.seed}"
+
+
+@contextlib.contextmanager
+def _writing(where, what: str, fix: str):
+    """Turn a failed write (read-only or full disk, a file in the way; safetensors
+    reports a full disk as SafetensorError) into a one-line UserInputError.
+    atomic_path has already removed its temporary, so nothing is half-written."""
+    try:
+        yield
+    except (OSError, SafetensorError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+        raise UserInputError(f"cannot {what} {where} ({reason}): {fix}") from err
 
 
 def create_run_dir(cfg: TrainConfig) -> Path:
     """Create a new run folder NAME_<L1>L1_seed<S>_<date-time>. mkdir is atomic, so runs
     started in the same second, even by parallel jobs, get distinct folders (-1, -2 ...)."""
     base = Path(cfg.save_dir) / f"{run_name(cfg)}_{time.strftime('%Y%m%d-%H%M%S')}"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    for i in range(1000):
-        run_dir = base if i == 0 else Path(f"{base}-{i}")
-        try:
-            run_dir.mkdir()
-            return run_dir
-        except FileExistsError:
-            continue
+    with _writing(cfg.save_dir, "create the run folder in --save-dir", "give a writable folder"):
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for i in range(1000):
+            run_dir = base if i == 0 else Path(f"{base}-{i}")
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
     raise UserInputError(f"1000 run folders named {base.name}-N exist: choose another --name or --save-dir")
 
 
@@ -357,28 +506,55 @@ def _new_run_dir(cfg: TrainConfig, rank: int, control) -> Path:
     return Path(name[0])
 
 
+def checked_data(cfg: TrainConfig, resume: Path | None):
+    """(clips, path, dataset_identity, train rows, validation rows), after every check
+    of the data: the file itself (load_clips), a training split that is not empty,
+    and, when resuming, the same dataset the run trained on."""
+    clips, data_path = load_dataset(cfg)
+    identity = dataset_identity(data_path, clips)
+    if resume is not None:
+        check_same_dataset(resume.parent, data_path, identity)
+    train_rows, val_rows = split_indices(len(clips))
+    if len(train_rows) == 0:  # only N = 1: the split keeps at least one clip for validation
+        raise UserInputError(f"{data_path} holds {len(clips)} clip, which the split keeps for validation: "
+                             "give at least 2 clips")
+    return clips, data_path, identity, train_rows, val_rows
+
+
+def checked_model(cfg: TrainConfig, n_frames: int, data_path: Path):
+    """The model of ``cfg`` (initialised from torch's global RNG), or a one-line error
+    for an incompatible combination of flags or clips too short for it."""
+    try:
+        model = build_model(dataclasses.asdict(cfg))
+    except ValueError as err:  # e.g. a loss the model cannot use
+        raise UserInputError(f"{err}: see --help") from err
+    if n_frames < getattr(model, "min_frames", 0):
+        raise UserInputError(f"{cfg.model} needs clips of at least {model.min_frames} frames, "
+                             f"{data_path} has {n_frames}: use longer clips or fewer groups")
+    return model
+
+
+def preflight(cfg: TrainConfig, resume: Path | None = None) -> None:
+    """Every check train() makes before it writes anything, for a job about to be
+    submitted: the data, the resume's dataset, the model (built on the CPU, with
+    torch's RNG state restored afterwards)."""
+    clips, data_path, *_ = checked_data(cfg, resume)
+    with torch.random.fork_rng(devices=[]):
+        checked_model(cfg, clips.shape[1], data_path)
+
+
 def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, run_dir: Path | None = None) -> Path:
     """Train (or resume) and return the run folder: a new one, or ``run_dir`` when given
     (submit_training_job.py decides it before submission, so a requeued job finds it).
     Under torchrun each process trains on its slice of every batch (init_distributed)."""
     rank, world, device, control = init_distributed(cfg.device)
     torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")  # TF32 only when asked
-    clips, data_path = load_dataset(cfg)
-    train_rows, val_rows = split_indices(len(clips))
-    if len(train_rows) == 0:  # only N = 1: the split keeps at least one clip for validation
-        raise UserInputError(f"{data_path} holds {len(clips)} clip, which the split keeps for validation: "
-                             "give at least 2 clips")
+    clips, data_path, identity, train_rows, val_rows = checked_data(cfg, resume)
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
     train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
 
     seed_everything(cfg.seed)
-    try:
-        model = build_model(dataclasses.asdict(cfg)).to(device)
-    except ValueError as err:  # an incompatible combination of flags (e.g. a loss the model cannot use)
-        raise UserInputError(f"{err}: see --help") from err
-    if clips.shape[1] < getattr(model, "min_frames", 0):
-        raise UserInputError(f"{cfg.model} needs clips of at least {model.min_frames} frames, "
-                             f"{data_path} has {clips.shape[1]}: use longer clips or fewer groups")
+    model = checked_model(cfg, clips.shape[1], data_path).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -401,12 +577,17 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
             sums = torch.zeros_like(sums)  # the saved sums are the total over all processes: count it once
     else:
         run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(cfg, rank, control)
-    config = dataclasses.asdict(cfg) | {"dataset_path": str(data_path), "n_clips": len(clips),
+    config = dataclasses.asdict(cfg) | {"dataset_path": str(data_path.absolute()), "dataset_identity": identity,
+                                         "n_clips": len(clips),
                                          "n_train": len(train_rows), "n_validation": len(val_rows),
                                          "processes": world, "torch_version": torch.__version__}
+    def writing(what="write to"):
+        return _writing(run_dir, what, f"free space or fix the folder, then resume with --path {run_dir}")
+
     if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", config)
+        with writing():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / "config.json", config)
 
     def log(message, stderr=False):
         """Process 0 appends ``message`` to the run's own log (and, if asked, prints it)."""
@@ -414,13 +595,21 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
             return
         if stderr:
             print(message, file=sys.stderr)
-        _append_log(run_dir, message)
+        with writing("append to the log in"):
+            _append_log(run_dir, message)
 
     if resume is None:
         log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
             f"{world} process(es) on {device.type}")
     else:
         log(f"resumed from {resume.name} at epoch {epoch}, step {step}")
+
+    def stop_if_diverged(means, val_means):
+        message = divergence(cfg, run_dir, epoch, means, val_means)
+        if message is not None:
+            bar.close()
+            log(message)
+            raise TrainingDiverged(message)
 
     def checkpoint(tag_epoch, interrupted=False):
         total = sums
@@ -436,17 +625,19 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                  "sums": None if total is None else total.cpu(),
                  "rng": {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state().cpu(),
                          "torch": torch.get_rng_state()}}
-        if interrupted:
-            with atomic_path(run_dir / "interrupted_state.pt") as tmp:
-                torch.save(state, tmp)
-            write_json(run_dir / HISTORY_FILE, history)
-        else:
-            save_model(run_dir, model, config, tag_epoch, history, train_state=state)
-        save_loss_curve(run_dir, history)
+        with writing("write a checkpoint to"):
+            if interrupted:
+                with atomic_path(run_dir / "interrupted_state.pt") as tmp:
+                    torch.save(state, tmp)
+                write_json(run_dir / HISTORY_FILE, history)
+            else:
+                save_model(run_dir, model, config, tag_epoch, history, train_state=state)
+            save_loss_curve(run_dir, history)
 
     if cfg.epochs == 0 and resume is None:  # the untrained control, saved as a normal checkpoint
         if rank == 0:
-            save_model(run_dir, model, config, 0, history)
+            with writing("write a checkpoint to"):
+                save_model(run_dir, model, config, 0, history)
         log("saved the untrained model (--epochs 0)")
         return run_dir
 
@@ -487,10 +678,13 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 if control is not None:
                     stop_now = _any_rank(stop_now, control)  # every process stops at the same step
                 if stop_now or (cfg.stop_after_steps and steps_here >= cfg.stop_after_steps):
+                    if not bool(torch.isfinite(sums).all()):  # never save a diverged state as resumable
+                        stop_if_diverged(dict(zip(["loss", *components], (sums / step).tolist())), {})
                     checkpoint(epoch - 1, interrupted=True)
                     bar.close()
                     log(f"stop request: saved a resumable state in {run_dir}; continue with --path {run_dir}",
                         stderr=True)
+                    stop.saved = run_dir
                     return run_dir
 
             if control is not None:
@@ -498,12 +692,16 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
             means = dict(zip(["loss", *components], (sums / n_batches).tolist()))  # one host sync per epoch
             _append(history["train"], epoch, means)
             line = f"epoch {epoch}/{cfg.epochs} train " + _format_means(means)
-            if epoch % cfg.validate_every == 0:  # on every process, which keeps the noise generators in step
+            val_means = {}
+            if epoch % cfg.validate_every == 0:  # every process validates: all hold the same weights
                 model.eval()
-                val_means = validate(model, val_src, cfg, device, noise_gen)
+                val_means = validate(model, val_src, cfg, device, validation_generator(cfg, device))
                 _append(history["validation"], epoch, val_means)
                 line += " | validation " + _format_means(val_means)
+            if cfg.rf_monitor_every and epoch % cfg.rf_monitor_every == 0 and rank == 0:
+                line += " | " + monitor_receptive_fields(model, clips, cfg, history, epoch, global_step)
             log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
+            stop_if_diverged(means, val_means)
             bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.4f}", mse0=f"{means['mse0']:.4f}")
             completed, epoch, step, perm, sums = epoch, epoch + 1, 0, None, None  # the state resumes at `epoch`
             # the time limit ends a run only between epochs, so it leaves a normal checkpoint
@@ -517,7 +715,11 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 log(f"time limit: stopped after epoch {completed}; continue with --path {run_dir}", stderr=True)
                 return run_dir
     bar.close()
-    log(f"finished epoch {cfg.epochs}")
+    if steps_here == 0 and resume is not None:
+        log(f"nothing to train: the run already has {epoch - 1} complete epochs and --epochs is {cfg.epochs}; "
+            "give a larger --epochs to continue", stderr=True)
+    else:
+        log(f"finished epoch {epoch - 1}")
     return run_dir
 
 
@@ -532,7 +734,7 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
     if args.path is None:
         return resolve_config(args), None
     state_file = find_resume_state(Path(args.path))
-    saved = json.loads((state_file.parent / "config.json").read_text())
+    saved = read_run_config(state_file.parent)
     # a field newer than the run takes its default, which is what the run used
     values = {f.name: saved.get(f.name, f.default) for f in dataclasses.fields(TrainConfig)}
     values.update(max_minutes=0.0, stop_after_steps=0)  # limits of the interrupted process, not of the run
@@ -542,6 +744,8 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
             continue
         if f.name in _TUPLE_FIELDS:
             given = list(_parse_tuple(f.name, given))
+        if f.name == "dataset":
+            given = _absolute_dataset(given)
         if f.name not in _RESUME_OVERRIDES and given != values[f.name]:
             raise UserInputError(f"--{f.name.replace('_', '-')} cannot change when resuming; "
                                  f"only {', '.join(sorted(_RESUME_OVERRIDES))} can")
@@ -556,9 +760,13 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cfg, resume = config_for(args)
-    run_dir = train(cfg, resume)
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    try:
+        run_dir = train(cfg, resume)
+    except StoppedBySignal as stop:
+        sys.exit(128 + stop.signum)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run folder: {run_dir}")
 

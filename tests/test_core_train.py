@@ -134,21 +134,23 @@ def test_time_limit_stops_between_epochs_with_a_normal_checkpoint(tmp_path, clip
     assert all(torch.equal(full[k], weights[k]) for k in full)
 
 
-def test_sigint_saves_a_resumable_state(tmp_path, clips):
+@pytest.mark.parametrize("signum,preset", [(signal.SIGINT, []), (signal.SIGTERM, ["--preset", "demo"])])
+def test_a_signal_saves_a_resumable_state_and_exits_128_plus_signal(tmp_path, clips, signum, preset):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "submit_training_job.py", "--dataset", str(clips), "--save-dir",
-                             str(tmp_path), "--epochs", "100000", *TINY], cwd=ROOT, env=env,
+                             str(tmp_path), "--epochs", "100000", *preset, *TINY], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("*/config.json")):
         time.sleep(0.2)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 128 + signum, err[-2000:]  # so `train && bash run.bash RUN` stops here
     (run,) = tmp_path.iterdir()
     state = torch.load(run / "interrupted_state.pt", weights_only=True)
     assert state["global_step"] > 0 and "--path" in err
+    assert not (run / "rf_summary.json").exists() and "run folder" not in out  # the demo summarises only a finished run
 
 
 def assert_one_line_error(proc, *fragments):
@@ -227,3 +229,22 @@ def test_receptive_field_summary_of_a_run(tmp_path, clips, uninterrupted):
         assert stats["units"] == 6 and 0 <= stats["fraction_strict_gabor"] <= stats["fraction_r_above_0.7"] <= 1
     assert (uninterrupted / "rf_summary.png").stat().st_size > 0
     assert json.loads((uninterrupted / "rf_summary.json").read_text())["rwa_clips"] == 50
+
+
+def test_rf_monitor_logs_rows_and_leaves_the_trajectory_unchanged(tmp_path, clips, uninterrupted):
+    from virtual_physiology.rf_summary import next_frame_errors, receptive_field_stats
+
+    run = train_in_process(tmp_path, clips, "--rf-monitor-every", "2", "--rf-monitor-clips", "20")
+    monitored, plain = final_weights(run), final_weights(uninterrupted)
+    assert all(torch.equal(monitored[k], plain[k]) for k in plain)  # its generators are its own
+    rows = json.loads((run / "loss_history.json").read_text())["rf_monitor"]
+    assert rows["epoch"] == [2] and rows["step"] == [10]  # 3 epochs of 5 steps, every 2nd epoch checked
+    # the row is what the two measurements give on the epoch-2 weights
+    model, config, _ = load_model(run / "2-epochs_model.safetensors")
+    stats = receptive_field_stats(model, 20)["stats"]
+    errors = next_frame_errors(model, np.load(clips), config["warmup"])
+    assert rows["fraction_strict_gabor"][0] == stats["fraction_strict_gabor"]
+    assert rows["median_orientation_index"][0] == pytest.approx(stats["median_orientation_index"])
+    assert rows["clean_mse"][0] == pytest.approx(errors["model"], rel=1e-5)
+    assert rows["copy_last_frame_mse"][0] == pytest.approx(errors["copy_last_frame"], rel=1e-5)
+    assert "group-1 RFs: strict Gabor" in (run / "logs" / "train.log").read_text()

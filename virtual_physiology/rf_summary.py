@@ -73,6 +73,28 @@ def receptive_field_stats(model, n_clips: int, seed: int = 0) -> dict:
                       "median_orientation_index": _nanmedian(oi)}}
 
 
+MONITOR_KEYS = ("fraction_strict_gabor", "median_orientation_index", "median_gabor_r",
+                "clean_mse", "copy_last_frame_mse")
+
+
+def rf_quality(model, clips: np.ndarray, warmup: int, n_clips: int = 1000, seed: int = 0) -> dict:
+    """One row of the training monitor, as floats keyed by ``MONITOR_KEYS``: the
+    strict-Gabor fraction, median orientation index and median Gabor r of the
+    group-1 RWAs from ``n_clips`` white-noise clips (``receptive_field_stats``),
+    and the clean validation next-frame MSE with the copy-last-frame baseline on
+    the same frames (``next_frame_errors``). Every random draw comes from its own
+    seeded generator, so monitoring never changes a training run's trajectory."""
+    was_training = model.training
+    model.eval()
+    stats = receptive_field_stats(model, n_clips, seed=seed)["stats"]
+    errors = next_frame_errors(model, clips, warmup)
+    model.train(was_training)
+    return {"fraction_strict_gabor": stats["fraction_strict_gabor"],
+            "median_orientation_index": stats["median_orientation_index"],
+            "median_gabor_r": stats["median_gabor_r"],
+            "clean_mse": float(errors["model"]), "copy_last_frame_mse": float(errors["copy_last_frame"])}
+
+
 def _nanmedian(values: np.ndarray) -> float:
     return float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan")
 
