@@ -496,16 +496,18 @@ keep = np.flatnonzero(connectivity.select_units(c["gabor_r"], c["gabor_params"],
 weights = c["weights"][np.ix_(keep, keep)]
 pairs = connectivity.unit_pairs(weights, c["gabor_x"][keep], c["gabor_y"][keep], direction[keep])
 ori_selective, dir_selective = c["OSI"][keep] > osi_threshold, c["DSI"][keep] > dsi_threshold
-abs_threshold = connectivity.connection_threshold(weights, percentile) if len(keep) > 1 else np.nan
-signed_threshold = connectivity.connection_threshold(weights, percentile, signed=True) if len(keep) > 1 else np.nan
+# thresholds over the whole excitatory block, self-weights included, as the original
+abs_threshold = connectivity.connection_threshold(c["weights"], percentile) if len(keep) > 1 else np.nan
+signed_threshold = connectivity.connection_threshold(c["weights"], percentile, signed=True) if len(keep) > 1 else np.nan
 summary["units"] = dict(excitatory=len(c["units"]), selected=len(keep), orientation_selective=int(ori_selective.sum()),
                         direction_selective=int(dir_selective.sum()), abs_threshold=abs_threshold,
                         signed_threshold=signed_threshold)
 summary["units"]"""),
     ("markdown", """\
 ## (a) Short range (< 2.5 px): connection probability vs difference in preference, against Ko et al. 2011
-Cochran-Armitage trend tests on the model's counts (binomial variance; the permutation variance is what
-statsmodels, used by the original, reports). Direction: the two halves 0-90 and 90-180 degrees."""),
+Cochran-Armitage trend tests (statsmodels' sign: z > 0 when the connection probability falls). The figure's
+statistic is the original's, `z_original` / `p_original`, from the table [connected, all tested]; `z` / `p` are
+the same test on the correct table [connected, not connected]. Direction: the two halves 0-90 and 90-180 degrees."""),
     ("code", """\
 fig, axes = plotting.new_figure(2)
 rows = []
@@ -523,17 +525,18 @@ for ax, kind, selective in zip(axes, ("orientation", "direction"), (ori_selectiv
     halves = [slice(0, 3)] if kind == "orientation" else [slice(0, 3), slice(2, 5)]
     for half in halves:
         for source, (h, n) in (("model", (hits, totals)), (ref["label"], (ref["connected"], ref["tested"]))):
-            z, p = stats.cochran_armitage_trend(h[half], n[half]) if n[half].sum() else (np.nan, np.nan)
-            z_perm, p_perm = stats.cochran_armitage_trend(h[half], n[half], variance="permutation") if n[half].sum() else (np.nan, np.nan)
+            tests = (stats.connectivity_trend_tests(h[half], n[half]) if n[half].sum()
+                     else dict(z_original=np.nan, p_original=np.nan, z=np.nan, p=np.nan))
             rows.append(dict(kind=kind, bins=f"{ref['centres_deg'][half][0]:.0f}-{ref['centres_deg'][half][-1]:.0f}",
-                             source=source, z=z, p=p, z_permutation=z_perm, p_permutation=p_perm))
+                             source=source, **tests))
 plotting.save_figure(fig, out, "short_range_connection_probability")
 summary["trend_tests"] = rows
 pd.DataFrame(rows)"""),
     ("markdown", """\
 ## (b) Long range (5-9.2 px): connected inputs by axis and orientation difference, against Iacaruso et al. 2017
-Fractions of all connected long-range inputs (both axes sum to 1). Error bars: 2.5-97.5% of the shuffle
-null; p two-sided from the shuffles."""),
+Fractions of all connected long-range inputs (both axes sum to 1). The null shuffles the presynaptic
+orientations within each axis, as the original. Error bars: 2.5-97.5% of that null. `p` is the original's
+2 min(#null < observed, #null >= observed) / N; `p_tie_symmetric` counts ties on both sides."""),
     ("code", """\
 ref = reference.long_range_axis_fractions()
 edges = reference.KO_BIN_EDGES["orientation"]
@@ -543,7 +546,8 @@ results = {}
 for axis in (coaxial_axis, {"motion": "orientation", "orientation": "motion"}[coaxial_axis]):
     observed, null, p = connectivity.shuffle_axis_null(post_dir, pre_dir, pairs["along"][long], pairs["across"][long],
                                                        edges, n_shuffles, seed, axis)
-    results[axis] = dict(observed=observed, p=p, low=np.percentile(null, 2.5, axis=0), high=np.percentile(null, 97.5, axis=0))
+    results[axis] = dict(observed=observed, p=p, p_tie_symmetric=connectivity.shuffle_p_value(observed, null, "tie_symmetric"),
+                         low=np.percentile(null, 2.5, axis=0), high=np.percentile(null, 97.5, axis=0))
 fig, axes = plotting.new_figure(2, 2, squeeze=False)
 for row, (axis, r) in enumerate(results.items()):
     for col, (name, data_fraction) in enumerate((("co-axial", ref["coaxial"]), ("orthogonal", ref["orthogonal"]))):
@@ -556,7 +560,8 @@ for row, (axis, r) in enumerate(results.items()):
                ylabel="fraction of inputs", title=f"{name} ({axis} axis{' - original' if axis == 'motion' else ''})")
 axes[0, 0].legend()
 plotting.save_figure(fig, out, "long_range_axis_fractions")
-summary["long_range"] = {axis: dict(observed=r["observed"], p=r["p"]) for axis, r in results.items()}
+summary["long_range"] = {axis: dict(observed=r["observed"], p=r["p"], p_tie_symmetric=r["p_tie_symmetric"])
+                         for axis, r in results.items()}
 summary["long_range"]"""),
     ("markdown", "## (c) Connection probability by presynaptic RF position (post unit's frame; rows along its motion)"),
     ("code", """\
@@ -686,6 +691,7 @@ max_digits = None  # use at most this many digits (None: all)
 n_back_values = list(range(11))
 shuffle_fractions = [0.0, 0.25, 0.5, 0.75, 1.0]
 shuffle_n_back = 5
+shuffle_mass_preserving = False  # False: the original's shuffle over whole blocks; True: allowed entries only
 epochs = 100
 lr = 1e-4
 seed = 0
@@ -726,8 +732,8 @@ frame"""),
     ("code", """\
 rows = []
 for fraction in shuffle_fractions:
-    score = nback.nback_accuracy(shuffle_feedback(model, fraction, seed), frames, labels, shuffle_n_back,
-                                 seed=seed, epochs=epochs, lr=lr)
+    shuffled = shuffle_feedback(model, fraction, seed, mass_preserving=shuffle_mass_preserving)
+    score = nback.nback_accuracy(shuffled, frames, labels, shuffle_n_back, seed=seed, epochs=epochs, lr=lr)
     rows.append(dict(fraction_shuffled=fraction, accuracy=score["accuracy"], n_test=score["n_test"]))
 frame = pd.DataFrame(rows)
 fig, ax = plotting.new_figure()

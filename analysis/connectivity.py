@@ -1,14 +1,16 @@
-"""Like-to-like connectivity among group-1 excitatory units (spec §7 connectivity).
+"""Like-to-like connectivity among group-1 excitatory units, as the original's
+connectivity notebook measures it.
 
 Units are described by their RF centre (gabor_x = column, gabor_y = row, in
 pixels) and preferred direction of motion (degrees; 0 = up, 90 = right, as in
 ``virtual_physiology.stimuli``). ``weights`` is the excitatory block of W_hh,
 indexed [post, pre]. Pairs are ordered (post, pre) with post != pre: a unit's
-self-weight is not a connection between two cells.
+self-weight is not a connection between two cells (but it does enter the
+connection thresholds, as in the original).
 
-Axis convention (spec §9 row 21, flagged): the original calls a presynaptic
-RF displaced along the postsynaptic unit's *motion* axis "co-axial"
-(``coaxial_axis="motion"``). Iacaruso et al. (2017) define co-axial along the
+Axis convention (flagged; docs/faithfulness.md, "Co-axial means the motion
+axis"): the original calls a presynaptic RF displaced along the postsynaptic
+unit's *motion* axis "co-axial" (``coaxial_axis="motion"``). Iacaruso et al. (2017) define co-axial along the
 preferred *orientation* (the bar's long axis), which is perpendicular to the
 motion; ``coaxial_axis="orientation"`` gives that convention.
 """
@@ -73,11 +75,15 @@ def unit_pairs(weights, x, y, direction) -> dict[str, np.ndarray]:
 
 def connection_threshold(weights, percentile: float = 95.0, signed: bool = False) -> float:
     """The original's "connected" threshold: the percentile of |W| (``signed=False``,
-    short-range cells) or of W (``signed=True``, long-range cells) over the
-    off-diagonal entries of ``weights`` (n, n). Both are reproduced (spec §9 row 21)."""
+    short-range cells) or of W (``signed=True``, long-range cells) over every
+    entry of ``weights`` (n, n), the self-weights on the diagonal included.
+
+    Pass the whole excitatory block (the original's W[:640, :640]), not only
+    the units kept for the analysis. Both thresholds and the diagonal are the
+    original's (docs/faithfulness.md, "Connectivity thresholds").
+    """
     w = np.asarray(weights, float)
-    values = w[~np.eye(w.shape[0], dtype=bool)]
-    return float(np.percentile(values if signed else np.abs(values), percentile))
+    return float(np.percentile(w if signed else np.abs(w), percentile))
 
 
 def binned_counts(diff, connected, edges):
@@ -140,15 +146,16 @@ def axis_fractions(ori_diff, along, across, edges, coaxial_axis: str = "motion")
 
 
 def shuffle_axis_null(post_direction, pre_direction, along, across, edges, n_shuffles: int = 10_000,
-                      seed: int = 0, coaxial_axis: str = "motion", chunk: int = 1000):
+                      seed: int = 0, coaxial_axis: str = "motion", chunk: int = 1000, p_rule: str = "original"):
     """Null distribution of :func:`axis_fractions` when the presynaptic preferred
-    directions are shuffled across pairs (positions and axes kept).
+    directions are shuffled within each axis, as the original does: co-axial
+    pairs swap presynaptic directions among themselves, orthogonal pairs among
+    themselves, so each axis keeps its number of pairs and its presynaptic
+    directions (docs/faithfulness.md, "Iacaruso shuffle null").
 
     Per-pair inputs (m,). Returns (observed (2, K), null (n_shuffles, 2, K),
-    p (2, K)) with rows (coaxial, orthogonal) and the two-sided
-    p = 2 min(#null >= observed, #null <= observed) / n_shuffles, capped at 1.
-    (The original counted "> observed" on one side, which gives p = 0 when the
-    null never moves; ties count on both sides here.) Seeded with
+    p (2, K)) with rows (coaxial, orthogonal) and p from
+    :func:`shuffle_p_value` under ``p_rule``. Seeded with
     ``numpy.random.default_rng(seed)``.
     """
     post_direction, pre_direction = np.asarray(post_direction, float), np.asarray(pre_direction, float)
@@ -157,19 +164,40 @@ def shuffle_axis_null(post_direction, pre_direction, along, across, edges, n_shu
     observed = np.stack(axis_fractions(orientation_difference(post_direction, pre_direction), along, across,
                                        edges, coaxial_axis))
     k, m = edges.size - 1, post_direction.size
+    axes = [np.flatnonzero(coaxial), np.flatnonzero(~coaxial)]
     rng = np.random.default_rng(seed)
     null = np.empty((n_shuffles, 2, k))
     for start in range(0, n_shuffles, chunk):
         s = min(chunk, n_shuffles - start)
-        shuffled = rng.permuted(np.broadcast_to(pre_direction, (s, m)), axis=1)
+        shuffled = np.empty((s, m))
+        for members in axes:
+            shuffled[:, members] = rng.permuted(np.broadcast_to(pre_direction[members], (s, members.size)), axis=1)
         diff = orientation_difference(post_direction, shuffled)
         bins = np.clip(np.searchsorted(edges, diff, side="right") - 1, 0, k - 1)
         cell = np.arange(s)[:, None] * 2 * k + np.where(coaxial, 0, k) + bins
         counts = np.bincount(cell.ravel(), minlength=s * 2 * k).reshape(s, 2, k)
         null[start:start + s] = counts / max(m, 1)
-    at_least, at_most = (null >= observed - 1e-12).sum(0), (null <= observed + 1e-12).sum(0)
-    p = np.minimum(1.0, 2 * np.minimum(at_least, at_most) / n_shuffles)
-    return observed, null, p
+    return observed, null, shuffle_p_value(observed, null, p_rule)
+
+
+def shuffle_p_value(observed, null, rule: str = "original") -> np.ndarray:
+    """Two-sided p of ``observed`` (...) against ``null`` (N, ...).
+
+    - ``"original"``: p = 2 min(#null < observed, #null >= observed) / N, as the
+      original computes it. Ties count on the upper side only, so a null that
+      never moves gives p = 0 (docs/faithfulness.md, "Iacaruso p-value").
+    - ``"tie_symmetric"``: p = min(1, 2 min(#null >= observed, #null <= observed) / N),
+      ties on both sides, so a null that never moves gives p = 1.
+    Equality is to within 1e-12 (the fractions are ratios of counts).
+    """
+    observed, null = np.asarray(observed, float), np.asarray(null, float)
+    n = len(null)
+    at_least = (null >= observed - 1e-12).sum(0)
+    if rule == "original":
+        return 2 * np.minimum(n - at_least, at_least) / n
+    if rule == "tie_symmetric":
+        return np.minimum(1.0, 2 * np.minimum(at_least, (null <= observed + 1e-12).sum(0)) / n)
+    raise ValueError("p_rule must be 'original' or 'tie_symmetric'")
 
 
 def relative_position_map(along, across, connected, half_width: float = 10.0, n_bins: int = 20, sigma: float = 2.0):

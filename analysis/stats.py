@@ -151,11 +151,13 @@ def cochran_armitage_trend(successes, totals, scores=None, variance: str = "bino
     With N = sum n_i and p = sum x_i / N:
         T = sum s_i (x_i - n_i p),
         Var T = p (1 - p) [sum n_i s_i^2 - (sum n_i s_i)^2 / N]   ("binomial", Armitage 1955),
-    or that times N/(N-1) ("permutation": the exact conditional variance, which
-    is what statsmodels ``Table.test_ordinal_association`` uses and hence the
-    original notebook). z = T / sqrt(Var T) (z > 0: proportion rises with the
-    score); p two-sided normal. Empty bins add nothing. nan if the proportion
-    or the scores do not vary.
+    or that times N/(N-1) ("permutation": the exact conditional variance, the
+    one statsmodels ``Table.test_ordinal_association`` uses on a 2 x K table of
+    successes and failures). z = T / sqrt(Var T) (z > 0: proportion rises with
+    the score); p two-sided normal. Empty bins add nothing. nan if the
+    proportion or the scores do not vary. The original notebook did not report
+    either value for the counts: it passed statsmodels the table [connected,
+    all tested] (see ``connectivity_trend_tests``).
     """
     x = np.asarray(successes, float)
     n = np.asarray(totals, float)
@@ -174,6 +176,29 @@ def cochran_armitage_trend(successes, totals, scores=None, variance: str = "bino
         return float("nan"), float("nan")
     z = t / np.sqrt(var)
     return float(z), float(2 * stats.norm.sf(abs(z)))
+
+
+def connectivity_trend_tests(connected, tested) -> dict[str, float]:
+    """The original's Cochran-Armitage statistic for connection counts, and the
+    correct one beside it (docs/faithfulness.md, "Cochran-Armitage table").
+
+    connected, tested: (K,) counts per ordered bin. The original passed
+    statsmodels ``Table([connected, tested]).test_ordinal_association()``, so
+    its second row ("failures") is the total, not the unconnected pairs: that
+    tests whether the bins' shares of [connected] and [tested] pairs differ,
+    i.e. it is the trend test with successes = tested out of connected + tested.
+    The correct table is [connected, tested - connected]. Both are the
+    linear-by-linear statistic with row scores (0, 1), column scores 0..K-1
+    and the permutation variance, with statsmodels' sign: z > 0 when the second
+    row's share rises over the bins, i.e. when the connection probability falls.
+
+    Returns z_original, p_original (what the original reports) and z, p (the
+    correct table); nan where a table does not vary.
+    """
+    connected, tested = np.asarray(connected, float), np.asarray(tested, float)
+    z_original, p_original = cochran_armitage_trend(tested, connected + tested, variance="permutation")
+    z, p = cochran_armitage_trend(tested - connected, tested, variance="permutation")
+    return dict(z_original=z_original, p_original=p_original, z=z, p=p)
 
 
 def paired_ttest(a, b) -> tuple[float, float, int]:

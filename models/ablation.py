@@ -1,4 +1,5 @@
-"""Test-time manipulations of inter-areal feedback (spec §4 "no feedback", §7 nback).
+"""Test-time manipulations of inter-areal feedback: the paper's no-feedback
+ablation and the nback notebook's shuffled-feedback control.
 
 Both return a modified deep copy and leave the model passed in untouched. The
 feedback block of group g+1 -> g is W_hh[rows of g, columns of g+1].
@@ -31,24 +32,34 @@ def without_feedback(model):
 
 
 @torch.no_grad()
-def shuffle_feedback(model, fraction: float, seed: int = 0):
-    """Copy of ``model`` in which a random ``fraction`` (0-1) of the connections
-    allowed in each feedback block swap weights among themselves (a random
-    permutation of the chosen entries' values). Masked-out entries, the other
-    blocks and the total set of feedback weight values are unchanged.
+def shuffle_feedback(model, fraction: float, seed: int = 0, mass_preserving: bool = False):
+    """Copy of ``model`` in which a random ``fraction`` (0-1) of each feedback
+    block's entries swap weights among themselves (a random permutation of the
+    chosen entries' values); the other blocks are unchanged.
+
+    By default, as the original's nback control (docs/faithfulness.md,
+    "Shuffled feedback"): the entries are drawn from the whole block, the
+    masked ones included (the higher group's inhibitory columns, whose feedback
+    is 0), and the mask then zeroes whatever landed on a masked entry, as the
+    original's next forward pass does. Weight moved there is lost and the zeros
+    moved onto allowed entries silence them, so a full shuffle keeps about
+    E / n (80% at the paper's 640 of 800) of the feedback weight mass.
+    ``mass_preserving=True`` draws only allowed entries, so each block keeps
+    its set of weight values.
     """
     if not 0.0 <= fraction <= 1.0:
         raise UserInputError(f"shuffle fraction must be in [0, 1], got {fraction}")
     shuffled = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
     for rows, cols in feedback_blocks(shuffled):
-        block = shuffled.weight_hh[rows, cols]
-        allowed = torch.nonzero(shuffled.hh_mask[rows, cols].cpu().flatten()).flatten()
-        chosen = allowed[torch.randperm(len(allowed), generator=gen)[: int(round(fraction * len(allowed)))]]
+        block, mask = shuffled.weight_hh[rows, cols], shuffled.hh_mask[rows, cols]
+        candidates = (torch.nonzero(mask.cpu().flatten()).flatten() if mass_preserving
+                      else torch.arange(block.numel()))
+        chosen = candidates[torch.randperm(len(candidates), generator=gen)[: int(round(fraction * len(candidates)))]]
         values = block.flatten()
         chosen = chosen.to(values.device)
         values[chosen] = values[chosen[torch.randperm(len(chosen), generator=gen).to(values.device)]]
-        shuffled.weight_hh[rows, cols] = values.view_as(block)
+        shuffled.weight_hh[rows, cols] = values.view_as(block) * mask
     return shuffled
 
 

@@ -37,9 +37,11 @@ def test_unit_pairs_geometry_in_motion_frame():
 
 
 def test_threshold_and_binned_counts():
+    # the original's percentile runs over every entry, the self-weights included
     w = np.array([[9.0, -4.0, 1.0], [2.0, 9.0, 3.0], [0.5, -6.0, 9.0]])
-    assert conn.connection_threshold(w, 50) == pytest.approx(np.percentile([4, 1, 2, 3, 0.5, 6], 50))
-    assert conn.connection_threshold(w, 100, signed=True) == 3.0
+    assert conn.connection_threshold(w, 50) == 4.0  # median |W| of 0.5, 1, 2, 3, 4, 6, 9, 9, 9 (2.5 off-diagonal)
+    assert conn.connection_threshold(w, 100, signed=True) == 9.0
+    assert conn.connection_threshold(w, 25, signed=True) == 0.5  # of -6, -4, 0.5, 1, 2, 3, 9, 9, 9
     hits, totals = conn.binned_counts([0, 30, 90, 90, 95], [1, 0, 1, 0, 1], [0, 22.5, 67.5, 90])
     np.testing.assert_array_equal(hits, [1, 0, 1])
     np.testing.assert_array_equal(totals, [1, 1, 2])
@@ -69,14 +71,17 @@ def test_axis_fractions_both_conventions():
         conn.axis_fractions(ori, along, across, [0, 90], coaxial_axis="bar")
 
 
-def test_shuffle_null_detects_structure_and_not_constant_input():
-    rng = np.random.default_rng(0)
-    m = 200
+def _axis_structured_pairs(m=200, seed=0):
+    """Co-axial inputs iso-oriented, orthogonal ones cross-oriented."""
+    rng = np.random.default_rng(seed)
     post = rng.uniform(0, 360, m)
     coaxial = np.arange(m) < m // 2
-    pre = np.where(coaxial, post, post + 90)  # co-axial inputs iso-oriented, orthogonal ones cross-oriented
-    along = np.where(coaxial, 6.0, 0.5)
-    across = np.where(coaxial, 0.5, 6.0)
+    pre = np.where(coaxial, post, post + 90)
+    return post, pre, np.where(coaxial, 6.0, 0.5), np.where(coaxial, 0.5, 6.0)
+
+
+def test_shuffle_null_detects_structure():
+    post, pre, along, across = _axis_structured_pairs()
     edges = [0, 22.5, 67.5, 90]
     observed, null, p = conn.shuffle_axis_null(post, pre, along, across, edges, n_shuffles=300, seed=1)
     np.testing.assert_allclose(observed, [[0.5, 0, 0], [0, 0, 0.5]])
@@ -84,9 +89,41 @@ def test_shuffle_null_detects_structure_and_not_constant_input():
     assert p[0, 0] < 0.01 and p[1, 2] < 0.01
     again = conn.shuffle_axis_null(post, pre, along, across, edges, n_shuffles=300, seed=1)[1]
     np.testing.assert_array_equal(null, again)
-    # identical presynaptic directions: shuffling changes nothing, so p = 1, not 0
-    flat = conn.shuffle_axis_null(post, np.zeros(m), along, across, edges, n_shuffles=50)[2]
-    np.testing.assert_array_equal(flat[np.isfinite(flat)], 1.0)
+
+
+def test_shuffle_null_permutes_within_each_axis():
+    """Known answer: every co-axial input has the post unit's orientation and
+    every orthogonal one is cross-oriented, and all post units share one
+    direction. Shuffling within an axis then changes nothing: the null is the
+    observation in every shuffle (a shuffle across the axes would mix them),
+    and the original's p-rule gives 2 min(0, N) / N = 0, the tie-symmetric 1."""
+    m = 40
+    coaxial = np.arange(m) < 25
+    post, pre = np.full(m, 30.0), np.where(coaxial, 30.0, 120.0)
+    along, across = np.where(coaxial, 6.0, 0.5), np.where(coaxial, 0.5, 6.0)
+    edges = [0, 22.5, 67.5, 90]
+    observed, null, p = conn.shuffle_axis_null(post, pre, along, across, edges, n_shuffles=50, seed=2)
+    np.testing.assert_allclose(observed, [[25 / 40, 0, 0], [0, 0, 15 / 40]])
+    np.testing.assert_array_equal(null, np.broadcast_to(observed, null.shape))
+    np.testing.assert_array_equal(p, 0.0)
+    tie_symmetric = conn.shuffle_axis_null(post, pre, along, across, edges, n_shuffles=50, seed=2,
+                                           p_rule="tie_symmetric")[2]
+    np.testing.assert_array_equal(tie_symmetric, 1.0)
+    # the co-axial share is the same in every shuffle, as the original's null keeps it
+    _, null, _ = conn.shuffle_axis_null(*_axis_structured_pairs(), edges, n_shuffles=100)
+    np.testing.assert_allclose(null[:, 0].sum(axis=1), 0.5)
+
+
+def test_shuffle_p_value_rules():
+    """Known answer: null 0..9 (N = 10) against 3 has 3 below and 7 at or
+    above: the original's 2 min(3, 7) / 10 = 0.6; tie-symmetric counts 4 at or
+    below: 2 min(7, 4) / 10 = 0.8."""
+    null = np.arange(10.0)[:, None]
+    assert conn.shuffle_p_value(np.array([3.0]), null)[0] == pytest.approx(0.6)
+    assert conn.shuffle_p_value(np.array([3.0]), null, "tie_symmetric")[0] == pytest.approx(0.8)
+    assert conn.shuffle_p_value(np.array([9.5]), null)[0] == 0.0  # 10 below, 0 at or above
+    with pytest.raises(ValueError, match="p_rule"):
+        conn.shuffle_p_value(np.array([3.0]), null, "one_sided")
 
 
 def test_relative_position_map():

@@ -142,7 +142,7 @@ def test_connectivity_notebook(run, tmp_path):
     units = summary["units"]
     assert units["selected"] == units["excitatory"] > 1 and finite(units["abs_threshold"], units["signed_threshold"])
     ko_rows = [row for row in summary["trend_tests"] if row["source"] != "model"]
-    assert ko_rows and all(finite(row["z"], row["p_permutation"]) for row in ko_rows)
+    assert ko_rows and all(finite(row["z_original"], row["p_original"], row["z"], row["p"]) for row in ko_rows)
     assert set(summary["long_range"]) == {"motion", "orientation"}
 
 

@@ -103,6 +103,21 @@ def test_cochran_armitage_permutation_variance_matches_statsmodels():
     assert np.isnan(stats.cochran_armitage_trend([1, 1], [2, 2], scores=[1, 1])[0])
 
 
+def test_connectivity_trend_tests_give_the_originals_table_and_the_correct_one():
+    """Known answer: connection probability falling over three bins. The
+    original's table [connected, all tested] gives z 2.17, p 0.030; the
+    correct [connected, not connected] gives z 2.25, p 0.024; both as
+    statsmodels computes them on those tables."""
+    connected, tested = np.array([16, 6, 5]), np.array([263, 191, 231])
+    result = stats.connectivity_trend_tests(connected, tested)
+    assert (round(result["z_original"], 2), round(result["p_original"], 3)) == (2.17, 0.030)
+    assert (round(result["z"], 2), round(result["p"], 3)) == (2.25, 0.024)
+    original = Table(np.stack([connected, tested]).astype(float)).test_ordinal_association()
+    correct = Table(np.stack([connected, tested - connected]).astype(float)).test_ordinal_association()
+    assert result["z_original"] == pytest.approx(original.zscore) and result["p_original"] == pytest.approx(original.pvalue)
+    assert result["z"] == pytest.approx(correct.zscore) and result["p"] == pytest.approx(correct.pvalue)
+
+
 def test_paired_ttest_refuses_unequal_lengths_and_drops_nan_pairs():
     with pytest.raises(ValueError, match="equal lengths"):
         stats.paired_ttest([1, 2, 3], [1, 2])

@@ -204,12 +204,36 @@ def test_feedback_ablation_zeroes_exactly_the_feedback_blocks():
     fb[0:5, 5:10] = fb[5:10, 10:15] = True
     assert torch.count_nonzero(w[fb]) == 0 and torch.count_nonzero(before[fb]) > 0
     assert torch.equal(w[~fb], before[~fb])
-    shuffled = shuffle_feedback(model, 1.0, seed=3)
+    shuffled = shuffle_feedback(model, 1.0, seed=3, mass_preserving=True)
     s = shuffled.weight_hh.detach()
     assert torch.equal(s[~fb], before[~fb])
     assert torch.equal(torch.sort(s[0:5, 5:10].flatten()).values, torch.sort(before[0:5, 5:10].flatten()).values)
     assert not torch.equal(s[fb], before[fb])
     assert torch.equal(shuffle_feedback(model, 0.0).weight_hh, model.weight_hh)
+
+
+def test_feedback_shuffle_draws_from_whole_blocks_so_masked_entries_eat_weight():
+    """Known answer: every allowed feedback weight is 1 and 10 of each block's
+    50 columns (the inhibitory ones) are masked. Shuffling all 2500 entries of
+    a block, as the original does, leaves 1 on an allowed entry only where an
+    allowed entry's value landed: a hypergeometric 2000 * 2000 / 2500 = 1600
+    (sd 8), i.e. 80% of the mass; shuffling half leaves 90%. The
+    mass-preserving option keeps all 2000."""
+    model = NetworkHierarchicalRecurrent(frame_shape=(2, 2), hidden_units=(50, 50, 50), beta=(0.9, 0.1, 0.1))
+    with torch.no_grad():
+        model.weight_hh.fill_(1.0)
+    model.project_weights_()
+    blocks = ((slice(0, 50), slice(50, 100)), (slice(50, 100), slice(100, 150)))
+    allowed = model.hh_mask[blocks[0]] > 0
+    assert int(allowed.sum()) == 2000 and bool((model.weight_hh.detach()[blocks[0]][allowed] == 1).all())
+    for fraction, kept in ((1.0, 0.8), (0.5, 0.9)):
+        w = shuffle_feedback(model, fraction, seed=1).weight_hh.detach()
+        for block in blocks:
+            values = w[block]
+            assert set(values.unique().tolist()) <= {0.0, 1.0} and torch.count_nonzero(values[~allowed]) == 0
+            assert float(values.sum()) / 2000 == pytest.approx(kept, abs=0.03)
+    w = shuffle_feedback(model, 1.0, seed=1, mass_preserving=True).weight_hh.detach()
+    assert all(float(w[block].sum()) == 2000 for block in blocks)
 
 
 def test_original_state_dict_round_trip():

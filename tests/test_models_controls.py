@@ -238,9 +238,10 @@ def test_ablation_specs_zero_or_shuffle_exactly_the_feedback_entries(runs):
     assert torch.equal(shuffled[~feedback], before[~feedback])
     assert torch.count_nonzero(shuffled[feedback & ~allowed]) == 0
     for rows, cols in ((slice(0, 6), slice(6, 11)), (slice(6, 11), slice(11, 15))):
-        assert torch.equal(shuffled[rows, cols].flatten().sort().values, before[rows, cols].flatten().sort().values)
+        # half of all the block's entries, masked ones included, swap values (the original's control)
+        assert set(shuffled[rows, cols].flatten().tolist()) <= set(before[rows, cols].flatten().tolist())
     n_changed = torch.count_nonzero(shuffled[allowed] != before[allowed])
-    assert 0 < n_changed <= round(0.5 * int(allowed[0:6].sum())) + round(0.5 * int(allowed[6:11].sum()))
+    assert 0 < n_changed <= round(0.5 * 6 * 5) + round(0.5 * 5 * 4)
     assert torch.equal(apply_ablation(model, "shuffle-feedback:0.5").weight_hh, shuffle_feedback(model, 0.5, 0).weight_hh)
     assert torch.equal(model.weight_hh, before)
     for spec, message in (("no-feedback:1", "unknown ablation"), ("shuffle-feedback", "unknown ablation"),
