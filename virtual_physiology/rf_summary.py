@@ -2,6 +2,7 @@
 group-1 receptive fields look like?
 
     python -m virtual_physiology.rf_summary RUN_FOLDER [--clips 2000]
+    python -m virtual_physiology.rf_summary RUN_FOLDER --curve   # every checkpoint's RF quality
 
 Writes ``rf_summary.png`` (group-1 response-weighted averages of the trained
 network beside an untrained one of the same size) and ``rf_summary.json`` into
@@ -155,12 +156,49 @@ def summarise(run_dir, n_clips: int = 2000) -> dict:
     return summary
 
 
+def rf_curve(run_dir, n_clips: int = 1000) -> dict:
+    """RF quality (``rf_quality``) of every checkpoint saved in a run folder, by
+    epoch: for runs trained without the monitor, or to re-measure with more
+    clips. Measured checkpoints are kept in ``rf_curve.json`` (keyed by epoch and
+    clip count), so a rerun only measures new ones. Returns
+    {"epoch": [...], "step": [...], <MONITOR_KEYS>: [...], "rwa_clips": n}."""
+    import json
+
+    run_dir = Path(run_dir)
+    path = run_dir / "rf_curve.json"
+    curve = json.loads(path.read_text()) if path.exists() else {}
+    if curve.get("rwa_clips") != n_clips:
+        curve = {"rwa_clips": n_clips, "epoch": [], "step": [], **{k: [] for k in MONITOR_KEYS}}
+    clips = None
+    for epoch in sorted(int(p.name.split("-")[0]) for p in run_dir.glob("*-epochs_model.safetensors")):
+        if epoch in curve["epoch"]:
+            continue
+        model, config, history = load_model(run_dir / f"{epoch}-epochs_model.safetensors")
+        if clips is None:
+            clips = load_clips(config["dataset_path"], tuple(config["frame_shape"]), config["warmup"] + 2)
+        row = rf_quality(model, clips, config["warmup"], n_clips=n_clips)
+        step = epoch * -(-len(split_indices(len(clips))[0]) // config["batch_size"])
+        for key, value in {"epoch": epoch, "step": step, **row}.items():
+            curve[key].append(value)
+        order = np.argsort(curve["epoch"])
+        curve = {k: (v if k == "rwa_clips" else [v[i] for i in order]) for k, v in curve.items()}
+        write_json(path, curve)
+        print(f"epoch {epoch:5d} step {step:7d} " + " ".join(f"{k} {row[k]:.3f}" for k in MONITOR_KEYS), flush=True)
+    return curve
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="run folder written by submit_training_job.py")
-    ap.add_argument("--clips", type=int, default=2000, help="white-noise clips for the RWA [default: 2000]")
+    ap.add_argument("--clips", type=int, default=None,
+                    help="white-noise clips for the RWA [default: 2000 for the summary, 1000 for --curve]")
+    ap.add_argument("--curve", action="store_true",
+                    help="instead of the summary, measure the RF quality of every saved checkpoint (rf_curve.json)")
     args = ap.parse_args(argv)
-    summarise(args.run, args.clips)
+    if args.curve:
+        rf_curve(args.run, args.clips or 1000)
+    else:
+        summarise(args.run, args.clips or 2000)
 
 
 if __name__ == "__main__":
