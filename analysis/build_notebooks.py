@@ -104,24 +104,19 @@ edges = reference.MODULATION_RATIO_EDGES
 v1 = reference.modulation_ratio_v1()
 targets = {0: "V1", 1: "V2"}
 rows = []
-fig, axes = plotting.new_figure(len(units))
-for g, (ax, table) in enumerate(zip(np.atleast_1d(axes), units)):
-    mr = rp.curve_fit_modulation_ratio(table)
+ratios = [rp.curve_fit_modulation_ratio(table) for table in units]
+for g, mr in enumerate(ratios):
     row = dict(group=groups[g], n=int(np.isfinite(mr).sum()), mean=stats.mean_sem(mr)[0],
                median=float(np.nanmedian(mr)) if np.isfinite(mr).any() else np.nan,
                fraction_above_1=stats.fraction_above(mr, 1.0))
     if g in targets:
         _, ref_p, ref_label = reference.modulation_ratio_histogram(targets[g])
-        plotting.histogram_against_reference(ax, mr, edges, ref_p, groups[g], ref_label, plotting.GROUP_COLOURS[g])
         row.update(reference=ref_label, binned_ks=rp.binned_distance_to_histogram(mr, edges, ref_p),
                    reference_fraction_above_1=float(ref_p[5:].sum() / ref_p.sum()))
         if targets[g] == "V1" and row["n"]:
             row["ks"] = stats.ks_distance(mr, v1.values)
-    else:
-        ax.hist(mr[np.isfinite(mr)], bins=edges, color=plotting.GROUP_COLOURS[g], alpha=0.6)
-    ax.set(xlabel="F1/F0", title=groups[g])
     rows.append(row)
-plotting.save_figure(fig, out, "modulation_ratio_histograms")
+plotting.save_figure(rp.modulation_ratio_figure(ratios), out, "modulation_ratio_histograms")
 summary["modulation_ratio"] = rows
 pd.DataFrame(rows)"""),
     ("markdown", """\
@@ -129,30 +124,13 @@ pd.DataFrame(rows)"""),
 Model units are cycles/px and cycles/frame, the data cycles/deg and Hz: only the trend
 across the hierarchy is comparable (the data are on the right-hand axis)."""),
     ("code", """\
-fig, axes = plotting.new_figure(2, 2)
+preferences = rp.ds_preferences(units, ds_threshold)
 rows = []
-for col, (kind, field, unit) in enumerate((("sf", "preferred_sf", "cycles/px"), ("tf", "preferred_tf", "cycles/frame"))):
-    refs = reference.preferred_frequency(kind)
-    means = []
-    for g, table in enumerate(units):
-        values = rp.direction_selective(table[field], table["DSI"], ds_threshold)
-        weights = np.full(values.size, 1 / max(values.size, 1))
-        axes[0, col].hist(values, bins=rp.FREQUENCY_EDGES, weights=weights, histtype="step", linewidth=2,
-                          color=plotting.GROUP_COLOURS[g], label=f"{groups[g]} (n={values.size})")
-        means.append(stats.mean_sem(values))
-        rows.append(dict(measure=kind, group=groups[g], n_ds_units=values.size, mean=means[-1][0], sem=means[-1][1]))
-    axes[0, col].set(xlabel=f"preferred {kind.upper()} ({unit})", ylabel="proportion of DS units")
-    axes[0, col].legend()
-    mean, sem = np.array(means).T
-    axes[1, col].errorbar(np.arange(len(units)), mean, yerr=sem, fmt="o-", color="k", label="model DS units")
-    axes[1, col].set(xticks=range(len(units)), xticklabels=groups, ylabel=f"mean preferred {kind.upper()} ({unit})")
-    twin = axes[1, col].twinx()
-    areas = list(refs)[:len(units)]
-    twin.plot(range(len(areas)), [refs[a][0] for a in areas], "s--", color=plotting.DATA_COLOUR,
-              label="macaque " + ", ".join(areas))
-    twin.set_ylabel("macaque " + ("cycles/deg" if kind == "sf" else "Hz"))
-    twin.legend(loc="upper right", frameon=False)
-plotting.save_figure(fig, out, "preferred_sf_tf_ds_units")
+for kind, per_group in preferences.items():
+    for g, values in enumerate(per_group):
+        mean, sem = stats.mean_sem(values)
+        rows.append(dict(measure=kind, group=groups[g], n_ds_units=values.size, mean=mean, sem=sem))
+plotting.save_figure(rp.ds_preference_figure(preferences, grid, ds_threshold), out, "preferred_sf_tf_ds_units")
 summary["ds_preferences"] = rows
 pd.DataFrame(rows)"""),
     ("markdown", "## (d) KS distance to the literature by model type"),
@@ -391,21 +369,11 @@ plotting.save_figure(fig, out, "population_size_tuning")
 summary["ratio_of_gaussians_fits"] = {k: dict(zip(("G_e", "W_e", "G_i", "W_i"), v)) for k, v in fits.items()}"""),
     ("markdown", "## SI distributions: model with / without feedback, and the data"),
     ("code", """\
-bins = np.arange(0, 111, 10)
 mouse = [reference.surround_index("mouse", c) for c in ("control", "feedback_suppressed")]
 macaque = [reference.surround_index("macaque", c) for c in ("control", "feedback_suppressed")]
 panels = {"model": [(si, f"G1 {label}") for label, _, si, _ in variants],
           "mouse": [(s.values, s.label) for s in mouse], "macaque": [(s.values, s.label) for s in macaque]}
-fig, axes = plotting.new_figure(3)
-for ax, (title, curves) in zip(axes, panels.items()):
-    for (values, label), colour in zip(curves, ("k", "0.6")):
-        values = values[np.isfinite(values)]
-        legend = label.replace(" (", "\\n(") + f" (n={values.size})"
-        ax.hist(values, bins=bins, weights=np.full(values.size, 1 / max(values.size, 1)), histtype="step",
-                linewidth=2, color=colour, label=legend)
-    ax.set(xlabel="SI (%)", ylabel="proportion", title=title)
-    ax.legend(fontsize="small")
-plotting.save_figure(fig, out, "si_distributions")
+plotting.save_figure(ss.si_distribution_figure(panels), out, "si_distributions")
 rows = [dict(model="full", reference=r.label, ks=stats.ks_distance(si_full, r.values)) for r in (mouse[0], macaque[0])]
 summary["si"] = dict(mean_full=stats.mean_sem(si_full)[0], ks=rows)
 if ablated is None:

@@ -1,4 +1,15 @@
-"""Figure style and saving shared by the notebooks and the report."""
+"""Figure style and saving shared by the notebooks and the report, and the
+plotting rule every figure follows:
+
+- a panel with nothing to plot says so in the panel (``empty_panel``) and
+  greys its frame, so it cannot be read as an axis of zeros;
+- histograms are proportions of the units they show (bin heights sum to 1,
+  ``proportion_histogram`` / ``reference_histogram``) with the y label on
+  every panel; a histogram of counts says "count" in its y label;
+- every legend entry of a population carries its n;
+- literature data are labelled with species, area and citation (the labels
+  of ``analysis.reference``).
+"""
 from __future__ import annotations
 
 import os
@@ -62,22 +73,91 @@ def save_summary(out_dir: str | os.PathLike, summary: dict) -> Path:
     return path
 
 
-def histogram_against_reference(ax, model_values, edges, reference_proportions, model_label: str,
-                                reference_label: str, colour=GROUP_COLOURS[0]):
-    """Model histogram (proportions of all finite values) as bars, a literature
-    histogram on the same bins as a step line."""
-    values = np.asarray(model_values, float)
+EMPTY_PANEL_GID = "empty-panel"  # gid of the message an empty panel shows (tests look for it)
+PROPORTION_LABEL = "proportion of units"
+
+
+def empty_panel(ax, message: str) -> None:
+    """Show ``message`` (e.g. "no units with DSI > 0.3 in G2") in the middle of
+    ``ax`` instead of data: ticks removed, frame and background greyed, any
+    legend dropped. The title and axis labels stay, so the reader still sees
+    what would have been plotted."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_facecolor("0.96")
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color("0.8")
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="0.3", wrap=True,
+            gid=EMPTY_PANEL_GID)
+
+
+def is_empty_panel(ax) -> bool:
+    """Whether ``empty_panel`` marked ``ax``."""
+    return any(text.get_gid() == EMPTY_PANEL_GID for text in ax.texts)
+
+
+def _in_range_note(n_out: int, edges) -> str:
+    return f", {n_out} outside {edges[0]:g}-{edges[-1]:g} not shown" if n_out else ""
+
+
+def proportion_histogram(ax, values, edges, label: str, colour=GROUP_COLOURS[0], filled: bool = True,
+                         **style) -> int:
+    """Histogram of the finite ``values`` inside ``edges`` as proportions
+    (heights sum to 1), labelled "label (n=N)" (plus how many fell outside
+    the edges, which are not shown). Filled bars, or a step line with
+    ``filled=False``. Draws nothing and returns 0 when no value lies inside
+    the edges (the caller decides what the empty panel says); returns N."""
+    values = np.asarray(values, float)
     values = values[np.isfinite(values)]
-    weights = np.full(values.size, 1.0 / max(values.size, 1))
-    ax.hist(values, bins=edges, weights=weights, color=colour, alpha=0.6, label=f"{model_label} (n={values.size})")
-    ax.stairs(reference_proportions, edges, color=DATA_COLOUR, linewidth=2, label=reference_label)
-    ax.set_ylabel("proportion of units")
+    edges = np.asarray(edges, float)
+    inside = values[(values >= edges[0]) & (values <= edges[-1])]
+    if not inside.size:
+        return 0
+    counts, _ = np.histogram(inside, bins=edges)
+    note = _in_range_note(values.size - inside.size, edges)
+    style = dict(alpha=0.6, **style) if filled else dict(linewidth=2, **style)
+    ax.stairs(counts / inside.size, edges, fill=filled, color=colour, label=f"{label} (n={inside.size}{note})",
+              **style)
+    ax.set_ylabel(PROPORTION_LABEL)
+    return inside.size
+
+
+def reference_histogram(ax, edges, proportions, label: str, n: int | None, **style) -> None:
+    """A published histogram (bin proportions on ``edges``) as a grey step
+    line, rescaled to sum to 1 over the bins shown; ``label`` names species,
+    area and citation, n is added (``None``: "n not given")."""
+    proportions = np.asarray(proportions, float)
+    count = f"n={n}" if n is not None else "n not given"
+    ax.stairs(proportions / proportions.sum(), edges, color=DATA_COLOUR, linewidth=2, label=f"{label} ({count})",
+              **style)
+    ax.set_ylabel(PROPORTION_LABEL)
+
+
+def histogram_against_reference(ax, model_values, edges, model_label: str, reference, colour=GROUP_COLOURS[0],
+                                empty_message: str | None = None) -> int:
+    """Model histogram (proportions, filled) and a literature one on the same
+    bins. ``reference``: a ``reference.Samples`` (its values are binned the same
+    way) or (proportions, label, n) for data known only as a histogram. Without
+    model values the panel says ``empty_message`` and shows no data. Returns
+    the model's n."""
+    n = proportion_histogram(ax, model_values, edges, model_label, colour)
+    if not n:
+        empty_panel(ax, empty_message or f"no {model_label} values to plot")
+        return 0
+    if hasattr(reference, "values"):
+        proportion_histogram(ax, reference.values, edges, reference.label, DATA_COLOUR, filled=False)
+    else:
+        reference_histogram(ax, edges, *reference)
     ax.legend()
+    return n
 
 
 def violins(ax, samples: dict[str, np.ndarray], colours=None):
-    """One violin per named sample (finite values only; empty samples leave a
-    gap labelled n=0), with the median marked."""
+    """One violin per named sample (finite values only; an empty sample leaves
+    a gap labelled n=0 and "no units"), with the median marked."""
     names = list(samples)
     colours = colours or [GROUP_COLOURS[i % len(GROUP_COLOURS)] for i in range(len(names))]
     for i, name in enumerate(names):
@@ -91,6 +171,9 @@ def violins(ax, samples: dict[str, np.ndarray], colours=None):
                 parts[key].set_color(colours[i])
         elif values.size:
             ax.plot([i] * values.size, values, "o", color=colours[i])
+        else:
+            ax.text(i, 0.5, "no units", transform=ax.get_xaxis_transform(), ha="center", color="0.3",
+                    rotation=90, gid=EMPTY_PANEL_GID)
     counts = [int(np.isfinite(np.asarray(samples[n], float)).sum()) for n in names]
     labels = [name.replace(" (", "\n(") + f"\nn={count}" for name, count in zip(names, counts)]
     ax.set_xticks(range(len(names)), labels)

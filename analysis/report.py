@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from analysis import inputs, plotting, reference, stats  # noqa: E402
 from analysis.plaid_motion import pattern_index_summary  # noqa: E402
 from analysis.response_parameters import binned_distance_to_histogram, curve_fit_modulation_ratio  # noqa: E402
+from analysis.surround_suppression import SI_EDGES  # noqa: E402
 from utils import UserInputError, atomic_path, run_cli  # noqa: E402
 from virtual_physiology.tuning import is_direction_selective, is_orientation_selective  # noqa: E402
 
@@ -143,30 +144,44 @@ def render_markdown(checkpoint, artefact, groups: list[dict], surround: dict, di
     ]) + "\n"
 
 
-def render_figure(units: list[dict], surround: dict, out_dir: Path) -> Path:
+def report_figure(units: list[dict], surround: dict):
+    """Three panels: G1 F1/F0 against macaque V1, the pattern index of each
+    group beside its macaque area, and G1 surround suppression (full, without
+    feedback) beside mouse V1. Returns the Figure."""
     fig, axes = plotting.new_figure(3, width=5.5)
-    if units and "modulation_ratio_curve_fit" in units[0]:
-        edges, v1_p, v1_label = reference.modulation_ratio_histogram("V1")
-        plotting.histogram_against_reference(axes[0], curve_fit_modulation_ratio(units[0]), edges, v1_p, "G1", v1_label)
+    mr = curve_fit_modulation_ratio(units[0]) if units and "modulation_ratio_curve_fit" in units[0] else []
+    plotting.histogram_against_reference(axes[0], mr, reference.MODULATION_RATIO_EDGES, "G1",
+                                         reference.modulation_ratio_v1(), empty_message="no G1 units with a kept F1/F0 fit")
     axes[0].set(xlabel="F1/F0", title="modulation ratio")
     samples = {}
     for g, area in enumerate(AREAS[:len(units)]):
         if "plaid_pattern_index" in units[g]:
             samples[plotting.group_label(g)] = units[g]["plaid_pattern_index"]
-            samples[area] = reference.pattern_index(area).values
-    plotting.violins(axes[1], samples, [plotting.GROUP_COLOURS[i // 2] if i % 2 == 0 else plotting.DATA_COLOUR
-                                        for i in range(len(samples))])
-    axes[1].set(ylabel="pattern index", title="plaids (data: macaque V1, V2, MT)")
-    bins = np.arange(0, 111, 10)
-    for values, label, style in ((surround["full"], "G1 full", "-"), (surround["no_feedback"], "G1 no feedback", "--"),
-                                 (reference.surround_index("mouse", "control").values, "mouse V1 control", ":")):
-        values = values[np.isfinite(values)]
-        if values.size:
-            axes[2].hist(values, bins=bins, weights=np.full(values.size, 1 / values.size), histtype="step",
-                         linestyle=style, linewidth=2, label=f"{label} (n={values.size})")
-    axes[2].set(xlabel="SI (%)", ylabel="proportion", title="surround suppression")
-    axes[2].legend()
-    return plotting.save_figure(fig, out_dir, "report", formats=("png",))[0]
+            samples[reference.pattern_index(area).label] = reference.pattern_index(area).values
+    if samples:
+        plotting.violins(axes[1], samples, [plotting.GROUP_COLOURS[i // 2] if i % 2 == 0 else plotting.DATA_COLOUR
+                                            for i in range(len(samples))])
+        axes[1].tick_params(axis="x", labelsize="small")
+    else:
+        plotting.empty_panel(axes[1], "no plaid pattern index in the artefact")
+    axes[1].set(ylabel="pattern index (Zp - Zc)", title="plaids")
+    mouse = reference.surround_index("mouse", "control")
+    drawn = [plotting.proportion_histogram(axes[2], values, SI_EDGES, label.replace(" (", "\n("), colour, filled=False,
+                                           linestyle=style)
+             for values, label, colour, style in ((surround["full"], "G1 full", "k", "-"),
+                                                  (surround["no_feedback"], "G1 no feedback", "0.5", "--"),
+                                                  (mouse.values, mouse.label, plotting.DATA_COLOUR, ":"))]
+    axes[2].set(xlabel="SI (%)", ylabel=plotting.PROPORTION_LABEL, title="surround suppression")
+    if any(drawn[:2]):
+        axes[2].legend(fontsize="small")
+    else:
+        plotting.empty_panel(axes[2], "no G1 units with a size-tuning curve")
+    return fig
+
+
+def render_figure(units: list[dict], surround: dict, out_dir: Path) -> Path:
+    """Save ``report_figure`` as out_dir/report.png."""
+    return plotting.save_figure(report_figure(units, surround), out_dir, "report", formats=("png",))[0]
 
 
 def report(checkpoint, artefact, out_dir=None) -> str:

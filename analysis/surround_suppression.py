@@ -70,3 +70,24 @@ def fit_curves(sizes, *curves) -> list[np.ndarray]:
         y = np.asarray(y, float)
         out.append(fit_ratio_of_gaussians(sizes, y) if np.isfinite(y).all() and y.max() > 0 else np.full(4, np.nan))
     return out
+
+
+SI_EDGES = np.arange(0, 111, 10)  # SI (%) histogram bins
+
+
+def si_distribution_figure(panels: dict[str, list[tuple[np.ndarray, str]]]):
+    """One panel per entry of ``panels`` ({title: [(SI values (%), label), ...]}):
+    step histograms as proportions, first sample black, second grey; a panel
+    whose samples are all empty says so. Returns the Figure."""
+    from analysis import plotting
+
+    fig, axes = plotting.new_figure(len(panels))
+    for ax, (title, samples) in zip(np.atleast_1d(axes), panels.items()):
+        drawn = [plotting.proportion_histogram(ax, values, SI_EDGES, label.replace(" (", "\n("), colour, filled=False)
+                 for (values, label), colour in zip(samples, ("k", "0.6"))]
+        ax.set(xlabel="SI (%)", ylabel=plotting.PROPORTION_LABEL, title=title)
+        if any(drawn):
+            ax.legend(fontsize="small")
+        else:
+            plotting.empty_panel(ax, f"no units with a size-tuning curve ({title})")
+    return fig

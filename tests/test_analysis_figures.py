@@ -1,0 +1,180 @@
+"""The plotting rule, checked on the Figure objects the figure functions return:
+an empty population says so in its panel (no bare axis), every histogram panel
+is proportions summing to 1 (or labelled as counts) and every legend entry of a
+population carries its n."""
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
+from matplotlib.patches import Polygon, StepPatch  # noqa: E402
+
+from analysis import inputs, plotting, report  # noqa: E402
+from analysis import response_parameters as rp  # noqa: E402
+from analysis import surround_suppression as ss  # noqa: E402
+from tests.analysis_helpers import tiny_run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def units():
+    run = tiny_run()
+    data = inputs.load_inputs(run["checkpoint"], run["artefact"])
+    tables = [{k: np.array(v) for k, v in t.items()} for t in data.units]
+    data.artefact.close()
+    return tables
+
+
+@pytest.fixture(scope="module")
+def grid():
+    run = tiny_run()
+    data = inputs.load_inputs(run["checkpoint"], run["artefact"])
+    grid = {k: np.array(v) for k, v in data.artefact.grid.items()}
+    data.artefact.close()
+    return grid
+
+
+def histogram_sums(ax) -> list[float]:
+    """Sum of the bin heights of each histogram drawn in ``ax``: step patches
+    (``stairs``) and the bar containers ``ax.hist`` makes; a step histogram
+    drawn as a bare polygon cannot be checked and fails the test."""
+    assert not any(isinstance(p, Polygon) for p in ax.patches), "histogram drawn as a polygon"
+    sums = [float(np.sum(p.get_data().values)) for p in ax.patches if isinstance(p, StepPatch)]
+    return sums + [float(sum(bar.get_height() for bar in c)) for c in ax.containers if isinstance(c, BarContainer)]
+
+
+def assert_histograms_read_right(fig):
+    """Every panel with a histogram: proportions summing to 1 with that y label,
+    or a y label that says count; every legend entry names its n."""
+    checked = 0
+    for ax in fig.axes:
+        sums = histogram_sums(ax)
+        if not sums:
+            continue
+        checked += 1
+        ylabel = ax.get_ylabel()
+        if "count" not in ylabel:
+            assert ylabel.startswith("proportion"), f"histogram panel {ax.get_title()!r} has y label {ylabel!r}"
+            assert sums == pytest.approx([1.0] * len(sums)), f"panel {ax.get_title()!r} sums to {sums}"
+        legend = ax.get_legend()
+        assert legend is not None, f"histogram panel {ax.get_title()!r} has no legend"
+        for text in legend.get_texts():
+            assert re.search(r"n=\d+|n not given", text.get_text()), f"legend entry without n: {text.get_text()!r}"
+    return checked
+
+
+def empty_messages(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts if t.get_gid() == plotting.EMPTY_PANEL_GID]
+
+
+def test_the_checker_rejects_a_counts_histogram_without_a_label_and_accepts_proportions():
+    fig, (counts, proportions) = plotting.new_figure(2)
+    counts.hist([0.1, 0.2, 0.3], bins=[0, 0.5, 1])
+    plotting.proportion_histogram(proportions, [0.1, 0.2, 0.7, 5.0], [0, 0.5, 1], "G1")
+    proportions.legend()
+    with pytest.raises(AssertionError, match="y label"):
+        assert_histograms_read_right(fig)
+    counts.remove()
+    assert assert_histograms_read_right(fig) == 1
+    # 3 of the 4 values lie in the bins: 2/3 and 1/3, the fourth is named in the legend
+    assert proportions.patches[0].get_data().values == pytest.approx([2 / 3, 1 / 3])
+    assert proportions.get_legend().get_texts()[0].get_text() == "G1 (n=3, 1 outside 0-1 not shown)"
+    plt.close(fig)
+
+
+def test_a_model_without_direction_selective_units_says_so_in_the_panels(units, grid):
+    no_ds = [dict(t, DSI=np.zeros_like(t["DSI"])) for t in units]
+    fig = rp.ds_preference_figure(rp.ds_preferences(no_ds), grid, rp.DS_THRESHOLD)
+    top, bottom = fig.axes[0:2], fig.axes[2:4]
+    for ax in top:
+        assert plotting.is_empty_panel(ax)
+        assert empty_messages(ax) == ["no units with DSI > 0.3 in G1, G2, G3"]
+        assert not histogram_sums(ax) and not ax.get_yticks().size and ax.get_legend() is None
+    for ax in bottom:  # the macaque means stay (on the twin axis), the model axis says why it is bare
+        assert empty_messages(ax) == ["no units with DSI > 0.3:\nno model means (macaque data only)"]
+        assert not ax.lines and not ax.get_yticks().size
+    twin_labels = [t.get_text() for ax in fig.axes[4:] for t in ax.get_legend().get_texts()]
+    assert all("macaque V1 (Jones et al. 2001)" in label for label in twin_labels[:1])
+    plt.close(fig)
+
+
+def test_direction_selective_histograms_are_proportions_with_n(units, grid):
+    preferences = rp.ds_preferences(units, threshold=-1.0)  # every unit counts as DS
+    fig = rp.ds_preference_figure(preferences, grid, -1.0)
+    assert assert_histograms_read_right(fig) == 2
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    n_sf = [int(np.isfinite(t["preferred_sf"]).sum()) for t in units]
+    assert [int(re.search(r"n=(\d+)", label)[1]) for label in legend] == n_sf
+    assert not any(plotting.is_empty_panel(ax) for ax in fig.axes)
+    assert not any("outside" in label for label in legend)  # one bin per grid level: every unit is shown
+    plt.close(fig)
+
+
+def test_grid_bin_edges_put_each_level_in_its_own_bin():
+    edges = rp.grid_bin_edges([0.25, 0.125, 0.5, 0.375])
+    assert edges == pytest.approx([0.0625, 0.1875, 0.3125, 0.4375, 0.5625])
+
+
+def test_one_group_without_ds_units_is_named_and_the_others_are_drawn(units, grid):
+    some = [dict(t, DSI=np.zeros_like(t["DSI"]) if g == 1 else np.ones_like(t["DSI"])) for g, t in enumerate(units)]
+    fig = rp.ds_preference_figure(rp.ds_preferences(some), grid, rp.DS_THRESHOLD)
+    assert fig.axes[0].get_title() == "no units with DSI > 0.3 in G2"
+    assert len(histogram_sums(fig.axes[0])) == 2
+    plt.close(fig)
+
+
+def test_modulation_ratio_panels_are_all_proportions_with_literature_citations(units):
+    fig = rp.modulation_ratio_figure([rp.curve_fit_modulation_ratio(t) for t in units])
+    assert assert_histograms_read_right(fig) == 3  # G3 has no literature but is proportions too
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert legends[0][1].startswith("macaque V1 (Mata & Ringach 2005) (n=62, 2 outside 0-2 not shown)")
+    assert legends[1][1] == "macaque V2 (Levitt et al. 1994) (n not given)"
+    assert len(legends[2]) == 1
+    plt.close(fig)
+
+
+def test_modulation_ratio_panel_without_kept_fits_is_marked_empty(units):
+    ratios = [rp.curve_fit_modulation_ratio(t) for t in units]
+    ratios[2] = np.full_like(ratios[2], np.nan)
+    fig = rp.modulation_ratio_figure(ratios)
+    assert empty_messages(fig.axes[2]) == ["no units with a kept F1/F0 fit in G3"]
+    assert not histogram_sums(fig.axes[2])
+    plt.close(fig)
+
+
+def test_si_distributions_and_empty_model_panel():
+    full = np.array([5.0, 15, 15, 95, np.nan])
+    fig = ss.si_distribution_figure({"model": [(np.full(3, np.nan), "G1 full")],
+                                     "data": [(full, "mouse V1 control (Vangeneugden et al. 2019)")]})
+    assert empty_messages(fig.axes[0]) == ["no units with a size-tuning curve (model)"]
+    assert assert_histograms_read_right(fig) == 1
+    assert fig.axes[1].patches[0].get_data().values[[0, 1, 9]] == pytest.approx([0.25, 0.5, 0.25])
+    plt.close(fig)
+
+
+def test_report_figure_reads_right_and_cites_the_data(units):
+    surround = report.surround_rows(units[0])
+    fig = report.report_figure(units, surround)
+    assert assert_histograms_read_right(fig) == 2
+    ticks = [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    assert any("macaque MT\n(Movshon & Newsome 1996)" in t for t in ticks)
+    plt.close(fig)
+
+
+def test_report_figure_of_a_group_without_surround_data_is_marked_empty(units):
+    table = dict(units[0], surround_suppression_index=np.full(len(units[0]["hidden_unit_index"]), np.nan))
+    table.pop("nofeedback_surround_suppression_index")
+    fig = report.report_figure([table], report.surround_rows(table))
+    assert empty_messages(fig.axes[2]) == ["no G1 units with a size-tuning curve"]
+    plt.close(fig)
+
+
+def test_violins_name_an_empty_sample():
+    fig, ax = plotting.new_figure()
+    plotting.violins(ax, {"G1": [1.0, 2.0, 3.0], "G2": [np.nan]})
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["G1\nn=3", "G2\nn=0"]
+    assert empty_messages(ax) == ["no units"]
+    plt.close(fig)
