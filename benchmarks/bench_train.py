@@ -1,13 +1,18 @@
 """Time one training step (noise, forward, loss, backward, clip, mask, Adam) of
-this project's model and of the plain dense masked reference, in the same run.
+this project's model, in each precision and recurrence backend asked for, and of
+the plain dense masked fp32 reference, all in the same run.
 
-    python benchmarks/bench_train.py                 # paper size: B=100, T=50, 20x20, 3x800
-    python benchmarks/bench_train.py --device cuda   # on a GPU: also clips/s and hours per run
-    python benchmarks/bench_train.py --device cuda --tf32 --amp   # train.py's faster, less exact options
+    python benchmarks/bench_train.py                              # paper size, fp32 and bf16
+    python benchmarks/bench_train.py --hidden-units 400,400,400 --skip-reference
+    python benchmarks/bench_train.py --device cuda --recurrence block dense --precision fp32 tf32 bf16
 
-Prints the minimum and median step time of each over --steps timed steps (after
---warmup-steps untimed ones) and their ratio. On a GPU it also estimates the
-hours for the paper's 2000 epochs at --dataset-clips clips.
+Prints the minimum and median step time of each variant over --steps timed steps
+(after --warmup-steps untimed ones), its speed-up over the reference and over the
+first variant (this model in fp32), and its achieved GFLOP/s. The variants and the
+reference take their steps in turn, so a change in the machine's load hits all of
+them alike; the minimum is the least disturbed figure. "tf32" is fp32 with TF32
+matrix products (train.py --tf32; the same as fp32 on a CPU). On a GPU it
+also estimates the hours for the paper's 2000 epochs at --dataset-clips clips.
 """
 from __future__ import annotations
 
@@ -26,11 +31,14 @@ from dense_reference import DenseReference  # noqa: E402
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent  # noqa: E402
 
 
-def fast_step(model, opt, x, gen, amp=False):
+PRECISION_CHOICES = ("fp32", "tf32", "bf16")
+
+
+def fast_step(model, opt, x, gen):
+    """train.py's step: noise, forward, loss, backward, clip, mask, Adam."""
     xn, yn = model.preprocess_data((x, x), gen)
     opt.zero_grad(set_to_none=True)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):  # as train.py --amp
-        loss, _ = model.get_loss(model(xn), (xn, yn))
+    loss, _ = model.get_loss(model(xn), (xn, yn))
     loss.backward()
     torch.nn.utils.clip_grad_value_(model.parameters(), 0.25)
     model.mask_gradients()
@@ -42,21 +50,103 @@ def reference_step(model, opt, x, gen):
     model.train_step(opt, x + noise, x + noise)
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def time_steps(step, device, n_warmup, n_steps):
     times = []
     for i in range(n_warmup + n_steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         t0 = time.perf_counter()
         step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         if i >= n_warmup:
             times.append(time.perf_counter() - t0)
     return times
 
 
-def main():
+def step_products(model, batch, frames):
+    """The (m, k, n) shapes of every matrix product in one training step of ``model``
+    (forward, input/hidden gradients and weight gradients), in the model's layout."""
+    B, T, P = batch, frames, model.n_pixels
+    shapes = [(B * T, P, model.group_sizes[0]), (model.group_sizes[0], B * T, P)]  # input: forward, dW
+    for r0, r1, runs in model._blocks:
+        for c0, c1 in runs:
+            rows, cols = r1 - r0, c1 - c0
+            shapes += [(B, cols, rows)] * (T - 1) + [(B, rows, cols)] * (T - 1)  # forward, dh per step
+            shapes.append((rows, B * (T - 1), cols))  # dW over all steps
+    for n_out, n_in in zip(model.output_sizes, model.group_sizes):
+        shapes += [(B * T, n_in, n_out), (B * T, n_out, n_in), (n_out, B * T, n_in)]  # readout
+    return shapes
+
+
+def bare_products_time(shapes, dtype, device, repeats=3):
+    """Minimum time of the bare products (torch.mm into preallocated outputs) over
+    ``repeats``: the floor that the step's matrix products could reach."""
+    operands = {}
+    for m, k, n in set(shapes):
+        operands[m, k, n] = (torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device),
+                             torch.empty(m, n, dtype=dtype, device=device))
+    best = float("inf")
+    for _ in range(repeats + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        for shape in shapes:
+            a, b, out = operands[shape]
+            torch.mm(a, b, out=out)
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def set_matmul_precision(precision):
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+
+
+def variant_step(args, device, groups, x, recurrence, precision):
+    """A closure that takes one training step of this model with one backend and
+    precision (TF32 switched on only around its own steps)."""
+    torch.manual_seed(0)
+    beta = (0.9,) + (0.1,) * (len(groups) - 1)
+    model = NetworkHierarchicalRecurrent(frame_shape=args.frame_shape, hidden_units=groups, beta=beta).to(device)
+    model.set_recurrence(recurrence).set_precision("bf16" if precision == "bf16" else "fp32")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def step():
+        set_matmul_precision(precision)
+        fast_step(model, opt, x, gen)
+        set_matmul_precision("fp32")
+
+    return model, step
+
+
+def reference_step_closure(args, device, groups, x):
+    torch.manual_seed(0)
+    P = args.frame_shape[0] * args.frame_shape[1]
+    ref = DenseReference(P, groups, (0.9,) + (0.1,) * (len(groups) - 1)).to(device)
+    for name in ("ih_mask", "hh_mask", "fc_mask"):
+        setattr(ref, name, getattr(ref, name).to(device))
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-4)
+    gen = torch.Generator(device=device).manual_seed(0)
+    return lambda: reference_step(ref, ref_opt, x, gen)
+
+
+def interleaved_times(steps, device, n_warmup, n_steps):
+    """Step times of several step functions, taken in turn (one step of each per
+    round), so that a change in the machine's load hits them all alike."""
+    times = [[] for _ in steps]
+    for i in range(n_warmup + n_steps):
+        for step, record in zip(steps, times):
+            t = time_steps(step, device, 0, 1)[0]
+            if i >= n_warmup:
+                record.append(t)
+    return times
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--frames", type=int, default=50)
@@ -67,46 +157,70 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dataset-clips", type=int, default=44000, help="for the GPU run-time estimate")
     ap.add_argument("--skip-reference", action="store_true")
-    ap.add_argument("--tf32", action="store_true", help="TF32 matrix products (train.py --tf32)")
-    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast of this model's step (train.py --amp)")
-    args = ap.parse_args()
+    ap.add_argument("--recurrence", nargs="+", choices=("block", "dense"), default=["block"])
+    ap.add_argument("--precision", nargs="+", choices=PRECISION_CHOICES, default=["fp32", "bf16"],
+                    help="the first is the baseline of the 'vs first' column")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time the step's bare matrix products (the floor the step could reach)")
+    return ap
 
+
+def run(args):
+    """All measurements of one invocation: {"setup": ..., "reference": ..., "variants": [...]}."""
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        ap.error("--device cuda was asked for but no GPU is visible: use --device cpu")
-    torch.set_float32_matmul_precision("high" if args.tf32 else "highest")
     groups = tuple(int(n) for n in args.hidden_units.split(","))
     P = args.frame_shape[0] * args.frame_shape[1]
-    beta = (0.9,) + (0.1,) * (len(groups) - 1)
     x = torch.randn(args.batch, args.frames, P, device=device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
-          f"B={args.batch} T={args.frames} frame {tuple(args.frame_shape)} groups {groups}; "
-          f"tf32 {args.tf32}, amp {args.amp}")
-
-    torch.manual_seed(0)
-    fast = NetworkHierarchicalRecurrent(frame_shape=args.frame_shape, hidden_units=groups, beta=beta).to(device)
-    opt = torch.optim.Adam(fast.parameters(), lr=1e-4)
-    t_fast = time_steps(lambda: fast_step(fast, opt, x, gen, args.amp), device, args.warmup_steps, args.steps)
-    print(f"this model:      min {min(t_fast):.3f} s  median {statistics.median(t_fast):.3f} s per step")
-
+    setup = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+             "batch": args.batch, "frames": args.frames, "frame_shape": list(args.frame_shape), "groups": list(groups)}
+    keys = [(rec, prec) for rec in args.recurrence for prec in args.precision]
+    built = [variant_step(args, device, groups, x, rec, prec) for rec, prec in keys]
+    steps = [step for _, step in built]
     if not args.skip_reference:
-        torch.manual_seed(0)
-        ref = DenseReference(P, groups, beta).to(device)
-        for name in ("ih_mask", "hh_mask", "fc_mask"):
-            setattr(ref, name, getattr(ref, name).to(device))
-        ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-4)
-        t_ref = time_steps(lambda: reference_step(ref, ref_opt, x, gen), device, args.warmup_steps, args.steps)
-        print(f"dense reference: min {min(t_ref):.3f} s  median {statistics.median(t_ref):.3f} s per step")
-        print(f"speed-up (reference / this model): min {min(t_ref) / min(t_fast):.2f}x, "
-              f"median {statistics.median(t_ref) / statistics.median(t_fast):.2f}x")
+        steps.append(reference_step_closure(args, device, groups, x))
+    times = interleaved_times(steps, device, args.warmup_steps, args.steps)
+    variants = []
+    for (rec, prec), (model, _), t in zip(keys, built, times):
+        shapes = step_products(model, args.batch, args.frames)
+        dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+        set_matmul_precision(prec)
+        floor = bare_products_time(shapes, dtype, device) if args.floor else float("nan")
+        set_matmul_precision("fp32")
+        variants.append({"recurrence": rec, "precision": prec, "min_s": min(t), "median_s": statistics.median(t),
+                         "gflops": sum(2 * m * k * n for m, k, n in shapes) / 1e9, "products_floor_s": floor})
+    reference = None if args.skip_reference else {"min_s": min(times[-1]), "median_s": statistics.median(times[-1])}
+    return {"setup": setup, "reference": reference, "variants": variants}
 
-    step = statistics.median(t_fast)
-    print(f"clips per second: {args.batch / step:.0f}")
-    if device.type == "cuda":
-        steps_per_epoch = -(-int(40 * args.dataset_clips / 44) // args.batch)
-        hours = 2000 * steps_per_epoch * step / 3600
-        print(f"estimate: 2000 epochs x {steps_per_epoch} steps ({args.dataset_clips} clips) = {hours:.1f} h")
+
+def print_results(result, dataset_clips=None):
+    setup, ref, variants = result["setup"], result["reference"], result["variants"]
+    print(f"device {setup['device']}, torch {setup['torch']}, threads {setup['threads']}; B={setup['batch']} "
+          f"T={setup['frames']} frame {tuple(setup['frame_shape'])} groups {tuple(setup['groups'])}")
+    if ref:
+        print(f"dense fp32 reference: min {ref['min_s']:.3f} s  median {ref['median_s']:.3f} s per step")
+    first = variants[0]
+    print(f"{'backend':8} {'precision':9} {'min s':>7} {'median s':>8} {'vs ref':>13} {'vs first':>13} "
+          f"{'GFLOP/s':>8} {'products floor s':>16}")
+    for v in variants:
+        vs_ref = f"{ref['min_s'] / v['min_s']:.2f}/{ref['median_s'] / v['median_s']:.2f}x" if ref else "-"
+        vs_first = f"{first['min_s'] / v['min_s']:.2f}/{first['median_s'] / v['median_s']:.2f}x"
+        print(f"{v['recurrence']:8} {v['precision']:9} {v['min_s']:7.3f} {v['median_s']:8.3f} {vs_ref:>13} "
+              f"{vs_first:>13} {v['gflops'] / v['min_s']:8.1f} {v['products_floor_s']:16.3f}")
+    print("speed-ups as min/median ratios; GFLOP/s = the variant's own matrix products / min step time; "
+          "the floor is those products timed bare (--floor)")
+    if setup["device"].startswith("cuda") and dataset_clips:
+        best = min(v["median_s"] for v in variants)
+        steps_per_epoch = -(-int(40 * dataset_clips / 44) // setup["batch"])
+        print(f"estimate at the fastest variant: 2000 epochs x {steps_per_epoch} steps ({dataset_clips} clips) = "
+              f"{2000 * steps_per_epoch * best / 3600:.1f} h")
+
+
+def main():
+    ap = build_parser()
+    args = ap.parse_args()
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda was asked for but no GPU is visible: use --device cpu")
+    print_results(run(args), args.dataset_clips)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,11 @@ from torch import nn
 from losses import LOSS_OFFSETS, RECURRENT_LOSSES, hierarchical_offset_mse
 from models.base import ProbeableModel, contiguous_slices
 from models.io import load_model
-from models.recurrence import ReluRecurrence, block_ranges
+from models.recurrence import RECURRENCE_BACKENDS, ReluRecurrence, recurrence_blocks
 from utils import UserInputError
+
+# --precision: the dtype of the matrix products (None: that of the parameters)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class NetworkHierarchicalRecurrent(ProbeableModel):
@@ -71,7 +74,8 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         # Dale's law as a per-column sign; all +1 when there are no inhibitory units,
         # and then the original applies no sign constraint at all (see project_weights_).
         self.register_buffer("hh_signed_mask", hh_mask * col_sign, persistent=False)
-        self._blocks = block_ranges(hh_mask, self.group_slices)
+        self.set_recurrence("block")
+        self.set_precision("fp32")
 
     @classmethod
     def from_config(cls, config: dict) -> "NetworkHierarchicalRecurrent":
@@ -149,6 +153,34 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
                         mask[slices[rows_g], inh] = 0.0
         return mask, sign
 
+    # ----- how the step is computed (not part of the model: never saved) ----------------
+    def set_recurrence(self, backend: str):
+        """"block" (skip the zero blocks of W_hh; fastest on CPUs) or "dense" (one
+        product per time step with the whole masked W_hh; for GPUs). The same
+        function and, after ``mask_gradients``, the same gradients."""
+        if backend not in RECURRENCE_BACKENDS:
+            raise ValueError(f"unknown recurrence backend {backend!r}: choose from {', '.join(RECURRENCE_BACKENDS)}")
+        self.recurrence = backend
+        self._blocks = recurrence_blocks(backend, self.hh_mask, self.group_slices)
+        return self
+
+    def set_precision(self, precision: str):
+        """"fp32" (the original's arithmetic) or "bf16" (mixed precision: the matrix
+        products in bfloat16 with float32 accumulation; the fp32 parameters stay the
+        master copy that the optimizer, clipping, masks and Dale's law act on, and
+        the loss is computed in float32)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        self.precision = precision
+        return self
+
+    def _compute_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype of the matrix products: bf16 when asked for, or when the caller
+        runs the model under autocast (whose dtype then applies to the whole step)."""
+        if torch.is_autocast_enabled(device.type):
+            return torch.get_autocast_dtype(device.type)
+        return PRECISIONS[self.precision] or self.weight_hh.dtype
+
     # ----- constraints -----------------------------------------------------------------
     @torch.no_grad()
     def project_weights_(self):
@@ -178,25 +210,32 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         self.project_weights_()
         T, B = x.shape[1], x.shape[0]
         n0 = self.group_sizes[0]
-        bias = self.bias_ih + self.bias_hh
-        drive = torch.cat(
-            [F.linear(x.transpose(0, 1), self.weight_ih, bias[:n0]), bias[n0:].expand(T, B, self.n_hidden - n0)],
-            dim=-1,
-        )
-        return ReluRecurrence.apply(drive, self.weight_hh, self._blocks)
+        dtype = self._compute_dtype(x.device)  # each .to() below is a no-op in fp32, one cast per step in bf16
+        bias = (self.bias_ih + self.bias_hh).to(dtype)
+        with torch.autocast(x.device.type, enabled=False):  # the dtypes are chosen here, not per op
+            drive = torch.cat(
+                [F.linear(x.transpose(0, 1).to(dtype), self.weight_ih.to(dtype), bias[:n0]),
+                 bias[n0:].expand(T, B, self.n_hidden - n0)],
+                dim=-1,
+            )
+            return ReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks)
 
     def forward(self, x: torch.Tensor):
         """x: (B, T, P) -> (predictions (B, T, O), hidden (B, T, H)), O = P + sum of
         all group sizes but the last (the original's output layout)."""
         h = self._hidden(x)
+        dtype, master = h.dtype, self.readout_bias.dtype
         groups = torch.split(h, self.group_sizes, dim=-1)  # block-diagonal readout: group g -> block g
-        pred = torch.cat([F.linear(hg, w) for hg, w in zip(groups, self.readout_weights)], -1) + self.readout_bias
-        return pred.transpose(0, 1), h.transpose(0, 1)
+        with torch.autocast(x.device.type, enabled=False):
+            pred = torch.cat([F.linear(hg, w.to(dtype)) for hg, w in zip(groups, self.readout_weights)], -1)
+            pred = pred + self.readout_bias.to(dtype)
+        # the loss and every analysis see float32 (no-ops in fp32)
+        return pred.transpose(0, 1).to(master), h.transpose(0, 1).to(master)
 
     @torch.no_grad()
     def hidden_activity(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden units only (the readout is skipped): (B, T, P) -> (B, T, H)."""
-        return self._hidden(x).transpose(0, 1)
+        return self._hidden(x).transpose(0, 1).to(self.weight_hh.dtype)
 
     # ----- training ---------------------------------------------------------------------
     def weight_l1(self) -> torch.Tensor:

@@ -13,10 +13,40 @@ hierarchy's block mask guarantees zeros. Here
 The result is the same function and the same gradients as the dense masked
 recurrence (``tests/dense_reference.py`` checks this); only the summation order
 differs, so agreement is to float32 rounding.
+
+Two layouts of the same products (``recurrence_blocks``):
+
+- ``block``: only the blocks that can be non-zero, several products per step.
+  Fastest on CPUs, where each product costs its FLOPs.
+- ``dense``: one product per step with the whole (masked, Dale-projected) W.
+  ~1.45x the FLOPs at the paper's sizes but 2 kernels per step instead of ~10,
+  which is what a GPU needs (it is launch-bound, not FLOP-bound, at B = 100).
+  Its weight gradient also fills the masked entries (as nn.RNN's does); the
+  model's ``mask_gradients`` zeroes them before the optimizer step, as in fp32.
+
+Precision: the recurrence runs in the dtype of ``drive`` and ``weight`` (float32,
+or bfloat16 for mixed precision, where the caller casts the fp32 master weight
+once per step). bfloat16 products accumulate in float32 inside the kernel and
+round once on output.
 """
 from __future__ import annotations
 
 import torch
+
+
+RECURRENCE_BACKENDS = ("block", "dense")
+
+
+def recurrence_blocks(backend: str, mask: torch.Tensor, row_groups: list[slice]):
+    """The product layout for ``ReluRecurrence``: ``block_ranges`` for "block", or one
+    block covering the whole matrix for "dense" (the masked entries are exact zeros
+    in the projected weight, so both compute the same function)."""
+    if backend == "block":
+        return block_ranges(mask, row_groups)
+    if backend == "dense":
+        n = mask.shape[0]
+        return [(0, n, [(0, n)])]
+    raise ValueError(f"unknown recurrence backend {backend!r}: choose from {', '.join(RECURRENCE_BACKENDS)}")
 
 
 def block_ranges(mask: torch.Tensor, row_groups: list[slice]) -> list[tuple[int, int, list[tuple[int, int]]]]:
@@ -46,9 +76,8 @@ class ReluRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, drive, weight, blocks):
-        if torch.is_autocast_enabled(drive.device.type):  # train.py --amp: the whole recurrence in one dtype
-            dtype = torch.get_autocast_dtype(drive.device.type)
-            drive, weight = drive.to(dtype), weight.to(dtype)
+        if drive.dtype != weight.dtype:
+            raise TypeError(f"drive is {drive.dtype} but weight is {weight.dtype}: cast both to one dtype")
         T = drive.shape[0]
         h = torch.empty_like(drive)
         torch.clamp_min(drive[0], 0.0, out=h[0])
@@ -69,7 +98,6 @@ class ReluRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_h):
         h, weight = ctx.saved_tensors
-        grad_h = grad_h.to(h.dtype)  # autograd casts the returned gradients back to the inputs' dtypes
         T, B, H = h.shape
         active = h > 0  # ReLU'(pre) as PyTorch evaluates it: where the output is positive
         dpre = torch.empty_like(h)
