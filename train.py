@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from data.dataset import ClipSource, dataset_identity, fits_on, load_clips, same_dataset, split_indices
 from losses import LOSS_OFFSETS
-from models import MODELS, build_model
+from models import MODELS, build_model, describe_model_defaults, with_model_defaults
 from models.io import HISTORY_FILE, save_model
 from utils import UserInputError, atomic_path, resolve_device, run_cli, seed_everything, write_json
 
@@ -55,10 +55,11 @@ class TrainConfig:
     L1: float = _f(-6.0, "log10 of the L1 weight-penalty strength lambda (paper README example: -6)")
     model: str = _f("network_hierarchical_recurrent", "model kind (paper: network_hierarchical_recurrent); "
                     "controls: network_recurrent (one group), network_hierarchical_feedforward (stacks trained "
-                    "jointly), network_feedforward (TP_FF, one stack at a time; see --lower-stacks)")
+                    "jointly), network_feedforward (TP_FF, one stack at a time; see --lower-stacks). Each kind "
+                    f"picks its own defaults for the flags not given: {describe_model_defaults()}")
     loss: str = _f("loss_hierarchical_temporal_prediction", "loss (paper: next-step prediction, offset 1); "
                    "controls: loss_hierarchical_temporal_prediction_t5, loss_hierarchical_autoencoder; the "
-                   "feedforward models need loss_hierarchical_temporal_prediction_feedforward")
+                   "feedforward models' default and only loss is loss_hierarchical_temporal_prediction_feedforward")
     # Feedforward controls (models/temporal_convolution.py): the original's TP_FF hyperparameter ...
     kernel_size_t: int = _f(5, "frames per temporal-convolution kernel, feedforward models only (original: 5)")
     # ... and where stack g of TP_FF finds its frozen stacks 0..g-1, so train.py needs no special code.
@@ -136,7 +137,8 @@ def _parse_tuple(name, value):
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the preset, then the explicit flags; validated."""
+    """Defaults, then the preset, then the explicit flags, then the chosen model
+    kind's defaults for what is still unset (models.MODEL_DEFAULTS); validated."""
     explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                 if getattr(args, f.name, None) is not None}
     values = {}
@@ -149,6 +151,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     for name in _TUPLE_FIELDS:
         if name in values:
             values[name] = _parse_tuple(name, values[name])
+    values = with_model_defaults({"model": TrainConfig.model, **values}, TrainConfig.hidden_units)
     values["dataset"] = _absolute_dataset(values.get("dataset", "default"))
     cfg = TrainConfig(**values)
     validate_config(cfg)

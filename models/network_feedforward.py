@@ -1,5 +1,5 @@
 """One stack of the stacked feedforward temporal-prediction model TP_FF
-(paper §4; spec §5 NetworkFeedforward), trained on top of frozen stacks.
+(the paper's TP_FF control), trained on top of frozen stacks.
 
 TP_FF is trained stack by stack. Stack 0 learns to predict the next frame
 from the last k = 5 frames; stack g learns to predict the next hidden state
@@ -24,10 +24,11 @@ newest run (a comma-separated list of runs, bottom-up, is checked to be one
 chain). Loading a run rebuilds it from its config, so the run named in
 ``--lower-stacks`` must still exist; the stacked checkpoint needs nothing else.
 
-Differences from the original's legacy stack: P comes from the frame shape
-(it was fixed at 800), and the readout is ``nn.Linear`` (the original's
-transposed convolution is the same per-frame linear map, but with one bias
-shared by all outputs and a U(+-1/sqrt(P)) initial scale).
+The readout is the original's transposed convolution (one bias shared by
+the P pixels of the predicted frame, initial scale U(+-1/sqrt(P));
+models/temporal_convolution.py, ``TransposedConvReadout``). The one
+difference from the original's stack: P comes from the frame shape (it was
+fixed at 800).
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ from utils import UserInputError
 
 
 class NetworkFeedforward(TemporalConvHierarchy):
+    transposed_readout = True
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for stack in self.stacks[:-1]:
@@ -84,6 +87,8 @@ class NetworkFeedforward(TemporalConvHierarchy):
 
 class NetworkFeedforwardStacked(TemporalConvHierarchy):
     """Every stack, for probing; ``get_loss`` is the FF loss over all stacks."""
+
+    transposed_readout = True
 
     @classmethod
     def from_config(cls, config: dict) -> "NetworkFeedforwardStacked":

@@ -1,5 +1,5 @@
 """Stacks of temporal convolutions: the architecture shared by the feedforward
-control models (spec §5; paper §4 "TP_FF").
+control models (the paper's "Feedforward" and TP_FF controls).
 
 Stack g reads its input u (the frames for g = 0, the hidden state of stack
 g-1 above that) through a temporal convolution over its last k frames, a
@@ -16,16 +16,20 @@ before (front zero padding to the clip length T, as the original pads its
 stacked model); p_g[t] predicts u[t+1], so ``forward`` has the recurrent
 model's layout and analyses read it the same way.
 
-RWA lag: a convolution has no synaptic delay. Frame t reaches h_g[t] through
-the newest tap of every stack, so every group reports lag 0: the RWA at lag 0
-is the newest tap's spatial filter (seen through the stacks below for g >= 1)
-and lag d would give the tap d frames back. The recurrent model's lag g
-comes from the one-step delay of each recurrent hop, which convolutions do
-not have; the original's script used the group index for every model kind.
+RWA lag: group g reports lag g (``group_lags``), as the original's RWA lags
+group g by g frames for every model kind (docs/faithfulness.md, "RWA lag of
+the feedforward controls"). A convolution has no synaptic delay, so frame t
+reaches h_g[t] through the newest tap of every stack: the lag-0 RWA is the
+newest tap's spatial filter and lag g is the tap g frames back. Pass
+``lags=(0,) * n_groups`` to ``virtual_physiology.rwa.response_weighted_average``
+for the zero-lag RWA.
 
 ``nn.Conv1d(n_in, n, k)`` over (B, n_in, T) is the original's
 ``Conv2d(1, n, (k, P))`` over (B, 1, T, P) for stack 0 and ``Conv2d(n_in, n,
 (k, 1))`` above, with the same default initialisation (U(+-1/sqrt(k n_in))).
+The readout A_g, c_g is ``nn.Linear(n, n_in)`` for the jointly trained model,
+as in the original, and the original's transposed convolution for TP_FF
+(``TransposedConvReadout``).
 """
 from __future__ import annotations
 
@@ -38,13 +42,50 @@ from models.base import ProbeableModel, contiguous_slices
 from utils import UserInputError
 
 
-class TemporalConvStack(nn.Module):
-    """One stack: (B, L, n_in) -> hidden (B, L-k+1, n_units) -> readout (B, L-k+1, n_in)."""
+class TransposedConvReadout(nn.ConvTranspose2d):
+    """TP_FF's readout as the original computes it (docs/faithfulness.md,
+    "TP_FF readout"): (B, L, n_units) -> (B, L, n_out).
 
-    def __init__(self, n_in: int, n_units: int, kernel_size_t: int):
+    Stack 0 predicts a frame with ``ConvTranspose2d(n_units, 1, (1, P))`` on
+    the hidden state laid out (B, n_units, L, 1): out[t, p] = c + sum_u h[t, u]
+    W[u, 0, 0, p], ONE bias c shared by all P pixels. A stack above predicts
+    the n_out channels of the stack below with ``ConvTranspose2d(n_units,
+    n_out, (1, 1))``, one bias per channel. PyTorch's default initialisation
+    gives weight and bias U(+-1/sqrt(n_out)) (its fan-in of a transposed
+    convolution is out_channels * kernel size).
+    """
+
+    def __init__(self, n_units: int, n_out: int, predicts_frames: bool):
+        channels, width = (1, n_out) if predicts_frames else (n_out, 1)
+        super().__init__(n_units, channels, (1, width))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = super().forward(h.transpose(1, 2).unsqueeze(-1))  # (B, channels, L, width)
+        return out.permute(0, 2, 1, 3).flatten(2)
+
+
+class TemporalConvStack(nn.Module):
+    """One stack: (B, L, n_in) -> hidden (B, L-k+1, n_units) -> readout (B, L-k+1, n_in).
+
+    ``transposed_readout``: TP_FF's ``TransposedConvReadout`` (stack 0 when
+    ``reads_frames``) instead of ``nn.Linear``. Loading a state dict whose
+    readout is the ``nn.Linear`` form (TP_FF checkpoints written before the
+    readout followed the original) switches this stack to that form, so those
+    checkpoints load and predict as they were trained.
+    """
+
+    def __init__(self, n_in: int, n_units: int, kernel_size_t: int, transposed_readout: bool = False,
+                 reads_frames: bool = True):
         super().__init__()
         self.conv = nn.Conv1d(n_in, n_units, kernel_size_t)
-        self.readout = nn.Linear(n_units, n_in)
+        self.readout = (TransposedConvReadout(n_units, n_in, reads_frames) if transposed_readout
+                        else nn.Linear(n_units, n_in))
+        self.register_load_state_dict_pre_hook(self._linear_readout_if_saved_so)
+
+    def _linear_readout_if_saved_so(self, module, state_dict, prefix, *args) -> None:
+        saved = state_dict.get(prefix + "readout.weight")
+        if saved is not None and saved.dim() == 2 and not isinstance(self.readout, nn.Linear):
+            self.readout = nn.Linear(self.conv.out_channels, self.conv.in_channels).to(saved.device)
 
     def hidden(self, u: torch.Tensor) -> torch.Tensor:
         """Valid (unpadded) responses; none (length 0) when L < k."""
@@ -63,6 +104,7 @@ class TemporalConvHierarchy(ProbeableModel):
     groups' errors are trained (``trained_groups``) and how they are built."""
 
     temporal_offset = 1  # p[t] predicts frame t + 1
+    transposed_readout = False  # True for TP_FF: the original's ConvTranspose2d readout
 
     def __init__(self, frame_shape=(20, 20), hidden_units=(800, 800, 800), kernel_size_t=5, lam=1e-6,
                  noise_std=0.5011):
@@ -74,16 +116,12 @@ class TemporalConvHierarchy(ProbeableModel):
         self.noise_std = float(noise_std)
         self.output_sizes = (self.n_pixels,) + self.group_sizes[:-1]  # stack g predicts its own input
         self.output_slices = contiguous_slices(self.output_sizes)
-        self.stacks = nn.ModuleList(TemporalConvStack(n_in, n, self.kernel_size_t)
-                                    for n_in, n in zip(self.output_sizes, self.group_sizes))
+        self.stacks = nn.ModuleList(TemporalConvStack(n_in, n, self.kernel_size_t, self.transposed_readout, g == 0)
+                                    for g, (n_in, n) in enumerate(zip(self.output_sizes, self.group_sizes)))
 
     @property
     def trained_groups(self) -> tuple[int, ...]:
         return tuple(range(len(self.group_sizes)))
-
-    @property
-    def group_lags(self) -> tuple[int, ...]:
-        return (0,) * len(self.group_sizes)  # no synaptic delay: see the module docstring
 
     @property
     def starts(self) -> list[int]:
@@ -102,7 +140,7 @@ class TemporalConvHierarchy(ProbeableModel):
             raise UserInputError(f"--model {kind} trains with --loss {FEEDFORWARD_LOSSES[0]}, not {config['loss']}")
         if any(float(b) != 1.0 for b in config["beta"]):
             ones = ",".join("1" * len(config["hidden_units"]))
-            raise UserInputError(f"the feedforward loss weights every stack equally (spec §3): pass --beta {ones}")
+            raise UserInputError(f"the feedforward loss weights every stack equally: pass --beta {ones}")
         if int(config["kernel_size_t"]) < 1:
             raise UserInputError(f"--kernel-size-t {config['kernel_size_t']} must be at least 1 frame")
 
@@ -121,7 +159,7 @@ class TemporalConvHierarchy(ProbeableModel):
         for stack in self.stacks:
             h = stack.hidden(u)
             hidden.append(h)
-            u = h.detach()  # the stack above sees this one as data (spec §5)
+            u = h.detach()  # the stack above sees this one as data, as in the original
         return hidden
 
     def forward(self, x: torch.Tensor):
@@ -145,7 +183,7 @@ class TemporalConvHierarchy(ProbeableModel):
                    for g in self.trained_groups)
 
     def preprocess_data(self, data, generator: torch.Generator | None = None):
-        """The same Gaussian noise sample (std ``noise_std``) on input and target (spec §2, §5)."""
+        """The same Gaussian noise sample (std ``noise_std``) on input and target, as for the recurrent model."""
         x, y = data
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.noise_std
         return x + noise, y + noise

@@ -205,7 +205,7 @@ def test_full_virtual_physiology_on_every_kind(runs, kind, tmp_path):
     with VirtualPhysiology.load(artefact) as vp:
         meta, stages = vp.metadata["model"], vp.metadata["stages"]
         assert vp.stages == list(STAGES) and meta["kind"] == name and meta["group_sizes"] == SIZES[:n]
-        assert meta["group_lags"] == (list(range(n)) if recurrent else [0] * n)
+        assert meta["group_lags"] == list(range(n))  # the original's lag g for every kind
         kept = [vp.array("kept", group=g) for g in range(n)]
         assert [k.size for k in kept] == SIZES[:n] and kept[0].any()
         assert [[u["hidden_unit_index"] for u in units] for units in vp.data] == [

@@ -48,7 +48,7 @@ def test_stacks_follow_the_tap_formula_and_forward_uses_the_readouts(kernel):
     torch.testing.assert_close(model.hidden_activity(x), expected, rtol=1e-5, atol=1e-6)
     pred, hidden = model(x)
     torch.testing.assert_close(hidden, expected, rtol=1e-5, atol=1e-6)
-    assert model.starts == [(kernel - 1) * (g + 1) for g in range(3)] and model.group_lags == (0, 0, 0)
+    assert model.starts == [(kernel - 1) * (g + 1) for g in range(3)] and model.group_lags == (0, 1, 2)
     for g, (stack, rows, out) in enumerate(zip(model.stacks, model.group_slices, model.output_slices)):
         s = model.starts[g]
         assert torch.count_nonzero(pred[:, :s, out]) == 0 and torch.count_nonzero(hidden[:, :s, rows]) == 0
@@ -129,11 +129,10 @@ def test_higher_stacks_train_lower_ones_only_through_their_targets():
     torch.testing.assert_close(through_target, direct)
 
 
-def test_rwa_at_lag_zero_recovers_the_newest_tap_through_every_stack():
-    """Stack 0: unit 0 sees the newest frame through filter a, unit 1 the frame
-    before through filter b; stack 1 copies unit 0. For unit-norm a and white
-    noise, RWA = E[x ReLU(a.x)] / E[ReLU(a.x)] = sqrt(pi / 2) a; a filter on an
-    older tap leaves nothing at lag 0."""
+def _two_tap_model():
+    """Stack 0: unit 0 sees the newest frame through unit-norm filter a, unit 1
+    the frame before through b; stack 1: unit 2 copies unit 0 one hidden step
+    back (its tap k-2), so unit 2 responds ReLU(a . x[t - 1])."""
     model = NetworkHierarchicalFeedforward(frame_shape=(4, 4), hidden_units=(2, 1))
     gen = torch.Generator().manual_seed(3)
     a, b = torch.nn.functional.normalize(torch.randn(2, 16, generator=gen), dim=1)
@@ -142,12 +141,108 @@ def test_rwa_at_lag_zero_recovers_the_newest_tap_through_every_stack():
             p.zero_()
         model.stacks[0].conv.weight[0, :, 4] = a
         model.stacks[0].conv.weight[1, :, 3] = b
-        model.stacks[1].conv.weight[0, 0, 4] = 1.0
+        model.stacks[1].conv.weight[0, 0, 3] = 1.0
+    return model, a, b
+
+
+def test_rwa_lags_group_g_by_g_frames_as_the_original():
+    """For white noise and unit-norm a, E[x ReLU(a.x)] / E[ReLU(a.x)] = sqrt(pi / 2) a.
+    Group 0 at lag 0 gives a for unit 0 and nothing for unit 1 (an older tap);
+    group 1 at the original's lag 1 pairs unit 2's response with the frame it saw."""
+    model, a, b = _two_tap_model()
+    assert model.group_lags == (0, 1)
     rwa = torch.as_tensor(response_weighted_average(model, n_clips=150, n_frames=54, progress=False)["rwa"])
     expected = (torch.pi / 2) ** 0.5 * a
     torch.testing.assert_close(rwa[0], expected, atol=0.08, rtol=0)
     torch.testing.assert_close(rwa[2], expected, atol=0.08, rtol=0)
     assert rwa[1].norm() < 0.15 and abs(torch.dot(rwa[1], b)) < 0.1
+
+
+def test_zero_lag_rwa_is_an_option():
+    """With lags (0, 0), unit 2 is paired with the frame after the one it saw
+    (independent noise): nothing; unit 0 is unchanged."""
+    model, a, _ = _two_tap_model()
+    rwa = torch.as_tensor(response_weighted_average(model, n_clips=150, n_frames=54, progress=False,
+                                                    lags=(0, 0))["rwa"])
+    torch.testing.assert_close(rwa[0], (torch.pi / 2) ** 0.5 * a, atol=0.08, rtol=0)
+    assert rwa[2].norm() < 0.15
+    with pytest.raises(UserInputError, match="one whole number >= 0 per group"):
+        response_weighted_average(model, n_clips=2, lags=(0,))
+
+
+def test_tp_ff_readout_is_the_originals_transposed_convolution():
+    """Stack 0 of TP_FF predicts the frame with ConvTranspose2d(units -> 1, (1, P))
+    on (B, units, L, 1): one bias for all P pixels, weight and bias initialised
+    U(+-1/sqrt(P)); a higher stack with ConvTranspose2d(units -> n_below, (1, 1)).
+    The jointly trained model keeps the original's Linear readout."""
+    torch.manual_seed(4)
+    frame, units = (10, 40), 50  # P = 400: bound 0.05, where a Linear(50 -> 400) would draw up to 0.14
+    model = build_model(ff_config(model="network_feedforward_stacked", stacked_from=["a"], frame_shape=frame,
+                                  hidden_units=(units, 30), beta=(1, 1)))
+    readout = model.stacks[0].readout
+    assert readout.weight.shape == (units, 1, 1, 400) and readout.bias.shape == (1,)
+    assert 0.048 < readout.weight.abs().max() <= 0.05 and readout.bias.abs().max() <= 0.05
+    assert model.stacks[1].readout.weight.shape == (30, units, 1, 1) and model.stacks[1].readout.bias.shape == (units,)
+    h = torch.rand(2, 7, units)
+    original = torch.nn.ConvTranspose2d(units, 1, (1, 400))
+    original.load_state_dict(readout.state_dict())
+    expected = original(h.transpose(1, 2)[..., None])  # (B, 1, L, P)
+    torch.testing.assert_close(readout(h), expected[:, 0])
+    torch.testing.assert_close(readout(h), h @ readout.weight[:, 0, 0] + readout.bias, rtol=1e-5, atol=1e-6)
+    h1 = torch.rand(2, 7, 30)
+    torch.testing.assert_close(model.stacks[1].readout(h1),
+                               h1 @ model.stacks[1].readout.weight[:, :, 0, 0] + model.stacks[1].readout.bias)
+    x = torch.randn(1, 12, 400)
+    pred, hidden = model(x)
+    torch.testing.assert_close(pred[0, 4:, :400], readout(hidden[:, 4:, :units])[0])
+    joint = build_model(ff_config())
+    assert all(isinstance(stack.readout, torch.nn.Linear) for stack in joint.stacks)
+
+
+def test_tp_ff_checkpoints_with_a_linear_readout_still_load(tmp_path):
+    """A TP_FF checkpoint saved with the earlier nn.Linear readout (P biases)
+    loads into that form and predicts exactly as saved."""
+    from models.io import load_model, save_model
+
+    torch.manual_seed(5)
+    config = ff_config(model="network_feedforward_stacked", stacked_from=["a"])
+    model = build_model(config)
+    for stack in model.stacks:
+        stack.readout = torch.nn.Linear(stack.conv.out_channels, stack.conv.in_channels)
+    save_model(tmp_path, model, config, epoch=1)
+    loaded = load_model(tmp_path)[0]
+    assert all(isinstance(stack.readout, torch.nn.Linear) for stack in loaded.stacks)
+    x = torch.randn(2, 16, 6)
+    torch.testing.assert_close(loaded(x)[0], model(x)[0], rtol=0, atol=0)
+
+
+def _resolved(*flags):
+    return dataclasses.asdict(train.resolve_config(train.build_parser().parse_args(list(flags))))
+
+
+def test_each_model_kind_picks_its_own_defaults():
+    """--model alone trains: each kind fills in its loss, groups and beta; an
+    explicit flag always wins, and only an explicit contradiction is an error."""
+    paper = _resolved()
+    assert (paper["model"], paper["loss"], paper["beta"]) == (
+        "network_hierarchical_recurrent", "loss_hierarchical_temporal_prediction", (0.9, 0.1, 0.1))
+    joint = _resolved("--model", "network_hierarchical_feedforward")
+    assert (joint["loss"], joint["hidden_units"], joint["beta"]) == (FF_LOSS, (800, 800, 800), (1.0, 1.0, 1.0))
+    assert _resolved("--model", "network_hierarchical_feedforward", "--hidden-units", "4,3")["beta"] == (1.0, 1.0)
+    stack = _resolved("--model", "network_feedforward")
+    assert (stack["loss"], stack["hidden_units"], stack["beta"]) == (FF_LOSS, (800,), (1.0,))
+    vanilla = _resolved("--model", "network_recurrent", "--loss", "loss_hierarchical_temporal_prediction_t5")
+    assert (vanilla["loss"], vanilla["hidden_units"], vanilla["beta"]) == (
+        "loss_hierarchical_temporal_prediction_t5", (800,), (1.0,))
+    for kind in ("network_hierarchical_feedforward", "network_feedforward", "network_recurrent"):
+        small = _resolved("--model", kind, "--frame-shape", "2", "3", "--hidden-units", "4")
+        assert build_model(small).group_sizes == (4,)
+    contradiction = _resolved("--model", "network_hierarchical_feedforward", "--beta", "0.9,0.1,0.1")
+    with pytest.raises(UserInputError, match="--beta 1,1,1"):
+        build_model(contradiction)
+    help_text = " ".join(train.build_parser().format_help().split())
+    assert f"network_hierarchical_feedforward: loss {FF_LOSS}, beta 1 per group" in help_text
+    assert "network_feedforward: loss" in help_text and "network_recurrent: hidden-units 800" in help_text
 
 
 def test_bad_settings_are_one_line_user_errors():

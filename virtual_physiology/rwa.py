@@ -1,7 +1,8 @@
 """Response-weighted average (RWA) receptive fields from white noise, streamed
 in chunks of clips so that memory does not grow with the number of clips.
 
-Method of the original (spec §6 "RWA", §9 rows 6 and 7): N white-noise clips
+Method of the original (docs/faithfulness.md, "RWA method"; computed by
+chunked matrix products, not in one batch): N white-noise clips
 of 54 frames (the 4 warm-up frames included) are run through the model; the
 noise X (N*54, P) and the responses R (N*54, n_hidden) are flattened over
 clips and time and concatenated in clip order, so that lagged pairs cross
@@ -25,8 +26,12 @@ from virtual_physiology.stimuli import white_noise
 
 @torch.no_grad()
 def response_weighted_average(model: ProbeableModel, n_clips: int = 20000, n_frames: int = 54,
-                              chunk_clips: int = 250, seed: int = 0, progress: bool = True) -> dict:
+                              chunk_clips: int = 250, seed: int = 0, progress: bool = True, lags=None) -> dict:
     """RWA of every hidden unit of ``model`` (formula in the module docstring).
+
+    ``lags`` (one int >= 0 per group) replaces ``model.group_lags``, the
+    original's lag g for group g; e.g. ``(0,) * n_groups`` gives the zero-lag
+    RWA of a convolution model, whose groups have no synaptic delay.
 
     Returns ``rwa`` (n_hidden, P) float32 (NaN rows for units not kept),
     ``total_response`` (n_hidden,) float64 = sum_i R[i + g] over the paired
@@ -41,7 +46,10 @@ def response_weighted_average(model: ProbeableModel, n_clips: int = 20000, n_fra
     if n_clips < 1 or n_frames < 1 or chunk_clips < 1:
         raise UserInputError("n_clips, n_frames and chunk_clips must be positive: pass counts >= 1")
     device = model.device
-    lags = list(model.group_lags)
+    lags = list(model.group_lags if lags is None else lags)
+    if len(lags) != len(model.group_sizes) or any(int(lag) != lag or lag < 0 for lag in lags):
+        raise UserInputError(f"lags {lags} must be one whole number >= 0 per group ({len(model.group_sizes)} groups)")
+    lags = [int(lag) for lag in lags]
     max_lag = max(lags)
     if max_lag >= n_clips * n_frames:
         raise UserInputError(f"{n_clips} clips of {n_frames} frames are shorter than the lag {max_lag}: pass more clips")
