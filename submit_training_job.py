@@ -36,7 +36,8 @@ import submitit
 import torch
 import torch.distributed as dist
 
-from train import TrainConfig, add_config_arguments, config_for, create_run_dir, find_resume_state, run_name, train
+from train import (StoppedBySignal, TrainConfig, add_config_arguments, config_for, create_run_dir, find_resume_state,
+                   preflight, run_name, train)
 from utils import UserInputError, run_cli
 
 ROOT = Path(__file__).resolve().parent
@@ -164,11 +165,10 @@ def plan_jobs(args: argparse.Namespace) -> list[tuple[TrainConfig, Path | None]]
     jobs = []
     for L1, seed in itertools.product(args.L1 or [None], args.seed or [None]):
         cfg, resume = config_for(argparse.Namespace(**{**vars(args), "L1": L1, "seed": seed}))
-        if cfg.dataset != "default" and not Path(cfg.dataset).is_file():
-            raise UserInputError(f"dataset file {cfg.dataset} does not exist: give the path of an (N, T, P) .npy file")
-        if args.cluster is not None:  # jobs may start in another folder
-            cfg = dataclasses.replace(cfg, save_dir=str(Path(cfg.save_dir).resolve()),
-                                      dataset=cfg.dataset if cfg.dataset == "default" else str(Path(cfg.dataset).resolve()))
+        if args.cluster is not None or args.dry_run:  # the checks a local run makes, before anything is queued
+            preflight(cfg, resume)
+        if args.cluster is not None:  # jobs may start in another folder (the dataset path is already absolute)
+            cfg = dataclasses.replace(cfg, save_dir=str(Path(cfg.save_dir).resolve()))
         jobs.append((cfg, resume))
     return jobs
 
@@ -243,7 +243,10 @@ def main(argv=None):
                    for cfg, resume in jobs]
         print(job_table([("-", path, cfg.L1, cfg.seed) for path, (cfg, _) in zip(planned, jobs)]))
     elif args.cluster is None:
-        run_dirs = run_here(jobs)
+        try:
+            run_dirs = run_here(jobs)
+        except StoppedBySignal as stop:  # saved and stopped: no summary, and a status a shell sees as a stop
+            sys.exit(128 + stop.signum)
         if len(jobs) > 1:
             print(job_table([("-", d, cfg.L1, cfg.seed) for d, (cfg, _) in zip(run_dirs, jobs)]))
     else:

@@ -615,6 +615,9 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
             raise TrainingDiverged(message)
 
     def checkpoint(tag_epoch, interrupted=False):
+        if hasattr(model, "project_weights_"):  # what every forward does first (idempotent): the saved
+            with torch.no_grad():               # weights are then the same whether validation ran or not
+                model.project_weights_()
         total = sums
         if control is not None:  # every process takes part: the weights must agree, the loss sums add up
             _check_ranks_agree(model, control)

@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import random
+import re
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -32,20 +34,74 @@ def run_cli(main: Callable[[], object]) -> None:
         sys.exit(2)
 
 
+_TMP_MARK = ".partial-"  # temporaries are .NAME.partial-HOST-PID-RANDOM.tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the
-    block finishes, so a crash or Ctrl-C never leaves a half-written file."""
+    block finishes, so a crash or Ctrl-C never leaves a half-written file.
+
+    The temporary is named ``.NAME.partial-HOST-PID-RANDOM.tmp`` and gets the mode
+    a plain ``open`` would (0666 less the process umask), not mkstemp's 0600, so a
+    group-shared folder stays readable. Before writing, temporaries in the same
+    folder left by dead processes of this host (``kill -9``) are removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path.parent)
+    prefix = f".{path.name}{_TMP_MARK}{_host()}-{os.getpid()}-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _host() -> str:
+    """This machine's name, as safe file-name characters (temporaries on a shared
+    file system are judged only by the host that wrote them)."""
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete ``atomic_path`` temporaries in ``folder`` whose writer, a process of
+    this host, no longer runs; returns what was removed. A temporary of another
+    host, or of a live process, is left alone."""
+    removed = []
+    pattern = re.compile(rf"^\..+{re.escape(_TMP_MARK)}{re.escape(_host())}-(\d+)-[^/]*\.tmp$")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match and not _process_alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -6,6 +6,7 @@ calls ``ClipSource.batch``; a split that fits can be held on the device.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def load_clips(path: str | Path, frame_shape: tuple[int, int], min_frames: int) 
     count or clip length, an empty array, or non-finite values.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"dataset {path} is a folder: give the path of an (N, T, P) .npy file in it")
     if not path.is_file():
         raise UserInputError(f"dataset file {path} does not exist: give the path of an (N, T, P) .npy file")
     with open(path, "rb") as handle:
@@ -76,6 +79,39 @@ def _check_finite(clips: np.ndarray, path: Path) -> None:
 def _clips_per_chunk(clips: np.ndarray) -> int:
     """How many clips make ~_CHUNK_BYTES (at least one)."""
     return max(1, _CHUNK_BYTES // (clips.itemsize * clips.shape[1] * clips.shape[2]))
+
+
+_WHOLE_FILE_BYTES = 64 * 2**20  # files up to this size are hashed in full
+_SAMPLED_BLOCKS, _BLOCK_BYTES = 256, 64 * 2**10  # larger ones: 256 evenly spaced 64 KiB blocks (16 MiB)
+
+
+def dataset_identity(path: str | Path, clips: np.ndarray) -> dict:
+    """What identifies a clips file across a resume: its size in bytes, shape, dtype
+    and a content fingerprint, BLAKE2b of the whole file up to 64 MiB, else of 256
+    evenly spaced 64 KiB blocks (the first and the last included), so a 20 GB file
+    costs 16 MiB of reads. A change that touches no sampled block of a large file
+    goes unseen; a rewrite with new content, or more or fewer clips, does not."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        if size <= _WHOLE_FILE_BYTES:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        else:
+            for offset in np.linspace(0, size - _BLOCK_BYTES, _SAMPLED_BLOCKS, dtype=np.int64):
+                handle.seek(int(offset))
+                digest.update(handle.read(_BLOCK_BYTES))
+    return {"bytes": size, "shape": list(clips.shape), "dtype": str(clips.dtype), "fingerprint": digest.hexdigest()}
+
+
+def same_dataset(saved: dict, current: dict) -> str | None:
+    """None if two ``dataset_identity`` records agree, else what differs, e.g.
+    'shape [44, 12, 16] -> [40, 12, 16]'."""
+    for key in ("shape", "dtype", "bytes", "fingerprint"):
+        if saved.get(key) != current.get(key):
+            return f"{key} {saved.get(key)} -> {current.get(key)}"
+    return None
 
 
 def split_indices(n_clips: int) -> tuple[np.ndarray, np.ndarray]:

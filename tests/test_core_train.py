@@ -138,12 +138,11 @@ def test_time_limit_stops_between_epochs_with_a_normal_checkpoint(tmp_path, clip
 def test_a_signal_saves_a_resumable_state_and_exits_128_plus_signal(tmp_path, clips, signum, preset):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "submit_training_job.py", "--dataset", str(clips), "--save-dir",
-                             str(tmp_path), "--epochs", "100000", *preset, *TINY], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob("*/config.json")):
+                             str(tmp_path), "--epochs", "100000", "--checkpoint-every", "1", *preset, *TINY],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120  # a normal checkpoint first: the demo would summarise it after the stop
+    while time.time() < deadline and not list(tmp_path.glob("*/*-epochs_model.safetensors")):
         time.sleep(0.2)
-    time.sleep(1.0)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, err[-2000:]  # so `train && bash run.bash RUN` stops here

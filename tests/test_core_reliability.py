@@ -1,0 +1,323 @@
+"""Training's guards: non-finite numbers and divergence, a changed dataset on resume,
+exact resume under every allowed override, safe run names, unwritable or full
+save folders, and atomic writes (mode, stale temporaries)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+from utils import UserInputError, atomic_path, remove_stale_temporaries, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
+BASE = ["--epochs", "3", "--validate-every", "1", "--checkpoint-every", "2", *TINY]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "clips.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((44, 12, 16)).astype(np.float32))
+    return path
+
+
+def run(save_dir, dataset, *extra):
+    """train.py's main in this process (its errors reach run_cli, which exits 2)."""
+    train.main(["--dataset", str(dataset), "--save-dir", str(save_dir), *BASE, *extra])
+    (run_dir,) = Path(save_dir).iterdir()
+    return run_dir
+
+
+def resume(run_dir, *extra):
+    train.main(["--path", str(run_dir), *extra])
+    return run_dir
+
+
+def weights(run_dir, epoch=3):
+    return load_file(str(run_dir / f"{epoch}-epochs_model.safetensors"))
+
+
+def folder_snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, clips):
+    return run(tmp_path_factory.mktemp("full"), clips)
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite numbers, unsafe names: refused before any folder exists
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags,fragment", [
+    (["--lr", "inf"], "--lr inf is not finite"),
+    (["--L1", "inf"], "--L1 inf is not finite"),
+    (["--L1", "400"], "--L1 400.0 is out of range"),  # 10 ** 400 is no float
+    (["--beta", "nan,0.1,0.1"], "--beta (nan, 0.1, 0.1) is not finite"),
+    (["--beta=-0.5,0.1,0.1"], "weights >= 0"),
+    (["--beta", "0,0,0"], "at least one of them positive"),
+    (["--noise-std", "inf"], "--noise-std inf is not finite"),
+    (["--grad-clip", "nan"], "--grad-clip nan is not finite"),
+    (["--max-minutes", "-1"], "--max-minutes -1.0 is out of range"),
+    (["--name", "../../x"], "is not a plain name"),
+    (["--name", "/abs/x"], "is not a plain name"),
+    (["--name", "a/b"], "is not a plain name"),
+    (["--name", "a\nb"], "is not a plain name"),
+    (["--name", ".hidden"], "is not a plain name"),
+    (["--name", "x" * 300], "is not a plain name"),
+])
+def test_bad_numbers_and_names_are_refused_before_any_folder(tmp_path, clips, flags, fragment):
+    with pytest.raises(UserInputError) as err:
+        run(tmp_path / "runs", clips, *flags)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "runs").exists() and not list(tmp_path.parent.glob("x_*"))
+
+
+def test_a_plain_name_of_the_longest_allowed_length_trains(tmp_path, clips):
+    run_dir = run(tmp_path, clips, "--name", "a" * train.MAX_NAME_LENGTH, "--epochs", "0")
+    assert run_dir.parent == tmp_path and (run_dir / "0-epochs_model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Divergence: stop at the first non-finite epoch, keep the last finite checkpoint
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags,scale", [(["--lr", "1000"], 1.0), ([], 1e20)])
+def test_divergence_in_the_first_epoch_saves_no_checkpoint(tmp_path, flags, scale):
+    data = tmp_path / "clips.npy"
+    np.save(data, (np.random.default_rng(0).standard_normal((44, 12, 16)) * scale).astype(np.float32))
+    with pytest.raises(train.TrainingDiverged, match="diverged in epoch 1 .*no checkpoint was written"):
+        run(tmp_path / "runs", data, *flags)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "logs"]
+    assert "diverged" in (run_dir / "logs" / "train.log").read_text()
+
+
+def test_divergence_later_keeps_the_last_finite_checkpoint_as_latest(tmp_path, clips, monkeypatch):
+    """The loss turns NaN from the second epoch on (injected: which lr diverges
+    when depends on float rounding); epoch 1's checkpoint must stay the latest."""
+    real_get_loss, calls = NetworkHierarchicalRecurrent.get_loss, []
+
+    def nan_from_epoch_2(self, *args, **kwargs):  # 5 training steps and 1 validation batch per epoch
+        calls.append(1)
+        loss, comps = real_get_loss(self, *args, **kwargs)
+        return (loss * float("nan"), comps) if len(calls) > 6 else (loss, comps)
+
+    monkeypatch.setattr(NetworkHierarchicalRecurrent, "get_loss", nan_from_epoch_2)
+    with pytest.raises(train.TrainingDiverged, match="epoch 2 .*1-epochs_model.safetensors, is finite"):
+        run(tmp_path, clips, "--checkpoint-every", "1")
+    (run_dir,) = tmp_path.iterdir()
+    assert not list(run_dir.glob("2-epochs_*")) and not (run_dir / "interrupted_state.pt").exists()
+    assert all(torch.isfinite(w).all() for w in weights(run_dir, 1).values())
+    assert json.loads((run_dir / "loss_history.json").read_text())["train"]["epoch"] == [1]
+    assert train.find_resume_state(run_dir).name == "1-epochs_state.pt"
+
+
+def test_a_stop_after_divergence_mid_epoch_saves_nothing(tmp_path, clips, monkeypatch):
+    real_get_loss = NetworkHierarchicalRecurrent.get_loss
+    monkeypatch.setattr(NetworkHierarchicalRecurrent, "get_loss",
+                        lambda self, *a, **k: (lambda lc: (lc[0] * float("nan"), lc[1]))(real_get_loss(self, *a, **k)))
+    with pytest.raises(train.TrainingDiverged, match="epoch 1"):
+        run(tmp_path, clips, "--stop-after-steps", "2")
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "interrupted_state.pt").exists()
+
+
+def test_divergence_exits_non_zero_in_one_line(tmp_path):
+    data = tmp_path / "clips.npy"
+    np.save(data, np.full((44, 12, 16), 1e20, np.float32))
+    proc = subprocess.run([sys.executable, "train.py", "--dataset", str(data), "--save-dir", str(tmp_path / "r"),
+                           *BASE], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: training diverged"), proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume: the same dataset only, and exact under every allowed override
+# ---------------------------------------------------------------------------------------------
+def interrupted_run(tmp_path, clips, steps=7):  # 5 steps per epoch: mid-way through epoch 2
+    return run(tmp_path / "runs", clips, "--stop-after-steps", str(steps))
+
+
+@pytest.mark.parametrize("change", ["fewer_clips", "more_clips", "new_content", "other_dtype"])
+def test_resume_refuses_a_changed_dataset_and_writes_nothing(tmp_path, clips, change):
+    data = tmp_path / "clips.npy"
+    shutil.copy(clips, data)
+    run_dir = interrupted_run(tmp_path, data)
+    original = np.load(clips)
+    changed = {"fewer_clips": original[:40], "more_clips": np.concatenate([original, original[:6]]),
+               "new_content": original[::-1].copy(), "other_dtype": original.astype(np.float16)}[change]
+    np.save(data, changed)
+    before = folder_snapshot(run_dir)
+    with pytest.raises(UserInputError, match="is not the dataset .* trained on"):
+        resume(run_dir)
+    assert folder_snapshot(run_dir) == before
+
+
+def test_resume_accepts_the_same_content_elsewhere_and_from_another_folder(tmp_path, clips, uninterrupted,
+                                                                           monkeypatch):
+    start = tmp_path / "start"
+    start.mkdir()
+    shutil.copy(clips, start / "clips.npy")
+    monkeypatch.chdir(start)
+    run_dir = run(tmp_path / "runs", "clips.npy", "--stop-after-steps", "7")  # a relative --dataset
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset"] == str(start / "clips.npy") and config["dataset_identity"]["shape"] == [44, 12, 16]
+    monkeypatch.chdir(tmp_path)
+    moved = tmp_path / "moved.npy"
+    (start / "clips.npy").rename(moved)
+    with pytest.raises(UserInputError, match="does not exist"):
+        resume(run_dir)
+    resume(run_dir, "--dataset", "moved.npy")  # the same content: accepted, and recorded
+    assert json.loads((run_dir / "config.json").read_text())["dataset"] == str(moved)
+    full, resumed = weights(uninterrupted), weights(run_dir)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+@pytest.mark.parametrize("override", [
+    ["--validate-every", "2"], ["--validate-every", "3"], ["--checkpoint-every", "1"], ["--max-minutes", "100"],
+    ["--device", "cpu"], ["--stop-after-steps", "4"], ["--dataset", "COPY"], ["--epochs", "EPOCHS"],
+])
+def test_resume_is_exact_under_every_allowed_override(tmp_path, clips, uninterrupted, override):
+    if override[0] == "--epochs":  # a run first planned for 2 epochs, then extended to 3
+        run_dir = run(tmp_path / "runs", clips, "--epochs", "2")
+        resume(run_dir, "--epochs", "3")
+    else:
+        if override[1] == "COPY":
+            override = ["--dataset", str(shutil.copy(clips, tmp_path / "copy.npy"))]
+        run_dir = interrupted_run(tmp_path, clips)
+        resume(run_dir, *override)
+        if override[0] == "--stop-after-steps":
+            resume(run_dir)
+    full, resumed = weights(uninterrupted), weights(run_dir)
+    assert all(torch.equal(full[k], resumed[k]) for k in full), override
+    a, b = (json.loads((d / "loss_history.json").read_text())["train"] for d in (uninterrupted, run_dir))
+    assert a == b
+
+
+def test_validation_draws_the_same_noise_at_every_pass(clips):
+    """Its own generator, seeded afresh: validating the same weights twice gives one value."""
+    cfg = train.resolve_config(train.build_parser().parse_args(["--dataset", str(clips), *TINY]))
+    model = train.checked_model(cfg, 12, clips)
+    source = train.ClipSource(np.load(clips), np.arange(4))
+    device = torch.device("cpu")
+    first = train.validate(model, source, cfg, device, train.validation_generator(cfg, device))
+    assert train.validate(model, source, cfg, device, train.validation_generator(cfg, device)) == first
+
+
+def test_resuming_past_the_last_epoch_says_so(tmp_path, clips, capsys):
+    run_dir = run(tmp_path, clips)
+    checkpoints = sorted(run_dir.glob("*-epochs_*"))
+    resume(run_dir, "--epochs", "2")
+    log = (run_dir / "logs" / "train.log").read_text().splitlines()
+    assert "nothing to train: the run already has 3 complete epochs" in log[-1]
+    assert "finished epoch 2" not in "\n".join(log) and sorted(run_dir.glob("*-epochs_*")) == checkpoints
+
+
+# ---------------------------------------------------------------------------------------------
+# Unwritable save folders and a full disk: one line, nothing half-written
+# ---------------------------------------------------------------------------------------------
+def test_save_dir_that_is_a_file_or_under_a_file_is_one_line(tmp_path, clips):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for save_dir in (blocker, blocker / "sub"):
+        with pytest.raises(UserInputError, match="cannot create the run folder in --save-dir"):
+            run(save_dir, clips)
+    assert blocker.read_text() == "x"
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MiB tmpfs (needs root; skipped where mounting is not allowed)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_partial_file(small_tmpfs, clips):
+    # 3 x 200 units: the weights alone (~2 MB) cannot fit in 1 MiB, the config and log can
+    with pytest.raises(UserInputError, match=r"cannot write a checkpoint to .*\(.*\): free space"):
+        run(small_tmpfs, clips, "--hidden-units", "200,200,200", "--epochs", "1")
+    (run_dir,) = small_tmpfs.iterdir()
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert not [n for n in names if n.endswith(".tmp")] and not [n for n in names if "epochs" in n], names
+    json.loads((run_dir / "config.json").read_text())
+
+
+def test_read_only_save_dir_is_one_line(small_tmpfs, clips):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    with pytest.raises(UserInputError, match="cannot create the run folder .*Read-only file system"):
+        run(small_tmpfs / "runs", clips)
+
+
+def test_immutable_save_dir_is_one_line(tmp_path, clips):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i needs root and a file system that supports it")
+    try:
+        with pytest.raises(UserInputError, match="cannot create the run folder .*Operation not permitted"):
+            run(folder, clips)
+        assert not list(folder.iterdir())
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("config", [None, "{not json", "[1, 2]", b"\xff\xfe\x00"])
+def test_resume_with_a_missing_or_corrupt_config_is_one_line(tmp_path, clips, config):
+    run_dir = interrupted_run(tmp_path, clips)
+    target = run_dir / "config.json"
+    if config is None:
+        target.unlink()
+    else:
+        target.write_bytes(config if isinstance(config, bytes) else config.encode())
+    with pytest.raises(UserInputError, match="config.json (is missing|is unreadable|does not hold)"):
+        resume(run_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes: the umask's mode, recognisable temporaries, stale ones removed
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_writes_get_the_mode_the_umask_gives(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+
+
+def test_stale_temporaries_of_dead_processes_go_at_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    with atomic_path(tmp_path / "x.bin") as tmp:
+        mine = tmp.name
+        stale = tmp_path / mine.replace(f"-{os.getpid()}-", f"-{dead_pid}-")
+        live = tmp_path / mine.replace(f"-{os.getpid()}-", "-1-")  # pid 1 always runs
+        other_host = tmp_path / mine.replace(".partial-", ".partial-otherhost").replace(f"-{os.getpid()}-",
+                                                                                           f"-{dead_pid}-")
+        unrelated = tmp_path / ".notes.tmp"
+        for path in (stale, live, other_host, unrelated):
+            path.write_bytes(b"partial")
+        tmp.write_bytes(b"done")
+    assert (tmp_path / "x.bin").read_bytes() == b"done"
+    write_json(tmp_path / "y.json", {})  # the next write to the folder clears the dead one's temporary
+    assert not stale.exists() and live.exists() and other_host.exists() and unrelated.exists()
+    assert remove_stale_temporaries(tmp_path) == []
