@@ -236,6 +236,16 @@ def test_feedback_shuffle_draws_from_whole_blocks_so_masked_entries_eat_weight()
     assert all(float(w[block].sum()) == 2000 for block in blocks)
 
 
+def test_the_same_noise_sample_goes_on_input_and_target():
+    """x + n and y + n with one n ~ N(0, 0.5011^2), drawn from the generator given."""
+    model = NetworkHierarchicalRecurrent(frame_shape=(2, 2), hidden_units=(5, 5, 5), beta=(0.9, 0.1, 0.1))
+    x, y = torch.zeros(64, 10, 4), torch.arange(2560.0).reshape(64, 10, 4)
+    noisy_x, noisy_y = model.preprocess_data((x, y), torch.Generator().manual_seed(7))
+    torch.testing.assert_close(noisy_y - y, noisy_x, rtol=0, atol=1e-3)
+    expected = torch.randn(x.shape, generator=torch.Generator().manual_seed(7)) * 0.5011
+    torch.testing.assert_close(noisy_x, expected, rtol=0, atol=0)
+
+
 def test_original_state_dict_round_trip():
     torch.manual_seed(0)
     model = NetworkHierarchicalRecurrent(frame_shape=(2, 3), hidden_units=(4, 5, 6), beta=(0.9, 0.1, 0.1))
