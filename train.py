@@ -35,6 +35,8 @@ from tqdm.auto import tqdm
 from data.dataset import ClipSource, dataset_identity, fits_on, load_clips, same_dataset, split_indices
 from losses import LOSS_OFFSETS
 from models import MODELS, build_model, describe_model_defaults, with_model_defaults
+from models.network_hierarchical_recurrent import PRECISIONS
+from models.recurrence import RECURRENCE_BACKENDS
 from models.io import HISTORY_FILE, save_model
 from utils import UserInputError, atomic_path, resolve_device, run_cli, seed_everything, write_json
 
@@ -83,7 +85,13 @@ class TrainConfig:
     device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available); under torchrun each "
                              "process takes the GPU of its LOCAL_RANK")
     tf32: bool = _f(False, "allow TF32 matrix products on GPUs (faster, ~1e-3 relative error; paper: off)")
-    amp: bool = _f(False, "bfloat16 autocast for forward and loss (faster on GPUs, less exact; paper: off)")
+    precision: str = _f("fp32", "fp32 (the paper's arithmetic) or bf16: bfloat16 matrix products with float32 "
+                                "accumulation, fp32 master weights, Adam state and loss (several times faster on "
+                                "CPUs with AMX and on GPUs; paper: fp32)")
+    recurrence: str = _f("auto", "recurrent products: block (skip W_hh's zero blocks; fastest on CPUs), dense (one "
+                                 "product per time step; GPUs) or auto (dense on CUDA, block otherwise); the same "
+                                 "maths, the choice is recorded as recurrence_backend")
+    amp: bool = _f(False, "deprecated alias of --precision bf16")
     save_dir: str = _f("model_checkpoints", "folder that receives the run folder")
     max_minutes: float = _f(0.0, "stop at the end of the epoch that passes this many minutes, with a normal "
                                  "(resumable) checkpoint; 0 = no limit")
@@ -93,6 +101,10 @@ class TrainConfig:
                                   "index, clean MSE against copy-last), logged and plotted; 0 = off (paper: off)")
     rf_monitor_clips: int = _f(1000, "white-noise clips per receptive-field check")
     preset: str = _f("", "named preset applied before explicit flags: 'demo' (a ~10-minute CPU run)")
+
+    def __post_init__(self):
+        if self.amp:  # the deprecated --amp is --precision bf16, and the saved config says so
+            self.precision = "bf16"
 
 
 PRESETS = {
@@ -107,8 +119,8 @@ PRESETS = {
 _TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
 # Flags that may differ from the saved config when resuming; a new --dataset must hold
 # the same content (train() compares the saved dataset_identity).
-_RESUME_OVERRIDES = {"epochs", "device", "checkpoint_every", "validate_every", "max_minutes", "stop_after_steps",
-                     "dataset", "rf_monitor_every", "rf_monitor_clips"}
+_RESUME_OVERRIDES = {"epochs", "device", "recurrence", "checkpoint_every", "validate_every", "max_minutes",
+                     "stop_after_steps", "dataset", "rf_monitor_every", "rf_monitor_clips"}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,6 +194,10 @@ def validate_config(cfg: TrainConfig) -> None:
         raise UserInputError(f"unknown --model {cfg.model!r}: choose from {', '.join(sorted(MODELS))}")
     if cfg.loss not in LOSS_OFFSETS:
         raise UserInputError(f"unknown --loss {cfg.loss!r}: choose from {', '.join(sorted(LOSS_OFFSETS))}")
+    if cfg.precision not in PRECISIONS:
+        raise UserInputError(f"unknown --precision {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
+    if cfg.recurrence not in ("auto", *RECURRENCE_BACKENDS):
+        raise UserInputError(f"unknown --recurrence {cfg.recurrence!r}: choose from auto, {', '.join(RECURRENCE_BACKENDS)}")
     if len(cfg.frame_shape) != 2 or min(cfg.frame_shape) < 1:
         raise UserInputError(f"--frame-shape needs two positive integers, got {cfg.frame_shape}")
     if not cfg.hidden_units or min(cfg.hidden_units) < 1:
@@ -320,7 +336,7 @@ def validate(model, source, cfg, device, noise_gen) -> dict:
     for start in range(0, len(source), cfg.batch_size):
         x = source.batch(torch.arange(start, min(start + cfg.batch_size, len(source))), device)
         xn, yn = model.preprocess_data((x, x), noise_gen)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_autocast(model, cfg)):
             loss, comps = model.get_loss(model(xn), (xn, yn))
         values = torch.stack([loss.detach(), *comps.values()])
         sums = values if sums is None else sums + values
@@ -537,6 +553,26 @@ def checked_model(cfg: TrainConfig, n_frames: int, data_path: Path):
     return model
 
 
+def set_arithmetic(model, cfg: TrainConfig, device: torch.device) -> str | None:
+    """Apply --precision and --recurrence to a model that has its own mixed-precision
+    path (the recurrent models); returns the recurrence backend used, or None.
+
+    The rule for --recurrence auto: dense on CUDA (a GPU is bound by kernel launches,
+    and dense needs 2 per time step against ~10 for block), block elsewhere (a CPU
+    is bound by FLOPs, and block skips ~31% of them at the paper's sizes)."""
+    if not hasattr(model, "set_precision"):
+        return None
+    backend = cfg.recurrence if cfg.recurrence != "auto" else "dense" if device.type == "cuda" else "block"
+    model.set_precision(cfg.precision).set_recurrence(backend)
+    return backend
+
+
+def uses_autocast(model, cfg: TrainConfig) -> bool:
+    """bf16 for a model without its own mixed-precision path (the feedforward
+    controls) is torch.autocast around forward and loss."""
+    return cfg.precision == "bf16" and not hasattr(model, "set_precision")
+
+
 def preflight(cfg: TrainConfig, resume: Path | None = None) -> None:
     """Every check train() makes before it writes anything, for a job about to be
     submitted: the data, the resume's dataset, the model (built on the CPU, with
@@ -558,7 +594,9 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
 
     seed_everything(cfg.seed)
     model = checked_model(cfg, clips.shape[1], data_path).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    backend = set_arithmetic(model, cfg, device)
+    bf16_autocast = uses_autocast(model, cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)  # on the fp32 parameters in every precision
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     components = ["L1"] + [f"mse{g}" for g in range(len(cfg.hidden_units))]
@@ -583,7 +621,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     config = dataclasses.asdict(cfg) | {"dataset_path": str(data_path.absolute()), "dataset_identity": identity,
                                          "n_clips": len(clips),
                                          "n_train": len(train_rows), "n_validation": len(val_rows),
-                                         "processes": world, "torch_version": torch.__version__}
+                                         "processes": world, "torch_version": torch.__version__,
+                                         "recurrence_backend": backend}
     def writing(what="write to"):
         return _writing(run_dir, what, f"free space or fix the folder, then resume with --path {run_dir}")
 
@@ -670,7 +709,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 # the same noise on input and target, drawn for the whole batch as one process draws it
                 xn, yn = (t[mine] for t in model.preprocess_data((x, x), noise_gen))
                 optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_autocast):
                     loss, comps = model.get_loss(net(xn), (xn, yn))
                 (loss * (share * world)).backward()  # DDP averages over processes: weight each by its share
                 torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)  # before masking, as the original

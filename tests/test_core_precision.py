@@ -124,3 +124,55 @@ def test_unknown_precision_and_backend_are_refused():
         model.set_precision("fp16")
     with pytest.raises(ValueError, match="backend"):
         model.set_recurrence("cudnn")
+
+
+# ----- train.py: --precision, --recurrence and the deprecated --amp ---------------------
+TINY_RUN = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--epochs", "1",
+            "--validate-every", "1", "--device", "cpu", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("data") / "clips.npy"
+    np.save(path, np.random.default_rng(2).standard_normal((20, 10, 16)).astype(np.float32))
+    return path
+
+
+def train_run(clips, save_dir, *extra):
+    import train
+
+    args = train.build_parser().parse_args(["--dataset", str(clips), "--save-dir", str(save_dir), *TINY_RUN, *extra])
+    cfg, resume = train.config_for(args)
+    return train.train(cfg, resume, progress=False)
+
+
+@pytest.mark.parametrize("flags, precision, backend", [
+    ([], "fp32", "block"),
+    (["--precision", "bf16"], "bf16", "block"),
+    (["--amp"], "bf16", "block"),  # the deprecated alias
+    (["--precision", "bf16", "--recurrence", "dense"], "bf16", "dense"),
+])
+def test_the_run_config_records_precision_and_recurrence_backend(tmp_path, clips, flags, precision, backend):
+    import json
+
+    from safetensors.torch import load_file
+
+    run = train_run(clips, tmp_path, *flags)
+    config = json.loads((run / "config.json").read_text())
+    assert (config["precision"], config["recurrence"], config["recurrence_backend"]) == (
+        precision, "dense" if "dense" in flags else "auto", backend)
+    weights = load_file(str(run / "1-epochs_model.safetensors"))
+    assert weights["weight_hh"].dtype == torch.float32
+    mask = NetworkHierarchicalRecurrent(frame_shape=(4, 4), hidden_units=(6, 5, 4)).hh_mask
+    assert torch.all(weights["weight_hh"][mask == 0] == 0)
+
+
+@pytest.mark.parametrize("flag, value", [("--precision", "fp16"), ("--recurrence", "cudnn")])
+def test_unknown_precision_or_recurrence_flag_is_a_one_line_error(flag, value):
+    import train
+    from utils import UserInputError
+
+    with pytest.raises(UserInputError, match=f"unknown {flag} '{value}': choose from"):
+        train.resolve_config(train.build_parser().parse_args([flag, value]))
