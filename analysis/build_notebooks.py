@@ -44,7 +44,7 @@ model = apply_ablation(data.model, data.artefact.ablation)  # the model the arte
 groups = [plotting.group_label(g) for g in range(len(units))]
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-summary = {"ablation": data.artefact.ablation}
+summary = {"checkpoint": checkpoint, "artefact": artefact, "ablation": data.artefact.ablation}
 print(f"{checkpoint} (ablation: {data.artefact.ablation}): frame {model.frame_shape}, "
       f"groups {model.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
 '''
@@ -579,7 +579,7 @@ if ood_dataset is not None:
     clips["out of distribution"] = mse.split_clips(ood_dataset, frame_shape, "train", max_clips)
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-summary = {}
+summary = {"checkpoints": checkpoints}
 print({k: v.shape for k, v in clips.items()})"""),
     ("markdown", "## (a) Next-frame MSE on noise-free held-out clips (mean +- SEM over clips)"),
     ("code", """\
@@ -675,7 +675,7 @@ images, labels = images[:max_digits], labels[:max_digits]
 frames = nback.digit_frames(images, model.frame_shape)
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-summary = dict(digit_source=digit_source, n_digits=len(labels))
+summary = dict(checkpoint=checkpoint, digit_source=digit_source, n_digits=len(labels))
 print(f"{len(labels)} digits: {digit_source}")"""),
     ("code", """\
 variants = {"full": model, "no feedback": without_feedback(model)}

@@ -1,9 +1,13 @@
 """One-page summary of a model's virtual physiology next to the literature.
 
-    python analysis/report.py CHECKPOINT ARTEFACT [--out DIR]
+    python analysis/report.py CHECKPOINT ARTEFACT [--out DIR] [--figures FIGURES]
 
 Prints the summary as Markdown and saves it as DIR/report.md and
-DIR/report.png (default DIR: ``<artefact name>.report`` beside the artefact).
+DIR/report.png (default DIR: ``<artefact name>.report`` beside the artefact),
+and DIR/report.html, one offline page with the figure, the tables, every
+figure the six notebooks made for this checkpoint and artefact (run them with
+``analysis/run_notebooks.py``; ``--figures``, default DIR/figures) and the run
+folder's MODEL_CARD.md if it has one.
 Per group: Gabor-like receptive fields, orientation and direction selectivity,
 modulation ratio (the figure's curve_fit variant), plaid pattern index and,
 for G1, surround suppression with and without feedback; then the distance of
@@ -24,7 +28,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
-from analysis import inputs, plotting, reference, stats  # noqa: E402
+from analysis import gallery, inputs, plotting, reference, stats  # noqa: E402
 from analysis.plaid_motion import pattern_index_summary  # noqa: E402
 from analysis.response_parameters import binned_distance_to_histogram, curve_fit_modulation_ratio  # noqa: E402
 from analysis.surround_suppression import SI_EDGES  # noqa: E402
@@ -33,6 +37,7 @@ from virtual_physiology.tuning import is_direction_selective, is_orientation_sel
 
 GABOR_R = 0.7
 AREAS = ("V1", "V2", "MT")
+DISTANCE_COLUMNS = ["measure", "model", "n_model", "reference", "kind", "distance", "reference_summary"]
 
 
 def _median(x) -> float:
@@ -140,7 +145,7 @@ def render_markdown(checkpoint, artefact, groups: list[dict], surround: dict, di
         _table([surround_row], list(surround_row)),
         "## Distance to the literature\nKS statistic (0 = same distribution, 1 = disjoint); 'binned' = max "
         "|dCDF| on the 10 F1/F0 bins where the data are only a histogram.",
-        _table(distances, ["measure", "model", "n_model", "reference", "kind", "distance", "reference_summary"]),
+        _table(distances, DISTANCE_COLUMNS),
     ]) + "\n"
 
 
@@ -184,17 +189,25 @@ def render_figure(units: list[dict], surround: dict, out_dir: Path) -> Path:
     return plotting.save_figure(report_figure(units, surround), out_dir, "report", formats=("png",))[0]
 
 
-def report(checkpoint, artefact, out_dir=None) -> str:
-    """Build the report; returns the Markdown and writes report.md and report.png."""
+def report(checkpoint, artefact, out_dir=None, figures_dir=None) -> str:
+    """Build the report; returns the Markdown and writes report.md, report.png
+    and the gallery report.html (with the notebooks' figures from
+    ``figures_dir``, default out_dir/figures)."""
     data = inputs.load_inputs(checkpoint, artefact)
     out_dir = Path(out_dir) if out_dir else Path(artefact).with_name(Path(artefact).name + ".report")
     groups = group_rows(data.units)
     surround = surround_rows(data.units[0]) if data.units else surround_rows({"hidden_unit_index": []})
-    markdown = render_markdown(checkpoint, artefact, groups, surround, distance_rows(data.units, surround))
+    distances = distance_rows(data.units, surround)
+    markdown = render_markdown(checkpoint, artefact, groups, surround, distances)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(markdown)
-    render_figure(data.units, surround, out_dir)
+    png = render_figure(data.units, surround, out_dir)
+    surround_row = {k: v for k, v in surround.items() if not isinstance(v, np.ndarray)}
+    tables = [("Per group", groups, list(groups[0]) if groups else []),
+              ("Surround suppression, G1 (SI %)", [surround_row], list(surround_row)),
+              ("Distance to the literature", distances, DISTANCE_COLUMNS)]
+    gallery.write_gallery(out_dir, checkpoint, artefact, png, tables, figures_dir or out_dir / "figures")
     data.artefact.close()
     return markdown
 
@@ -204,10 +217,13 @@ def main(argv=None) -> None:
     parser.add_argument("checkpoint", help="run folder or weights file")
     parser.add_argument("artefact", help="the virtual-physiology artefact (.vphys.h5) made from CHECKPOINT")
     parser.add_argument("--out", default=None, help="output folder [default: <ARTEFACT>.report]")
+    parser.add_argument("--figures", default=None,
+                        help="the notebooks' figures, one folder per notebook (analysis/run_notebooks.py) "
+                             "[default: OUT/figures]")
     args = parser.parse_args(argv)
     if not Path(args.artefact).exists():
         raise UserInputError(f"artefact {args.artefact} does not exist: run the virtual-physiology pipeline first")
-    print(report(args.checkpoint, args.artefact, args.out))
+    print(report(args.checkpoint, args.artefact, args.out, args.figures))
 
 
 if __name__ == "__main__":

@@ -91,9 +91,10 @@ def modulation_ratio_figure(ratios: list[np.ndarray]):
         group = plotting.group_label(g)
         empty = f"no units with a kept F1/F0 fit in {group}"
         if g < len(MODULATION_RATIO_AREAS):
-            plotting.histogram_against_reference(ax, mr, reference.MODULATION_RATIO_EDGES, group,
-                                                 _modulation_ratio_reference(MODULATION_RATIO_AREAS[g]),
-                                                 plotting.GROUP_COLOURS[g], empty)
+            if plotting.histogram_against_reference(ax, mr, reference.MODULATION_RATIO_EDGES, group,
+                                                    _modulation_ratio_reference(MODULATION_RATIO_AREAS[g]),
+                                                    plotting.GROUP_COLOURS[g], empty):
+                ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
         elif plotting.proportion_histogram(ax, mr, reference.MODULATION_RATIO_EDGES, group, plotting.GROUP_COLOURS[g]):
             ax.legend()
         else:
@@ -150,15 +151,20 @@ def ds_preference_figure(preferences: dict[str, list[np.ndarray]], grid: dict, t
         refs = reference.preferred_frequency(kind)
         areas = list(refs)[:len(values)]
         twin = bottom.twinx()
-        twin.plot(range(len(areas)), [refs[a][0] for a in areas], "s--", color=plotting.DATA_COLOUR,
-                  label="; ".join(refs[a][1] for a in areas))
+        data = [refs[a][0] for a in areas]
+        twin.plot(range(len(areas)), data, "s--", color=plotting.DATA_COLOUR, label="macaque (right axis)")
+        for i, area in enumerate(areas):  # each point names its area and citation
+            twin.annotate(refs[area][1].replace(" (", "\n("), (i, data[i]), textcoords="offset points", xytext=(0, 6),
+                          ha="center", fontsize="x-small", color=plotting.DATA_COLOUR)
         twin.set_ylabel(f"macaque mean preferred {name} ({data_unit})", color=plotting.DATA_COLOUR)
+        twin.margins(y=0.3)
         twin.legend(loc="upper right", fontsize="small", frameon=False)
-        bottom.set(xticks=x, xticklabels=groups, ylabel=f"model mean preferred {name} ({model_unit})")
+        bottom.set(xticks=x, xticklabels=groups, xlim=(-0.5, len(values) - 0.5),
+                   ylabel=f"model mean preferred {name} ({model_unit})")
         if np.isfinite(mean).any():
             counts = ", ".join(f"{g} n={v.size}" for g, v in zip(groups, values))
             bottom.errorbar(x, mean, yerr=sem, fmt="o-", color="k", label=f"model DS units ({counts})")
-            bottom.legend(loc="upper left", fontsize="small", frameon=False)
+            bottom.legend(loc="lower left", fontsize="small", frameon=False)
         else:
             bottom.set_yticks([])
             bottom.text(0.5, 0.5, f"no units with DSI > {threshold:g}:\nno model means (macaque data only)",

@@ -96,8 +96,9 @@ def test_a_model_without_direction_selective_units_says_so_in_the_panels(units, 
     for ax in bottom:  # the macaque means stay (on the twin axis), the model axis says why it is bare
         assert empty_messages(ax) == ["no units with DSI > 0.3:\nno model means (macaque data only)"]
         assert not ax.lines and not ax.get_yticks().size
-    twin_labels = [t.get_text() for ax in fig.axes[4:] for t in ax.get_legend().get_texts()]
-    assert all("macaque V1 (Jones et al. 2001)" in label for label in twin_labels[:1])
+    annotations = [t.get_text() for t in fig.axes[4].texts]
+    assert annotations == ["macaque V1\n(Jones et al. 2001)", "macaque V2\n(Hu et al. 2018)",
+                           "macaque MT\n(Bair & Movshon 2004)"]
     plt.close(fig)
 
 

@@ -14,7 +14,7 @@ import papermill as pm
 import pytest
 import torch
 
-from analysis import build_notebooks
+from analysis import build_notebooks, gallery
 from models import build_model
 from models.io import save_model
 from tests.analysis_helpers import tiny_run
@@ -93,6 +93,8 @@ def test_response_parameters_notebook(run, tmp_path):
     assert all(finite(row["mean"]) for row in summary["ds_preferences"])
     assert [row["model"] for row in summary["ks_by_model"]] == ["this model", "copy"]
     assert summary["ks_by_model"][0]["ks_G1_V1"] == summary["ks_by_model"][1]["ks_G1_V1"]
+    # the summary names the checkpoint and artefact, so the report's gallery takes these figures
+    assert gallery.notebook_section(tmp_path, "response_parameters", run["checkpoint"], run["artefact"]).count("<img ") == 4
 
 
 def test_plaid_motion_notebook(run, tmp_path):
@@ -155,6 +157,7 @@ def test_mse_notebook(run, tmp_path):
     assert all(finite(row["mse"]) for row in summary["next_frame"])
     assert finite(summary["rollout"][0]["mse_last"], summary["rollout"][0]["com_error_last"])
     assert finite(summary["beta_sweep"][0]["next_frame_mse"])
+    assert gallery.notebook_section(tmp_path, "mse", run["checkpoint"], "no artefact").count("<img ") == 3
 
 
 def test_nback_notebook(run, tmp_path):

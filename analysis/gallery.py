@@ -1,0 +1,116 @@
+"""One self-contained HTML page per report: the report's figure and tables,
+every figure the six notebooks made for the same checkpoint and artefact, and
+the model card if the run folder has one.
+
+The page needs nothing but itself: images are embedded as base64 data URIs,
+the style is inline, there is no script and no link to load. Notebook figures
+are read from FIGURES/<notebook>/*.png (``analysis/run_notebooks.py`` writes
+them there); a folder whose summary.json names another checkpoint or
+artefact is left out with a note saying so, so the page cannot mix models.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from utils import atomic_path
+
+NOTEBOOKS = ("response_parameters", "plaid_motion", "surround_suppression", "connectivity_ori_dir", "mse", "nback")
+STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}
+th{background:#f0f0f0}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}figure{margin:1em 0}
+figcaption{font-family:monospace;color:#555}.note{color:#a40;font-style:italic}pre{background:#f7f7f7;padding:1em;
+white-space:pre-wrap}"""
+
+
+def png_data_uri(path: str | Path) -> str:
+    """The PNG file at ``path`` as a data:image/png;base64 URI."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def _cell(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "n/a" if not np.isfinite(value) else f"{value:.3g}"
+    return html.escape(str(value))
+
+
+def html_table(rows: list[dict], columns: list[str]) -> str:
+    """An HTML table of ``rows`` (dicts) with one column per name in ``columns``
+    (numbers to 3 significant digits, nan as n/a)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _same_path(a, b) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def provenance_problem(summary_path: Path, checkpoint, artefact) -> str | None:
+    """Why the figures beside ``summary_path`` are not of this checkpoint and
+    artefact (None if they are). Notebooks that read no artefact (mse, nback)
+    are matched on the checkpoint only."""
+    if not summary_path.is_file():
+        return "the notebook did not finish (no summary.json), so its figures cannot be matched to this checkpoint"
+    summary = json.loads(summary_path.read_text())
+    checkpoints = [path for _, path in summary.get("checkpoints", [])] or [summary.get("checkpoint")]
+    if not any(c is not None and _same_path(c, checkpoint) for c in checkpoints):
+        return f"made from {', '.join(map(str, checkpoints))}, not from {checkpoint}"
+    if "artefact" in summary and not _same_path(summary["artefact"], artefact):
+        return f"made from the artefact {summary['artefact']}, not {artefact}"
+    return None
+
+
+def notebook_section(figures_dir: Path, name: str, checkpoint, artefact) -> str:
+    """The HTML of one notebook's figures, or a note saying why there are none."""
+    folder = figures_dir / name
+    heading = f"<h2>{html.escape(name)}</h2>"
+    pngs = sorted(folder.glob("*.png"))
+    if not pngs:
+        return heading + (f'<p class="note">no figures in {html.escape(str(folder))}: run '
+                          f"<code>python analysis/run_notebooks.py CHECKPOINT ARTEFACT --only {name}</code></p>")
+    problem = provenance_problem(folder / "summary.json", checkpoint, artefact)
+    if problem:
+        return heading + f'<p class="note">figures in {html.escape(str(folder))} not shown: {html.escape(problem)}</p>'
+    figures = "".join(f'<figure><img src="{png_data_uri(p)}" alt="{html.escape(p.stem)}">'
+                      f"<figcaption>{html.escape(p.stem)}</figcaption></figure>" for p in pngs)
+    return heading + figures
+
+
+def model_card(checkpoint) -> str | None:
+    """The text of MODEL_CARD.md in the checkpoint's run folder, if there is one."""
+    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    card = folder / "MODEL_CARD.md"
+    return card.read_text() if card.is_file() else None
+
+
+def render_gallery(checkpoint, artefact, report_png, tables: list[tuple[str, list[dict], list[str]]],
+                   figures_dir) -> str:
+    """The whole page: title and paths, the report figure, ``tables`` as
+    (heading, rows, columns), the notebooks' figures and the model card."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Report: {html.escape(str(checkpoint))}</title>"
+             f"<style>{STYLE}</style></head><body>",
+             "<h1>Virtual-physiology report</h1>",
+             f"<p>Checkpoint <code>{html.escape(str(checkpoint))}</code>; artefact "
+             f"<code>{html.escape(str(artefact))}</code>; notebook figures from "
+             f"<code>{html.escape(str(figures_dir))}</code>.</p>",
+             f'<figure><img src="{png_data_uri(report_png)}" alt="report"><figcaption>report</figcaption></figure>']
+    for heading, rows, columns in tables:
+        parts.append(f"<h2>{html.escape(heading)}</h2>" + html_table(rows, columns))
+    parts += [notebook_section(Path(figures_dir), name, checkpoint, artefact) for name in NOTEBOOKS]
+    card = model_card(checkpoint)
+    parts.append("<h2>Model card</h2>" + (f"<pre>{html.escape(card)}</pre>" if card is not None
+                                          else '<p class="note">the run folder has no MODEL_CARD.md</p>'))
+    return "\n".join(parts) + "\n</body></html>\n"
+
+
+def write_gallery(out_dir, checkpoint, artefact, report_png, tables, figures_dir) -> Path:
+    """Write ``render_gallery`` as out_dir/report.html (atomically); returns its path."""
+    path = Path(out_dir) / "report.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_gallery(checkpoint, artefact, report_png, tables, figures_dir), encoding="utf-8")
+    return path

@@ -1,0 +1,95 @@
+"""Run the six analysis notebooks on one checkpoint and its artefact.
+
+    python analysis/run_notebooks.py CHECKPOINT ARTEFACT [--figures DIR] [--quick] [--only NAME ...]
+
+Each notebook runs through papermill with output_dir DIR/<notebook> (default
+DIR: ``<artefact name>.report/figures``, where ``analysis/report.py`` looks for
+them to build its gallery); the executed notebook is saved beside its figures.
+``mse`` scores the model on the training dataset of its config (the embedded
+dataset for ``--dataset default``). ``--quick`` uses small settings (few
+shuffles, short n-back readout training, bundled digits) to check that every
+figure is drawn in minutes; its numbers are not the analysis's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils import UserInputError, run_cli  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ("response_parameters", "plaid_motion", "surround_suppression", "connectivity_ori_dir", "mse", "nback")
+QUICK = {"plaid_motion": dict(contour_step=45, n_plaid_directions=12),
+         "connectivity_ori_dir": dict(n_shuffles=200),
+         "mse": dict(max_clips=200, n_angles=4),
+         "nback": dict(mnist_path=None, max_digits=500, n_back_values=[0, 2, 5], shuffle_fractions=[0.0, 0.5, 1.0],
+                       epochs=20, lr=1e-2)}
+
+
+def default_figures_dir(artefact) -> Path:
+    """Where the report looks for the notebooks' figures of ``artefact``."""
+    artefact = Path(artefact)
+    return artefact.with_name(artefact.name + ".report") / "figures"
+
+
+def training_dataset(checkpoint) -> str:
+    """The clips file the checkpoint was trained on (the embedded dataset's cache for 'default')."""
+    from models.io import load_model
+
+    _, config, _ = load_model(checkpoint)
+    if config.get("dataset", "default") == "default":
+        from data.default_dataset import default_dataset_path
+
+        return str(default_dataset_path(tuple(config["frame_shape"])))
+    return str(config["dataset"])
+
+
+def parameters(name: str, checkpoint: str, artefact: str, out: Path, quick: bool) -> dict:
+    """papermill parameters of notebook ``name``."""
+    if name == "mse":
+        params = dict(checkpoints=[["this model", checkpoint]], dataset=training_dataset(checkpoint))
+    elif name == "nback":
+        params = dict(checkpoint=checkpoint)
+    else:
+        params = dict(checkpoint=checkpoint, artefact=artefact)
+    return dict(params, output_dir=str(out), **(QUICK.get(name, {}) if quick else {}))
+
+
+def run_notebooks(checkpoint, artefact, figures_dir=None, quick=False, only=None, log=print) -> Path:
+    """Execute the notebooks (all, or those in ``only``) into figures_dir/<name>; returns figures_dir."""
+    import papermill
+
+    checkpoint, artefact = str(Path(checkpoint).resolve()), str(Path(artefact).resolve())
+    figures_dir = Path(figures_dir) if figures_dir else default_figures_dir(artefact)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for name in only or NOTEBOOKS:
+        out = figures_dir / name
+        out.mkdir(parents=True, exist_ok=True)
+        log(f"{name} -> {out}")
+        papermill.execute_notebook(str(ROOT / "analysis" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                                   parameters=parameters(name, checkpoint, artefact, out, quick),
+                                   kernel_name="python3", progress_bar=False, cwd=str(ROOT))
+    return figures_dir
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="run folder or weights file")
+    parser.add_argument("artefact", help="its virtual-physiology artefact (.vphys.h5)")
+    parser.add_argument("--figures", default=None, help="output folder [default: <ARTEFACT>.report/figures]")
+    parser.add_argument("--quick", action="store_true", help="small settings: every figure, not the real numbers")
+    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
+    args = parser.parse_args(argv)
+    for path, what in ((args.checkpoint, "checkpoint"), (args.artefact, "artefact")):
+        if not Path(path).exists():
+            raise UserInputError(f"{what} {path} does not exist")
+    print(run_notebooks(args.checkpoint, args.artefact, args.figures, args.quick, args.only))
+
+
+if __name__ == "__main__":
+    run_cli(main)
