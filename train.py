@@ -1,6 +1,6 @@
 """Train a hierarchical temporal-prediction model. Reads top to bottom:
 config -> data -> model -> loop (noise, forward, loss, backward, clip, mask,
-Adam) -> checkpoints. The maths is the original's (spec §2-§4); what is new is
+Adam) -> checkpoints. The maths is the original's (docs/faithfulness.md); what is new is
 seeding, exact resume, atomic safe checkpoints and one host sync per epoch.
 Every epoch's losses go to the run's own log, RUN/logs/train.log.
 

@@ -1,6 +1,6 @@
 """Turn footage into training clips: the preprocessing of the paper's data build.
 
-Steps, in order (paper.md §3): decode to grayscale, block-mean downsample,
+Steps, in order (as the paper's data were built): decode to grayscale, block-mean downsample,
 band-pass every frame with ``skimage.filters.difference_of_gaussians(frame, 1)``,
 cut frame-sized patches into fixed-length clips (optionally keeping only every
 ``frame_step``-th frame), drop flat and low-motion clips, z-score each clip.

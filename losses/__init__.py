@@ -1,4 +1,4 @@
-"""Training losses. Each named loss has a temporal offset k (spec §3): the
+"""Training losses. Each named loss has a temporal offset k: the
 model's readout at time t is compared with the target at time t + k. The
 recurrent models use the hierarchical offset MSE; the temporal-convolution
 (feedforward) models use the feedforward MSE, whose offset is always 1."""
@@ -9,7 +9,7 @@ LOSS_OFFSETS = {
     "loss_hierarchical_temporal_prediction": 1,  # the paper's: predict the next step
     "loss_hierarchical_temporal_prediction_t5": 5,  # control: predict 5 steps ahead
     "loss_hierarchical_autoencoder": 0,  # control: reconstruct the present (offset 0)
-    "loss_hierarchical_temporal_prediction_feedforward": 1,  # feedforward controls (spec §3 "FF loss")
+    "loss_hierarchical_temporal_prediction_feedforward": 1,  # feedforward controls (docs/faithfulness.md, "Feedforward loss")
 }
 # The losses each family of models can train with.
 FEEDFORWARD_LOSSES = ("loss_hierarchical_temporal_prediction_feedforward",)

@@ -1,5 +1,5 @@
-"""The feedforward temporal-prediction loss (spec §3 "FF loss", §5), on
-time-aligned outputs."""
+"""The feedforward temporal-prediction loss of the original's convolution
+controls (docs/faithfulness.md, "Feedforward loss"), on time-aligned outputs."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
-"""The hierarchical offset MSE of the original (spec §3), written out once."""
+"""The hierarchical offset MSE of the original (docs/faithfulness.md, "Offset
+MSE with warm-up"), written out once."""
 from __future__ import annotations
 
 import torch

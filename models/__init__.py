@@ -12,7 +12,7 @@ from models.network_recurrent import NetworkRecurrent
 
 MODELS = {
     "network_hierarchical_recurrent": NetworkHierarchicalRecurrent,
-    # controls (paper §4)
+    # the paper's control models
     "network_recurrent": NetworkRecurrent,  # vanilla RNN: one group
     "network_hierarchical_feedforward": NetworkHierarchicalFeedforward,  # stacks trained jointly
     "network_feedforward": NetworkFeedforward,  # TP_FF: one stack on frozen stacks below

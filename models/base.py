@@ -7,7 +7,8 @@ talk to a model through these members, so they work on any model kind:
 - ``group_sizes``: units per group ("area"), in hierarchy order.
 - ``group_lags``: frames by which group g's response lags the input. In the
   hierarchical recurrent model each group is one synaptic hop further from the
-  input, so group g (0-based) lags by g frames (spec §6, RWA).
+  input, so group g (0-based) lags by g frames; the original's RWA uses that
+  lag for every model kind (docs/faithfulness.md, "RWA method").
 - ``group_slices``: the columns of ``hidden_activity`` that hold each group.
 - ``hidden_activity(x)``: hidden units for stimuli ``x`` of shape (B, T, P),
   returned as (B, T, sum(group_sizes)), aligned in time with the input (a model

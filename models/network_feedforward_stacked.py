@@ -1,6 +1,6 @@
 """Assemble TP_FF for the analyses: chain stacks trained one at a time into
-one checkpoint of kind ``network_feedforward_stacked`` (spec §5
-NetworkFeedforwardStacked; the model is in models/network_feedforward.py).
+one checkpoint of kind ``network_feedforward_stacked``, as the original's
+stacked model chains its stacks (the model is in models/network_feedforward.py).
 
     python -m models.network_feedforward_stacked RUN0 RUN1 RUN2 --out TP_FF_RUN
 

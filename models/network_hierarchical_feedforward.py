@@ -1,5 +1,5 @@
 """The jointly trained hierarchical feedforward temporal-prediction model
-("Feedforward" in the MSE analysis; spec §5 NetworkHierarchicalFeedforward).
+("Feedforward" in the MSE analysis; the original's NetworkHierarchicalFeedforward).
 
 Stack 0 convolves the last k = 5 frames, stack g the last 5 hidden states of
 stack g-1 (detached); each predicts the next frame of its own input. Every

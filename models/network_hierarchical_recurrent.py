@@ -2,7 +2,7 @@
 
 One ReLU RNN whose hidden units form groups ("areas"). Group 1 sees the frame
 and its readout predicts the next frame; the readout of group g > 1 predicts the
-next hidden activity of group g-1 (spec §2). Connectivity is block-masked:
+next hidden activity of group g-1, as in the original. Connectivity is block-masked:
 recurrent within a group, feedforward g -> g+1 and feedback g+1 -> g. The last
 ``local_inhibitory_prop`` of each group are inhibitory and project only inside
 their group; Dale's law gives excitatory columns of W_hh the sign + and
@@ -110,7 +110,8 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
     def _init_parameters_like_original(self):
         """PyTorch's default init for nn.RNN(P, H) followed by nn.Linear(H, O), drawn
         in the same order and shapes, so a given torch seed gives the original's
-        initial weights; then W_hh = I/100 as the original writes it (spec §2)."""
+        initial weights; then W_hh = I/100 as the original writes it
+        (docs/faithfulness.md, "Initial recurrent weights")."""
         P, H, O = self.n_pixels, self.n_hidden, sum(self.output_sizes)
         bound = 1.0 / math.sqrt(H)  # nn.RNN: U(+-1/sqrt(H)); nn.Linear(H, .): U(+-1/sqrt(fan_in = H))
         w_ih = torch.empty(H, P).uniform_(-bound, bound)
@@ -185,7 +186,8 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
     @torch.no_grad()
     def project_weights_(self):
         """Mask W_hh and apply Dale's law in place, as the original does at the start
-        of every forward pass (spec §2, §9 row 12): E-columns <- |W|, I-columns <- -|W|.
+        of every forward pass (docs/faithfulness.md, "Masks and Dale reflection"):
+        E-columns <- |W|, I-columns <- -|W|.
 
         In place on purpose: the gradient is then taken at the projected weights and
         Adam updates the projected values, exactly as in the original. Without
@@ -246,14 +248,15 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         return total
 
     def preprocess_data(self, data, generator: torch.Generator | None = None):
-        """Add one Gaussian noise sample (std 0.5011) to both input and target (spec
-        §2: the same sample on both, so the target's noise is unpredictable)."""
+        """Add one Gaussian noise sample (std 0.5011) to both input and target
+        (docs/faithfulness.md, "Same noise on input and target": the target's noise
+        is unpredictable)."""
         x, y = data
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.noise_std
         return x + noise, y + noise
 
     def get_loss(self, out, data):
-        """(loss, components): lam * sum|W| + sum_g beta_g MSE_g (spec §3)."""
+        """(loss, components): lam * sum|W| + sum_g beta_g MSE_g (losses.hierarchical_offset_mse)."""
         return hierarchical_offset_mse(
             out,
             data,

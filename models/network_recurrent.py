@@ -1,7 +1,7 @@
 """The vanilla (non-hierarchical) recurrent temporal-prediction model: the
 hierarchical recurrent network with a single group, whose readout predicts
 the next frame. The original's checkpoints include such a "vanilla RNN"
-(paper §4); its ``temporal_prediction`` loss is missing from that code.
+(one of the paper's controls); its ``temporal_prediction`` loss is missing from that code.
 
     python submit_training_job.py --model network_recurrent --hidden-units 800 --beta 1
 

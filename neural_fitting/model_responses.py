@@ -5,7 +5,7 @@
     python -m neural_fitting.model_responses --movie-dir data/allen/movies \
         --vgg-weights vgg19-dcbac81e.pth --label VGG19 --out responses/vgg19.npz
 
-Stimulus (spec §8, paper.md §6): every movie frame is resized to the model's
+Stimulus (as the original's response script): every movie frame is resized to the model's
 frame shape (area interpolation by default; "bilinear" is cv2's default, which
 the original's ``cv2.resize`` call used) and z-scored per frame. Each
 300-frame chunk is one clip (1, 300, P) for ``model.hidden_activity``, with

@@ -7,7 +7,7 @@ For every session: units in the requested areas (allensdk's default quality
 filters), spike counts per movie-frame presentation as units x repeats x frames,
 the mean over all repeats, the Sahani-Linden noise ratio (first 10 repeats of
 each movie, averaged over the two movies), the >60 filter (NaN passes, as in the
-original), then 300-frame chunks averaged in 5-frame bins (spec §8).
+original), then 300-frame chunks averaged in 5-frame bins, as the original.
 
 Writes, atomically and only after every session has been read:
 ``session_<id>.npz`` (arrays below, no pickle), ``session_<id>.json`` (counts

@@ -4,7 +4,7 @@ Conventions: ``responses`` are (bins, units) arrays (one row per 5-frame time
 bin, one column per neuron or model unit); an RSM is (bins, bins).
 
 Speed: the original computed every RSM entry with its own ``scipy.stats.pearsonr``
-call (810,000 calls per 900x900 RSM, x200 per noise ceiling; spec §9 #19). Here an
+call (810,000 calls per 900x900 RSM, x200 per noise ceiling). Here an
 RSM is one matrix product of z-scored rows, and Spearman correlations rank each
 upper triangle once. rsatoolbox's ``calc_rdm(method="correlation")`` computes the
 same matrix (as 1 - r) but is slower here and returns NaN, not 0, for constant
@@ -23,7 +23,8 @@ def rsm(responses: np.ndarray) -> np.ndarray:
     computed as Z Z^T with every row centred and scaled to unit norm.
     A constant row (all units equal, e.g. a silent bin) gets r = 0 with every
     bin, itself included, so its diagonal entry is 0, not 1: this reproduces
-    the original's rule "0 if either vector is constant" (spec §8), which it
+    the original's rule "0 if either vector is constant" (docs/faithfulness.md,
+    "RSM and ceiling"), which it
     applied to the diagonal too. Every other diagonal entry is 1.
     """
     x = np.asarray(responses, dtype=np.float64)
@@ -125,7 +126,7 @@ def noise_ceiling(responses: np.ndarray, n_splits: int = 100, seed: int = 0) -> 
 
 
 def normalised_similarity(similarity_value: float | np.ndarray, ceiling: np.ndarray) -> float | np.ndarray:
-    """Similarity divided by the mean of the session's ceiling values (spec §8)."""
+    """Similarity divided by the mean of the session's ceiling values, as the original."""
     return similarity_value / np.mean(ceiling)
 
 
@@ -140,7 +141,8 @@ def best_group(scores: np.ndarray) -> int:
 def paired_ttest(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Two-sided paired t-test (``scipy.stats.ttest_rel``) of two per-session
     score vectors aligned by session. Returns (t, p). Unequal lengths raise
-    (the original paired lists that could differ in length; spec §9 #23)."""
+    (the original paired lists that could differ in length; docs/faithfulness.md,
+    "Paired tests on paired data")."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.shape} vs {b.shape}")

@@ -1,11 +1,11 @@
 """Score every model group against every session and area; tables and figures for RSA.ipynb.
 
 score = Spearman(model RSM, neural RSM) / mean split-half ceiling of the
-session (spec §8). Per area and model type, the best group is the one with
+session, as the original. Per area and model type, the best group is the one with
 the highest mean score over sessions; model types are compared on their best
 groups with paired t-tests across sessions. Model types come from each
 response file's stored ``label``, so legends cannot drift from the data (the
-original zipped 4 types with 5 labels and left VGG out; spec §9 #20).
+original zipped 4 types with 5 labels and left VGG out).
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from utils import UserInputError
 
-NOISE_RATIO_MAX = 60.0  # units above this NP/SP are dropped (spec §8)
-NOISE_RATIO_REPEATS = 10  # repeats per movie used for the ratio (movie one: the first 10 of 20; spec §8, §9 #18)
+NOISE_RATIO_MAX = 60.0  # units above this NP/SP are dropped (docs/faithfulness.md, "Noise-ratio filter")
+NOISE_RATIO_REPEATS = 10  # repeats per movie used for the ratio (movie one: the first 10 of 20), as the original
 
 
 def presentation_counts(spike_times: list[np.ndarray], start: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ def repeat_index(frames: np.ndarray, start: np.ndarray) -> np.ndarray:
     (P,) frames and start times -> (P,) int. A stable sort by (frame, start) keeps
     the time order inside each frame, so repeat k of every frame comes from the
     k-th pass through the movie (the original's unstable sort scrambled this;
-    spec §9 #18, F).
+    docs/faithfulness.md, "Repeat order").
     """
     frames, start = np.asarray(frames), np.asarray(start)
     order = np.lexsort((start, frames))
@@ -114,7 +114,7 @@ def passes_noise_filter(ratio: np.ndarray, max_ratio: float = NOISE_RATIO_MAX,
 
     ``nan_passes=True`` reproduces the original, where ``ratio > 60`` is False
     for NaN, so units whose SP estimate was negative (or silent units) are
-    kept (spec §9 #18, R). Set it False to drop them.
+    kept (docs/faithfulness.md, "Noise-ratio filter"). Set it False to drop them.
     """
     ratio = np.asarray(ratio, dtype=float)
     keep = ratio <= max_ratio

@@ -3,7 +3,7 @@
 Both movies are cut into ``chunk_frames``-frame chunks (movie one first, then
 movie three, each in frame order) and every chunk is averaged in
 ``bin_frames``-frame bins. With the paper's numbers (900 + 3600 frames, chunks
-of 300, bins of 5) that gives 15 chunks and 900 bins (spec §8). The numbers
+of 300, bins of 5) that gives 15 chunks and 900 bins, as the original. The numbers
 are parameters so tests can use tiny movies.
 """
 from __future__ import annotations

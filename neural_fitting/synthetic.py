@@ -4,7 +4,7 @@ For tests and demos (no real data can be fetched offline): one electrode
 group, electrodes whose ``location`` is the area, units with ``spike_times``
 and the Allen metric columns, and one ``<movie>_presentations`` interval table
 per movie with a ``frame`` column, the movie played ``n_repeats`` times in a
-row (ecosystem.md §1, "Writing an Allen-shaped fixture from standard types").
+row, built from standard NWB types only (no allensdk).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ downloaded here: save them on a machine with torchvision
 (``torchvision.models.vgg19(weights="IMAGENET1K_V1").state_dict()``) and pass
 the file with ``--vgg-weights``.
 
-Responses follow the original script (spec §8, paper.md §8): the 20x40 model
+Responses follow the original's VGG script: the 20x40 model
 frames are zero-padded to 40x40 (10 rows above and below), repeated to 3
 channels and ImageNet-normalised; the outputs of the 16 post-convolution ReLUs
 (module indices 1, 3, 6, ..., 35) are flattened per frame.

@@ -1,5 +1,5 @@
-"""A plain dense masked implementation of the original model, written from the
-spec (§2-§4) with no shortcuts: nn.RNN + nn.Linear, dense masks, the Dale
+"""A plain dense masked implementation of the original model, written from its
+description with no shortcuts: nn.RNN + nn.Linear, dense masks, the Dale
 projection on every forward, the loss with slicing as described, and the
 original's step (clip by value, then mask gradients, then Adam).
 

@@ -91,7 +91,7 @@ def strict_gabor(params, r, frame_shape: tuple[int, int], min_r: float = 0.7, mi
     - the carrier shows: f * sigma_along >= ``min_cycles_per_sigma``, at the
       default 0.5 at least half a carrier cycle per envelope sigma, i.e. the
       +-1 sigma envelope holds a whole cycle.
-    Single-pixel blobs fit with r ~ 0.85 (notes/feasibility.md) but fail the
+    Single-pixel blobs fit with r ~ 0.85 but fail the
     width or the carrier condition. NaN fits fail.
     """
     params, r = np.asarray(params, dtype=np.float64), np.asarray(r, dtype=np.float64)
