@@ -68,7 +68,7 @@ RESPONSE_PARAMETERS = [
     ("markdown", """\
 # Response parameters: tuning, modulation ratio, preferred SF/TF
 
-Spec §7 `response_parameters`. Model groups G1, G2, G3 are compared with macaque V1, V2, MT.
+As the original's `response_parameters` notebook. Model groups G1, G2, G3 are compared with macaque V1, V2, MT.
 F1/F0 is the figure notebook's `curve_fit` variant (computed by virtual physiology; units kept if
 0 <= F1/F0 <= 2 and the fit correlates positively)."""),
     ("parameters", """\
@@ -158,7 +158,7 @@ PLAID_MOTION = [
     ("markdown", """\
 # Plaid pattern motion
 
-Spec §7 `plaid_motion`. Pattern index PI = Zp - Zc per unit (virtual physiology), compared with
+As the original's `plaid_motion` notebook. Pattern index PI = Zp - Zc per unit (virtual physiology), compared with
 macaque V1 and MT (Movshon & Newsome 1996; MT-projecting V1 cells, df = 13) and V2 (Hu et al. 2018,
 given as Z scores with an unknown df). PI > 1.28 marks pattern cells; the original's criterion is PI > 0."""),
     ("parameters", """\
@@ -242,8 +242,8 @@ plotting.save_figure(fig, out, "example_plaid_tuning_and_maps")
 summary["examples"] = examples"""),
     ("markdown", """\
 ## Feedback removed
-PI of the same units with the feedback blocks of W_hh zeroed. As in the original (spec §9 row 4,
-flagged), the pattern and component predictions are built from the FULL model's grating tuning.
+PI of the same units with the feedback blocks of W_hh zeroed. As in the original (flagged;
+docs/faithfulness.md, "No-feedback plaids use the full model's tuning"), the pattern and component predictions are built from the FULL model's grating tuning.
 Paired t-test over units with both values."""),
     ("code", """\
 rows = []
@@ -287,8 +287,8 @@ SURROUND_SUPPRESSION = [
     ("markdown", """\
 # Surround suppression with and without feedback (group G1)
 
-Spec §7 `surround_suppression`. Size tuning from virtual physiology: aperture RADIUS 2..38 px, un-normalised
-gratings, mean of the last 4 of 100 frames (reproduced, spec §9 row 22). SI = 100 (max - R_largest) / max.
+As the original's `surround_suppression` notebook. Size tuning from virtual physiology: aperture RADIUS 2..38 px, un-normalised
+gratings, mean of the last 4 of 100 frames (reproduced; docs/faithfulness.md, "Surround stimulus"). SI = 100 (max - R_largest) / max.
 Data, labelled for what they are: mouse V1 with lateral higher areas silenced (Vangeneugden et al. 2019,
 attribution uncertain), macaque V1 with V2/V3 cooled (Nassi et al. 2013) and marmoset V1 with V2 feedback
 inactivated (Nurminen et al. 2018; the original plotted the last as "mouse" and the mouse
@@ -436,9 +436,10 @@ CONNECTIVITY = [
     ("markdown", """\
 # Like-to-like connectivity among G1 excitatory units
 
-Spec §7 `connectivity_ori_dir`. Units: G1 excitatory, Gabor r > `gabor_r_min` and both envelope
-log-variances > `log_variance_min`; W = their block of W_hh [post, pre]. Reproduced quirks (spec §9
-row 21): the short-range threshold is a percentile of |W|, the long-range one of signed W; orientation
+As the original's `connectivity_ori_dir` notebook. Units: G1 excitatory, Gabor r > `gabor_r_min` and both envelope
+log-variances > `log_variance_min`; W = their block of W_hh [post, pre]. Reproduced quirks
+(docs/faithfulness.md): the short-range threshold is a percentile of |W|, the long-range one of signed W,
+both over the whole excitatory block with the self-weights; orientation
 differences come from the preferred directions. **Axis convention (flagged):** the original calls an input
 displaced along the postsynaptic unit's *motion* axis "co-axial"; Iacaruso et al. (2017) mean the
 preferred-*orientation* axis. Both are shown."""),
@@ -551,7 +552,7 @@ MSE = [
     ("markdown", """\
 # Prediction error: next frame, multi-frame rollouts, beta sweep
 
-Spec §7 `mse` with the fixes of §9 row 24: the copy-last-frame baseline copies the last frame the model
+As the original's `mse` notebook, with its fixes (docs/faithfulness.md, "Prediction-error baselines"): the copy-last-frame baseline copies the last frame the model
 has seen (and is scored on the same targets), the rollout runs the model's own forward (so its weight
 constraints apply), the centre-of-mass error is a centre-of-mass error, and every model is rolled out
 on the same bar angles."""),
@@ -648,9 +649,9 @@ NBACK = [
     ("markdown", """\
 # n-back memory for a digit, with and without feedback
 
-Spec §7 `nback`: 4 noise frames, a digit, then n noise frames; a linear readout of all hidden units at
+As the original's `nback` notebook: 4 noise frames, a digit, then n noise frames; a linear readout of all hidden units at
 the last step names the digit. Full model vs feedback removed vs feedback shuffled. Two-proportion
-z-test with the pooled p(1 - p) (the original wrote p**(1 - p), spec §9 row 23)."""),
+z-test with the pooled p(1 - p) (the original wrote p**(1 - p))."""),
     ("parameters", """\
 checkpoint = "model_checkpoints/RUN"
 mnist_path = "auto"  # .npz with images/labels (or Keras x_train/y_train); "auto": a local MNIST if found

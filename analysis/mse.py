@@ -1,5 +1,6 @@
 """Prediction quality: next-frame error on held-out clips and multi-frame
-rollouts on moving bars (spec §7 mse, with the fixes of §9 row 24).
+rollouts on moving bars, as the original's mse notebook with its fixes
+(docs/faithfulness.md, "Prediction-error baselines").
 
 The model's prediction at step t is the first ``n_pixels`` outputs of
 ``forward`` and targets frame t + offset (offset = ``model.temporal_offset``,
@@ -132,7 +133,7 @@ def rollout_scores(predicted, target, motion, frame_shape) -> dict[str, np.ndarr
 
     predicted, target: (B, K, P); motion: (B, 2) unit vectors (column, row).
     Returns 'mse' and 'com_error', each (B, K). (The original reported the MSE
-    under the COM name; spec §9 row 24.)
+    under the COM name; docs/faithfulness.md, "Prediction-error baselines".)
     """
     predicted, target = np.asarray(predicted, float), np.asarray(target, float)
     mse = ((predicted - target) ** 2).mean(-1)

@@ -1,5 +1,5 @@
 """n-back memory: can a linear readout of the hidden units name a digit shown
-n noise frames ago? (spec §7 nback)
+n noise frames ago? (the original's nback notebook)
 
 Sequence per trial: 4 frames of N(0, 1) noise, one digit frame, then n noise
 frames. Features are all hidden units at the last step; a linear softmax

@@ -1,6 +1,6 @@
 """Plaid analyses beyond the pattern index itself (which virtual physiology
 computes): summaries, plaid direction selectivity, example plaid tuning
-curves and two-grating response maps (spec §7 plaid_motion)."""
+curves and two-grating response maps, as the original's plaid_motion notebook."""
 from __future__ import annotations
 
 import numpy as np

@@ -4,7 +4,8 @@ Every dataset carries its citation (see ``reference_data/README.md`` for how the
 numbers were transcribed and their caveats). Labels name the species, area and
 condition as they really are: the original notebooks plotted the mouse
 *feedback-suppressed* SI list as "V1" and marmoset data (Nurminen 2018) as
-"mouse"; here both are labelled for what they are (spec §7 surround, §9 row 22).
+"mouse"; here both are labelled for what they are (docs/faithfulness.md,
+"Surround data labels").
 """
 from __future__ import annotations
 

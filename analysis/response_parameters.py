@@ -1,6 +1,6 @@
 """Grating-tuning summaries: tuning slices, modulation-ratio filtering, the
 preferred frequencies of direction-selective units, and KS comparisons of
-model types with the literature (spec §7 response_parameters)."""
+model types with the literature, as the original's response_parameters notebook."""
 from __future__ import annotations
 
 import numpy as np

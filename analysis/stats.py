@@ -129,7 +129,7 @@ def two_proportion_ztest(successes_1: int, n_1: int, successes_2: int, n_2: int)
 
     p = (x_1 + x_2)/(n_1 + n_2); z = (x_1/n_1 - x_2/n_2) / sqrt(p(1 - p)(1/n_1 + 1/n_2));
     p-value = 2 (1 - Phi(|z|)). The original nback notebook wrote p**(1 - p) for
-    p(1 - p) (spec §9 row 23); this is the textbook form. If both proportions
+    p(1 - p) (docs/faithfulness.md, "Two-proportion z-test"); this is the textbook form. If both proportions
     are 0 or both 1 the difference is exactly 0: returns (0.0, 1.0).
     """
     if min(n_1, n_2) <= 0:
@@ -205,8 +205,8 @@ def paired_ttest(a, b) -> tuple[float, float, int]:
     """Paired t-test of a against b; returns (t, p two-sided, number of pairs).
 
     a, b: (n,) values of the same units under two conditions. Unequal lengths
-    are refused (the original tested lists of possibly different lengths, spec
-    §9 row 23); pairs where either value is nan are dropped together. Needs at
+    are refused (the original tested lists of possibly different lengths;
+    docs/faithfulness.md, "Paired tests on paired data"); pairs where either value is nan are dropped together. Needs at
     least 2 complete pairs, else (nan, nan, n).
     """
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()

@@ -1,7 +1,9 @@
-"""Surround suppression with and without feedback (spec §7 surround_suppression).
+"""Surround suppression with and without feedback, as the original's
+surround_suppression notebook.
 
 Size-tuning curves come from ``virtual_physiology.surround`` (radius 2..38 px,
-un-normalised gratings, last 4 of 100 frames; reproduced, §9 row 22). Here:
+un-normalised gratings, last 4 of 100 frames; docs/faithfulness.md, "Surround
+stimulus"). Here:
 the per-unit comparisons between the full and the no-feedback model that the
 Nurminen et al. (2018) data summarise, and group-mean curves. Units are paired
 by index, so both arrays must hold the same units in the same order.

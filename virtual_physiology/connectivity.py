@@ -1,5 +1,5 @@
 """Recurrent excitatory -> excitatory weights of the first group, for the
-connectivity analyses (spec §7 "connectivity_ori_dir": W = W_hh[:640, :640],
+connectivity analyses (as the original's connectivity notebook: W = W_hh[:640, :640],
 indexed [post, pre], group-1 E units only).
 
 The per-unit properties those analyses pair with the weights (Gabor centre,

@@ -1,6 +1,7 @@
 """Modulation ratio F1/F0 of each unit's response to its preferred grating,
-in the original's two variants (spec §6 "Modulation ratio", §7
-response_parameters (b), §9 row 5: both reproduced, quirks included).
+in the original's two variants, the virtual physiology's and the
+response_parameters notebook's (docs/faithfulness.md, "Two modulation ratios":
+both reproduced, quirks included).
 
 Input in both: ``optimum_responses`` (n_units, 50), each unit's response to
 its preferred grating after the 4 warm-up frames (``tuning.responses_at``).
@@ -74,8 +75,8 @@ def modulation_ratio_vphys(optimum_responses: np.ndarray, seed: int = 0, chunk_u
 def modulation_ratio_curve_fit(optimum_responses: np.ndarray, progress: bool = True) -> dict:
     """The figure notebook's modulation ratio, by least squares from an FFT guess.
 
-    y = optimum[10:] (40 samples) on x = 0 .. 39 (the sample index: the spec
-    gives no grid, and the FFT phase guess below is only right on this one).
+    y = optimum[10:] (40 samples) on x = 0 .. 39 (the sample index; the FFT
+    phase guess below is only right on this grid).
     The guess is the largest positive-frequency peak of FFT(y - mean(y)),
     excluding DC and Nyquist (the first if tied): omega0 = 2 pi f,
     phi0 = angle + pi/2, A0 = |X| / (n/2), d0 = mean(y); scipy's curve_fit

@@ -4,7 +4,7 @@
     python -m virtual_physiology.pipeline MODEL_CHECKPOINT [ARTEFACT_PATH] ...   # the same
     python virtual_physiology/run_<stage>.py MODEL_CHECKPOINT [ARTEFACT_PATH]     # one stage
 
-Stages, in order (spec §6, §7):
+Stages, in order:
 - ``rwa``: response-weighted averages from white noise; decides the units kept;
 - ``gabor``: Gabor fits of group 1's kept RWAs (the original fits group 1 only);
 - ``gratings``: the full grating sweep (time courses streamed to the artefact),
@@ -13,8 +13,8 @@ Stages, in order (spec §6, §7):
 - ``plaid``: plaid pattern index of every kept unit;
 - ``surround``: size tuning and surround suppression of group 1's kept units;
 - ``nofeedback``: plaid and surround again on the model without feedback,
-  from the full model's tuning and RF centres (spec §9 row 4, flagged in
-  the metadata); skipped, and recorded so, for a model without feedback;
+  from the full model's tuning and RF centres (docs/faithfulness.md,
+  "No-feedback plaids use the full model's tuning"; flagged in the metadata); skipped, and recorded so, for a model without feedback;
 - ``connectivity``: group 1's excitatory recurrent weights.
 
 ``--ablation SPEC`` (``models.ablation.ABLATION_SPECS``) probes an ablated
@@ -69,13 +69,13 @@ RWA_FRAMES = 54
 GRATING_FRAMES = 50
 QUIRKS = [
     "RWA: lag = group index, lagged pairs cross clip boundaries, warm-up frames included; units with zero "
-    "summed response are dropped from data (spec §9 row 6)",
+    "summed response are dropped from data",
     "plaid: shift int((A/2)/30), components z-scored separately and summed without renormalising, 50 frames; "
-    "plaid_rp, plaid_rc and plaid_response are for A = 150 only, every angle is in *_by_angle (§9 rows 2-3)",
+    "plaid_rp, plaid_rc and plaid_response are for A = 150 only, every angle is in *_by_angle",
     "surround: aperture RADIUS 2..38 px centred at (gabor_x - 0.5, gabor_y - 0.5), un-normalised grating of "
-    "amplitude 2, mean of the last 4 of 100 frames, group 1 only (§9 row 22)",
-    "OSI/DSI/preferred parameters use the first argmax (§9 row 15)",
-    "modulation ratio: both the vphys random-search variant and the notebook curve_fit variant, seeded (§9 row 5)",
+    "amplitude 2, mean of the last 4 of 100 frames, group 1 only",
+    "OSI/DSI/preferred parameters use the first argmax",
+    "modulation ratio: both the vphys random-search variant and the notebook curve_fit variant, seeded",
 ]
 
 
@@ -303,7 +303,7 @@ class Pipeline:
             return
         ablated = without_feedback(self.model)
         if self.options.nofeedback_tuning == "full":
-            notes.append("plaid predictions and preferences are the FULL model's tuning (spec §9 row 4, reproduced)")
+            notes.append("plaid predictions and preferences are the FULL model's tuning, as the original")
             tuning_fields = self.store.load("gratings", "mean_grating_responses", "preferred_index")
         else:
             notes.append("plaid predictions and preferences come from a grating sweep of the ablated model")

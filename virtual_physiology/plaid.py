@@ -1,6 +1,6 @@
 """Plaid pattern index: does a unit follow the plaid's pattern motion or its
-two component gratings? (spec §6 "Plaid pattern index", §9 rows 2-4;
-method of Movshon et al. 1985 / Smith et al. 2005.)
+two component gratings? (docs/faithfulness.md, "Plaid construction", "Plaid
+fields of the last angle"; method of Movshon et al. 1985 / Smith et al. 2005.)
 
 For a unit with preferred grid indices (sf, tf) from the grating sweep:
 
@@ -125,11 +125,12 @@ def plaid_pattern_index(model: ProbeableModel, units: np.ndarray, mean_responses
     ``mean_responses`` (n, n_sf, n_dir, n_tf) and ``preferred_index`` (n, 3)
     int (sf, direction, tf) grid indices are the tuning the predictions are
     built from; they need not come from ``model``: the no-feedback rerun
-    passes the full model's (spec §9 row 4). Returns, per unit, every angle's
+    passes the full model's (docs/faithfulness.md, "No-feedback plaids use the
+    full model's tuning"). Returns, per unit, every angle's
     ``rp_by_angle``, ``rc_by_angle``, ``zp_by_angle``, ``zc_by_angle`` (n, 4)
     and ``response_by_angle`` (n, 4, 12), the ``pattern_prediction`` (n, 12),
     and the fields the original exported under its names: ``plaid_rp``,
-    ``plaid_rc`` and ``plaid_response`` (n, 12) for A = 150 only (§9 row 2),
+    ``plaid_rc`` and ``plaid_response`` (n, 12) for A = 150 only,
     the angle means ``plaid_zp``, ``plaid_zc`` and ``plaid_pattern_index`` (n,).
     """
     preferred_index = np.asarray(preferred_index, dtype=np.int64).reshape(-1, 3)

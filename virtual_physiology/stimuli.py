@@ -2,13 +2,13 @@
 and white noise, all as (N, T, P) float32 tensors with P = H * W pixels in
 row-major order (pixel p sits at row p // W, column p % W).
 
-Conventions (spec §6 "Grid" and "Grating"):
+Conventions, the original's (docs/faithfulness.md, "Grating conventions"):
 - the direction value is the direction of motion, in degrees: 0 moves up
   (towards row 0), 90 right, 180 down, 270 left;
 - spatial frequency ``sf`` is in cycles/pixel, temporal frequency ``tf`` in
   cycles/frame;
 - at the Nyquist frequency (sf = 0.5) opposite directions give the same clip
-  (spec §9 row 16), which is reproduced, not avoided.
+  (reproduced, not avoided).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Surround suppression: size tuning to drifting gratings seen through a
-circular aperture centred on each unit's receptive field (spec §7
-"surround_suppression", §9 row 22; the notebook probes group 1 only).
+circular aperture centred on each unit's receptive field (docs/faithfulness.md,
+"Surround stimulus"; the notebook probes group 1 only).
 
 For each unit, the un-normalised grating at its preferred sf, direction and
 tf, amplitude 2, 100 frames (``stimuli.grating`` with ``normalise=False``),

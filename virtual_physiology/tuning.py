@@ -1,8 +1,8 @@
 """Drifting-grating tuning: the full (sf, direction, tf) sweep, preferred
 parameters, OSI/DSI, and the re-probe of each unit at its preferred grating.
 
-Method of the original (spec §6 "Grating sweep" and "Parameters", §9 rows 8,
-9, 15): each grating has warmup + n_frames = 54 frames and is z-scored per
+Method of the original (docs/faithfulness.md, "Grating conventions",
+"Preferences and OSI/DSI"): each grating has warmup + n_frames = 54 frames and is z-scored per
 clip; a unit's response to it is h[warmup:] (50 frames) and its mean over
 those frames. Here the stimuli are batched, every unit is read at once, and
 the full time courses are streamed to an optional sink instead of being held
@@ -52,7 +52,7 @@ def grating_sweep(model: ProbeableModel, grid: dict | None = None, warmup: int =
 
 def preferred_parameters(mean_responses: np.ndarray, grid: dict) -> dict[str, np.ndarray]:
     """Preferred grating of each unit: the FIRST global argmax of its
-    (sf, direction, tf) mean responses, in C order (spec §9 row 15; a silent
+    (sf, direction, tf) mean responses, in C order, as the original (a silent
     unit therefore "prefers" the first grating).
 
     Returns per unit: ``sf_index``, ``direction_index``, ``tf_index``, the
@@ -79,7 +79,7 @@ def orientation_direction_indices(mean_responses: np.ndarray, pref: dict) -> dic
     multiple of 4) and p its first argmax, indices wrapping around the circle:
         OSI = (c_p - o) / (c_p + o),  o = (c_{p+D/4} + c_{p-D/4}) / 2
         DSI = (c_p - c_{p+D/2}) / (c_p + c_{p+D/2})
-    (spec §6 "Parameters"). A silent unit gives 0/0 = NaN.
+    as the original. A silent unit gives 0/0 = NaN.
     """
     mean_responses = np.asarray(mean_responses, dtype=np.float64)
     n_directions = mean_responses.shape[2]
