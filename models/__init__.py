@@ -25,7 +25,7 @@ MODELS = {
 EQUAL_BETA = "1 per group"
 MODEL_DEFAULTS = {
     "network_hierarchical_recurrent": {},  # TrainConfig's defaults are this kind's (the paper's)
-    "network_recurrent": dict(hidden_units=(800,), beta=EQUAL_BETA),
+    "network_recurrent": dict(hidden_units=(2400,), beta=EQUAL_BETA),  # as many units as the paper's model
     "network_hierarchical_feedforward": dict(loss=FEEDFORWARD_LOSSES[0], beta=EQUAL_BETA),
     "network_feedforward": dict(loss=FEEDFORWARD_LOSSES[0], hidden_units=(800,), beta=EQUAL_BETA),
 }  # network_feedforward_stacked is assembled from trained stacks, never trained itself

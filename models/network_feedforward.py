@@ -10,10 +10,9 @@ so it computes its own input from the raw frames and trains with the usual
 loop; its loss is stack g's error plus lam * sum|W| of stack g (the frozen
 stacks' errors are reported, unweighted, for monitoring only).
 
-    python submit_training_job.py --model network_feedforward --loss loss_hierarchical_temporal_prediction_feedforward \\
-        --hidden-units 800 --beta 1                                      # stack 0 -> RUN0
-    ... --hidden-units 800,800 --beta 1,1 --lower-stacks RUN0            # stack 1 -> RUN1
-    ... --hidden-units 800,800,800 --beta 1,1,1 --lower-stacks RUN1      # stack 2 -> RUN2
+    python submit_training_job.py --model network_feedforward           # stack 0 (800 units) -> RUN0
+    ... --hidden-units 800,800 --lower-stacks RUN0                      # stack 1 -> RUN1
+    ... --hidden-units 800,800,800 --lower-stacks RUN1                  # stack 2 -> RUN2
     python -m models.network_feedforward_stacked RUN0 RUN1 RUN2 --out TP_FF_RUN   # for the analyses
 
 The last command builds ``NetworkFeedforwardStacked`` (below): every stack,

@@ -7,8 +7,7 @@ stack trains at once, with the original's FF loss: the unweighted sum of all
 stacks' next-step errors (beta = 1) plus lam * sum|W|. Architecture, time
 alignment and RWA lag: models/temporal_convolution.py.
 
-    python submit_training_job.py --model network_hierarchical_feedforward \\
-        --loss loss_hierarchical_temporal_prediction_feedforward --beta 1,1,1
+    python submit_training_job.py --model network_hierarchical_feedforward   # its FF loss, beta 1,1,1
 """
 from __future__ import annotations
 

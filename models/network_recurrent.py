@@ -3,7 +3,7 @@ hierarchical recurrent network with a single group, whose readout predicts
 the next frame. The original's checkpoints include such a "vanilla RNN"
 (one of the paper's controls); its ``temporal_prediction`` loss is missing from that code.
 
-    python submit_training_job.py --model network_recurrent --hidden-units 800 --beta 1
+    python submit_training_job.py --model network_recurrent   # one group of 2400 units, beta 1
 
 It has no inter-areal feedback to ablate (``supports_feedback_ablation`` is
 False); its recurrent weights obey the same Dale's law and initialisation.

@@ -233,7 +233,7 @@ def test_each_model_kind_picks_its_own_defaults():
     assert (stack["loss"], stack["hidden_units"], stack["beta"]) == (FF_LOSS, (800,), (1.0,))
     vanilla = _resolved("--model", "network_recurrent", "--loss", "loss_hierarchical_temporal_prediction_t5")
     assert (vanilla["loss"], vanilla["hidden_units"], vanilla["beta"]) == (
-        "loss_hierarchical_temporal_prediction_t5", (800,), (1.0,))
+        "loss_hierarchical_temporal_prediction_t5", (2400,), (1.0,))
     for kind in ("network_hierarchical_feedforward", "network_feedforward", "network_recurrent"):
         small = _resolved("--model", kind, "--frame-shape", "2", "3", "--hidden-units", "4")
         assert build_model(small).group_sizes == (4,)
@@ -242,7 +242,7 @@ def test_each_model_kind_picks_its_own_defaults():
         build_model(contradiction)
     help_text = " ".join(train.build_parser().format_help().split())
     assert f"network_hierarchical_feedforward: loss {FF_LOSS}, beta 1 per group" in help_text
-    assert "network_feedforward: loss" in help_text and "network_recurrent: hidden-units 800" in help_text
+    assert "network_feedforward: loss" in help_text and "network_recurrent: hidden-units 2400" in help_text
 
 
 def test_bad_settings_are_one_line_user_errors():
