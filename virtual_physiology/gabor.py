@@ -12,8 +12,9 @@ x = column and y = row:
 
 The k mapping is the one of that package's fitting graph, so carriers up to
 the Nyquist frequency can be fitted (docs/faithfulness.md, "Gabor frequency
-range"); its ``standardize_params`` uses 2 sqrt 2 in place of 2, which would
-stop fits at 0.354 cycles/px, and the original never calls it.
+range"). That package's ``standardize_params`` converts with 2 sqrt 2 in place
+of 2, a form that would stop fits at 0.354 cycles/px; the original stores the
+raw lkx of the fitting graph.
 
 The model image is g / ||g||, fitted to the patch / ||patch|| by least
 squares, i.e. by maximising their cosine similarity. For fixed
