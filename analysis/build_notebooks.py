@@ -91,9 +91,14 @@ for g, table in enumerate(units):
     ax_sf.plot(grid["sf"], curves["sf"][0] / peak, "o-", color=colour,
                label=f"{groups[g]} unit {table['hidden_unit_index'][best]}")
     ax_tf.plot(grid["tf"], curves["tf"][0] / peak, "o-", color=colour)
-ax_sf.set(xlabel="spatial frequency (cycles/px)", ylabel="response / peak", title="SF tuning")
-ax_tf.set(xlabel="temporal frequency (cycles/frame)", title="TF tuning")
-ax_sf.legend()
+# from 0, so that a curve within a fraction of a percent of its peak reads as the flat curve it is
+ax_sf.set(xlabel="spatial frequency (cycles/px)", ylabel="response / peak", title="SF tuning", ylim=(0, 1.05))
+ax_tf.set(xlabel="temporal frequency (cycles/frame)", ylabel="response / peak", title="TF tuning", ylim=(0, 1.05))
+if ax_sf.lines:
+    ax_sf.legend(loc="lower right")
+else:
+    for ax in (ax_sf, ax_tf):
+        plotting.empty_panel(ax, "no units kept by the RWA in any group")
 plotting.save_figure(fig, out, "example_sf_tf_tuning")"""),
     ("markdown", """\
 ## (b) Modulation ratio against V1 (Mata & Ringach 2005) and V2 (Levitt et al. 1994)
@@ -145,7 +150,8 @@ for label, tables in model_types.items():
                      binned_ks_G2_V2=rp.binned_distance_to_histogram(mr[1], edges, v2_p) if len(mr) > 1 else np.nan))
 frame = pd.DataFrame(rows).set_index("model")
 fig, ax = plotting.new_figure()
-frame.plot.bar(ax=ax, rot=0, color=plotting.GROUP_COLOURS[:3])
+frame.rename(columns={"ks_G1_V1": "G1 vs V1, KS", "binned_ks_G1_V1": "G1 vs V1, binned",
+                      "binned_ks_G2_V2": "G2 vs V2, binned"}).plot.bar(ax=ax, rot=0, color=plotting.GROUP_COLOURS[:3])
 ax.set(ylabel="distance to data (lower is closer)", title="Modulation ratio: model vs macaque")
 plotting.save_figure(fig, out, "modulation_ratio_ks_by_model")
 summary["ks_by_model"] = rows
@@ -222,7 +228,8 @@ examples = []
 for g, table in enumerate(units):
     pi = table["plaid_pattern_index"]
     if not np.isfinite(pi).any():
-        axes[0, g].set_axis_off(), axes[1, g].set_axis_off()
+        for ax in axes[:, g]:
+            plotting.empty_panel(ax, f"no units with a pattern index in {groups[g]}")
         continue
     i = int(np.nanargmax(pi))
     unit, sf, tf = int(table["hidden_unit_index"][i]), table["preferred_sf"][i], table["preferred_tf"][i]
@@ -232,9 +239,12 @@ for g, table in enumerate(units):
         axes[0, g].plot(relative, curves[k], label=f"{sep} deg", color=plt.cm.viridis(k / len(separations)))
     axes[0, g].set(xlabel="plaid direction - preferred (deg)", ylabel="response",
                    title=f"{groups[g]} unit {unit}, PI {pi[i]:.2f}")
+    plotting.range_note(axes[0, g], curves)
     directions, response = plaid_motion.two_grating_map(model, unit, sf, tf, contour_step)
     filled = axes[1, g].contourf(directions, directions, response.T, levels=12)
-    fig.colorbar(filled, ax=axes[1, g])
+    colorbar = fig.colorbar(filled, ax=axes[1, g], label="response")
+    colorbar.formatter.set_useOffset(False)
+    colorbar.update_ticks()
     axes[1, g].set(xlabel="grating A direction (deg)", ylabel="grating B direction (deg)")
     examples.append(dict(group=groups[g], unit=unit, pattern_index=pi[i]))
 axes[0, 0].legend(title="separation")
@@ -258,7 +268,7 @@ else:
         rows.append(dict(group=groups[g], n_pairs=n, mean_full=m_full, mean_no_feedback=m_ab, t=t, p=p))
         ax.bar([3 * g, 3 * g + 1], [m_full, m_ab], yerr=[s_full, s_ab], color=[plotting.GROUP_COLOURS[g], "0.7"])
     ax.set_xticks([3 * g + k for g in range(len(units)) for k in (0, 1)],
-                  [f"{groups[g]}\\n{c}" for g in range(len(units)) for c in ("full", "no fb")])
+                  [f"{groups[g]}\\n{c}\\nn={row['n_pairs']}" for g, row in enumerate(rows) for c in ("full", "no fb")])
     ax.set(ylabel="mean PI (+- SEM)", title="pattern index without feedback (full model's tuning)")
     plotting.save_figure(fig, out, "pattern_index_no_feedback")
 summary["no_feedback"] = rows
@@ -328,18 +338,21 @@ print(f"G1 units with a size-tuning curve: {int(np.isfinite(si_full).sum())} of 
 """),
     ("markdown", "## Example size-tuning curves with ratio-of-Gaussians fits"),
     ("code", """\
-order = np.argsort(np.where(np.isfinite(si_full), -si_full, np.inf))[:n_examples]
+order = np.argsort(np.where(np.isfinite(si_full), -si_full, np.inf))[:min(n_examples, int(np.isfinite(si_full).sum()))]
 fine = np.linspace(0, radii.max(), 200)
 fig, axes = plotting.new_figure(max(len(order), 1), squeeze=False)
+if not len(order):
+    plotting.empty_panel(axes[0, 0], "no G1 units with a size-tuning curve")
 for ax, i in zip(axes[0], order):
-    for label, curves, _, colour in variants:
-        ax.plot(radii, curves[i], "o", color=colour, label=label)
+    for (label, curves, _, colour), marker in zip(variants, ("o", "x")):  # x: the no-feedback curve shows on top
+        ax.plot(radii, curves[i], marker, color=colour, label=label)
         params = ss.fit_curves(radii, curves[i])[0]
         if np.isfinite(params).all():
             ax.plot(fine, stats.ratio_of_gaussians(fine, *params), color=colour)
     ax.set(xlabel="aperture radius (px)", ylabel="response",
            title=f"unit {table['hidden_unit_index'][i]}: SI " + " -> ".join(f"{si[i]:.0f}" for *_, si, _ in variants))
-axes[0, 0].legend()
+if len(order):
+    axes[0, 0].legend()
 plotting.save_figure(fig, out, "example_size_tuning")"""),
     ("markdown", "## Population size tuning: model (normalised to each unit's full-model peak) and data"),
     ("code", """\
@@ -408,9 +421,11 @@ else:
                  "proximal surround (full / no fb)": list(nurminen["proximal_response"][0])}
     fig, axes = plotting.new_figure(3)
     for ax, name in zip(axes, model_bars):
-        ax.bar([0, 1], model_bars[name], 0.4, color=[plotting.GROUP_COLOURS[0], "0.7"], label="model G1")
+        ax.bar([0, 1], model_bars[name], 0.4, color=[plotting.GROUP_COLOURS[0], "0.7"],
+               label=f"model G1 (n={int(np.isfinite(effects['peak_ratio']).sum())})")
         ax.bar([0.45, 1.45], data_bars[name], 0.4, color="none", edgecolor="k", hatch="//", label=nurminen["label"])
-        ax.set(xticks=[0.2, 1.2], xticklabels=["full / control", "feedback removed"], title=name)
+        ax.set(xticks=[0.2, 1.2], xticklabels=["full / control", "feedback removed"], title=name,
+               ylabel="ratio (mean)")
     axes[0].legend()
     plotting.save_figure(fig, out, "feedback_effects_vs_nurminen")
     summary["nurminen_comparison"] = dict(model=model_bars, data=data_bars)
@@ -486,11 +501,13 @@ for ax, kind, selective in zip(axes, ("orientation", "direction"), (ori_selectiv
     with np.errstate(invalid="ignore", divide="ignore"):
         probability = hits / totals
     x = np.arange(totals.size)
-    ax.bar(x - 0.2, probability, 0.4, color=plotting.GROUP_COLOURS[0], label=f"model G1 ({int(totals.sum())} pairs)")
+    ax.bar(x - 0.2, probability, 0.4, color=plotting.GROUP_COLOURS[0], label=f"model G1 (n={int(totals.sum())} pairs)")
     ax.bar(x + 0.2, ref["probability"], 0.4, color=plotting.DATA_COLOUR, label=ref["label"])
     ax.set(xticks=x, xticklabels=[f"{c:.0f}" for c in ref["centres_deg"]], xlabel=f"difference in preferred {kind} (deg)",
            ylabel="connection probability")
-    ax.legend()
+    ax.legend(loc="upper right")
+    if not totals.sum():
+        plotting.missing_note(ax, f"no model pairs of selective G1 units closer than 2.5 px ({len(keep)} units selected)")
     halves = [slice(0, 3)] if kind == "orientation" else [slice(0, 3), slice(2, 5)]
     for half in halves:
         for source, (h, n) in (("model", (hits, totals)), (ref["label"], (ref["connected"], ref["tested"]))):
@@ -521,12 +538,14 @@ fig, axes = plotting.new_figure(2, 2, squeeze=False)
 for row, (axis, r) in enumerate(results.items()):
     for col, (name, data_fraction) in enumerate((("co-axial", ref["coaxial"]), ("orthogonal", ref["orthogonal"]))):
         ax, x = axes[row, col], np.arange(3)
-        ax.bar(x - 0.2, r["observed"][col], 0.4, color=plotting.GROUP_COLOURS[0], label=f"model G1 ({int(long.sum())} inputs)")
+        ax.bar(x - 0.2, r["observed"][col], 0.4, color=plotting.GROUP_COLOURS[0], label=f"model G1 (n={int(long.sum())} inputs)")
         ax.errorbar(x - 0.2, (r["low"][col] + r["high"][col]) / 2, yerr=(r["high"][col] - r["low"][col]) / 2,
                     fmt="none", color="k", capsize=3, label="shuffle 95%")
         ax.bar(x + 0.2, data_fraction, 0.4, color=plotting.DATA_COLOUR, label=ref["label"])
         ax.set(xticks=x, xticklabels=["0", "45", "90"], xlabel="difference in preferred orientation (deg)",
                ylabel="fraction of inputs", title=f"{name} ({axis} axis{' - original' if axis == 'motion' else ''})")
+        if not long.sum():
+            plotting.missing_note(ax, "no connected long-range (5-9.2 px) model inputs")
 axes[0, 0].legend()
 plotting.save_figure(fig, out, "long_range_axis_fractions")
 summary["long_range"] = {axis: dict(observed=r["observed"], p=r["p"], p_tie_symmetric=r["p_tie_symmetric"])
@@ -540,9 +559,12 @@ fig, axes = plotting.new_figure(3, width=4, height=4)
 for ax, low, high in zip(axes, edges[:-1], edges[1:]):
     in_bin = nearby & (pairs["ori_diff"] >= low) & ((pairs["ori_diff"] < high) | (high == edges[-1]))
     ratio = connectivity.relative_position_map(pairs["along"][in_bin], pairs["across"][in_bin], connected[in_bin])
-    image = ax.imshow(ratio, origin="lower", extent=(-10, 10, -10, 10), cmap="viridis")
     ax.set(xlabel="across motion (px)", ylabel="along motion (px)", title=f"orientation difference {low:g}-{high:g} deg")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    if not np.isfinite(ratio).any():
+        plotting.empty_panel(ax, f"no model pairs in this bin\\n({len(keep)} units selected)")
+        continue
+    image = ax.imshow(ratio, origin="lower", extent=(-10, 10, -10, 10), cmap="viridis")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="connection probability")
 plotting.save_figure(fig, out, "connection_heatmaps")"""),
     ("code", SAVE_SUMMARY),
 ]
@@ -596,7 +618,8 @@ fig, axes = plotting.new_figure(len(clips), squeeze=False)
 for ax, (split, part) in zip(axes[0], frame.groupby("split", sort=False)):
     names = [f"{m}\\n{p}" if p == "model" else p for m, p in zip(part["model"], part["predictor"])]
     ax.bar(range(len(part)), part["mse"], yerr=part["sem"], color=plotting.GROUP_COLOURS[:len(part)])
-    ax.set(xticks=range(len(part)), xticklabels=names, ylabel="next-frame MSE", title=split)
+    ax.set(xticks=range(len(part)), xticklabels=names, ylabel="next-frame MSE (mean +- SEM)",
+           title=f"{split} (n={len(clips[split])} clips)")
 plotting.save_figure(fig, out, "next_frame_mse")
 summary["next_frame"] = rows
 frame"""),
@@ -690,8 +713,10 @@ for n_back in n_back_values:
                      n_test=scores["full"]["n_test"], z=z, p=p))
 frame = pd.DataFrame(rows)
 fig, ax = plotting.new_figure()
-ax.plot(frame["n_back"], frame["full"], "o-", color=plotting.GROUP_COLOURS[0], label="full")
-ax.plot(frame["n_back"], frame["no_feedback"], "s-", color="0.5", label="feedback removed")
+n_test = f"n={int(frame['n_test'].iloc[0])} test digits"
+ax.plot(frame["n_back"], frame["full"], "o-", color=plotting.GROUP_COLOURS[0], label=f"full ({n_test})")
+ax.plot(frame["n_back"], frame["no_feedback"], "s--", color="0.5", markerfacecolor="none",
+        label=f"feedback removed ({n_test})")  # dashed, hollow: visible where it lies on the full curve
 ax.axhline(1 / len(np.unique(labels)), color="k", linestyle=":", label="chance")
 ax.set(xlabel="noise frames after the digit (n)", ylabel="readout accuracy (test)", title=digit_source)
 ax.legend()

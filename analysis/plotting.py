@@ -75,6 +75,8 @@ def save_summary(out_dir: str | os.PathLike, summary: dict) -> Path:
 
 EMPTY_PANEL_GID = "empty-panel"  # gid of the message an empty panel shows (tests look for it)
 PROPORTION_LABEL = "proportion of units"
+# legend under the x label: long literature labels must not cover the bars
+LEGEND_BELOW = dict(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18))
 
 
 def empty_panel(ax, message: str) -> None:
@@ -82,8 +84,7 @@ def empty_panel(ax, message: str) -> None:
     ``ax`` instead of data: ticks removed, frame and background greyed, any
     legend dropped. The title and axis labels stay, so the reader still sees
     what would have been plotted."""
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.tick_params(left=False, bottom=False, labelleft=False, labelbottom=False)  # not set_ticks: axes may be shared
     ax.set_facecolor("0.96")
     for spine in ax.spines.values():
         spine.set_visible(True)
@@ -92,6 +93,28 @@ def empty_panel(ax, message: str) -> None:
         ax.get_legend().remove()
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="0.3", wrap=True,
             gid=EMPTY_PANEL_GID)
+
+
+def missing_note(ax, message: str) -> None:
+    """Say in ``ax`` that the model has nothing to show (e.g. "no model pairs
+    closer than 2.5 px") where the panel still shows literature data, so the
+    axes stay; the message sits in the middle in a grey box, above the data."""
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="0.3", fontsize="small",
+            wrap=True, zorder=10, bbox=dict(facecolor="0.96", edgecolor="0.8"), gid=EMPTY_PANEL_GID)
+
+
+def range_note(ax, values) -> float:
+    """Write in ``ax`` how much ``values`` vary, (max - min) / max in percent,
+    and turn the y-axis offset off: an auto-scaled axis makes a 0.1% ripple
+    look like strong tuning. Returns the percentage (nan without finite values)."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if not values.size or values.max() <= 0:
+        return float("nan")
+    percent = 100 * np.ptp(values) / values.max()
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.text(0.02, 0.02, f"range {percent:.2g}% of max", transform=ax.transAxes, fontsize="small", color="0.3")
+    return percent
 
 
 def is_empty_panel(ax) -> bool:
@@ -151,7 +174,7 @@ def histogram_against_reference(ax, model_values, edges, model_label: str, refer
         proportion_histogram(ax, reference.values, edges, reference.label, DATA_COLOUR, filled=False)
     else:
         reference_histogram(ax, edges, *reference)
-    ax.legend()
+    ax.legend(**LEGEND_BELOW)
     return n
 
 

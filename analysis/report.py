@@ -178,7 +178,7 @@ def report_figure(units: list[dict], surround: dict):
                                                   (mouse.values, mouse.label, plotting.DATA_COLOUR, ":"))]
     axes[2].set(xlabel="SI (%)", ylabel=plotting.PROPORTION_LABEL, title="surround suppression")
     if any(drawn[:2]):
-        axes[2].legend(fontsize="small")
+        axes[2].legend(**plotting.LEGEND_BELOW)
     else:
         plotting.empty_panel(axes[2], "no G1 units with a size-tuning curve")
     return fig

@@ -91,10 +91,9 @@ def modulation_ratio_figure(ratios: list[np.ndarray]):
         group = plotting.group_label(g)
         empty = f"no units with a kept F1/F0 fit in {group}"
         if g < len(MODULATION_RATIO_AREAS):
-            if plotting.histogram_against_reference(ax, mr, reference.MODULATION_RATIO_EDGES, group,
-                                                    _modulation_ratio_reference(MODULATION_RATIO_AREAS[g]),
-                                                    plotting.GROUP_COLOURS[g], empty):
-                ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
+            plotting.histogram_against_reference(ax, mr, reference.MODULATION_RATIO_EDGES, group,
+                                                 _modulation_ratio_reference(MODULATION_RATIO_AREAS[g]),
+                                                 plotting.GROUP_COLOURS[g], empty)
         elif plotting.proportion_histogram(ax, mr, reference.MODULATION_RATIO_EDGES, group, plotting.GROUP_COLOURS[g]):
             ax.legend()
         else:

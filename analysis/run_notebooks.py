@@ -71,9 +71,13 @@ def run_notebooks(checkpoint, artefact, figures_dir=None, quick=False, only=None
         out = figures_dir / name
         out.mkdir(parents=True, exist_ok=True)
         log(f"{name} -> {out}")
-        papermill.execute_notebook(str(ROOT / "analysis" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
-                                   parameters=parameters(name, checkpoint, artefact, out, quick),
-                                   kernel_name="python3", progress_bar=False, cwd=str(ROOT))
+        try:
+            papermill.execute_notebook(str(ROOT / "analysis" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                                       parameters=parameters(name, checkpoint, artefact, out, quick),
+                                       kernel_name="python3", progress_bar=False, cwd=str(ROOT))
+        except papermill.PapermillExecutionError as error:  # the executed notebook shows the whole traceback
+            raise UserInputError(f"notebook {name} stopped: {error.ename}: {error.evalue} "
+                                 f"(see {out / f'{name}.ipynb'})") from None
     return figures_dir
 
 

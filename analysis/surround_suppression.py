@@ -89,7 +89,7 @@ def si_distribution_figure(panels: dict[str, list[tuple[np.ndarray, str]]]):
                  for (values, label), colour in zip(samples, ("k", "0.6"))]
         ax.set(xlabel="SI (%)", ylabel=plotting.PROPORTION_LABEL, title=title)
         if any(drawn):
-            ax.legend(fontsize="small")
+            ax.legend(**plotting.LEGEND_BELOW)
         else:
             plotting.empty_panel(ax, f"no units with a size-tuning curve ({title})")
     return fig

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import plotting
 from neural_fitting.model_responses import load_responses
 from neural_fitting.process_sessions import load_processed
 from neural_fitting.rsa import noise_ceiling, paired_ttest, pearson, ranked_upper_triangle, rsm
@@ -124,8 +125,14 @@ def plot_best_scores(best: pd.DataFrame, table: pd.DataFrame, areas: list[str], 
             labelled.add(model)
             dots = table[(table["area"] == area) & (table["model"] == model) & (table["group"] == row["group"].iloc[0])]
             ax.scatter(np.full(len(dots), x), dots["score"], s=6, color="k", zorder=3)
-    ax.set_xticks(np.arange(len(areas)), [AREA_TITLES.get(a, a) for a in areas], fontsize=8)
+    sessions = [table.loc[table["area"] == a, "session"].nunique() for a in areas]
+    ax.set_xticks(np.arange(len(areas)), [f"{AREA_TITLES.get(a, a)}\nn={n} sessions" for a, n in zip(areas, sessions)],
+                  fontsize=8)
     ax.set_ylabel("RSA similarity / noise ceiling")
+    for x, n in enumerate(sessions):
+        if not n:
+            ax.text(x, 0.5, "no sessions", transform=ax.get_xaxis_transform(), ha="center", fontsize=8, color="0.3",
+                    gid=plotting.EMPTY_PANEL_GID)
     ax.axhline(0, color="k", linewidth=0.5)
     ax.legend(title="model (best group)", fontsize=8, frameon=False)
     fig.tight_layout()
@@ -144,11 +151,14 @@ def plot_group_profiles(table: pd.DataFrame, areas: list[str], models: list[str]
                 continue
             stats = rows.groupby("group")["score"].agg(["mean", "sem"])
             depth = (stats.index + 1) / len(stats)  # fraction of the model's depth: 3 groups and 16 layers share an axis
-            ax.errorbar(depth, stats["mean"], yerr=stats["sem"], marker="o", markersize=3, label=model,
-                        color=plt.get_cmap("tab10")(m))
+            ax.errorbar(depth, stats["mean"], yerr=stats["sem"], marker="o", markersize=3,
+                        label=f"{model} (n={rows['session'].nunique()} sessions)", color=plt.get_cmap("tab10")(m))
         ax.set_title(AREA_TITLES.get(area, area), fontsize=9)
         ax.set_xlabel("relative depth (group or layer / count)")
-    axes[0][0].set_ylabel("RSA similarity / noise ceiling")
-    axes[0][-1].legend(fontsize=7, frameon=False)
+        if ax.lines:
+            ax.legend(fontsize=7, frameon=False)
+        else:
+            plotting.empty_panel(ax, f"no session with enough units in {area}")
+    axes[0][0].set_ylabel("RSA similarity / noise ceiling (y axis shared)")
     fig.tight_layout()
     return fig

@@ -66,6 +66,11 @@ def assert_histograms_read_right(fig):
     return checked
 
 
+def tick_labels_shown(ax) -> bool:
+    ticks = ax.xaxis.get_major_ticks() + ax.yaxis.get_major_ticks()
+    return any(t.label1.get_visible() and t.label1.get_text() for t in ticks)
+
+
 def empty_messages(ax) -> list[str]:
     return [t.get_text() for t in ax.texts if t.get_gid() == plotting.EMPTY_PANEL_GID]
 
@@ -92,10 +97,10 @@ def test_a_model_without_direction_selective_units_says_so_in_the_panels(units, 
     for ax in top:
         assert plotting.is_empty_panel(ax)
         assert empty_messages(ax) == ["no units with DSI > 0.3 in G1, G2, G3"]
-        assert not histogram_sums(ax) and not ax.get_yticks().size and ax.get_legend() is None
+        assert not histogram_sums(ax) and not tick_labels_shown(ax) and ax.get_legend() is None
     for ax in bottom:  # the macaque means stay (on the twin axis), the model axis says why it is bare
         assert empty_messages(ax) == ["no units with DSI > 0.3:\nno model means (macaque data only)"]
-        assert not ax.lines and not ax.get_yticks().size
+        assert not ax.lines and not ax.get_yticks().size  # its own axis: no tick is drawn
     annotations = [t.get_text() for t in fig.axes[4].texts]
     assert annotations == ["macaque V1\n(Jones et al. 2001)", "macaque V2\n(Hu et al. 2018)",
                            "macaque MT\n(Bair & Movshon 2004)"]
@@ -178,4 +183,25 @@ def test_violins_name_an_empty_sample():
     plotting.violins(ax, {"G1": [1.0, 2.0, 3.0], "G2": [np.nan]})
     assert [t.get_text() for t in ax.get_xticklabels()] == ["G1\nn=3", "G2\nn=0"]
     assert empty_messages(ax) == ["no units"]
+    plt.close(fig)
+
+
+def test_rsa_figures_name_sessions_and_mark_an_area_without_sessions():
+    import pandas as pd
+
+    from neural_fitting.rsa_report import best_groups, plot_best_scores, plot_group_profiles
+
+    rows = [dict(session=s, area="VISp", model=m, group=g, group_name=f"G{g + 1}", score=0.1 * (g + 1) + 0.01 * s)
+            for s in range(3) for m in ("TP", "AE") for g in range(2)]
+    table = pd.DataFrame(rows)
+    fig = plot_group_profiles(table, ["VISp", "VISl"], ["TP", "AE"])
+    visp, visl = fig.axes
+    assert [t.get_text() for t in visp.get_legend().get_texts()] == ["TP (n=3 sessions)", "AE (n=3 sessions)"]
+    assert empty_messages(visl) == ["no session with enough units in VISl"]
+    assert tick_labels_shown(visp)  # the shared y axis keeps its ticks on the panel with data
+    plt.close(fig)
+    fig = plot_best_scores(best_groups(table), table, ["VISp", "VISl"], ["TP", "AE"])
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["VISp (V1)\nn=3 sessions", "VISl (lateromedial, ventral)\nn=0 sessions"]
+    assert empty_messages(fig.axes[0]) == ["no sessions"]
     plt.close(fig)
