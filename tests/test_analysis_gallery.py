@@ -104,3 +104,40 @@ def test_chromium_check_finds_a_broken_image(page, tmp_path):
     broken.write_text(page["html"].replace(first, "data:image/png;base64,AAAA", 1))
     result = render(broken, tmp_path / "screenshot.png")
     assert result["broken"] == ["report"]
+
+
+def test_run_notebooks_parameters_point_every_notebook_at_the_run(tmp_path, monkeypatch):
+    from analysis import run_notebooks
+    from data import default_dataset
+
+    # the tiny run trained on the embedded dataset: mse gets its cache file for the run's frame shape
+    monkeypatch.setattr(default_dataset, "default_dataset_path", lambda shape: tmp_path / f"embedded_{shape}.npy")
+    run = tiny_run()
+    mse = run_notebooks.parameters("mse", run["checkpoint"], run["artefact"], tmp_path / "mse", quick=True)
+    assert mse["checkpoints"] == [["this model", run["checkpoint"]]] and mse["max_clips"] == 200
+    assert mse["dataset"] == str(tmp_path / "embedded_(8, 8).npy")
+    plaid = run_notebooks.parameters("plaid_motion", run["checkpoint"], run["artefact"], tmp_path / "p", quick=False)
+    assert plaid == dict(checkpoint=run["checkpoint"], artefact=run["artefact"], output_dir=str(tmp_path / "p"))
+    assert run_notebooks.default_figures_dir("/x/a.vphys.h5") == report_dir("/x/a.vphys.h5") / "figures"
+
+
+def report_dir(artefact):
+    from pathlib import Path
+
+    return Path(artefact).with_name(Path(artefact).name + ".report")
+
+
+@pytest.mark.parametrize("case", ["missing", "mismatched"])
+def test_run_notebooks_bad_input_is_one_line(tmp_path, capsys, case):
+    from analysis import run_notebooks
+    from utils import run_cli
+
+    run = tiny_run()
+    args = ([run["checkpoint"], str(tmp_path / "absent.h5")] if case == "missing"
+            else [run["other_checkpoint"], run["artefact"], "--only", "plaid_motion"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: run_notebooks.main(args + ["--figures", str(tmp_path / "figures")]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert ("does not exist" if case == "missing" else "notebook plaid_motion stopped: UserInputError") in err
