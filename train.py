@@ -38,7 +38,8 @@ from models import MODELS, build_model, describe_model_defaults, with_model_defa
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
 from models.io import HISTORY_FILE, save_model
-from utils import UserInputError, atomic_path, resolve_device, run_cli, seed_everything, write_json
+from utils import (UserInputError, atomic_path, os_error_reason, resolve_device, run_cli, seed_everything,
+                   write_json)
 
 ROOT = Path(__file__).resolve().parent
 LOG_FILE = Path("logs") / "train.log"  # inside the run folder, beside submitit's job logs
@@ -436,8 +437,7 @@ def _writing(where, what: str, fix: str):
     try:
         yield
     except (OSError, SafetensorError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
-        raise UserInputError(f"cannot {what} {where} ({reason}): {fix}") from err
+        raise UserInputError(f"cannot {what} {where} ({os_error_reason(err)}): {fix}") from err
 
 
 def create_run_dir(cfg: TrainConfig) -> Path:

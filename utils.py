@@ -34,6 +34,18 @@ def run_cli(main: Callable[[], object]) -> None:
         sys.exit(2)
 
 
+def os_error_reason(err: Exception) -> str:
+    """A failed write's reason on one line, e.g. 'No space left on device': the OS's
+    text, or the one HDF5 buries in a multi-line message, or the first line."""
+    text = str(err)
+    buried = re.search(r"error message = '([^']+)'", text)  # HDF5's driver errors
+    if buried:
+        return buried.group(1)
+    if isinstance(err, OSError) and err.strerror:
+        text = err.strerror
+    return " ".join(text.split()) or type(err).__name__
+
+
 _TMP_MARK = ".partial-"  # temporaries are .NAME.partial-HOST-PID-RANDOM.tmp
 
 

@@ -36,14 +36,19 @@ from another checkpoint or with another ablation, a bad or unsupported
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import fcntl
+import gc
 import hashlib
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -52,7 +57,7 @@ import torch
 
 from models.ablation import ABLATION_SPECS, apply_ablation, without_feedback
 from models.io import latest_weights, load_model
-from utils import UserInputError, resolve_device, run_cli
+from utils import UserInputError, os_error_reason, resolve_device, run_cli
 from virtual_physiology import gabor, modulation, plaid, rwa, stimuli, surround, tuning
 from virtual_physiology.artefact import (FORMAT, FORMAT_VERSION, STAGES, GratingResponseWriter, StageStore,
                                          write_per_unit)
@@ -118,6 +123,56 @@ def canonical_ablation(spec: str) -> str:
     return name
 
 
+def _check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse to start writing ``needed`` bytes into ``folder`` when they will not fit
+    (HDF5 recovers badly from a full disk midway through a file)."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise UserInputError(f"{what} need {needed / 2**20:.1f} MiB but {folder} has {free / 2**20:.1f} MiB free: "
+                             "free space or choose another ARTEFACT_PATH, then rerun (finished stages are kept)")
+
+
+def lock_path(artefact: Path) -> Path:
+    """The lock file beside an artefact: ``.<name>.lock``."""
+    return artefact.with_name(f".{artefact.name}.lock")
+
+
+@contextlib.contextmanager
+def artefact_lock(artefact: Path, wait: bool = False) -> Iterator[None]:
+    """Hold the artefact's lock (an advisory ``flock`` on ``.<name>.lock``) for the
+    block, so two pipelines never write the same artefact at once.
+
+    The holder writes its pid, host and start time into the lock file; a second
+    pipeline names them in a one-line error, or with ``wait`` blocks until the
+    first finishes. The kernel drops the lock when its process dies (even on
+    ``kill -9``), so a lock is never stale; the small file itself stays.
+    """
+    path = lock_path(artefact)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as err:
+        raise UserInputError(f"cannot create the lock {path} ({err.strerror}): choose another ARTEFACT_PATH") from err
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError as err:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserInputError(f"{artefact} is being written by {holder}: wait for it to finish, or pass --wait "
+                                 "to start when it has") from err
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {platform.node()}, started {started}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def default_artefact(weights: Path, ablation: str = "none") -> Path:
     """``<stem>.vphys.h5``, or ``<stem>.vphys.<ablation>.h5`` (``:`` -> ``_``)."""
     label = "" if ablation == "none" else "." + ablation.replace(":", "_")
@@ -127,8 +182,10 @@ def default_artefact(weights: Path, ablation: str = "none") -> Path:
 class Pipeline:
     """Load the checkpoint, check the artefact path, then run stages."""
 
-    def __init__(self, checkpoint, artefact=None, device="cpu", force: bool = False, options: Options | None = None):
-        self.options = options or Options()
+    def __init__(self, checkpoint, artefact=None, device="cpu", force: bool = False, options: Options | None = None,
+                 wait: bool = False):
+        self.options, self.force, self.wait = options or Options(), force, wait
+        self.kept_previous = False  # set when assemble() refused to drop stages of the existing artefact
         checkpoint = Path(checkpoint)
         model, self.config, _ = load_model(checkpoint, resolve_device(device))
         self.model = apply_ablation(model, self.options.ablation)
@@ -138,6 +195,8 @@ class Pipeline:
         self.sha256 = sha256_of(self.weights)
         self.artefact = Path(artefact) if artefact else default_artefact(self.weights, self.ablation)
         writable = next(p for p in self.artefact.resolve().parents if p.exists())
+        if not writable.is_dir():
+            raise UserInputError(f"{writable} is a file, so the artefact cannot go under it: choose another ARTEFACT_PATH")
         if not os.access(writable, os.W_OK):
             raise UserInputError(f"cannot write the artefact into {writable}: choose another ARTEFACT_PATH")
         self.store = StageStore(self.artefact, self.sha256, force=force, ablation=self.ablation)
@@ -164,7 +223,15 @@ class Pipeline:
     def run(self, stages=STAGES, force_stages=(), log=print) -> bool:
         """Run ``stages`` (and the missing stages they need) in pipeline order,
         reusing current results except for ``force_stages``; then assemble.
+        Holds the artefact's lock throughout (``artefact_lock``; with ``wait``
+        it queues behind another pipeline, then reuses what that one stored).
         Returns whether the artefact is complete."""
+        with artefact_lock(self.artefact, wait=self.wait):
+            # re-read under the lock: another pipeline may have assembled since __init__
+            self.store = StageStore(self.artefact, self.sha256, force=self.force, ablation=self.ablation)
+            return self._run_locked(stages, force_stages, log)
+
+    def _run_locked(self, stages, force_stages, log) -> bool:
         wanted = set()
         for stage in stages:
             wanted |= {stage, *DEPENDS[stage]}
@@ -190,8 +257,16 @@ class Pipeline:
             getattr(self, f"_{stage}")(out, notes)
 
     def assemble(self, log=print) -> bool:
-        complete = self.store.assemble(self.metadata())
         missing = [s for s in STAGES if not self.store.consistent(s)]
+        lost = sorted(set(self.store.assembled) & set(missing))
+        self.kept_previous = bool(lost)
+        if lost:  # never replace an artefact with one that has fewer stages; the new parts are kept
+            log(f"artefact: {self.artefact} kept as it was: the new results would drop {', '.join(lost)} "
+                f"(rerun them: bash run.bash {self.checkpoint} {self.artefact})")
+            return False
+        sources = [p for p in self.store.parts.glob("*.h5")] + [self.artefact] * self.artefact.exists()
+        _check_free_space(self.artefact.parent, sum(p.stat().st_size for p in sources), "the artefact")
+        complete = self.store.assemble(self.metadata())
         log(f"artefact: {self.artefact}" + (f" (incomplete: {', '.join(missing)})" if missing else ""))
         return complete
 
@@ -263,9 +338,15 @@ class Pipeline:
     def _gratings(self, out, notes):
         o = self.options
         grid_shape = tuple(len(self.grid[k]) for k in ("sf", "directions", "tf"))
+        _check_free_space(Path(out.filename).parent, 4 * self.n_units * int(np.prod(grid_shape)) * GRATING_FRAMES,
+                          "the grating time courses")
         writer = GratingResponseWriter(out, self.n_units, grid_shape, GRATING_FRAMES, o.compression)
-        sweep = tuning.grating_sweep(self.model, self.grid, warmup=plaid.WARMUP, n_frames=GRATING_FRAMES,
-                                     batch_size=o.batch_size, sink=writer, progress=o.progress)
+        try:
+            sweep = tuning.grating_sweep(self.model, self.grid, warmup=plaid.WARMUP, n_frames=GRATING_FRAMES,
+                                         batch_size=o.batch_size, sink=writer, progress=o.progress)
+        except OSError:  # a failed write (full disk): HDF5 crashes if the dataset outlives its file
+            writer.dataset = None
+            raise
         writer.close()
         mean = sweep["mean_responses"]
         preferred = tuning.preferred_parameters(mean, self.grid)
@@ -351,6 +432,8 @@ def parse_args(argv=None, stage: str | None = None) -> argparse.Namespace:
     parser.add_argument("--compression", choices=("none", "lzf", "gzip"), default="none",
                         help="compression of the grating time courses (default none: fastest)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another pipeline is writing the same artefact, wait for it instead of stopping")
     return parser.parse_args(argv)
 
 
@@ -366,8 +449,28 @@ def main(argv=None, stage: str | None = None) -> None:
                       compression=None if args.compression == "none" else args.compression,
                       progress=not args.no_progress)
     stages = (stage,) if stage else STAGES
-    pipeline = Pipeline(args.checkpoint, args.artefact, device=args.device, force=args.force, options=options)
-    pipeline.run(stages, force_stages=stages if args.force else ())
+    pipeline = Pipeline(args.checkpoint, args.artefact, device=args.device, force=args.force, options=options,
+                        wait=args.wait)
+    failed = None
+    try:
+        complete = pipeline.run(stages, force_stages=stages if args.force else ())
+    except OSError as err:  # a full disk, or the folder went away: finished stages stay in the parts folder
+        failed = os_error_reason(err)
+    if failed is not None:
+        # the traceback is gone now: collect the HDF5 objects it held while the interpreter is whole
+        # (left to interpreter shutdown, HDF5 crashes closing a file whose write failed)
+        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None  # its complaints about that file
+        try:
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        raise UserInputError(f"cannot write {pipeline.artefact} or its parts ({failed}): free space "
+                             "or choose another ARTEFACT_PATH, then rerun (finished stages are kept)")
+    needed = STAGES if stage is None else [stage, *DEPENDS[stage]]
+    missing = [s for s in needed if not pipeline.store.consistent(s)]
+    if missing or (stage is None and not complete) or pipeline.kept_previous:
+        raise UserInputError(f"{pipeline.artefact} is not complete (missing: {', '.join(missing) or 'see above'}): "
+                             f"rerun bash run.bash {args.checkpoint} {pipeline.artefact}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""The pipeline's guards: one writer per artefact (a lock, or --wait), a non-zero
+exit when the artefact is not complete, a complete artefact never replaced by a
+less complete one, and one-line errors for an artefact that cannot be written."""
+import json
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import h5py
+import pytest
+
+from test_vphys_pipeline import TINY, _checkpoint, _part_ids
+from utils import UserInputError
+from virtual_physiology.artefact import STAGES, VirtualPhysiology
+from virtual_physiology.pipeline import artefact_lock, lock_path, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def complete(tmp_path_factory):
+    """A checkpoint and its complete artefact."""
+    base = tmp_path_factory.mktemp("vphys_reliability")
+    weights = _checkpoint(base / "run", seed=0)
+    artefact = base / "done.h5"
+    main([str(weights), str(artefact), *TINY])
+    return weights, artefact
+
+
+def test_a_second_pipeline_on_a_held_artefact_names_the_holder_and_writes_nothing(complete, tmp_path):
+    weights, _ = complete
+    artefact = tmp_path / "held.h5"
+    with artefact_lock(artefact):
+        with pytest.raises(UserInputError, match=rf"held.h5 is being written by pid {os.getpid()} on .*, started 20"):
+            main([str(weights), str(artefact), *TINY])
+    assert not artefact.exists() and not artefact.with_name("held.h5.parts").exists()
+
+
+def test_wait_queues_behind_the_holder_and_then_completes(complete, tmp_path):
+    weights, _ = complete
+    artefact = tmp_path / "queued.h5"
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with artefact_lock(artefact):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    threading.Timer(1.0, release.set).start()
+    main([str(weights), str(artefact), "--wait", *TINY])  # blocks until the holder lets go
+    holder.join()
+    assert VirtualPhysiology.load(artefact).stages == list(STAGES)
+
+
+def test_two_run_bash_at_once_with_wait_both_succeed_with_one_complete_artefact(complete, tmp_path):
+    weights, _ = complete
+    artefact = tmp_path / "both.h5"
+    procs = [subprocess.Popen(["bash", str(ROOT / "run.bash"), str(weights), str(artefact), "--wait", *TINY],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS="1")) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _ in results), results
+    assert VirtualPhysiology.load(artefact).stages == list(STAGES)
+    assert not artefact.with_name("both.h5.parts").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_stage_that_would_drop_later_stages_keeps_the_complete_artefact_and_fails(complete, tmp_path):
+    weights, done = complete
+    artefact = tmp_path / "kept.h5"
+    shutil.copy(done, artefact)
+    before = _part_ids(artefact)
+    with pytest.raises(UserInputError, match="kept.h5 is not complete .*rerun bash run.bash"):
+        main([str(weights), str(artefact), "--force", *TINY], stage="rwa")  # gabor, surround ... read the old RWA
+    assert _part_ids(artefact) == before and VirtualPhysiology.load(artefact).stages == list(STAGES)
+    main([str(weights), str(artefact), *TINY])  # the full run then brings every stage up to date
+    after = _part_ids(artefact)
+    assert after["rwa"] != before["rwa"] and after["gratings"] == before["gratings"]
+    assert VirtualPhysiology.load(artefact).stages == list(STAGES)
+
+
+def test_an_artefact_under_a_file_is_one_line(complete, tmp_path):
+    weights, _ = complete
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserInputError, match="is a file, so the artefact cannot go under it"):
+        main([str(weights), str(blocker / "out.h5"), *TINY])
+    assert blocker.read_text() == "x"
+
+
+def test_an_artefact_on_a_full_disk_is_one_line_and_leaves_no_temporary(complete, tmp_path):
+    weights, _ = complete
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        with pytest.raises(UserInputError, match=r"time courses need .* MiB but .* MiB free: free space"):
+            main([str(weights), str(mount / "full.h5"), *TINY])
+        leftovers = [p.name for p in mount.rglob("*") if p.name.endswith(".tmp")]
+        assert not leftovers and not (mount / "full.h5").exists()
+        for part in (mount / "full.h5.parts").glob("*.h5"):  # finished stages are whole files
+            with h5py.File(part, "r") as f:
+                json.loads(f.attrs["part"])
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)  # lazy: a traceback may still hold a file
+
+
+def test_the_lock_file_sits_beside_the_artefact_and_is_released(complete, tmp_path):
+    artefact = tmp_path / "x.h5"
+    with artefact_lock(artefact):
+        assert lock_path(artefact).parent == tmp_path and str(os.getpid()) in lock_path(artefact).read_text()
+    with artefact_lock(artefact):  # released: taken again at once
+        pass
