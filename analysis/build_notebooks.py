@@ -426,7 +426,7 @@ else:
         ax.bar([0.45, 1.45], data_bars[name], 0.4, color="none", edgecolor="k", hatch="//", label=nurminen["label"])
         ax.set(xticks=[0.2, 1.2], xticklabels=["full / control", "feedback removed"], title=name,
                ylabel="ratio (mean)")
-    axes[0].legend()
+    axes[0].legend(**plotting.LEGEND_BELOW)
     plotting.save_figure(fig, out, "feedback_effects_vs_nurminen")
     summary["nurminen_comparison"] = dict(model=model_bars, data=data_bars)
     display(pd.DataFrame({"model": model_bars, nurminen["label"]: data_bars}))"""),
@@ -561,7 +561,8 @@ for ax, low, high in zip(axes, edges[:-1], edges[1:]):
     ratio = connectivity.relative_position_map(pairs["along"][in_bin], pairs["across"][in_bin], connected[in_bin])
     ax.set(xlabel="across motion (px)", ylabel="along motion (px)", title=f"orientation difference {low:g}-{high:g} deg")
     if not np.isfinite(ratio).any():
-        plotting.empty_panel(ax, f"no model pairs in this bin\\n({len(keep)} units selected)")
+        plotting.empty_panel(ax, f"no model pairs closer than {connectivity.LONG_RANGE[1]:g} px with an\\n"
+                                 f"orientation-selective presynaptic unit in this bin ({len(keep)} units selected)")
         continue
     image = ax.imshow(ratio, origin="lower", extent=(-10, 10, -10, 10), cmap="viridis")
     fig.colorbar(image, ax=ax, fraction=0.046, label="connection probability")
@@ -634,9 +635,11 @@ for k, (label, model) in enumerate(models.items()):
         continue
     result = mse.bar_rollout_benchmark(model, n_angles, n_context, n_predict)
     for ax, score in zip(axes, ("mse", "com_error")):
-        ax.plot(horizon, result["model"][score].mean(0), "o-", color=plotting.GROUP_COLOURS[k], label=label)
+        ax.plot(horizon, result["model"][score].mean(0), "o-", color=plotting.GROUP_COLOURS[k],
+                label=f"{label} (mean of n={n_angles} bar directions)")
         if k == 0:
-            ax.plot(horizon, result["copy_last"][score].mean(0), "s--", color=plotting.DATA_COLOUR, label="copy last frame")
+            ax.plot(horizon, result["copy_last"][score].mean(0), "s--", color=plotting.DATA_COLOUR, markerfacecolor="none",
+                    label=f"copy last frame (n={n_angles})")
     rows.append(dict(model=label, mse_last=result["model"]["mse"][:, -1].mean(),
                      com_error_last=result["model"]["com_error"][:, -1].mean(),
                      copy_mse_last=result["copy_last"]["mse"][:, -1].mean(),
@@ -718,7 +721,7 @@ ax.plot(frame["n_back"], frame["full"], "o-", color=plotting.GROUP_COLOURS[0], l
 ax.plot(frame["n_back"], frame["no_feedback"], "s--", color="0.5", markerfacecolor="none",
         label=f"feedback removed ({n_test})")  # dashed, hollow: visible where it lies on the full curve
 ax.axhline(1 / len(np.unique(labels)), color="k", linestyle=":", label="chance")
-ax.set(xlabel="noise frames after the digit (n)", ylabel="readout accuracy (test)", title=digit_source)
+ax.set(xlabel="noise frames after the digit (n)", ylabel="readout accuracy (test)", title=digit_source, ylim=(0, 1.02))
 ax.legend()
 plotting.save_figure(fig, out, "nback_accuracy")
 summary["nback"] = rows
@@ -731,8 +734,12 @@ for fraction in shuffle_fractions:
     rows.append(dict(fraction_shuffled=fraction, accuracy=score["accuracy"], n_test=score["n_test"]))
 frame = pd.DataFrame(rows)
 fig, ax = plotting.new_figure()
-ax.plot(100 * frame["fraction_shuffled"], frame["accuracy"], "o-", color="k")
-ax.set(xlabel="feedback weights shuffled (%)", ylabel=f"{shuffle_n_back}-back accuracy", title=digit_source)
+ax.plot(100 * frame["fraction_shuffled"], frame["accuracy"], "o-", color="k",
+        label=f"{shuffle_n_back}-back (n={int(frame['n_test'].iloc[0])} test digits)")
+ax.axhline(1 / len(np.unique(labels)), color="k", linestyle=":", label="chance")
+ax.set(xlabel="feedback weights shuffled (%)", ylabel=f"{shuffle_n_back}-back accuracy", title=digit_source,
+       ylim=(0, 1.02))  # accuracy on its whole scale, so a drop near chance is not magnified
+ax.legend()
 plotting.save_figure(fig, out, "nback_shuffled_feedback")
 summary["shuffled_feedback"] = rows
 frame"""),

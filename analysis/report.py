@@ -153,7 +153,7 @@ def report_figure(units: list[dict], surround: dict):
     """Three panels: G1 F1/F0 against macaque V1, the pattern index of each
     group beside its macaque area, and G1 surround suppression (full, without
     feedback) beside mouse V1. Returns the Figure."""
-    fig, axes = plotting.new_figure(3, width=5.5)
+    fig, axes = plotting.new_figure(3, width=5.5, gridspec_kw={"width_ratios": [1, 1.8, 1]})  # room for 6 labels
     mr = curve_fit_modulation_ratio(units[0]) if units and "modulation_ratio_curve_fit" in units[0] else []
     plotting.histogram_against_reference(axes[0], mr, reference.MODULATION_RATIO_EDGES, "G1",
                                          reference.modulation_ratio_v1(), empty_message="no G1 units with a kept F1/F0 fit")
