@@ -91,6 +91,11 @@ def load_movie(movie_dir: str | Path, name: str, n_frames: int) -> np.ndarray:
     if movie.ndim != 3 or len(movie) != n_frames:
         raise UserInputError(f"{path}: shape {movie.shape}, expected ({n_frames}, height, width): "
                              f"give the Allen template of {name}")
+    if movie.dtype.kind == "f":  # Allen's templates are uint8; a float one may hold NaN, frame by frame
+        bad = next((t for t in range(len(movie)) if not np.isfinite(movie[t]).all()), None)
+        if bad is not None:
+            raise UserInputError(f"{path}: movie template {name} has NaN or infinite pixels (first in frame {bad}): "
+                                 "save the template again from allensdk")
     return movie
 
 

@@ -85,11 +85,15 @@ def _read(f: h5py.File, path: Path, areas, movies, channel_areas, quality_filter
     ends = units["spike_times_index"][:].astype(np.int64)
     begins = np.r_[0, ends[:-1]]
     times = units["spike_times"]
+    unit_ids = units["id"][:].astype(np.int64)
+    spike_times = [np.asarray(times[begins[r]:ends[r]], dtype=np.float64) for r in rows]
+    for r, spikes in zip(rows, spike_times):
+        _require_finite(spikes, path, "units", "spike_times", f"unit id {unit_ids[r]}")
     return Session(
         session_id=_session_id(f, path),
-        unit_ids=units["id"][:].astype(np.int64)[rows],
+        unit_ids=unit_ids[rows],
         unit_areas=areas_of_units[rows],
-        spike_times=[np.asarray(times[begins[r]:ends[r]], dtype=np.float64) for r in rows],
+        spike_times=spike_times,
         presentations={name: _presentations(f, path, name) for name in movies},
     )
 
@@ -156,12 +160,23 @@ def _presentations(f, path, movie) -> Presentations:
     shown = np.isfinite(frame) & (frame >= 0)  # blank/"null" rows are not movie frames
     order = np.argsort(start[shown], kind="stable")
     start, stop, frame = start[shown][order], stop[shown][order], frame[shown][order].astype(np.int64)
+    for column, values in (("start_time", start), ("stop_time", stop)):
+        _require_finite(values, path, f"{movie}_presentations", column, "a presentation")
     if "repeat" in table:
         repeat = _numbers(table["repeat"])[shown][order].astype(np.int64)
         repeat -= repeat.min() if len(repeat) else 0
     else:
         repeat = repeat_index(frame, start)
     return Presentations(start, stop, frame, repeat)
+
+
+def _require_finite(values: np.ndarray, path: Path, table: str, column: str, what: str) -> None:
+    """A NaN or inf in a time column would silently shift spike counts: refuse it,
+    naming the table. (A NaN *frame* marks a blank row and is skipped, not refused.)"""
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise UserInputError(f"{path}: the {table} table has {len(bad)} NaN or infinite {column} value(s) "
+                             f"(first in {what}): fix or drop those rows, or download the session again")
 
 
 def _session_id(f, path) -> str:
