@@ -507,7 +507,8 @@ for ax, kind, selective in zip(axes, ("orientation", "direction"), (ori_selectiv
            ylabel="connection probability")
     ax.legend(loc="upper right")
     if not totals.sum():
-        plotting.missing_note(ax, f"no model pairs of selective G1 units closer than 2.5 px ({len(keep)} units selected)")
+        plotting.missing_note(ax, f"no model pairs of selective G1 units closer than 2.5 px "
+                                  f"({len(keep)} units selected)")
     halves = [slice(0, 3)] if kind == "orientation" else [slice(0, 3), slice(2, 5)]
     for half in halves:
         for source, (h, n) in (("model", (hits, totals)), (ref["label"], (ref["connected"], ref["tested"]))):
@@ -538,7 +539,8 @@ fig, axes = plotting.new_figure(2, 2, squeeze=False)
 for row, (axis, r) in enumerate(results.items()):
     for col, (name, data_fraction) in enumerate((("co-axial", ref["coaxial"]), ("orthogonal", ref["orthogonal"]))):
         ax, x = axes[row, col], np.arange(3)
-        ax.bar(x - 0.2, r["observed"][col], 0.4, color=plotting.GROUP_COLOURS[0], label=f"model G1 (n={int(long.sum())} inputs)")
+        ax.bar(x - 0.2, r["observed"][col], 0.4, color=plotting.GROUP_COLOURS[0],
+               label=f"model G1 (n={int(long.sum())} inputs)")
         ax.errorbar(x - 0.2, (r["low"][col] + r["high"][col]) / 2, yerr=(r["high"][col] - r["low"][col]) / 2,
                     fmt="none", color="k", capsize=3, label="shuffle 95%")
         ax.bar(x + 0.2, data_fraction, 0.4, color=plotting.DATA_COLOUR, label=ref["label"])
@@ -559,7 +561,8 @@ fig, axes = plotting.new_figure(3, width=4, height=4)
 for ax, low, high in zip(axes, edges[:-1], edges[1:]):
     in_bin = nearby & (pairs["ori_diff"] >= low) & ((pairs["ori_diff"] < high) | (high == edges[-1]))
     ratio = connectivity.relative_position_map(pairs["along"][in_bin], pairs["across"][in_bin], connected[in_bin])
-    ax.set(xlabel="across motion (px)", ylabel="along motion (px)", title=f"orientation difference {low:g}-{high:g} deg")
+    ax.set(xlabel="across motion (px)", ylabel="along motion (px)",
+           title=f"orientation difference {low:g}-{high:g} deg")
     if not np.isfinite(ratio).any():
         plotting.empty_panel(ax, f"no model pairs closer than {connectivity.LONG_RANGE[1]:g} px with an\\n"
                                  f"orientation-selective presynaptic unit in this bin ({len(keep)} units selected)")
@@ -638,8 +641,8 @@ for k, (label, model) in enumerate(models.items()):
         ax.plot(horizon, result["model"][score].mean(0), "o-", color=plotting.GROUP_COLOURS[k],
                 label=f"{label} (mean of n={n_angles} bar directions)")
         if k == 0:
-            ax.plot(horizon, result["copy_last"][score].mean(0), "s--", color=plotting.DATA_COLOUR, markerfacecolor="none",
-                    label=f"copy last frame (n={n_angles})")
+            ax.plot(horizon, result["copy_last"][score].mean(0), "s--", color=plotting.DATA_COLOUR,
+                    markerfacecolor="none", label=f"copy last frame (n={n_angles})")
     rows.append(dict(model=label, mse_last=result["model"]["mse"][:, -1].mean(),
                      com_error_last=result["model"]["com_error"][:, -1].mean(),
                      copy_mse_last=result["copy_last"]["mse"][:, -1].mean(),

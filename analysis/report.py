@@ -156,7 +156,8 @@ def report_figure(units: list[dict], surround: dict):
     fig, axes = plotting.new_figure(3, width=5.5, gridspec_kw={"width_ratios": [1, 1.8, 1]})  # room for 6 labels
     mr = curve_fit_modulation_ratio(units[0]) if units and "modulation_ratio_curve_fit" in units[0] else []
     plotting.histogram_against_reference(axes[0], mr, reference.MODULATION_RATIO_EDGES, "G1",
-                                         reference.modulation_ratio_v1(), empty_message="no G1 units with a kept F1/F0 fit")
+                                         reference.modulation_ratio_v1(),
+                                         empty_message="no G1 units with a kept F1/F0 fit")
     axes[0].set(xlabel="F1/F0", title="modulation ratio")
     samples = {}
     for g, area in enumerate(AREAS[:len(units)]):

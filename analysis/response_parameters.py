@@ -1,11 +1,13 @@
 """Grating-tuning summaries: tuning slices, modulation-ratio filtering, the
 preferred frequencies of direction-selective units, and KS comparisons of
-model types with the literature, as the original's response_parameters notebook."""
+model types with the literature, as the original's response_parameters notebook;
+and the figures of the notebook that show them (each returns its Figure)."""
 from __future__ import annotations
 
 import numpy as np
 
-from analysis.stats import histogram_cdf_distance, bin_proportions, ks_distance
+from analysis import plotting, reference
+from analysis.stats import bin_proportions, histogram_cdf_distance, ks_distance, mean_sem
 
 DS_THRESHOLD = 0.3  # DSI above which a unit counts as direction selective (the original's vphys threshold)
 
@@ -73,8 +75,6 @@ MODULATION_RATIO_AREAS = ("V1", "V2")  # the literature counterpart of G1, G2; l
 def _modulation_ratio_reference(area: str):
     """V1: the Mata & Ringach cells themselves (binned like the model); V2:
     the Levitt et al. histogram (its n is not recorded)."""
-    from analysis import reference
-
     if area == "V1":
         return reference.modulation_ratio_v1()
     _, proportions, label = reference.modulation_ratio_histogram(area)
@@ -84,8 +84,6 @@ def _modulation_ratio_reference(area: str):
 def modulation_ratio_figure(ratios: list[np.ndarray]):
     """One panel per group: the histogram of its F1/F0 values (``ratios[g]``,
     nan = not kept) as proportions, against V1 for G1 and V2 for G2."""
-    from analysis import plotting, reference
-
     fig, axes = plotting.new_figure(len(ratios))
     for g, (ax, mr) in enumerate(zip(np.atleast_1d(axes), ratios)):
         group = plotting.group_label(g)
@@ -123,12 +121,10 @@ def grid_bin_edges(levels) -> np.ndarray:
 def ds_preference_figure(preferences: dict[str, list[np.ndarray]], grid: dict, threshold: float = DS_THRESHOLD):
     """Top row: histograms (proportions, one bin per level of the probing
     ``grid``) of the preferred SF and TF of each group's DS units
-    (``ds_preferences``); a group without DS units is named in the panel. Bottom row: the group means (+- SEM) on the left axis, the
+    (``ds_preferences``); a group without DS units is named in the panel.
+    Bottom row: the group means (+- SEM) on the left axis, the
     macaque V1, V2, MT means (with citations) on the right axis; the units
     differ, so only the trend is comparable."""
-    from analysis import plotting, reference
-    from analysis.stats import mean_sem
-
     fig, axes = plotting.new_figure(2, 2)
     units = {"sf": ("SF", "cycles/px", "cycles/deg"), "tf": ("TF", "cycles/frame", "Hz")}
     for col, (kind, values) in enumerate(preferences.items()):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis import plotting
 from analysis.stats import fit_ratio_of_gaussians
 
 PROXIMAL_FRACTION = 0.95
@@ -81,8 +82,6 @@ def si_distribution_figure(panels: dict[str, list[tuple[np.ndarray, str]]]):
     """One panel per entry of ``panels`` ({title: [(SI values (%), label), ...]}):
     step histograms as proportions, first sample black, second grey; a panel
     whose samples are all empty says so. Returns the Figure."""
-    from analysis import plotting
-
     fig, axes = plotting.new_figure(len(panels))
     for ax, (title, samples) in zip(np.atleast_1d(axes), panels.items()):
         drawn = [plotting.proportion_histogram(ax, values, SI_EDGES, label.replace(" (", "\n("), colour, filled=False)
