@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import pickle
 import re
 from pathlib import Path
 
@@ -76,8 +77,6 @@ def load_model(path, device="cpu", frame_shape=None):
     is needed only for an original checkpoint whose frame size is not 400
     (20x20) or 800 (20x40).
     """
-    from models import build_model  # late import: models imports this package's siblings
-
     path = Path(path)
     if not path.exists():
         raise UserInputError(f"checkpoint {path} does not exist: give a run folder or a weights file")
@@ -94,12 +93,12 @@ def load_model(path, device="cpu", frame_shape=None):
     except (SafetensorError, OSError, ValueError) as err:
         raise UserInputError(f"checkpoint {weights} is corrupt or truncated ({err}): re-save or retrain it") from err
     if "config" in meta:
-        config = json.loads(meta["config"])
+        config, source = meta["config"], f"the config in {weights}'s metadata"
     elif (folder / CONFIG_FILE).exists():
-        config = json.loads((folder / CONFIG_FILE).read_text())
+        config, source = (folder / CONFIG_FILE).read_bytes(), str(folder / CONFIG_FILE)
     else:
         raise UserInputError(f"{weights} carries no config and {folder / CONFIG_FILE} is missing")
-    model = build_model(config)
+    model, config = _model_from_config(config, source)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -110,22 +109,60 @@ def load_model(path, device="cpu", frame_shape=None):
     return model.to(device).eval(), config, history
 
 
+def _model_from_config(text, source: str):
+    """(fresh model, config dict) from a config's JSON text, or a one-line error: not
+    JSON, not a train.py config (a Hugging Face config.json has no 'model' kind), an
+    unknown kind or values the model refuses."""
+    from models import build_model  # late import: models imports this package's siblings
+
+    try:
+        config = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserInputError(f"{source} is not valid JSON ({type(err).__name__}): re-save the checkpoint with "
+                             "train.py") from err
+    if not isinstance(config, dict) or "model" not in config:
+        raise UserInputError(f"{source} names no model kind, so it was not written by train.py (a Hugging Face "
+                             "checkpoint?): give a run folder or weights file written by train.py")
+    try:
+        return build_model(config), config
+    except (KeyError, ValueError, TypeError) as err:
+        reason = f"missing {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
+        raise UserInputError(f"{source} does not describe a model this code can build ({reason}): "
+                             "give a checkpoint written by train.py") from err
+
+
 def _load_original(path: Path, device, frame_shape):
     """A checkpoint in the original code's layout: only the CSV and the tensors
     are read (``weights_only=True``); the pickled loss history is ignored."""
-    from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-
     folder = path if path.is_dir() else path.parent
     if path.is_dir():
         found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _WEIGHTS.match(p.name)) and p.suffix == ".pt"]
         if not found:
             raise UserInputError(f"no N-epochs_model.pt file in {folder}")
         path = max(found)[1]
-    with open(folder / "hyperparameters.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    csv_path = folder / "hyperparameters.csv"
+    try:
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserInputError(f"{csv_path} is not a text CSV file ({type(err).__name__}): restore the original's "
+                             "hyperparameters.csv") from err
     if not rows:
-        raise UserInputError(f"{folder / 'hyperparameters.csv'} is empty")
-    hp = rows[0]
+        raise UserInputError(f"{csv_path} is empty")
+    try:
+        return _original_model(path, folder, rows[0], frame_shape, device)
+    except KeyError as err:
+        raise UserInputError(f"{csv_path} lacks the column {err}: restore the original's hyperparameters.csv") from err
+    except (ValueError, TypeError) as err:  # TypeError: a short row leaves a column None
+        raise UserInputError(f"{csv_path} holds values the model cannot use ({str(err).splitlines()[0]}): "
+                             "restore the original's hyperparameters.csv") from err
+
+
+def _original_model(path: Path, folder: Path, hp: dict, frame_shape, device):
+    """The model and config of an original-layout folder from its CSV row ``hp``;
+    KeyError for a missing column, ValueError for a value that is no number or
+    that the model refuses (e.g. one beta per group)."""
+    from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 
     def floats(text):
         return [float(v) for v in str(text).split(",") if v.strip()]
@@ -154,8 +191,9 @@ def _load_original(path: Path, device, frame_shape):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.from_original_state_dict(state)
-    except (RuntimeError, KeyError, ValueError, EOFError, OSError) as err:
-        raise UserInputError(f"cannot read original checkpoint {path}: {str(err).splitlines()[0]}") from err
+    except (RuntimeError, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserInputError(f"cannot read original checkpoint {path}: {message[:200]}") from err
     match = _WEIGHTS.match(path.name)
     config["checkpoint_epoch"] = int(match.group(1)) if match else -1
     return model.to(device).eval(), config, {}

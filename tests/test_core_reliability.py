@@ -321,3 +321,122 @@ def test_stale_temporaries_of_dead_processes_go_at_the_next_write(tmp_path):
     write_json(tmp_path / "y.json", {})  # the next write to the folder clears the dead one's temporary
     assert not stale.exists() and live.exists() and other_host.exists() and unrelated.exists()
     assert remove_stale_temporaries(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints that cannot be loaded: one line each
+# ---------------------------------------------------------------------------------------------
+MODEL_CONFIG = {"model": "network_hierarchical_recurrent", "loss": "loss_hierarchical_temporal_prediction",
+                "frame_shape": [2, 3], "hidden_units": [4, 5, 6], "beta": [0.9, 0.1, 0.1], "warmup": 2,
+                "local_inhibitory_prop": 0.2, "L1": -3.0, "detach_targets": False, "noise_std": 0.5011}
+
+
+def tiny_tensors():
+    torch.manual_seed(0)
+    model = NetworkHierarchicalRecurrent.from_config(MODEL_CONFIG)
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("metadata,match", [
+    ({"config": "{not json"}, "is not valid JSON"),
+    ({"config": json.dumps({**MODEL_CONFIG, "model": "nope"})}, "does not describe a model .*unknown model 'nope'"),
+    ({"config": json.dumps({"model": "network_hierarchical_recurrent"})}, "does not describe a model .*missing"),
+    ({"config": json.dumps([1, 2])}, "names no model kind"),
+])
+def test_weights_with_bad_config_metadata_are_one_line(tmp_path, metadata, match):
+    from safetensors.torch import save_file
+
+    from models.io import load_model
+
+    path = tmp_path / "3-epochs_model.safetensors"
+    save_file(tiny_tensors(), str(path), metadata=metadata)
+    with pytest.raises(UserInputError, match=match):
+        load_model(path)
+
+
+def test_a_hugging_face_checkpoint_given_to_run_bash_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    save_file(tiny_tensors(), str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "hidden_size": 8}))
+    proc = subprocess.run(["bash", str(ROOT / "run.bash"), str(folder / "model.safetensors"), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "names no model kind" in lines[0], proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_weights_missing_a_tensor_are_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from models.io import load_model
+
+    tensors = tiny_tensors()
+    del tensors["weight_hh"]
+    save_file(tensors, str(tmp_path / "1-epochs_model.safetensors"), metadata={"config": json.dumps(MODEL_CONFIG)})
+    with pytest.raises(UserInputError, match="do not fit the model"):
+        load_model(tmp_path / "1-epochs_model.safetensors")
+
+
+ORIGINAL_HP = {"name": "orig", "lam": 1e-6, "frame_size": 6, "hidden_units_groups": "4,5,6",
+               "beta_weights": "0.9,0.1,0.1", "warmup": 2, "local_inhibitory_prop": 0.2}
+
+
+def original_folder(tmp_path, hp=ORIGINAL_HP, csv_bytes=None, weights=None):
+    import csv
+
+    run_dir = tmp_path / "orig"
+    run_dir.mkdir()
+    if csv_bytes is None:
+        with open(run_dir / "hyperparameters.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([""] + list(hp))
+            writer.writerow([0] + list(hp.values()))
+    else:
+        (run_dir / "hyperparameters.csv").write_bytes(csv_bytes)
+    if weights is None:
+        model = NetworkHierarchicalRecurrent.from_config({**MODEL_CONFIG, "frame_shape": [2, 3]})
+        torch.save(model.to_original_state_dict(), run_dir / "5-epochs_model.pt")
+    else:
+        torch.save(weights, run_dir / "5-epochs_model.pt")
+    return run_dir
+
+
+class NotATensor:  # a pickled object: weights_only=True must refuse it, in one line
+    pass
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing_column", "lacks the column 'beta_weights'"),
+    ("not_a_number", "holds values the model cannot use"),
+    ("mismatched_beta", "holds values the model cannot use .*beta has 2 weights"),
+    ("binary_garbage", "is not a text CSV file"),
+    ("pickled_object", "cannot read original checkpoint"),
+])
+def test_bad_original_layout_folders_are_one_line(tmp_path, case, match):
+    from models.io import load_model
+
+    hp = dict(ORIGINAL_HP)
+    kwargs = {}
+    if case == "missing_column":
+        del hp["beta_weights"]
+    elif case == "not_a_number":
+        hp["warmup"] = "four"
+    elif case == "mismatched_beta":
+        hp["beta_weights"] = "0.9,0.1"
+    elif case == "binary_garbage":
+        kwargs["csv_bytes"] = bytes(range(256)) * 4
+    else:
+        kwargs["weights"] = {"rnn.weight_hh_l0": NotATensor()}
+    run_dir = original_folder(tmp_path, hp, **kwargs)
+    with pytest.raises(UserInputError, match=match):
+        load_model(run_dir, frame_shape=(2, 3))
+
+
+def test_a_good_original_layout_folder_still_loads(tmp_path):
+    from models.io import load_model
+
+    model, config, _ = load_model(original_folder(tmp_path), frame_shape=(2, 3))
+    assert config["hidden_units"] == [4, 5, 6] and config["checkpoint_epoch"] == 5
