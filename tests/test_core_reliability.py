@@ -440,3 +440,32 @@ def test_a_good_original_layout_folder_still_loads(tmp_path):
 
     model, config, _ = load_model(original_folder(tmp_path), frame_shape=(2, 3))
     assert config["hidden_units"] == [4, 5, 6] and config["checkpoint_epoch"] == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# --cluster: the checks of a local run, before any job is queued
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cluster", [["--cluster", "local"], ["--cluster", "slurm", "--dry-run"], ["--dry-run"]])
+@pytest.mark.parametrize("problem,match", [
+    ("nan_dataset", "contains NaN or inf"),
+    ("short_clips", "5-frame clips but at least 6 are needed"),
+    ("bad_loss", "does not apply"),
+])
+def test_cluster_jobs_are_checked_like_a_local_run_before_submission(tmp_path, clips, monkeypatch, cluster,
+                                                                    problem, match):
+    import submit_training_job as stj
+
+    submitted = []
+    monkeypatch.setattr(stj, "submit", lambda *args: submitted.append(args))
+    data, extra = clips, []
+    if problem == "nan_dataset":
+        data = tmp_path / "nan.npy"
+        np.save(data, np.full((44, 12, 16), np.nan, np.float32))
+    elif problem == "short_clips":
+        data = tmp_path / "short.npy"
+        np.save(data, np.zeros((44, 5, 16), np.float32))
+    else:
+        extra = ["--loss", "loss_hierarchical_temporal_prediction_feedforward"]
+    with pytest.raises(UserInputError, match=match):
+        stj.main(["--dataset", str(data), "--save-dir", str(tmp_path / "runs"), *TINY, *extra, *cluster])
+    assert not submitted and not (tmp_path / "runs").exists()
