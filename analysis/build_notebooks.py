@@ -510,12 +510,18 @@ for ax, kind, selective in zip(axes, ("orientation", "direction"), (ori_selectiv
         plotting.missing_note(ax, f"no model pairs of selective G1 units closer than 2.5 px "
                                   f"({len(keep)} units selected)")
     halves = [slice(0, 3)] if kind == "orientation" else [slice(0, 3), slice(2, 5)]
+    model_tests = []
     for half in halves:
         for source, (h, n) in (("model", (hits, totals)), (ref["label"], (ref["connected"], ref["tested"]))):
             tests = (stats.connectivity_trend_tests(h[half], n[half]) if n[half].sum()
                      else dict(z_original=np.nan, p_original=np.nan, z=np.nan, p=np.nan))
             rows.append(dict(kind=kind, bins=f"{ref['centres_deg'][half][0]:.0f}-{ref['centres_deg'][half][-1]:.0f}",
                              source=source, **tests))
+            if source == "model":
+                model_tests.append(f"{rows[-1]['bins']} deg: z {tests['z_original']:.2f}, p {tests['p_original']:.3f} "
+                                   f"(correct table: z {tests['z']:.2f}, p {tests['p']:.3f})")
+    ax.set_title("model trend, original's table [connected, all tested]:\\n" + "\\n".join(model_tests),
+                 fontsize="small")
 plotting.save_figure(fig, out, "short_range_connection_probability")
 summary["trend_tests"] = rows
 pd.DataFrame(rows)"""),
