@@ -231,13 +231,13 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         with torch.autocast(x.device.type, enabled=False):
             pred = torch.cat([F.linear(hg, w.to(dtype)) for hg, w in zip(groups, self.readout_weights)], -1)
             pred = pred + self.readout_bias.to(dtype)
-        # the loss and every analysis see float32 (no-ops in fp32)
-        return pred.transpose(0, 1).to(master), h.transpose(0, 1).to(master)
+        # the loss and every analysis see float32 (no-ops in fp32); cast first: a contiguous copy
+        return pred.to(master).transpose(0, 1), h.to(master).transpose(0, 1)
 
     @torch.no_grad()
     def hidden_activity(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden units only (the readout is skipped): (B, T, P) -> (B, T, H)."""
-        return self._hidden(x).transpose(0, 1).to(self.weight_hh.dtype)
+        return self._hidden(x).to(self.weight_hh.dtype).transpose(0, 1)
 
     # ----- training ---------------------------------------------------------------------
     def weight_l1(self) -> torch.Tensor:
