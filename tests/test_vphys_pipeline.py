@@ -227,3 +227,24 @@ def test_bad_or_unsupported_ablations_are_one_line_errors(run, tmp_path, capsys)
     assert "NetworkRecurrent has no feedback" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vanilla"]
     assert not any(p.name.endswith(".h5") for p in (tmp_path / "vanilla").iterdir())
+
+
+def test_an_artefact_from_before_the_rwa_lags_and_gabor_range_reruns_those_stages(run, tmp_path, monkeypatch, capsys):
+    """Stages stored without the RWA lags or the Gabor fitter's shortest
+    wavelength in their settings (from before every kind's group g lagged by g
+    frames and carriers reached the 2 px wavelength) are stale: they and the
+    stages built on them rerun, the others are reused."""
+    artefact = tmp_path / "old.h5"
+    current = Pipeline.settings
+
+    def settings_of_earlier_versions(self, stage):
+        return {k: v for k, v in current(self, stage).items() if k not in ("lags", "min_wavelength")}
+
+    monkeypatch.setattr(Pipeline, "settings", settings_of_earlier_versions)
+    main([str(run["weights"]), str(artefact), *TINY])
+    monkeypatch.undo()
+    capsys.readouterr()
+    main([str(run["weights"]), str(artefact), *TINY])
+    out = capsys.readouterr().out
+    assert all(f"[{stage}] done" in out for stage in ("rwa", "gabor", "modulation", "plaid", "surround", "nofeedback"))
+    assert all(f"[{stage}] up to date" in out for stage in ("gratings", "connectivity"))

@@ -54,18 +54,18 @@ _GRID_FREQUENCIES = np.geomspace(0.03, 0.46, 12)  # cycles/px
 _GRID_SIGMAS = (1.0, 2.0, 4.0)  # px, isotropic
 _MIN_LOG_VARIANCE = 2 * math.log(0.3)  # sigma >= 0.3 px; the upper bound is the frame size
 _LKX_RANGE = (-6.0, 6.0)  # f from 0.499 to 0.0025 cycles/px
-_MIN_WAVELENGTH = 2.0  # px: wavelength = 2 + e^lkx
+MIN_WAVELENGTH = 2.0  # px: wavelength = 2 + e^lkx
 
 
 def gabor_frequency(lkx) -> np.ndarray:
     """Carrier frequency in cycles/px: f = 1 / (2 + e^lkx)."""
-    return 1.0 / (_MIN_WAVELENGTH + np.exp(np.asarray(lkx, dtype=np.float64)))
+    return 1.0 / (MIN_WAVELENGTH + np.exp(np.asarray(lkx, dtype=np.float64)))
 
 
 def gabor_lkx(frequency) -> np.ndarray:
     """The stored lkx of a carrier at ``frequency`` cycles/px (0 < f < 0.5):
     lkx = log(1 / f - 2), the inverse of ``gabor_frequency``."""
-    return np.log(1.0 / np.asarray(frequency, dtype=np.float64) - _MIN_WAVELENGTH)
+    return np.log(1.0 / np.asarray(frequency, dtype=np.float64) - MIN_WAVELENGTH)
 
 
 def gabor_image(params, frame_shape: tuple[int, int]) -> np.ndarray:
@@ -303,7 +303,7 @@ def _sine_cosine_gabors(shape: torch.Tensor, pixels):
     along = dx * torch.cos(theta) + dy * torch.sin(theta)
     across = -dx * torch.sin(theta) + dy * torch.cos(theta)
     envelope = torch.exp(-along ** 2 / (2 * torch.exp(lvx)) - across ** 2 / (2 * torch.exp(lvy)))
-    carrier = 2 * math.pi / (_MIN_WAVELENGTH + torch.exp(lkx)) * along
+    carrier = 2 * math.pi / (MIN_WAVELENGTH + torch.exp(lkx)) * along
     return envelope * torch.sin(carrier), envelope * torch.cos(carrier)
 
 

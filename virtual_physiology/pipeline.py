@@ -208,8 +208,11 @@ class Pipeline:
         """The options that change a stage's result; a change reruns it."""
         o = self.options
         return {
-            "rwa": dict(n_clips=o.rwa_clips, n_frames=RWA_FRAMES, seed=o.seed),
-            "gabor": dict(groups=[0], n_starts=o.gabor_starts, steps=o.gabor_steps, seed=o.seed),
+            # the lags and the fitter's shortest wavelength mark results from before the RWA lagged
+            # every kind's group g by g frames and the Gabor fitter reached 2 px: those rerun
+            "rwa": dict(n_clips=o.rwa_clips, n_frames=RWA_FRAMES, seed=o.seed, lags=list(self.model.group_lags)),
+            "gabor": dict(groups=[0], n_starts=o.gabor_starts, steps=o.gabor_steps, seed=o.seed,
+                          min_wavelength=gabor.MIN_WAVELENGTH),
             "gratings": dict(n_frames=GRATING_FRAMES, warmup=plaid.WARMUP, compression=o.compression),
             "modulation": dict(seed=o.seed),
             "plaid": dict(angles=list(plaid.PLAID_ANGLES), n_frames=plaid.PLAID_FRAMES),
