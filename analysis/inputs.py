@@ -11,7 +11,7 @@ import numpy as np
 
 from models.io import latest_weights, load_model
 from utils import UserInputError
-from virtual_physiology.artefact import GRATING_RESPONSES, VirtualPhysiology
+from virtual_physiology.artefact import GRATING_RESPONSES, STAGES, VirtualPhysiology
 
 
 @dataclass
@@ -84,10 +84,17 @@ def unit_table(vp: VirtualPhysiology, group: int) -> dict[str, np.ndarray]:
     return table
 
 
-def load_inputs(checkpoint, artefact=None, device="cpu") -> Inputs:
-    """Checkpoint (required) and artefact (optional), checked to match."""
+def load_inputs(checkpoint, artefact=None, device="cpu", needs=STAGES) -> Inputs:
+    """Checkpoint (required) and artefact (optional), checked to match; the artefact
+    must hold every stage in ``needs`` (default: all), else a one-line error names
+    the missing stages and the command that adds them."""
     weights_file(checkpoint)
     vp = load_artefact(artefact, checkpoint) if artefact is not None else None
+    missing = [s for s in needs if vp is not None and s not in vp.stages]
+    if missing:
+        vp.close()
+        raise UserInputError(f"artefact {artefact} lacks the stage(s) {', '.join(missing)}: add them with "
+                             f"bash run.bash {checkpoint} {artefact}")
     model, config, _ = load_model(checkpoint, device=device)
     units = [unit_table(vp, g) for g in range(len(vp.group_sizes))] if vp is not None else []
     return Inputs(model, config, vp, units)

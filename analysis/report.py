@@ -32,7 +32,7 @@ from analysis import gallery, inputs, plotting, reference, stats  # noqa: E402
 from analysis.plaid_motion import pattern_index_summary  # noqa: E402
 from analysis.response_parameters import binned_distance_to_histogram, curve_fit_modulation_ratio  # noqa: E402
 from analysis.surround_suppression import SI_EDGES  # noqa: E402
-from utils import UserInputError, atomic_path, run_cli  # noqa: E402
+from utils import UserInputError, atomic_path, os_error_reason, run_cli  # noqa: E402
 from virtual_physiology.tuning import is_direction_selective, is_orientation_selective  # noqa: E402
 
 GABOR_R = 0.7
@@ -200,16 +200,21 @@ def report(checkpoint, artefact, out_dir=None, figures_dir=None) -> str:
     surround = surround_rows(data.units[0]) if data.units else surround_rows({"hidden_unit_index": []})
     distances = distance_rows(data.units, surround)
     markdown = render_markdown(checkpoint, artefact, groups, surround, distances)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "report.md") as tmp:
-        tmp.write_text(markdown)
-    png = render_figure(data.units, surround, out_dir)
     surround_row = {k: v for k, v in surround.items() if not isinstance(v, np.ndarray)}
     tables = [("Per group", groups, list(groups[0]) if groups else []),
               ("Surround suppression, G1 (SI %)", [surround_row], list(surround_row)),
               ("Distance to the literature", distances, DISTANCE_COLUMNS)]
-    gallery.write_gallery(out_dir, checkpoint, artefact, png, tables, figures_dir or out_dir / "figures")
-    data.artefact.close()
+    try:  # every file goes through atomic_path: a failure leaves no half-written one
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_dir / "report.md") as tmp:
+            tmp.write_text(markdown)
+        png = render_figure(data.units, surround, out_dir)
+        gallery.write_gallery(out_dir, checkpoint, artefact, png, tables, figures_dir or out_dir / "figures")
+    except OSError as err:
+        raise UserInputError(f"cannot write the report into {out_dir} ({os_error_reason(err)}): "
+                             "give --out a writable folder") from err
+    finally:
+        data.artefact.close()
     return markdown
 
 

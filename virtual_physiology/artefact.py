@@ -121,6 +121,10 @@ class GratingResponseWriter:
             raise RuntimeError(f"grating sweep ended with {len(self.pending)} incomplete blocks")
 
 
+_METADATA_KEYS = ("model", "stages", "grid", "checkpoint")  # what readers of an artefact rely on
+_MODEL_KEYS = ("frame_shape", "group_sizes")
+
+
 def read_metadata(path: Path) -> dict:
     """The metadata of an existing artefact; a one-line error if ``path`` is
     not one (it is then never overwritten)."""
@@ -130,8 +134,12 @@ def read_metadata(path: Path) -> dict:
     except (OSError, KeyError, ValueError) as err:
         raise UserInputError(f"{path} exists and is not a virtual-physiology artefact: "
                              "choose another ARTEFACT_PATH or move that file away") from err
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserInputError(f"{path} is not a virtual-physiology artefact: choose another ARTEFACT_PATH")
+    missing = [key for key in _METADATA_KEYS if key not in meta]
+    if missing or not isinstance(meta["stages"], dict) or not all(k in meta["model"] for k in _MODEL_KEYS):
+        raise UserInputError(f"{path} claims to be a virtual-physiology artefact but its metadata lacks "
+                             f"{', '.join(missing) or 'model or stage records'}: move it away and run the pipeline again")
     return meta
 
 

@@ -1,0 +1,88 @@
+"""The analyses' one-line errors: an incomplete artefact (which stages, and the
+command that adds them), an artefact without model metadata, and a report
+folder that cannot be written."""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import h5py
+import pytest
+
+from analysis import inputs, report
+from tests.analysis_helpers import tiny_run
+from utils import UserInputError, run_cli
+from virtual_physiology.artefact import FORMAT, VirtualPhysiology
+from virtual_physiology.pipeline import Options, Pipeline
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory):
+    """The tiny run's checkpoint with an artefact of the RWA and grating stages only."""
+    run = tiny_run()
+    artefact = tmp_path_factory.mktemp("partial") / "partial.h5"
+    options = Options(rwa_clips=50, rwa_chunk=50, gabor_starts=1, gabor_steps=20, progress=False)
+    Pipeline(run["checkpoint"], artefact, options=options).run(("rwa", "gratings"), log=lambda message: None)
+    return run["checkpoint"], str(artefact)
+
+
+def test_load_inputs_names_the_missing_stages_and_the_command(partial):
+    checkpoint, artefact = partial
+    with pytest.raises(UserInputError) as err:
+        inputs.load_inputs(checkpoint, artefact)
+    message = str(err.value)
+    assert "gabor, modulation, plaid, surround, nofeedback, connectivity" in message
+    assert f"bash run.bash {checkpoint} {artefact}" in message
+    data = inputs.load_inputs(checkpoint, artefact, needs=("rwa", "gratings"))  # what is there is usable
+    assert "preferred_index" in data.units[0]
+    data.artefact.close()
+
+
+def test_report_on_an_incomplete_artefact_exits_2_saying_what_is_missing(partial, tmp_path, capsys):
+    checkpoint, artefact = partial
+    with pytest.raises(SystemExit) as code:
+        run_cli(lambda: report.main([checkpoint, artefact, "--out", str(tmp_path / "out")]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code.value.code == 2 and len(err) == 1 and "lacks the stage(s) gabor" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_artefact_with_format_but_no_model_is_one_line(tmp_path):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["metadata"] = json.dumps({"format": FORMAT, "stages": {}})
+    with pytest.raises(UserInputError, match="metadata lacks model, grid, checkpoint"):
+        VirtualPhysiology.load(path)
+    with pytest.raises(UserInputError, match="metadata lacks model"):
+        inputs.load_artefact(path)
+
+
+def test_report_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    run = tiny_run()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        with pytest.raises(SystemExit) as code:
+            run_cli(lambda: report.main([run["checkpoint"], run["artefact"], "--out", str(out)]))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code.value.code == 2 and len(err) == 1 and "cannot write the report into" in err[0], err
+    assert blocker.read_text() == "x"
+
+
+def test_report_out_on_a_read_only_file_system_is_one_line(tmp_path, capsys):
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        run = tiny_run()
+        with pytest.raises(SystemExit) as code:
+            run_cli(lambda: report.main([run["checkpoint"], run["artefact"], "--out", str(mount / "out")]))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code.value.code == 2 and len(err) == 1 and "Read-only file system" in err[0], err
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
