@@ -626,7 +626,7 @@ for split, x in clips.items():
 frame = pd.DataFrame(rows).drop_duplicates(["split", "predictor", "mse"])
 fig, axes = plotting.new_figure(len(clips), squeeze=False)
 for ax, (split, part) in zip(axes[0], frame.groupby("split", sort=False)):
-    names = [f"{m}\\n{p}" if p == "model" else p for m, p in zip(part["model"], part["predictor"])]
+    names = [m if p == "model" else p for m, p in zip(part["model"], part["predictor"])]
     ax.bar(range(len(part)), part["mse"], yerr=part["sem"], color=plotting.GROUP_COLOURS[:len(part)])
     ax.set(xticks=range(len(part)), xticklabels=names, ylabel="next-frame MSE (mean +- SEM)",
            title=f"{split} (n={len(clips[split])} clips)")

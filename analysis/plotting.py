@@ -13,6 +13,7 @@ plotting rule every figure follows:
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -198,5 +199,6 @@ def violins(ax, samples: dict[str, np.ndarray], colours=None):
             ax.text(i, 0.5, "no units", transform=ax.get_xaxis_transform(), ha="center", color="0.3",
                     rotation=90, gid=EMPTY_PANEL_GID)
     counts = [int(np.isfinite(np.asarray(samples[n], float)).sum()) for n in names]
-    labels = [name.replace(" (", "\n(") + f"\nn={count}" for name, count in zip(names, counts)]
+    # wrapped, so that long literature labels do not run into their neighbours
+    labels = [textwrap.fill(name, 16) + f"\nn={count}" for name, count in zip(names, counts)]
     ax.set_xticks(range(len(names)), labels)

@@ -166,7 +166,7 @@ def test_report_figure_reads_right_and_cites_the_data(units):
     fig = report.report_figure(units, surround)
     assert assert_histograms_read_right(fig) == 2
     ticks = [t.get_text() for t in fig.axes[1].get_xticklabels()]
-    assert any("macaque MT\n(Movshon & Newsome 1996)" in t for t in ticks)
+    assert "macaque MT (Movshon & Newsome 1996) n=182" in [" ".join(t.split()) for t in ticks]
     plt.close(fig)
 
 
@@ -204,4 +204,13 @@ def test_rsa_figures_name_sessions_and_mark_an_area_without_sessions():
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["VISp (V1)\nn=3 sessions", "VISl (lateromedial, ventral)\nn=0 sessions"]
     assert empty_messages(fig.axes[0]) == ["no sessions"]
+    plt.close(fig)
+
+
+def test_range_note_states_how_flat_a_curve_is():
+    fig, ax = plotting.new_figure()
+    ax.plot([0, 1, 2], [1.0, 1.002, 1.01])
+    assert plotting.range_note(ax, [1.0, 1.002, 1.01]) == pytest.approx(100 * 0.01 / 1.01)
+    assert [t.get_text() for t in ax.texts] == ["range 0.99% of max"]
+    assert np.isnan(plotting.range_note(ax, [np.nan, 0.0]))  # nothing positive: no note
     plt.close(fig)
