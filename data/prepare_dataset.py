@@ -23,11 +23,12 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import os
 
 import numpy as np
 
 from data import pipeline
-from utils import UserInputError, atomic_path, run_cli
+from utils import UserInputError, atomic_path, os_error_reason, run_cli
 
 TARGET_WIDTH = 600  # px; the original resized its footage to this width
 TARGET_FPS = 30.0
@@ -70,6 +71,18 @@ def clips_of_video(path: Path, frame_shape: tuple[int, int], frame_step: int | N
                                                 reject_percentile, max_start=advance) for frames in blocks])
 
 
+def check_writable(output: Path) -> None:
+    """Refuse, before any video is decoded, an output that is a folder or lies under
+    a file or in a folder this process cannot write (e.g. a read-only file system)."""
+    if output.is_dir():
+        raise UserInputError(f"output {output} is a folder: give a file name, e.g. {output / 'clips.npy'}")
+    existing = next(p for p in output.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise UserInputError(f"output {output} lies under the file {existing}: choose another output path")
+    if not os.access(existing, os.W_OK):
+        raise UserInputError(f"cannot write into {existing} (read-only or not yours): choose another output path")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Turn a folder of videos into an (N, 50, H*W) .npy clips file.")
     parser.add_argument("video_dir", type=Path)
@@ -94,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserInputError(f"--{name.replace('_', '-')} must be >= 1: got {getattr(args, name)}")
     if min(args.frame_shape) < 1 or not 0 <= args.reject_percentile < 100:
         raise UserInputError("--frame-shape needs positive sizes and --reject-percentile a value in [0, 100)")
+    check_writable(args.output)
 
     parts = []
     for path in video_files(args.video_dir):
@@ -112,8 +126,12 @@ def main(argv: list[str] | None = None) -> None:
         raise UserInputError(f"no clip could be cut (videos shorter than {pipeline.CLIP_LEN} kept frames, or smaller "
                              "than the frame shape): use a smaller --frame-step, --downsample or --frame-shape")
     clips = clips[np.random.default_rng(args.seed).permutation(len(clips))]
-    with atomic_path(args.output) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, clips)
+    try:
+        with atomic_path(args.output) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, clips)
+    except OSError as err:  # e.g. a full disk: atomic_path has removed the partial file
+        raise UserInputError(f"cannot write {args.output} ({os_error_reason(err)}, {clips.nbytes / 2**20:.1f} MiB "
+                             "needed): free space or choose another output") from err
     print(f"wrote {args.output}: {clips.shape} {clips.dtype}, copy-last-frame MSE "
           f"{pipeline.copy_last_mse(clips):.3f}, {args.output.stat().st_size / 2**20:.1f} MiB")
 

@@ -94,6 +94,10 @@ def process_sessions(paths: list[str | Path], areas: list[str], out: str | Path,
         raise UserInputError("no session NWB files given: pass --nwb-dir with *.nwb files or --nwb FILE ...")
     if not areas:
         raise UserInputError("no areas given: pass --areas, e.g. --areas VISp VISl VISrl")
+    out = Path(out)
+    blocker = next((p for p in (out, *out.absolute().parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # checked before the (long) processing, so it fails at once
+        raise UserInputError(f"--out {out} is a file or lies under one ({blocker}): give a folder")
     results, skipped = {}, {}
     for path in paths:
         try:
@@ -112,7 +116,6 @@ def process_sessions(paths: list[str | Path], areas: list[str], out: str | Path,
         raise UserInputError(f"no unit in {' '.join(empty)} in any session: check the area names "
                              f"(Allen acronyms such as VISp) or add sessions that recorded them")
 
-    out = Path(out)
     written = []
     for session_id, (path, arrays, info) in results.items():
         target = out / f"session_{session_id}.npz"

@@ -1,0 +1,89 @@
+"""Data-side one-line errors: a folder given as a dataset, prepare_dataset's output
+a folder, under a file, read-only or on a full disk, and process_sessions --out a file."""
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from data import prepare_dataset
+from data.dataset import load_clips
+from neural_fitting.process_sessions import process_sessions
+from tests.data_helpers import panning_video
+from utils import UserInputError
+
+SMALL = ["--frame-shape", "8", "8", "--downsample", "2", "--spatial-stride", "16", "--temporal-stride", "10"]
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    panning_video(folder / "pan.mp4")
+    return folder
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(options) -> a fresh tmpfs folder (root only; skipped elsewhere)."""
+    mounted = []
+
+    def mount(options):
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a tmpfs needs root")
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_folder_given_as_the_dataset_is_called_a_folder(tmp_path):
+    with pytest.raises(UserInputError, match="is a folder: give the path of an"):
+        load_clips(tmp_path, (4, 4), 6)
+
+
+def test_prepare_dataset_output_that_is_a_folder_or_under_a_file_is_refused_at_once(video_dir, tmp_path,
+                                                                                   monkeypatch):
+    decoded = []
+    monkeypatch.setattr(prepare_dataset, "clips_of_video", lambda *a, **k: decoded.append(a) or np.zeros(0))
+    folder = tmp_path / "clips.npy"
+    folder.mkdir()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for output, match in ((folder, "is a folder"), (blocker / "clips.npy", "lies under the file")):
+        with pytest.raises(UserInputError, match=match):
+            prepare_dataset.main([str(video_dir), str(output), *SMALL])
+    assert not decoded and blocker.read_text() == "x" and not list(folder.iterdir())
+
+
+def test_prepare_dataset_on_a_read_only_file_system_is_refused_at_once(video_dir, tmpfs):
+    read_only = tmpfs("size=1m,ro")
+    with pytest.raises(UserInputError, match="read-only or not yours"):
+        prepare_dataset.main([str(video_dir), str(read_only / "clips.npy"), *SMALL])
+
+
+def test_prepare_dataset_on_a_full_disk_is_one_line_and_leaves_nothing(video_dir, tmpfs):
+    full = tmpfs("size=64k")  # the clips need ~0.4 MiB
+    with pytest.raises(UserInputError, match=r"cannot write .*clips.npy \(.*, 0.\d MiB needed\): free space"):
+        prepare_dataset.main([str(video_dir), str(full / "clips.npy"), *SMALL])
+    assert not list(full.iterdir())
+
+
+def test_process_sessions_out_that_is_a_file_is_refused_before_processing(tmp_path, monkeypatch):
+    import neural_fitting.process_sessions as ps
+
+    processed = []
+    monkeypatch.setattr(ps, "process_session", lambda *a, **k: processed.append(a))
+    blocker = tmp_path / "out"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        with pytest.raises(UserInputError, match="is a file or lies under one"):
+            process_sessions([tmp_path / "s.nwb"], ["VISp"], out)
+    assert not processed and blocker.read_text() == "x"
