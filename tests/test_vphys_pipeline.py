@@ -248,3 +248,23 @@ def test_an_artefact_from_before_the_rwa_lags_and_gabor_range_reruns_those_stage
     out = capsys.readouterr().out
     assert all(f"[{stage}] done" in out for stage in ("rwa", "gabor", "modulation", "plaid", "surround", "nofeedback"))
     assert all(f"[{stage}] up to date" in out for stage in ("gratings", "connectivity"))
+
+
+def test_a_shuffled_feedback_artefact_from_the_allowed_entries_shuffle_reruns(run, tmp_path, monkeypatch, capsys):
+    """The feedback shuffle now draws from whole blocks, as the original: an
+    artefact probed with the earlier shuffle (settings without the mark) is
+    recomputed, every stage of it."""
+    artefact = tmp_path / "shuffled.h5"
+    current = Pipeline.settings
+
+    def settings_of_earlier_versions(self, stage):
+        return {k: v for k, v in current(self, stage).items() if k != "feedback_shuffle"}
+
+    monkeypatch.setattr(Pipeline, "settings", settings_of_earlier_versions)
+    args = [str(run["weights"]), str(artefact), "--ablation", "shuffle-feedback:0.5:1", *TINY]
+    main(args)
+    monkeypatch.undo()
+    capsys.readouterr()
+    main(args)
+    out = capsys.readouterr().out
+    assert all(f"[{stage}] done" in out for stage in STAGES)

@@ -207,7 +207,7 @@ class Pipeline:
     def settings(self, stage: str) -> dict:
         """The options that change a stage's result; a change reruns it."""
         o = self.options
-        return {
+        settings = {
             # the lags and the fitter's shortest wavelength mark results from before the RWA lagged
             # every kind's group g by g frames and the Gabor fitter reached 2 px: those rerun
             "rwa": dict(n_clips=o.rwa_clips, n_frames=RWA_FRAMES, seed=o.seed, lags=list(self.model.group_lags)),
@@ -222,6 +222,11 @@ class Pipeline:
                                radii=surround.APERTURE_RADII.tolist()),
             "connectivity": dict(groups=[0]),
         }[stage]
+        if self.ablation.startswith("shuffle-feedback"):
+            # the shuffle draws from whole feedback blocks (docs/faithfulness.md, "Shuffled feedback"):
+            # stages probed with the earlier allowed-entries-only shuffle rerun
+            settings["feedback_shuffle"] = "whole blocks"
+        return settings
 
     def run(self, stages=STAGES, force_stages=(), log=print) -> bool:
         """Run ``stages`` (and the missing stages they need) in pipeline order,
