@@ -71,6 +71,54 @@ def clips_of_video(path: Path, frame_shape: tuple[int, int], frame_step: int | N
                                                 reject_percentile, max_start=advance) for frames in blocks])
 
 
+def estimated_clip_bytes(path: Path, frame_shape: tuple[int, int], frame_step: int | None, downsample: int | None,
+                         spatial_stride: int, temporal_stride: int) -> int:
+    """An upper bound on the float32 bytes of one video's clips, before any is cut:
+    every window (no scene cut, nothing rejected) times every patch position, from
+    the container's frame count (or duration x fps); 0 when neither is known."""
+    import av
+
+    width, height, fps = pipeline.video_info(path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        n_frames = stream.frames or int((container.duration or 0) / 1e6 * fps)
+    step = frame_step or max(1, round(fps / TARGET_FPS))
+    factor = downsample or max(1, round(width / TARGET_WIDTH))
+    span = (pipeline.CLIP_LEN - 1) * step + 1
+    n_windows = max(0, (n_frames - span) // (temporal_stride * step) + 1)
+    h, w = frame_shape
+    n_patches = max(0, (height // factor - h) // spatial_stride + 1) * max(0, (width // factor - w) // spatial_stride + 1)
+    return 4 * n_windows * n_patches * pipeline.CLIP_LEN * h * w
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux MemAvailable; elsewhere all physical memory)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_output_fits(files: list[Path], args) -> None:
+    """Refuse, before decoding, settings whose clips (an upper bound) would need more
+    than half the available memory: the clips are held in memory until written."""
+    total = 0
+    for path in files:
+        try:
+            total += estimated_clip_bytes(path, tuple(args.frame_shape), args.frame_step, args.downsample,
+                                          args.spatial_stride, args.temporal_stride)
+        except UserInputError:  # an unreadable video: skipped, with a warning, when decoding
+            continue
+    if total > available_memory() / 2:
+        raise UserInputError(f"the clips could take up to {total / 2**30:.1f} GiB in memory but "
+                             f"{available_memory() / 2**30:.1f} GiB is available: use a larger --spatial-stride or "
+                             "--temporal-stride, a larger --downsample, or fewer videos per file")
+
+
 def check_writable(output: Path) -> None:
     """Refuse, before any video is decoded, an output that is a folder or lies under
     a file or in a folder this process cannot write (e.g. a read-only file system)."""
@@ -109,8 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         raise UserInputError("--frame-shape needs positive sizes and --reject-percentile a value in [0, 100)")
     check_writable(args.output)
 
+    files = video_files(args.video_dir)
+    check_output_fits(files, args)
     parts = []
-    for path in video_files(args.video_dir):
+    for path in files:
         try:
             clips = clips_of_video(path, tuple(args.frame_shape), args.frame_step, args.downsample,
                                    args.spatial_stride, args.temporal_stride, args.reject_percentile)

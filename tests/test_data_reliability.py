@@ -87,3 +87,18 @@ def test_process_sessions_out_that_is_a_file_is_refused_before_processing(tmp_pa
         with pytest.raises(UserInputError, match="is a file or lies under one"):
             process_sessions([tmp_path / "s.nwb"], ["VISp"], out)
     assert not processed and blocker.read_text() == "x"
+
+
+def test_prepare_dataset_estimates_the_output_first_and_refuses_what_will_not_fit(video_dir, tmp_path, monkeypatch):
+    from data import pipeline
+
+    kept = prepare_dataset.clips_of_video(video_dir / "pan.mp4", (8, 8), None, 2, 16, 10, 25.0)
+    bound = prepare_dataset.estimated_clip_bytes(video_dir / "pan.mp4", (8, 8), None, 2, 16, 10)
+    # 120 frames: windows at 0, 10, ..., 70 (8) x 3 x 4 patch corners = 96 clips of 50 x 64 float32
+    assert bound == 96 * 50 * 64 * 4 >= kept.nbytes > bound / 2
+    monkeypatch.setattr(prepare_dataset, "available_memory", lambda: bound)  # half of it is not enough
+    decoded = []
+    monkeypatch.setattr(pipeline, "iter_gray_blocks", lambda *a, **k: decoded.append(a) or iter(()))
+    with pytest.raises(UserInputError, match="could take up to .* GiB in memory .* larger --spatial-stride"):
+        prepare_dataset.main([str(video_dir), str(tmp_path / "clips.npy"), *SMALL])
+    assert not decoded and not (tmp_path / "clips.npy").exists()
