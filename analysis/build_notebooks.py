@@ -570,8 +570,9 @@ for ax, low, high in zip(axes, edges[:-1], edges[1:]):
     ax.set(xlabel="across motion (px)", ylabel="along motion (px)",
            title=f"orientation difference {low:g}-{high:g} deg")
     if not np.isfinite(ratio).any():
-        plotting.empty_panel(ax, f"no model pairs closer than {connectivity.LONG_RANGE[1]:g} px with an\\n"
-                                 f"orientation-selective presynaptic unit in this bin ({len(keep)} units selected)")
+        plotting.empty_panel(ax, f"{len(keep)} G1 units selected:\\nno pairs to map" if len(keep) < 2 else
+                             f"no model pairs in this bin closer than\\n{connectivity.LONG_RANGE[1]:.1f} px with an "
+                             f"orientation-\\nselective presynaptic unit")
         continue
     image = ax.imshow(ratio, origin="lower", extent=(-10, 10, -10, 10), cmap="viridis")
     fig.colorbar(image, ax=ax, fraction=0.046, label="connection probability")
