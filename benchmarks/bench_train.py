@@ -82,23 +82,20 @@ def step_products(model, batch, frames):
     return shapes
 
 
-def bare_products_time(shapes, dtype, device, repeats=3):
-    """Minimum time of the bare products (torch.mm into preallocated outputs) over
-    ``repeats``: the floor that the step's matrix products could reach."""
+def bare_products(shapes, dtype, device):
+    """A closure that runs the given products bare (torch.mm into preallocated
+    outputs): the floor that the step's matrix products could reach."""
     operands = {}
     for m, k, n in set(shapes):
         operands[m, k, n] = (torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device),
                              torch.empty(m, n, dtype=dtype, device=device))
-    best = float("inf")
-    for _ in range(repeats + 1):
-        sync(device)
-        t0 = time.perf_counter()
+
+    def products():
         for shape in shapes:
             a, b, out = operands[shape]
             torch.mm(a, b, out=out)
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+
+    return products
 
 
 def set_matmul_precision(precision):
@@ -175,19 +172,22 @@ def run(args):
              "batch": args.batch, "frames": args.frames, "frame_shape": list(args.frame_shape), "groups": list(groups)}
     keys = [(rec, prec) for rec in args.recurrence for prec in args.precision]
     built = [variant_step(args, device, groups, x, rec, prec) for rec, prec in keys]
+    shapes = [step_products(model, args.batch, args.frames) for model, _ in built]
     steps = [step for _, step in built]
+    if args.floor:  # timed in the same rotation as the steps, under the same load
+        for (_, prec), shape_list in zip(keys, shapes):
+            products = bare_products(shape_list, torch.bfloat16 if prec == "bf16" else torch.float32, device)
+            steps.append(lambda products=products, prec=prec: (set_matmul_precision(prec), products(),
+                                                                set_matmul_precision("fp32")))
     if not args.skip_reference:
         steps.append(reference_step_closure(args, device, groups, x))
     times = interleaved_times(steps, device, args.warmup_steps, args.steps)
     variants = []
-    for (rec, prec), (model, _), t in zip(keys, built, times):
-        shapes = step_products(model, args.batch, args.frames)
-        dtype = torch.bfloat16 if prec == "bf16" else torch.float32
-        set_matmul_precision(prec)
-        floor = bare_products_time(shapes, dtype, device) if args.floor else float("nan")
-        set_matmul_precision("fp32")
-        variants.append({"recurrence": rec, "precision": prec, "min_s": min(t), "median_s": statistics.median(t),
-                         "gflops": sum(2 * m * k * n for m, k, n in shapes) / 1e9, "products_floor_s": floor})
+    for i, ((rec, prec), shape_list) in enumerate(zip(keys, shapes)):
+        floor = min(times[len(keys) + i]) if args.floor else float("nan")
+        variants.append({"recurrence": rec, "precision": prec, "min_s": min(times[i]),
+                         "median_s": statistics.median(times[i]), "products_floor_s": floor,
+                         "gflops": sum(2 * m * k * n for m, k, n in shape_list) / 1e9})
     reference = None if args.skip_reference else {"min_s": min(times[-1]), "median_s": statistics.median(times[-1])}
     return {"setup": setup, "reference": reference, "variants": variants}
 
@@ -200,14 +200,15 @@ def print_results(result, dataset_clips=None):
         print(f"dense fp32 reference: min {ref['min_s']:.3f} s  median {ref['median_s']:.3f} s per step")
     first = variants[0]
     print(f"{'backend':8} {'precision':9} {'min s':>7} {'median s':>8} {'vs ref':>13} {'vs first':>13} "
-          f"{'GFLOP/s':>8} {'products floor s':>16}")
+          f"{'GFLOP/s':>8} {'floor s':>8} {'floor GFLOP/s':>13}")
     for v in variants:
         vs_ref = f"{ref['min_s'] / v['min_s']:.2f}/{ref['median_s'] / v['median_s']:.2f}x" if ref else "-"
         vs_first = f"{first['min_s'] / v['min_s']:.2f}/{first['median_s'] / v['median_s']:.2f}x"
         print(f"{v['recurrence']:8} {v['precision']:9} {v['min_s']:7.3f} {v['median_s']:8.3f} {vs_ref:>13} "
-              f"{vs_first:>13} {v['gflops'] / v['min_s']:8.1f} {v['products_floor_s']:16.3f}")
+              f"{vs_first:>13} {v['gflops'] / v['min_s']:8.1f} {v['products_floor_s']:8.3f} "
+              f"{v['gflops'] / v['products_floor_s']:13.1f}")
     print("speed-ups as min/median ratios; GFLOP/s = the variant's own matrix products / min step time; "
-          "the floor is those products timed bare (--floor)")
+          "floor = the same products run bare (torch.mm), timed in the same rotation (--floor)")
     if setup["device"].startswith("cuda") and dataset_clips:
         best = min(v["median_s"] for v in variants)
         steps_per_epoch = -(-int(40 * dataset_clips / 44) // setup["batch"])
