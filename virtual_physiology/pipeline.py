@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import datetime
 import fcntl
-import gc
 import hashlib
 import os
 import platform
@@ -124,8 +123,8 @@ def canonical_ablation(spec: str) -> str:
 
 
 def _check_free_space(folder: Path, needed: int, what: str) -> None:
-    """Refuse to start writing ``needed`` bytes into ``folder`` when they will not fit
-    (HDF5 recovers badly from a full disk midway through a file)."""
+    """Refuse to start writing ``needed`` bytes into ``folder`` when they will not fit:
+    HDF5 may crash (segfault) when the disk fills midway through a file."""
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise UserInputError(f"{what} need {needed / 2**20:.1f} MiB but {folder} has {free / 2**20:.1f} MiB free: "
@@ -349,12 +348,8 @@ class Pipeline:
         _check_free_space(Path(out.filename).parent, 4 * self.n_units * int(np.prod(grid_shape)) * GRATING_FRAMES,
                           "the grating time courses")
         writer = GratingResponseWriter(out, self.n_units, grid_shape, GRATING_FRAMES, o.compression)
-        try:
-            sweep = tuning.grating_sweep(self.model, self.grid, warmup=plaid.WARMUP, n_frames=GRATING_FRAMES,
-                                         batch_size=o.batch_size, sink=writer, progress=o.progress)
-        except OSError:  # a failed write (full disk): HDF5 crashes if the dataset outlives its file
-            writer.dataset = None
-            raise
+        sweep = tuning.grating_sweep(self.model, self.grid, warmup=plaid.WARMUP, n_frames=GRATING_FRAMES,
+                                     batch_size=o.batch_size, sink=writer, progress=o.progress)
         writer.close()
         mean = sweep["mean_responses"]
         preferred = tuning.preferred_parameters(mean, self.grid)
@@ -459,21 +454,11 @@ def main(argv=None, stage: str | None = None) -> None:
     stages = (stage,) if stage else STAGES
     pipeline = Pipeline(args.checkpoint, args.artefact, device=args.device, force=args.force, options=options,
                         wait=args.wait)
-    failed = None
     try:
         complete = pipeline.run(stages, force_stages=stages if args.force else ())
-    except OSError as err:  # a full disk, or the folder went away: finished stages stay in the parts folder
-        failed = os_error_reason(err)
-    if failed is not None:
-        # the traceback is gone now: collect the HDF5 objects it held while the interpreter is whole
-        # (left to interpreter shutdown, HDF5 crashes closing a file whose write failed)
-        hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None  # its complaints about that file
-        try:
-            gc.collect()
-        finally:
-            sys.unraisablehook = hook
-        raise UserInputError(f"cannot write {pipeline.artefact} or its parts ({failed}): free space "
-                             "or choose another ARTEFACT_PATH, then rerun (finished stages are kept)")
+    except OSError as err:  # the folder went away, or the disk filled after the free-space checks
+        raise UserInputError(f"cannot write {pipeline.artefact} or its parts ({os_error_reason(err)}): free space "
+                             "or choose another ARTEFACT_PATH, then rerun (finished stages are kept)") from err
     needed = STAGES if stage is None else [stage, *DEPENDS[stage]]
     missing = [s for s in needed if not pipeline.store.consistent(s)]
     if missing or (stage is None and not complete) or pipeline.kept_previous:
