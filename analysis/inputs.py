@@ -44,8 +44,8 @@ def file_sha256(path) -> str:
 def load_artefact(artefact, checkpoint=None) -> VirtualPhysiology:
     """Open an artefact; with ``checkpoint``, refuse one made from other weights."""
     if artefact is None or not Path(artefact).exists():
-        raise UserInputError(f"artefact {artefact} does not exist: run the virtual-physiology pipeline "
-                             "on the checkpoint first, or fix the path")
+        command = f"bash run.bash {checkpoint} {artefact}" if checkpoint is not None else "bash run.bash CHECKPOINT"
+        raise UserInputError(f"artefact {artefact} does not exist: make it with {command}, or fix the path")
     vp = VirtualPhysiology.load(artefact)
     if checkpoint is not None:
         recorded = vp.metadata.get("checkpoint", {}).get("sha256")

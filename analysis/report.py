@@ -227,8 +227,6 @@ def main(argv=None) -> None:
                         help="the notebooks' figures, one folder per notebook (analysis/run_notebooks.py) "
                              "[default: OUT/figures]")
     args = parser.parse_args(argv)
-    if not Path(args.artefact).exists():
-        raise UserInputError(f"artefact {args.artefact} does not exist: run the virtual-physiology pipeline first")
     print(report(args.checkpoint, args.artefact, args.out, args.figures))
 
 

@@ -86,3 +86,13 @@ def test_report_out_on_a_read_only_file_system_is_one_line(tmp_path, capsys):
         assert code.value.code == 2 and len(err) == 1 and "Read-only file system" in err[0], err
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_report_on_a_missing_artefact_says_once_how_to_make_it(tmp_path, capsys):
+    run = tiny_run()
+    missing = str(tmp_path / "none.h5")
+    with pytest.raises(SystemExit) as code:
+        run_cli(lambda: report.main([run["checkpoint"], missing, "--out", str(tmp_path / "out")]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code.value.code == 2 and len(err) == 1 and err[0].count("run.bash") == 1
+    assert f"make it with bash run.bash {run['checkpoint']} {missing}" in err[0] and not (tmp_path / "out").exists()
