@@ -87,8 +87,8 @@ def bare_products(shapes, dtype, device):
     outputs): the floor that the step's matrix products could reach."""
     operands = {}
     for m, k, n in set(shapes):
-        operands[m, k, n] = (torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device),
-                             torch.empty(m, n, dtype=dtype, device=device))
+        operands[m, k, n] = tuple(torch.randn(rows, cols, dtype=dtype, device=device)
+                                  for rows, cols in ((m, k), (k, n), (m, n)))
 
     def products():
         for shape in shapes:

@@ -60,7 +60,8 @@ def section_tests(device, sizes):
 def section_bench_train(device, sizes):
     """bench_train per backend x precision; rows: one per variant plus the reference."""
     args = bench_train.build_parser().parse_args(
-        sizes["bench"] + ["--device", str(device), "--recurrence", "block", "dense", "--precision", "fp32", "tf32", "bf16"])
+        sizes["bench"] + ["--device", str(device), "--recurrence", "block", "dense",
+                          "--precision", "fp32", "tf32", "bf16"])
     result = bench_train.run(args)
     bench_train.print_results(result)
     ref = result["reference"]
@@ -81,7 +82,8 @@ def section_vphys(device, sizes):
     rows = []
     for line in proc.stdout.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and re.fullmatch(r"[a-z]+", parts[0]) and all(re.fullmatch(r"[\d.]+", p) for p in parts[1:3]):
+        numbers = len(parts) >= 3 and all(re.fullmatch(r"[\d.]+", p) for p in parts[1:3])
+        if numbers and re.fullmatch(r"[a-z]+", parts[0]):
             rows.append({"name": parts[0], "wall_s": float(parts[1]), "bare_s": float(parts[2])})
     if not any(r["name"] == "total" for r in rows):
         raise RuntimeError(f"bench_vphys printed no total:\n{proc.stdout[-2000:]}")

@@ -71,6 +71,15 @@ def test_bf16_runs_the_recurrence_in_bf16_on_fp32_master_weights(monkeypatch):
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+def test_the_model_under_bf16_autocast_computes_exactly_its_bf16_mode():
+    model = make_model()
+    x = torch.randn(3, 8, model.n_pixels, generator=torch.Generator().manual_seed(5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = model(x)
+    native = model.set_precision("bf16")(x)
+    assert torch.equal(under_autocast[0], native[0]) and torch.equal(under_autocast[1], native[1])
+
+
 def test_masks_and_dale_signs_hold_exactly_after_bf16_steps():
     model = make_model().set_precision("bf16")
     opt = torch.optim.Adam(model.parameters(), lr=5e-2)

@@ -20,7 +20,8 @@ def test_gpu_suite_smoke_runs_every_section(tmp_path):
         ["tests", "bench_train", "vphys", "training"], "ok")
     assert sections["tests"]["rows"][0].get("skipped", 0) > 0  # no CUDA here: the GPU tests skip, not fail
     names = [row["name"] for row in sections["bench_train"]["rows"]]
-    assert names == ["dense fp32 reference"] + [f"{r} {p}" for r in ("block", "dense") for p in ("fp32", "tf32", "bf16")]
+    variants = [f"{r} {p}" for r in ("block", "dense") for p in ("fp32", "tf32", "bf16")]
+    assert names == ["dense fp32 reference"] + variants
     assert all(row["median_s"] > 0 for row in sections["bench_train"]["rows"])
     assert "total" in [row["name"] for row in sections["vphys"]["rows"]]
     train_row, rf_row = sections["training"]["rows"]
