@@ -185,6 +185,10 @@ def test_resume_accepts_the_same_content_elsewhere_and_from_another_folder(tmp_p
 @pytest.mark.parametrize("override", [
     ["--validate-every", "2"], ["--validate-every", "3"], ["--checkpoint-every", "1"], ["--max-minutes", "100"],
     ["--device", "cpu"], ["--stop-after-steps", "4"], ["--dataset", "COPY"], ["--epochs", "EPOCHS"],
+    ["--rf-monitor-every", "1", "--rf-monitor-clips", "20"],
+    pytest.param(["--recurrence", "dense"], marks=pytest.mark.xfail(
+        strict=True, reason="the block and dense recurrences round differently in float32: a resume that "
+                            "switches backend is exact only to rounding, though --recurrence is an allowed override")),
 ])
 def test_resume_is_exact_under_every_allowed_override(tmp_path, clips, uninterrupted, override):
     if override[0] == "--epochs":  # a run first planned for 2 epochs, then extended to 3
