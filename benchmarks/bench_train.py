@@ -121,6 +121,7 @@ def variant_step(args, device, groups, x, recurrence, precision):
 
 
 def reference_step_closure(args, device, groups, x):
+    """A closure that takes one step of the dense masked reference in full fp32."""
     torch.manual_seed(0)
     P = args.frame_shape[0] * args.frame_shape[1]
     ref = DenseReference(P, groups, (0.9,) + (0.1,) * (len(groups) - 1)).to(device)
@@ -128,7 +129,12 @@ def reference_step_closure(args, device, groups, x):
         setattr(ref, name, getattr(ref, name).to(device))
     ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-4)
     gen = torch.Generator(device=device).manual_seed(0)
-    return lambda: reference_step(ref, ref_opt, x, gen)
+
+    def step():
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # cuDNN's RNN allows TF32 by default
+            reference_step(ref, ref_opt, x, gen)
+
+    return step
 
 
 def interleaved_times(steps, device, n_warmup, n_steps):

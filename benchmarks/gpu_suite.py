@@ -10,7 +10,8 @@
    with the dense fp32 masked reference in the same run;
 3. virtual physiology: benchmarks/bench_vphys.py --quick (3x100, 1,000 RWA clips);
 4. training: 2 minutes of train.py on the embedded natural-movie dataset (paper
-   size, bf16, recurrence auto), then virtual_physiology.rf_summary on the run.
+   size, bf16, recurrence auto), then virtual_physiology.rf_summary on the run
+   (1,000 RWA clips, on the CPU as rf_summary does).
 
 Prints one table and writes every figure to one JSON file (--json). A section that
 fails is reported as failed with its error, and the others still run.
@@ -39,7 +40,7 @@ import bench_train  # noqa: E402
 FULL = {"bench": ["--hidden-units", "800,800,800", "--steps", "10", "--warmup-steps", "3"],
         "vphys": ["--quick"],
         "train": ["--hidden-units", "800,800,800", "--max-minutes", "2", "--epochs", "2000"],
-        "rf_clips": 2000}
+        "rf_clips": 1000}
 SMOKE = {"bench": ["--batch", "4", "--frames", "8", "--frame-shape", "4", "4", "--hidden-units", "6,5,4",
                    "--steps", "1", "--warmup-steps", "1"],
          "vphys": ["--units", "4", "--rwa-clips", "20"],
