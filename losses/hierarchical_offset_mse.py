@@ -27,7 +27,9 @@ def hierarchical_offset_mse(
         MSE_g = mean( (pred[:, w:T-k, block g] - h[:, w+k:, group g-1])^2 ),  g >= 1
         loss  = l1 + sum_g beta_g MSE_g
 
-    Each MSE is a mean over all its elements (``F.mse_loss``). The higher-group
+    Each MSE is a mean over all its elements (``F.mse_loss``), in the dtype of the
+    targets ``y``: bfloat16 predictions and hidden states (mixed precision) are
+    compared in float32. The higher-group
     targets are the live hidden states, so by default gradients flow into the
     lower group through its target too (the original does not detach them);
     ``detach_targets=True`` stops that.
@@ -49,7 +51,7 @@ def hierarchical_offset_mse(
 
     terms = [F.mse_loss(preds[0][:, source], target[:, future])]
     for g in range(1, len(preds)):
-        tgt = groups[g - 1][:, future]
+        tgt = groups[g - 1][:, future].to(target.dtype)  # bf16 hidden states are compared in float32
         terms.append(F.mse_loss(preds[g][:, source], tgt.detach() if detach_targets else tgt))
 
     loss = l1

@@ -224,15 +224,16 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
 
     def forward(self, x: torch.Tensor):
         """x: (B, T, P) -> (predictions (B, T, O), hidden (B, T, H)), O = P + sum of
-        all group sizes but the last (the original's output layout)."""
+        all group sizes but the last (the original's output layout). Both are in the
+        dtype of the products: bfloat16 in bf16 mode, where ``get_loss`` compares them
+        with the targets in float32 (``hidden_activity`` always returns float32)."""
         h = self._hidden(x)
-        dtype, master = h.dtype, self.readout_bias.dtype
+        dtype = h.dtype
         groups = torch.split(h, self.group_sizes, dim=-1)  # block-diagonal readout: group g -> block g
         with torch.autocast(x.device.type, enabled=False):
             pred = torch.cat([F.linear(hg, w.to(dtype)) for hg, w in zip(groups, self.readout_weights)], -1)
             pred = pred + self.readout_bias.to(dtype)
-        # the loss and every analysis see float32 (no-ops in fp32); cast first: a contiguous copy
-        return pred.to(master).transpose(0, 1), h.to(master).transpose(0, 1)
+        return pred.transpose(0, 1), h.transpose(0, 1)
 
     @torch.no_grad()
     def hidden_activity(self, x: torch.Tensor) -> torch.Tensor:

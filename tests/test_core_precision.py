@@ -43,7 +43,9 @@ def test_bf16_forward_and_gradients_agree_with_fp32_to_bf16_rounding():
     x = torch.randn(6, 12, model.n_pixels, generator=torch.Generator().manual_seed(1))
     out32, loss32, grads32 = outputs_and_gradients(model, x)
     out16, loss16, grads16 = outputs_and_gradients(model.set_precision("bf16"), x)
-    assert out16[0].dtype == out16[1].dtype == torch.float32  # the loss and the analyses see float32
+    assert out16[0].dtype == out16[1].dtype == torch.bfloat16
+    assert loss16.dtype == torch.float32  # the loss compares them with the targets in float32
+    assert model.hidden_activity(x).dtype == torch.float32  # what every analysis sees
     # bf16 keeps 8 significant bits (relative rounding 2**-9 = 0.2%)
     assert relative_error(out16[0], out32[0]) < 1e-2
     assert relative_error(out16[1], out32[1]) < 1e-2
