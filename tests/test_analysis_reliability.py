@@ -96,3 +96,17 @@ def test_report_on_a_missing_artefact_says_once_how_to_make_it(tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert code.value.code == 2 and len(err) == 1 and err[0].count("run.bash") == 1
     assert f"make it with bash run.bash {run['checkpoint']} {missing}" in err[0] and not (tmp_path / "out").exists()
+
+
+def test_a_notebook_on_an_incomplete_artefact_stops_at_its_check_cell(partial, tmp_path):
+    """Every artefact notebook opens with the same load_inputs cell (build_notebooks.py),
+    so one executed notebook stands for the four."""
+    import papermill as pm
+
+    from test_analysis_notebooks import execute
+
+    checkpoint, artefact = partial
+    with pytest.raises(pm.PapermillExecutionError) as error:
+        execute("plaid_motion", tmp_path, checkpoint=checkpoint, artefact=artefact)
+    assert error.value.ename == "UserInputError" and "inputs.load_inputs" in error.value.source
+    assert "lacks the stage(s) gabor" in error.value.evalue and "bash run.bash" in error.value.evalue
