@@ -104,11 +104,11 @@ class ReluRecurrence(torch.autograd.Function):
         torch.mul(grad_h[T - 1], active[T - 1], out=dpre[T - 1])
         for t in range(T - 2, -1, -1):
             # dL/dh_t = its direct gradient + what flows back from step t+1 through W
-            dh = grad_h[t].clone()
+            dh = dpre[t].copy_(grad_h[t])  # built in place: no allocation per time step
             for r0, r1, runs in ctx.blocks:
                 for c0, c1 in runs:
                     dh[:, c0:c1].addmm_(dpre[t + 1, :, r0:r1], weight[r0:r1, c0:c1])
-            torch.mul(dh, active[t], out=dpre[t])
+            dh.mul_(active[t])
         grad_weight = torch.zeros_like(weight)
         if T > 1:
             # one large product per block over all steps and clips: sum_t dpre_t^T h_{t-1}
