@@ -119,7 +119,8 @@ PRESETS = {
 
 _TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
 # Flags that may differ from the saved config when resuming; a new --dataset must hold
-# the same content (train() compares the saved dataset_identity).
+# the same content (train() compares the saved dataset_identity). All keep the resume
+# bit-exact except --device and --recurrence, which change the summation order.
 _RESUME_OVERRIDES = {"epochs", "device", "recurrence", "checkpoint_every", "validate_every", "max_minutes",
                      "stop_after_steps", "dataset", "rf_monitor_every", "rf_monitor_clips"}
 
