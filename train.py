@@ -114,7 +114,8 @@ PRESETS = {
     # steps give localized ON/OFF blobs); it shows the whole pipeline and the
     # prediction error falling below the copy-last-frame baseline.
     "demo": dict(name="demo", hidden_units=(100, 100, 100), L1=-4.0, lr=3e-3, epochs=60,
-                 validate_every=10, checkpoint_every=20, max_minutes=12.0, rf_monitor_every=30),
+                 validate_every=10, checkpoint_every=20, max_minutes=12.0, rf_monitor_every=30,
+                 rf_monitor_clips=500),
 }
 
 _TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
