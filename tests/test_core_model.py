@@ -10,6 +10,7 @@ from losses import hierarchical_offset_mse
 from models.ablation import shuffle_feedback, without_feedback
 from models.io import load_model, save_model
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+from step_helpers import noiseless_step
 from models.network_recurrent import NetworkRecurrent
 from utils import UserInputError
 
@@ -41,16 +42,6 @@ def dense_grads(fast):
         g_fc[out, hid] = w.grad
     return {"rnn.weight_ih_l0": g_ih, "rnn.weight_hh_l0": fast.weight_hh.grad, "rnn.bias_ih_l0": fast.bias_ih.grad,
             "rnn.bias_hh_l0": fast.bias_hh.grad, "fc.weight": g_fc, "fc.bias": fast.readout_bias.grad}
-
-
-def _train_step(model, opt, x):
-    """train.py's step without noise: loss, backward, clip by value, mask, Adam."""
-    opt.zero_grad()
-    loss, _ = model.get_loss(model(x), (x, x))
-    loss.backward()
-    torch.nn.utils.clip_grad_value_(model.parameters(), 0.25)
-    model.mask_gradients()
-    opt.step()
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -97,7 +88,7 @@ def test_training_steps_match_dense_reference(case):
     gen = torch.Generator().manual_seed(0)
     for _ in range(5):
         x = torch.randn(4, 9, fast.n_pixels, generator=gen)
-        _train_step(fast, opt_f, x)
+        noiseless_step(fast, opt_f, x)
         ref.train_step(opt_r, x, x)
     ours, theirs = fast.to_original_state_dict(), ref.state_dict()
     n0 = fast.group_sizes[0]
@@ -114,7 +105,7 @@ def test_masks_and_dale_signs_hold_after_training_steps():
     opt = torch.optim.Adam(model.parameters(), lr=5e-2)
     for _ in range(10):
         x = torch.randn(4, 8, 9)
-        _train_step(model, opt, x)
+        noiseless_step(model, opt, x)
         w = model.weight_hh.detach()
         assert torch.all(w[model.hh_mask == 0] == 0), "a masked weight moved"
     model.project_weights_()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+from step_helpers import noiseless_step
 
 GROUPS = (12, 10, 8)
 
@@ -12,17 +13,6 @@ GROUPS = (12, 10, 8)
 def make_model(seed=0, **kwargs):
     torch.manual_seed(seed)
     return NetworkHierarchicalRecurrent(frame_shape=(4, 5), hidden_units=GROUPS, lam=1e-3, **kwargs)
-
-
-def train_step(model, opt, x):
-    """train.py's step without noise: loss, backward, clip by value, mask, Adam."""
-    opt.zero_grad()
-    loss, _ = model.get_loss(model(x), (x, x))
-    loss.backward()
-    torch.nn.utils.clip_grad_value_(model.parameters(), 0.25)
-    model.mask_gradients()
-    opt.step()
-    return loss.detach()
 
 
 def outputs_and_gradients(model, x):
@@ -88,7 +78,7 @@ def test_masks_and_dale_signs_hold_exactly_after_bf16_steps():
     gen = torch.Generator().manual_seed(2)
     start = model.weight_hh.detach().clone()
     for _ in range(8):
-        train_step(model, opt, torch.randn(4, 9, model.n_pixels, generator=gen))
+        noiseless_step(model, opt, torch.randn(4, 9, model.n_pixels, generator=gen))
         assert torch.all(model.weight_hh.detach()[model.hh_mask == 0] == 0), "a masked weight moved"
         assert all(s["exp_avg"].dtype == torch.float32 for s in opt.state.values())  # fp32 Adam state
     model.project_weights_()
@@ -123,7 +113,7 @@ def test_dense_backend_takes_the_same_training_steps_in_fp32():
     for _ in range(5):
         x = torch.randn(4, 9, block.n_pixels, generator=gen)
         for model, opt in zip((block, dense), opts):
-            train_step(model, opt, x)
+            noiseless_step(model, opt, x)
     for (name, p_b), p_d in zip(block.named_parameters(), dense.parameters()):
         torch.testing.assert_close(p_d, p_b, rtol=1e-4, atol=1e-6, msg=name)
     assert torch.all(dense.weight_hh.detach()[dense.hh_mask == 0] == 0)
