@@ -247,3 +247,11 @@ def test_rf_monitor_logs_rows_and_leaves_the_trajectory_unchanged(tmp_path, clip
     assert rows["clean_mse"][0] == pytest.approx(errors["model"], rel=1e-5)
     assert rows["copy_last_frame_mse"][0] == pytest.approx(errors["copy_last_frame"], rel=1e-5)
     assert "group-1 RFs: strict Gabor" in (run / "logs" / "train.log").read_text()
+
+
+def test_summary_verdict_follows_the_numbers():
+    from virtual_physiology.rf_summary import verdict
+
+    assert verdict({"fraction_strict_gabor": 0.6, "median_orientation_index": 0.1}).startswith("Most")
+    assert "oriented, but most fail" in verdict({"fraction_strict_gabor": 0.02, "median_orientation_index": 0.39})
+    assert "not yet oriented" in verdict({"fraction_strict_gabor": 0.0, "median_orientation_index": 0.12})

@@ -151,9 +151,21 @@ def summarise(run_dir, n_clips: int = 2000) -> dict:
                        ("median_orientation_index", "median orientation index (RWA spectrum)")):
         print(f"  {label:<45} {t[key]:7.2f}   {u[key]:7.2f}")
     print(f"receptive-field grid: {run_dir / 'rf_summary.png'}")
-    print("A short CPU run gives localized ON/OFF receptive fields, not yet oriented Gabors: the paper\n"
-          "trains ~800,000 steps at 3 x 800 units (see README, 'What the demo shows').")
+    print(verdict(t))
     return summary
+
+
+def verdict(stats: dict) -> str:
+    """One line saying what the group-1 statistics show, from the numbers alone
+    (strict-Gabor fraction >= 0.5: Gabor-like; median orientation index >= 0.3:
+    oriented; the thresholds of the pretrained model's targets)."""
+    if stats["fraction_strict_gabor"] >= 0.5:
+        return "Most group-1 receptive fields are oriented, Gabor-like (strict test)."
+    if stats["median_orientation_index"] >= 0.3:
+        return ("Group-1 receptive fields are oriented, but most fail the strict Gabor test; the paper\n"
+                "trains ~800,000 steps at 3 x 800 units (README, 'Pretrained model').")
+    return ("Group-1 receptive fields are not yet oriented (localized blobs or noise): the paper trains\n"
+            "~800,000 steps at 3 x 800 units (README, 'What the demo shows').")
 
 
 def rf_curve(run_dir, n_clips: int = 1000) -> dict:
