@@ -30,7 +30,8 @@ def split_clips(path, frame_shape, split: str, max_clips: int | None = None, min
     return np.asarray(clips[index[:max_clips]], dtype=np.float32)
 
 
-def _offset(model) -> int:
+def temporal_offset(model) -> int:
+    """How many frames ahead the model's readout predicts (1 unless its loss says otherwise)."""
     return int(getattr(model, "temporal_offset", 1))
 
 
@@ -46,7 +47,7 @@ def next_frame_errors(model: ProbeableModel, clips, warmup: int = 4, batch_size:
     'copy_last', each (N,).
     """
     clips = torch.as_tensor(np.asarray(clips, np.float32))
-    offset, n_pixels = _offset(model), model.n_pixels
+    offset, n_pixels = temporal_offset(model), model.n_pixels
     T = clips.shape[1]
     if T - offset <= warmup:
         raise UserInputError(f"clips of {T} frames leave nothing to score after warm-up {warmup}: use longer clips")
@@ -103,7 +104,7 @@ def rollout(model: ProbeableModel, clips, n_context: int, n_predict: int) -> np.
     predictions of frames n_context .. n_context + n_predict - 1. Needs a
     model with temporal offset 1.
     """
-    if _offset(model) != 1:
+    if temporal_offset(model) != 1:
         raise UserInputError("rollouts need a next-frame model (temporal offset 1)")
     seq = torch.as_tensor(np.asarray(clips, np.float32)[:, :n_context]).to(model.device)
     out = []

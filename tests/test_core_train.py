@@ -255,3 +255,21 @@ def test_summary_verdict_follows_the_numbers():
     assert verdict({"fraction_strict_gabor": 0.6, "median_orientation_index": 0.1}).startswith("Most")
     assert "oriented, but most fail" in verdict({"fraction_strict_gabor": 0.02, "median_orientation_index": 0.39})
     assert "not yet oriented" in verdict({"fraction_strict_gabor": 0.0, "median_orientation_index": 0.12})
+
+
+@pytest.mark.parametrize("loss, offset", [("loss_hierarchical_autoencoder", 0), ("loss_hierarchical_temporal_prediction_t5", 5)])
+def test_summary_errors_score_the_models_own_offset(loss, offset):
+    from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+    from virtual_physiology.rf_summary import next_frame_errors
+
+    torch.manual_seed(0)
+    model = NetworkHierarchicalRecurrent(frame_shape=(4, 4), hidden_units=(6, 5, 4), loss=loss)
+    clips = np.random.default_rng(1).standard_normal((44, 12, 16)).astype(np.float32)
+    errors = next_frame_errors(model, clips, warmup=4)
+    val = clips[np.linspace(0, 43, 4).astype(int)]  # the 4 validation clips of 44
+    with torch.no_grad():
+        pred = model(torch.from_numpy(val))[0][:, 4:12 - offset, :16].numpy()
+    assert errors["model"] == pytest.approx(((pred - val[:, 4 + offset:]) ** 2).mean(), rel=1e-5)
+    assert errors["predict_zero"] == pytest.approx((val[:, 4 + offset:] ** 2).mean(), rel=1e-6)
+    if offset == 0:
+        assert np.isnan(errors["copy_last_frame"])  # nothing to copy when the target is the current frame

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.dataset import ClipSource, load_clips, split_indices
+from data.dataset import load_clips, split_indices
 from models import build_model
 from models.io import load_model
 from utils import atomic_path, run_cli, write_json
@@ -38,20 +38,19 @@ from virtual_physiology.rwa import response_weighted_average
 
 @torch.no_grad()
 def next_frame_errors(model, clips: np.ndarray, warmup: int, batch_size: int = 200) -> dict:
-    """Mean squared next-frame error on clean validation clips, with the two baselines
-    scored on exactly the same (clip, time) pairs: frames warmup+1 .. T-1."""
+    """Mean squared prediction error on the clean validation clips, at the model's
+    own temporal offset k (frame t + k from frames <= t; k = 1 for the paper's
+    loss), with the copy-last-frame baseline (NaN for k = 0, which has nothing to
+    copy) and predicting zero, all on the same targets: ``analysis.mse``'s
+    per-clip errors, averaged over the validation clips."""
+    from analysis.mse import next_frame_errors as per_clip_errors, temporal_offset
+
     _, val = split_indices(len(clips))
-    source = ClipSource(clips, val)
-    sums = np.zeros(3)
-    for start in range(0, len(source), batch_size):
-        x = source.batch(torch.arange(start, min(start + batch_size, len(source))), model.device)
-        pred = model(x)[0][:, warmup:-1, : model.n_pixels]
-        target = x[:, warmup + 1:]
-        n = target.numel()
-        sums += np.array([((pred - target) ** 2).sum().item(), ((x[:, warmup:-1] - target) ** 2).sum().item(),
-                          (target ** 2).sum().item()]) / n * len(x)
-    model_mse, copy_last, zero = sums / len(source)
-    return {"model": model_mse, "copy_last_frame": copy_last, "predict_zero": zero}
+    clean = np.asarray(clips[val], dtype=np.float32)
+    errors = per_clip_errors(model, clean, warmup, batch_size)
+    targets = clean[:, warmup + temporal_offset(model):]
+    return {"model": float(errors["model"].mean()), "copy_last_frame": float(errors["copy_last"].mean()),
+            "predict_zero": float((targets.astype(np.float64) ** 2).mean())}
 
 
 def receptive_field_stats(model, n_clips: int, seed: int = 0) -> dict:
