@@ -182,10 +182,11 @@ def _absolute_dataset(dataset: str) -> str:
     return dataset if dataset == "default" else os.path.abspath(os.path.expanduser(dataset))
 
 
-def validate_config(cfg: TrainConfig) -> None:
+def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
     """Refuse, before any folder exists, a config that cannot train: unknown kinds,
-    bad shapes, out-of-range or non-finite numbers, an unsafe run name."""
-    if not _NAME.match(cfg.name) or len(cfg.name) > MAX_NAME_LENGTH:
+    bad shapes, out-of-range or non-finite numbers, an unsafe run name (new runs
+    only: a run folder named before the rule existed still resumes)."""
+    if new_run and (not _NAME.match(cfg.name) or len(cfg.name) > MAX_NAME_LENGTH):
         raise UserInputError(f"--name {cfg.name!r} is not a plain name: use up to {MAX_NAME_LENGTH} letters, digits, "
                              "'_', '-' or '.', starting with a letter or digit (the folder goes in --save-dir)")
     for f in dataclasses.fields(cfg):
@@ -611,7 +612,11 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         shuffle_gen.set_state(state["rng"]["shuffle"])
-        noise_gen.set_state(state["rng"]["noise"])
+        try:
+            noise_gen.set_state(state["rng"]["noise"])
+        except RuntimeError as err:  # CPU and CUDA generators keep states of different kinds
+            raise UserInputError(f"{resume.name} was saved on another kind of device than {device}: resume with "
+                                 "the --device it trained on (its noise stream cannot move between them)") from err
         torch.set_rng_state(state["rng"]["torch"])
         history, epoch, step, global_step = state["history"], state["epoch"], state["step"], state["global_step"]
         perm = state["permutation"]
@@ -782,8 +787,10 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         return resolve_config(args), None
     state_file = find_resume_state(Path(args.path))
     saved = read_run_config(state_file.parent)
-    # a field newer than the run takes its default, which is what the run used
-    values = {f.name: saved.get(f.name, f.default) for f in dataclasses.fields(TrainConfig)}
+    # a field newer than the run takes what the run used: its default, or for the
+    # recurrence the block backend, the only one before the flag existed
+    used_then = {"recurrence": "block"}
+    values = {f.name: saved.get(f.name, used_then.get(f.name, f.default)) for f in dataclasses.fields(TrainConfig)}
     values.update(max_minutes=0.0, stop_after_steps=0)  # limits of the interrupted process, not of the run
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name, None)
@@ -800,7 +807,7 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
     for name in _TUPLE_FIELDS:
         values[name] = tuple(values[name])
     cfg = TrainConfig(**values)
-    validate_config(cfg)
+    validate_config(cfg, new_run=False)
     return cfg, state_file
 
 

@@ -481,3 +481,25 @@ def test_cluster_jobs_are_checked_like_a_local_run_before_submission(tmp_path, c
     with pytest.raises(UserInputError, match=match):
         stj.main(["--dataset", str(data), "--save-dir", str(tmp_path / "runs"), *TINY, *extra, *cluster])
     assert not submitted and not (tmp_path / "runs").exists()
+
+
+def test_a_run_named_before_the_name_rule_still_resumes(tmp_path, clips, uninterrupted):
+    run_dir = interrupted_run(tmp_path, clips)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["name"] = "lr=1e-4 run"  # allowed by older versions, refused for new runs now
+    del config["recurrence"]  # older runs predate the flag: they used the block backend
+    (run_dir / "config.json").write_text(json.dumps(config))
+    resume(run_dir)
+    full, resumed = weights(uninterrupted), weights(run_dir)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    assert json.loads((run_dir / "config.json").read_text())["recurrence"] == "block"
+
+
+def test_a_noise_state_from_another_kind_of_device_is_one_line(tmp_path, clips):
+    run_dir = interrupted_run(tmp_path, clips)
+    state_file = run_dir / "interrupted_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    state["rng"]["noise"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes
+    torch.save(state, state_file)
+    with pytest.raises(UserInputError, match="saved on another kind of device"):
+        resume(run_dir)
