@@ -687,6 +687,9 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
             save_loss_curve(run_dir, history)
 
     if cfg.epochs == 0 and resume is None:  # the untrained control, saved as a normal checkpoint
+        if hasattr(model, "project_weights_"):  # as every forward pass sees it
+            with torch.no_grad():
+                model.project_weights_()
         if rank == 0:
             with writing("write a checkpoint to"):
                 save_model(run_dir, model, config, 0, history)
@@ -730,7 +733,12 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 if control is not None:
                     stop_now = _any_rank(stop_now, control)  # every process stops at the same step
                 if stop_now or (cfg.stop_after_steps and steps_here >= cfg.stop_after_steps):
-                    if not bool(torch.isfinite(sums).all()):  # never save a diverged state as resumable
+                    diverged = not bool(torch.isfinite(sums).all())
+                    if control is not None:  # sums are this process's share until the epoch's all-reduce
+                        diverged = _any_rank(diverged, control)
+                    if diverged:  # never save a diverged state as resumable
+                        if control is not None:
+                            dist.all_reduce(sums)  # every process then sees the non-finite total and stops
                         stop_if_diverged(dict(zip(["loss", *components], (sums / step).tolist())), {})
                     checkpoint(epoch - 1, interrupted=True)
                     bar.close()

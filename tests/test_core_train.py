@@ -96,6 +96,12 @@ def test_epochs_zero_saves_the_untrained_model(tmp_path, clips):
     (run,) = tmp_path.iterdir()
     model, cfg, _ = load_model(run / "0-epochs_model.safetensors")
     assert cfg["epochs"] == 0 and model.hidden_activity(torch.zeros(1, 5, 16)).shape == (1, 5, 15)
+    # stored as every forward pass sees it: I/100 after the sign projection, so the
+    # inhibitory units' self-weights are -0.01 (int(20%) of each group of 6, 5, 4: units 5 and 10)
+    stored = load_file(str(run / "0-epochs_model.safetensors"))["weight_hh"].diagonal()
+    inhibitory = [5, 10]
+    assert torch.all(stored[inhibitory] == -0.01)
+    assert torch.all(stored[[i for i in range(15) if i not in inhibitory]] == 0.01)
 
 
 @pytest.fixture(scope="module")
