@@ -69,7 +69,11 @@ def run_notebooks(checkpoint, artefact, figures_dir=None, quick=False, only=None
     os.environ.setdefault("MPLBACKEND", "Agg")
     for name in only or NOTEBOOKS:
         out = figures_dir / name
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserInputError(f"cannot create the figures folder {out} ({err.strerror}): give a writable "
+                                 "--figures folder") from err
         log(f"{name} -> {out}")
         try:
             papermill.execute_notebook(str(ROOT / "analysis" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),

@@ -279,3 +279,21 @@ def test_summary_errors_score_the_models_own_offset(loss, offset):
     assert errors["predict_zero"] == pytest.approx((val[:, 4 + offset:] ** 2).mean(), rel=1e-6)
     if offset == 0:
         assert np.isnan(errors["copy_last_frame"])  # nothing to copy when the target is the current frame
+
+
+def test_rf_curve_measures_every_checkpoint_and_remeasures_a_corrupt_cache(tmp_path, clips, uninterrupted):
+    import shutil
+
+    from utils import UserInputError
+    from virtual_physiology.rf_summary import main as rf_main, rf_curve, rf_quality
+
+    run = Path(shutil.copytree(uninterrupted, tmp_path / "run"))
+    (run / "rf_curve.json").write_text("{not json")
+    curve = rf_curve(run, n_clips=20)
+    assert curve["epoch"] == [2, 3] and curve["step"] == [10, 15]  # 5 steps per epoch
+    model, config, _ = load_model(run / "3-epochs_model.safetensors")
+    assert curve["median_orientation_index"][1] == pytest.approx(
+        rf_quality(model, np.load(clips), config["warmup"], n_clips=20)["median_orientation_index"])
+    assert json.loads((run / "rf_curve.json").read_text()) == curve
+    with pytest.raises(UserInputError, match="--clips 0"):
+        rf_main([str(run), "--curve", "--clips", "0"])

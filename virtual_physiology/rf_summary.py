@@ -31,7 +31,7 @@ import torch
 from data.dataset import load_clips, split_indices
 from models import build_model
 from models.io import load_model
-from utils import atomic_path, run_cli, write_json
+from utils import UserInputError, atomic_path, run_cli, write_json
 from virtual_physiology.gabor import fit_gabors, orientation_index
 from virtual_physiology.rwa import response_weighted_average
 
@@ -177,7 +177,10 @@ def rf_curve(run_dir, n_clips: int = 1000) -> dict:
 
     run_dir = Path(run_dir)
     path = run_dir / "rf_curve.json"
-    curve = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        curve = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        curve = {}  # an unreadable cache is measured again and rewritten
     if curve.get("rwa_clips") != n_clips:
         curve = {"rwa_clips": n_clips, "epoch": [], "step": [], **{k: [] for k in MONITOR_KEYS}}
     clips = None
@@ -206,6 +209,8 @@ def main(argv=None):
     ap.add_argument("--curve", action="store_true",
                     help="instead of the summary, measure the RF quality of every saved checkpoint (rf_curve.json)")
     args = ap.parse_args(argv)
+    if args.clips is not None and args.clips < 1:
+        raise UserInputError(f"--clips {args.clips}: give at least 1 white-noise clip")
     if args.curve:
         rf_curve(args.run, args.clips or 1000)
     else:
