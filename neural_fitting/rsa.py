@@ -47,7 +47,8 @@ def upper_triangle(matrix: np.ndarray) -> np.ndarray:
 # integer spike counts, or any two bins with r = +-1) come out of a matrix
 # product 1e-16 apart in an order that depends on the BLAS kernel's summation
 # order; ranked raw, those ties are broken at random and a Spearman rho can move
-# by tenths. Rounded, they stay ties on every kernel. Distinct correlations
+# by tenths. Rounded, they stay ties (unless a tie sits within 1e-16 of a rounding
+# boundary, about 1e-4 of ties at random values; never for r = 0 or +-1). Distinct correlations
 # closer than 1e-12 are vanishingly rare and never meaningful.
 RANK_DECIMALS = 12
 
