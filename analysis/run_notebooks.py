@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils import UserInputError, run_cli  # noqa: E402
+from utils import UserInputError, os_error_reason, run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ("response_parameters", "plaid_motion", "surround_suppression", "connectivity_ori_dir", "mse", "nback")
@@ -72,7 +72,7 @@ def run_notebooks(checkpoint, artefact, figures_dir=None, quick=False, only=None
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise UserInputError(f"cannot create the figures folder {out} ({err.strerror}): give a writable "
+            raise UserInputError(f"cannot create the figures folder {out} ({os_error_reason(err)}): give a writable "
                                  "--figures folder") from err
         log(f"{name} -> {out}")
         try:
