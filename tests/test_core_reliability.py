@@ -247,17 +247,9 @@ def test_save_dir_that_is_a_file_or_under_a_file_is_one_line(tmp_path, clips):
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
+def small_tmpfs(tmpfs):
     """A 1 MiB tmpfs (needs root; skipped where mounting is not allowed)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)  # lazy: a traceback may still hold a file
+    return tmpfs("size=1m")
 
 
 def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_partial_file(small_tmpfs, clips):

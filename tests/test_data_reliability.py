@@ -1,8 +1,5 @@
 """Data-side one-line errors: a folder given as a dataset, prepare_dataset's output
 a folder, under a file, read-only or on a full disk, and process_sessions --out a file."""
-import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -21,27 +18,6 @@ def video_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
     panning_video(folder / "pan.mp4")
     return folder
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(options) -> a fresh tmpfs folder (root only; skipped elsewhere)."""
-    mounted = []
-
-    def mount(options):
-        folder = tmp_path / f"tmpfs{len(mounted)}"
-        folder.mkdir()
-        if os.geteuid() != 0 or shutil.which("mount") is None:
-            pytest.skip("mounting a tmpfs needs root")
-        made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
-        if made.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def test_a_folder_given_as_the_dataset_is_called_a_folder(tmp_path):

@@ -93,25 +93,16 @@ def test_an_artefact_under_a_file_is_one_line(complete, tmp_path):
     assert blocker.read_text() == "x"
 
 
-def test_an_artefact_on_a_full_disk_is_one_line_and_leaves_no_temporary(complete, tmp_path):
+def test_an_artefact_on_a_full_disk_is_one_line_and_leaves_no_temporary(complete, tmpfs):
+    mount = tmpfs("size=64k")
     weights, _ = complete
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    try:
-        with pytest.raises(UserInputError, match=r"time courses need .* MiB but .* MiB free: free space"):
-            main([str(weights), str(mount / "full.h5"), *TINY])
-        leftovers = [p.name for p in mount.rglob("*") if p.name.endswith(".tmp")]
-        assert not leftovers and not (mount / "full.h5").exists()
-        for part in (mount / "full.h5.parts").glob("*.h5"):  # finished stages are whole files
-            with h5py.File(part, "r") as f:
-                json.loads(f.attrs["part"])
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)  # lazy: a traceback may still hold a file
+    with pytest.raises(UserInputError, match=r"time courses need .* MiB but .* MiB free: free space"):
+        main([str(weights), str(mount / "full.h5"), *TINY])
+    leftovers = [p.name for p in mount.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers and not (mount / "full.h5").exists()
+    for part in (mount / "full.h5.parts").glob("*.h5"):  # finished stages are whole files
+        with h5py.File(part, "r") as f:
+            json.loads(f.attrs["part"])
 
 
 def test_the_lock_file_sits_beside_the_artefact_and_is_released(complete, tmp_path):
