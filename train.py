@@ -78,6 +78,8 @@ class TrainConfig:
     detach_targets: bool = _f(False, "stop gradients through higher-group targets (paper: off)")
     grad_clip: float = _f(0.25, "clip each gradient element to +-this before masking (paper: 0.25)")
     lr: float = _f(1e-4, "Adam learning rate (paper: 1e-4)")
+    lr_half_life: int = _f(0, "optimizer steps over which the learning rate halves, lr * 0.5**(step / this): a "
+                              "function of the step count alone, so resuming stays exact; 0 = constant (paper)")
     batch_size: int = _f(100, "clips per step (paper: 100)")
     epochs: int = _f(2000, "epochs to train (paper: 2000); 0 saves the untrained model")
     validate_every: int = _f(10, "epochs between validation passes (paper: 10)")
@@ -211,7 +213,7 @@ def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
     if min(cfg.beta) < 0 or sum(cfg.beta) <= 0:
         raise UserInputError(f"--beta {cfg.beta} needs weights >= 0, at least one of them positive")
     checks = [("batch_size", cfg.batch_size >= 1), ("epochs", cfg.epochs >= 0), ("lr", cfg.lr > 0),
-              ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
+              ("lr_half_life", cfg.lr_half_life >= 0), ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
               ("warmup", cfg.warmup >= 0), ("noise_std", cfg.noise_std >= 0), ("grad_clip", cfg.grad_clip > 0),
               ("local_inhibitory_prop", 0 <= cfg.local_inhibitory_prop < 1), ("max_minutes", cfg.max_minutes >= 0),
               ("L1", cfg.L1 <= 300),  # lambda = 10 ** L1 must be a float
@@ -411,6 +413,11 @@ def save_loss_curve(run_dir: Path, history: dict) -> None:
     with atomic_path(run_dir / "loss_curve.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def learning_rate(cfg: TrainConfig, global_step: int) -> float:
+    """The learning rate of optimizer step ``global_step`` (counted from 0)."""
+    return cfg.lr * 0.5 ** (global_step / cfg.lr_half_life) if cfg.lr_half_life else cfg.lr
 
 
 def divergence(cfg: TrainConfig, run_dir: Path, epoch: int, means: dict, val_means: dict) -> str | None:
@@ -719,6 +726,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 # the same noise on input and target, drawn for the whole batch as one process draws it
                 xn, yn = (t[mine] for t in model.preprocess_data((x, x), noise_gen))
                 optimizer.zero_grad(set_to_none=True)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, global_step)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_autocast):
                     loss, comps = model.get_loss(net(xn), (xn, yn))
                 (loss * (share * world)).backward()  # DDP averages over processes: weight each by its share

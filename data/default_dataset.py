@@ -7,6 +7,11 @@ Sources (nothing is downloaded):
   Not ``bigbuckbunny.mp4`` (CGI) nor ``carphone_distorted.mp4`` (compressed).
 - Natural photographs bundled with scikit-image, swept by simulated eye motion
   (``pipeline.sweep_image``), for more distinct content than ~370 video frames.
+  ``EXTRA_IMAGES`` are four more photographs from packages that the
+  requirements install (scikit-learn's ``china.jpg`` and ``flower.jpg``,
+  matplotlib's ``grace_hopper.jpg``, scikit-image's ``motorcycle_left.png``);
+  opt in with ``--more-photos`` (they are not in the default set, whose bytes
+  the shipped model trained on).
 
 Preprocessing is ``data.pipeline``'s (grayscale, block mean, DoG band-pass,
 50-frame patch clips, flat/low-motion rejection, per-clip z-scoring); clips of
@@ -42,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import skimage.color
 import skimage.data
+import skimage.io
 from tqdm import tqdm
 
 from data import pipeline
@@ -57,6 +63,13 @@ VIDEOS = {
 }
 # Natural photographs only (no text, logos, silhouettes, micrographs or space).
 IMAGES = ("camera", "astronaut", "coffee", "chelsea", "grass", "gravel", "brick", "rocket", "coins", "moon")
+# name -> (package, path inside it) of photographs not loaded through skimage.data
+EXTRA_IMAGES = {
+    "china": ("sklearn", "datasets/images/china.jpg"),
+    "flower": ("sklearn", "datasets/images/flower.jpg"),
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    "motorcycle_left": ("skimage", "data/motorcycle_left.png"),
+}
 IMAGE_DOWNSAMPLE = 2
 DEFAULTS = dict(frame_step=1, videos=tuple(VIDEOS), images=IMAGES, sweeps_per_image=300,
                 drift_sd=0.4, reject_percentile=25.0, seed=0, dtype="float16")
@@ -100,8 +113,9 @@ def _config(frame_shape, params: dict) -> dict:
         raise UserInputError(f"frame_step {config['frame_step']} must be >= 1: use e.g. --frame-step 1")
     if set(config["videos"]) - set(VIDEOS):
         raise UserInputError(f"unknown default video(s) {config['videos']}: choose from {list(VIDEOS)}")
-    if set(config["images"]) - set(IMAGES):
-        raise UserInputError(f"unknown default image(s) {config['images']}: choose from {list(IMAGES)}")
+    if set(config["images"]) - set(IMAGES) - set(EXTRA_IMAGES):
+        raise UserInputError(f"unknown default image(s) {config['images']}: choose from "
+                             f"{list(IMAGES) + list(EXTRA_IMAGES)}")
     if config["dtype"] not in ("float16", "float32"):
         raise UserInputError(f"dtype {config['dtype']!r} is not supported: use float16 or float32")
     return config
@@ -148,9 +162,17 @@ def _video_folder() -> Path:
 
 
 def _photo(name: str) -> np.ndarray:
-    """A scikit-image sample photograph as grayscale float32 in [0, 1]."""
-    image = getattr(skimage.data, name)()
-    gray = skimage.color.rgb2gray(image) if image.ndim == 3 else image / 255.0
+    """A bundled sample photograph as grayscale float32 in [0, 1]."""
+    if name in EXTRA_IMAGES:
+        package, inner = EXTRA_IMAGES[name]
+        spec = importlib.util.find_spec(package)  # the file only: no need to import the package
+        if spec is None:
+            raise UserInputError(f"{package} is not installed, and photo {name!r} ships in it: "
+                                 "pip install -r requirements.txt")
+        image = skimage.io.imread(Path(spec.submodule_search_locations[0]) / inner)
+    else:
+        image = getattr(skimage.data, name)()
+    gray = skimage.color.rgb2gray(image[..., :3]) if image.ndim == 3 else image / 255.0
     return gray.astype(np.float32)
 
 
@@ -159,12 +181,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frame-shape", type=int, nargs=2, default=(20, 20), metavar=("H", "W"))
     parser.add_argument("--frame-step", type=int, default=DEFAULTS["frame_step"],
                         help="keep every k-th native frame (default %(default)s)")
+    parser.add_argument("--more-photos", action="store_true",
+                        help=f"add the photographs {', '.join(EXTRA_IMAGES)} to the default ones")
     parser.add_argument("--cache-dir", type=Path, default=None, help=f"default {CACHE_DIR}")
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     path = default_dataset_path(tuple(args.frame_shape), cache_dir=args.cache_dir, force=args.force,
-                                frame_step=args.frame_step)
+                                frame_step=args.frame_step,
+                                **(dict(images=IMAGES + tuple(EXTRA_IMAGES)) if args.more_photos else {}))
     stats = json.loads(path.with_suffix(".json").read_text())
     print(f"dataset        {path}")
     print(f"clips          {stats['shape'][0]} x {stats['shape'][1]} frames x {stats['shape'][2]} pixels "

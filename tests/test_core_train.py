@@ -297,3 +297,17 @@ def test_rf_curve_measures_every_checkpoint_and_remeasures_a_corrupt_cache(tmp_p
     assert json.loads((run / "rf_curve.json").read_text()) == curve
     with pytest.raises(UserInputError, match="--clips 0"):
         rf_main([str(run), "--curve", "--clips", "0"])
+
+
+def test_learning_rate_halves_every_half_life_and_resume_stays_exact(tmp_path, clips):
+    import train
+
+    cfg = train.TrainConfig(lr=1e-3, lr_half_life=10)
+    assert [train.learning_rate(cfg, s) for s in (0, 10, 20)] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+    assert train.learning_rate(train.TrainConfig(lr=1e-3), 10**6) == 1e-3  # 0: constant, as the paper
+    full = final_weights(train_in_process(tmp_path / "full", clips, "--lr-half-life", "4"))
+    constant = final_weights(train_in_process(tmp_path / "constant", clips))
+    assert not torch.equal(full["weight_hh"], constant["weight_hh"])
+    run = train_in_process(tmp_path / "cut", clips, "--lr-half-life", "4", "--stop-after-steps", "7")
+    train_in_process(tmp_path / "cut", clips, "--path", str(run))
+    assert all(torch.equal(full[k], final_weights(run)[k]) for k in full)

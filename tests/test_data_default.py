@@ -49,3 +49,15 @@ def test_bad_parameters_are_user_errors(tmp_path, params, expected):
     with pytest.raises(UserInputError, match=expected):
         default_dataset.default_dataset_path((20, 20), cache_dir=tmp_path, **{**TINY, **params})
     assert not any(tmp_path.iterdir())
+
+
+def test_the_extra_photographs_load_from_their_packages_and_add_clips(tmp_path):
+    for name in default_dataset.EXTRA_IMAGES:
+        photo = default_dataset._photo(name)
+        assert photo.ndim == 2 and photo.dtype == np.float32 and min(photo.shape) >= 400
+        assert 0 <= photo.min() < 0.1 and 0.85 < photo.max() <= 1 and photo.std() > 0.1  # a real, full-range photo
+    base = default_dataset.default_dataset_path((12, 12), cache_dir=tmp_path, **TINY)
+    more = default_dataset.default_dataset_path((12, 12), cache_dir=tmp_path, **{**TINY, "images": ["camera", "china"]})
+    assert base != more  # another cache key, so the default set's bytes are untouched
+    counts = json.loads(more.with_suffix(".json").read_text())["counts"]
+    assert counts["china"] > 20 and counts["camera"] == json.loads(base.with_suffix(".json").read_text())["counts"]["camera"]
