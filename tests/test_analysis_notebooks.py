@@ -75,12 +75,31 @@ def finite(*values):
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
 
-def test_notebooks_are_generated_from_the_builder():
-    for name, cells in build_notebooks.NOTEBOOKS.items():
-        on_disk = nbformat.read(ANALYSIS / f"{name}.ipynb", as_version=4)
-        nbformat.validate(on_disk)
-        assert [c.source for c in on_disk.cells] == [src for _, src in cells], f"rerun build_notebooks for {name}"
-        assert on_disk.cells[1].metadata["tags"] == ["parameters"]
+def test_each_notebook_is_up_to_date_with_its_source():
+    for name in build_notebooks.NOTEBOOKS:
+        on_disk = (ANALYSIS / f"{name}.ipynb").read_text()
+        nbformat.validate(nbformat.reads(on_disk, as_version=4))
+        rebuilt = nbformat.writes(build_notebooks.notebook_from_source(name)) + "\n"
+        assert on_disk == rebuilt, f"analysis/{name}.ipynb is older than its source: python -m analysis.build_notebooks {name}"
+        assert nbformat.reads(on_disk, as_version=4).cells[1].metadata["tags"] == ["parameters"]
+
+
+def test_percent_format_cells_markers_and_markdown():
+    text = ("# header, not a cell\n\n# %% [markdown]\n# # Title\n#\n# text\n\n"
+            '# %% tags=["parameters"]\nx = 1\n\n# %%\nif x:\n\n    y = 2\n\n\n')
+    assert build_notebooks.parse_cells(text) == [("markdown", "# Title\n\ntext"), ("parameters", "x = 1"),
+                                                 ("code", "if x:\n\n    y = 2")]
+    notebook = build_notebooks.build("t", build_notebooks.parse_cells(text))
+    assert [c.cell_type for c in notebook.cells] == ["markdown", "code", "code"]
+    assert [c.id for c in notebook.cells] == ["t-0", "t-1", "t-2"]
+    assert notebook.cells[1].metadata["tags"] == ["parameters"] and "tags" not in notebook.cells[2].metadata
+
+
+@pytest.mark.parametrize("text, message", [("# %% [raw]\nx\n", "s.py:1: unknown cell marker"),
+                                           ("# %% [markdown]\n# fine\nnot a comment\n", "s.py:3: Markdown line")])
+def test_percent_format_errors_name_the_line(text, message):
+    with pytest.raises(ValueError, match=message):
+        build_notebooks.parse_cells(text, "s.py")
 
 
 def test_response_parameters_notebook(run, tmp_path):
