@@ -12,6 +12,11 @@ Sources (nothing is downloaded):
   matplotlib's ``grace_hopper.jpg``, scikit-image's ``motorcycle_left.png``);
   opt in with ``--more-photos`` (they are not in the default set, whose bytes
   the shipped model trained on).
+- Optional footage that some systems carry, never required: Debian's OpenCV
+  sample videos and KDE, MATE or GNOME wallpaper photographs
+  (``SYSTEM_FOOTAGE``). ``--system-footage`` adds the files found; their paths
+  and sizes enter the cache key and the sidecar, so a dataset built with them
+  says so. Off by default, so that the default set is the same on every machine.
 
 Preprocessing is ``data.pipeline``'s (grayscale, block mean, DoG band-pass,
 50-frame patch clips, flat/low-motion rejection, per-clip z-scoring); clips of
@@ -38,9 +43,12 @@ the parameters and counts; both written atomically.
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import glob
 import hashlib
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -71,8 +79,14 @@ EXTRA_IMAGES = {
     "motorcycle_left": ("skimage", "data/motorcycle_left.png"),
 }
 IMAGE_DOWNSAMPLE = 2
+SYSTEM_FOOTAGE = dict(  # kind -> glob patterns
+    video=("/usr/share/opencv4/samples/data/*.avi", "/usr/share/opencv/samples/data/*.avi"),
+    photo=("/usr/share/wallpapers/*/contents/images/*.jpg", "/usr/share/wallpapers/*/contents/images/*.png",
+           "/usr/share/backgrounds/mate/nature/*.jpg", "/usr/share/backgrounds/gnome/*.jpg"),
+)
+SYSTEM_VIDEO_WIDTH = 640  # block-mean system videos to about bikes' width, the scale the recipe is tuned for
 DEFAULTS = dict(frame_step=1, videos=tuple(VIDEOS), images=IMAGES, sweeps_per_image=300,
-                drift_sd=0.4, reject_percentile=25.0, seed=0, dtype="float16")
+                drift_sd=0.4, reject_percentile=25.0, seed=0, dtype="float16", system_footage=())
 
 
 def default_dataset_path(frame_shape: tuple[int, int] = (20, 20), *, cache_dir: str | Path | None = None,
@@ -107,6 +121,9 @@ def _config(frame_shape, params: dict) -> dict:
         raise UserInputError(f"unknown default-dataset parameter(s) {sorted(unknown)}: use {sorted(DEFAULTS)}")
     config = dict(DEFAULTS, **params, frame_shape=[int(n) for n in frame_shape])
     config["videos"], config["images"] = list(config["videos"]), list(config["images"])
+    config["system_footage"] = [[str(path), int(size)] for path, size in config["system_footage"]]
+    if not config["system_footage"]:
+        del config["system_footage"]  # the cache key of a build without system footage is as before it existed
     if len(config["frame_shape"]) != 2 or min(config["frame_shape"]) < 1:
         raise UserInputError(f"frame shape {frame_shape} is not two positive sizes: use e.g. --frame-shape 20 20")
     if int(config["frame_step"]) < 1:
@@ -131,15 +148,22 @@ def build_clips(config: dict) -> tuple[np.ndarray, dict]:
     frame_shape, step = tuple(config["frame_shape"]), int(config["frame_step"])
     rng = np.random.default_rng(config["seed"])
     parts, counts, copy_last = [], {}, {}
-    sources = config["videos"] + config["images"]
+    system = {path: _system_kind(path) for path, _ in config.get("system_footage", [])}
+    sources = config["videos"] + config["images"] + list(system)
     for name in tqdm(sources, desc="building default dataset", unit="source"):
-        if name in VIDEOS:
-            file, downsample, spatial_stride, temporal_stride = VIDEOS[name]
-            frames = next(pipeline.iter_gray_blocks(_video_folder() / file, downsample))
+        if name in VIDEOS or system.get(name) == "video":
+            if name in VIDEOS:
+                file, downsample, spatial_stride, temporal_stride = VIDEOS[name]
+                path = _video_folder() / file
+            else:
+                path, (width, _, _), spatial_stride, temporal_stride = name, pipeline.video_info(name), 12, 7
+                downsample = max(1, round(width / SYSTEM_VIDEO_WIDTH))
+            frames = next(pipeline.iter_gray_blocks(path, downsample))
             clips = pipeline.video_clips(frames, frame_shape, step, spatial_stride, temporal_stride,
                                          config["reject_percentile"])
         else:
-            image = pipeline.bandpass(pipeline.block_mean(_photo(name)[None], IMAGE_DOWNSAMPLE))[0]
+            photo = _gray(skimage.io.imread(name)) if name in system else _photo(name)
+            image = pipeline.bandpass(pipeline.block_mean(photo[None], IMAGE_DOWNSAMPLE))[0]
             clips = pipeline.sweep_image(image, config["sweeps_per_image"], frame_shape, step, rng,
                                          drift_sd=config["drift_sd"])
             clips = pipeline.zscore_clips(clips[pipeline.keep_moving(clips, config["reject_percentile"])])
@@ -169,11 +193,25 @@ def _photo(name: str) -> np.ndarray:
         if spec is None:
             raise UserInputError(f"{package} is not installed, and photo {name!r} ships in it: "
                                  "pip install -r requirements.txt")
-        image = skimage.io.imread(Path(spec.submodule_search_locations[0]) / inner)
-    else:
-        image = getattr(skimage.data, name)()
+        return _gray(skimage.io.imread(Path(spec.submodule_search_locations[0]) / inner))
+    return _gray(getattr(skimage.data, name)())
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """An 8-bit grayscale, RGB or RGBA image as grayscale float32 in [0, 1]."""
     gray = skimage.color.rgb2gray(image[..., :3]) if image.ndim == 3 else image / 255.0
     return gray.astype(np.float32)
+
+
+def find_system_footage() -> list[tuple[str, int]]:
+    """(path, size in bytes) of every ``SYSTEM_FOOTAGE`` file on this machine, sorted; may be empty."""
+    found = {path for patterns in SYSTEM_FOOTAGE.values() for pattern in patterns for path in glob.glob(pattern)}
+    return [(path, os.path.getsize(path)) for path in sorted(found)]
+
+
+def _system_kind(path: str) -> str:
+    return next(kind for kind, patterns in SYSTEM_FOOTAGE.items()
+                if any(fnmatch.fnmatch(path, pattern) for pattern in patterns))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,13 +221,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="keep every k-th native frame (default %(default)s)")
     parser.add_argument("--more-photos", action="store_true",
                         help=f"add the photographs {', '.join(EXTRA_IMAGES)} to the default ones")
+    parser.add_argument("--system-footage", action="store_true",
+                        help="add the OpenCV sample videos and wallpaper photographs found on this machine")
     parser.add_argument("--cache-dir", type=Path, default=None, help=f"default {CACHE_DIR}")
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     path = default_dataset_path(tuple(args.frame_shape), cache_dir=args.cache_dir, force=args.force,
                                 frame_step=args.frame_step,
-                                **(dict(images=IMAGES + tuple(EXTRA_IMAGES)) if args.more_photos else {}))
+                                **(dict(images=IMAGES + tuple(EXTRA_IMAGES)) if args.more_photos else {}),
+                                **(dict(system_footage=find_system_footage()) if args.system_footage else {}))
     stats = json.loads(path.with_suffix(".json").read_text())
     print(f"dataset        {path}")
     print(f"clips          {stats['shape'][0]} x {stats['shape'][1]} frames x {stats['shape'][2]} pixels "

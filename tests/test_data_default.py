@@ -1,5 +1,6 @@
 """data.default_dataset on a tiny configuration: deterministic, cached, frame_step raises copy-last MSE."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +62,32 @@ def test_the_extra_photographs_load_from_their_packages_and_add_clips(tmp_path):
     assert base != more  # another cache key, so the default set's bytes are untouched
     counts = json.loads(more.with_suffix(".json").read_text())["counts"]
     assert counts["china"] > 20 and counts["camera"] == json.loads(base.with_suffix(".json").read_text())["counts"]["camera"]
+
+
+def test_system_footage_is_used_when_asked_for_and_recorded_in_the_sidecar(tmp_path, monkeypatch):
+    import av
+    import skimage.io
+
+    wallpapers = tmp_path / "wallpapers" / "Forest" / "contents" / "images"
+    wallpapers.mkdir(parents=True)
+    skimage.io.imsave(wallpapers / "forest.png", (default_dataset._photo("grass") * 255).astype(np.uint8))
+    videos = tmp_path / "opencv"
+    videos.mkdir()
+    with av.open(str(videos / "drift.avi"), "w") as container:  # a photo panned 1 px per frame
+        stream = container.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuvj420p"
+        image = (default_dataset._photo("gravel")[:120] * 255).astype(np.uint8)
+        for t in range(120):
+            frame = av.VideoFrame.from_ndarray(np.stack([image[:, t:t + 160]] * 3, axis=-1), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    monkeypatch.setattr(default_dataset, "SYSTEM_FOOTAGE", dict(
+        video=(str(videos / "*.avi"),), photo=(str(tmp_path / "wallpapers/*/contents/images/*.png"),)))
+    found = default_dataset.find_system_footage()
+    assert [Path(p).name for p, _ in found] == ["drift.avi", "forest.png"]
+    path = default_dataset.default_dataset_path((12, 12), cache_dir=tmp_path / "cache", **TINY, system_footage=found)
+    stats = json.loads(path.with_suffix(".json").read_text())
+    assert stats["config"]["system_footage"] == [[p, size] for p, size in found]
+    assert stats["counts"][found[0][0]] > 5 and stats["counts"][found[1][0]] > 20
+    plain = default_dataset.default_dataset_path((12, 12), cache_dir=tmp_path / "cache", **TINY)
+    assert plain != path and "system_footage" not in json.loads(plain.with_suffix(".json").read_text())["config"]
