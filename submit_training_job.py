@@ -36,6 +36,7 @@ import submitit
 import torch
 import torch.distributed as dist
 
+from models.run_dir import RunDir
 from train import (StoppedBySignal, TrainConfig, add_config_arguments, config_for, create_run_dir, find_resume_state,
                    preflight, run_name, train)
 from utils import UserInputError, run_cli
@@ -67,7 +68,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
             tasks = 1
         if tasks > 1:  # one process per GPU: RANK, WORLD_SIZE, MASTER_ADDR ... for train.init_distributed
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        resume = find_resume_state(self.run_dir) if any(self.run_dir.glob("*_state.pt")) else None
+        resume = find_resume_state(self.run_dir) if RunDir(self.run_dir).state_files() else None
         run_dir = train(self.cfg, resume, progress=False, run_dir=self.run_dir)
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--cpus", help="CPU cores per training process")
     jobs.add_argument("--mem", help="memory per node, in SLURM's format, e.g. 64G")
     jobs.add_argument("--dry-run", action="store_true", help="print the jobs and submit nothing")
+    jobs.add_argument("--batched", action="store_true",
+                      help="train every run of the --L1/--seed sweep as one batched computation in this process "
+                           "(recurrent models; models/batched.py); with --path RUN, resume all runs of RUN's sweep")
     return parser
 
 
@@ -212,11 +216,21 @@ def run_here(jobs) -> list[Path]:
     for cfg, resume in jobs:
         run_dir = train(cfg, resume)
         print(f"run folder: {run_dir}")
-        if cfg.preset == "demo" and any(run_dir.glob("*-epochs_model.safetensors")):
+        if cfg.preset == "demo" and RunDir(run_dir).weights_by_epoch():
             from virtual_physiology.rf_summary import summarise
 
             summarise(run_dir)
         run_dirs.append(run_dir)
+    return run_dirs
+
+
+def run_batched(jobs, args) -> list[Path]:
+    """Every job as one batched computation in this process (models.batched)."""
+    from models.batched import sweep_jobs, train_batched
+
+    run_dirs = train_batched(sweep_jobs(jobs, args))
+    for run_dir in run_dirs:
+        print(f"run folder: {run_dir}")
     return run_dirs
 
 
@@ -233,6 +247,8 @@ def submit(jobs, cluster: str, options: dict) -> list:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.batched and args.cluster is not None:
+        raise UserInputError("--batched trains the whole sweep in this process: drop --cluster (or --batched)")
     options = cluster_options(args)
     jobs = plan_jobs(args)
     if args.dry_run:
@@ -244,7 +260,7 @@ def main(argv=None):
         print(job_table([("-", path, cfg.L1, cfg.seed) for path, (cfg, _) in zip(planned, jobs)]))
     elif args.cluster is None:
         try:
-            run_dirs = run_here(jobs)
+            run_dirs = run_batched(jobs, args) if args.batched else run_here(jobs)
         except StoppedBySignal as stop:  # saved and stopped: no summary, and a status a shell sees as a stop
             sys.exit(128 + stop.signum)
         if len(jobs) > 1:

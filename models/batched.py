@@ -1,0 +1,535 @@
+"""K independent hierarchical recurrent models of one shape, trained as one
+batched computation (``submit_training_job.py --batched``, for --L1 / --seed sweeps).
+
+Every parameter of the K models is stacked along a new leading axis: W_hh is
+(K, H, H), W_ih (K, n_1, P), readout block g (K, O_g, n_g), biases (K, H) and
+(K, O). Each product of the single model becomes one batched product over k
+(``torch.baddbmm``), so a time step costs 2 kernels per block for all K models
+instead of 2 per model, and the small products of a small model fill the CPU's
+(or GPU's) vector units K times better.
+
+Model k gets what its own run would get: it is initialised by its own seed, its
+clips come in its own shuffle order with its own noise generator (train.py's
+streams), its loss has its own lambda, and the step is train.py's (noise, loss,
+backward, clip each gradient element to +-grad_clip, mask, Adam). The models
+share nothing: the batched loss is the sum of the K losses, whose gradient with
+respect to model k's slice is model k's own gradient, and clipping, masking and
+Adam are elementwise, so one Adam over the stacked tensors is K Adams. Only the
+summation order of the products differs from the single model's block
+recurrence, so the weights agree with the single runs to float32 rounding
+(tests/test_core_batched.py).
+
+Each model keeps its own run folder, config.json, log, weights and resume state
+in train.py's format: a state written here resumes as a single run
+(``train.py --path RUN``, to float32 rounding), and resuming the sweep
+(``--batched --path`` any of its folders) continues all K bit-exactly.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+from models.recurrence import recurrence_blocks
+
+# config.json key naming the run folders trained together (siblings in one --save-dir)
+SWEEP_KEY = "batched_sweep"
+# the only settings in which the K runs of a batched sweep may differ
+PER_MODEL_FIELDS = ("L1", "seed")
+
+
+class BatchedReluRecurrence(torch.autograd.Function):
+    """K independent ReLU recurrences h_t[k] = ReLU(drive_t[k] + h_{t-1}[k] W[k]^T),
+    h_{-1} = 0, with the product layout ``blocks`` of ``models.recurrence`` (the
+    same for every k: the models share one mask). drive: (T, K, B, H) contiguous,
+    weight: (K, H, H) rows postsynaptic. Returns h: (T, K, B, H).
+
+    The backward pass mirrors ``ReluRecurrence``'s: dh_t = g_t + dpre_{t+1} W per
+    block, and per block one batched product over all steps and clips for dW."""
+
+    @staticmethod
+    def forward(ctx, drive, weight, blocks):
+        if drive.dtype != weight.dtype:
+            raise TypeError(f"drive is {drive.dtype} but weight is {weight.dtype}: cast both to one dtype")
+        T = drive.shape[0]
+        h = torch.empty_like(drive)
+        torch.clamp_min(drive[0], 0.0, out=h[0])
+        weight_t = weight.transpose(1, 2)
+        for t in range(1, T):
+            for r0, r1, runs in blocks:
+                pre = drive[t, :, :, r0:r1]
+                for i, (c0, c1) in enumerate(runs):
+                    w_t = weight_t[:, c0:c1, r0:r1]
+                    if i == 0:
+                        pre = torch.baddbmm(pre, h[t - 1, :, :, c0:c1], w_t)
+                    else:
+                        pre.baddbmm_(h[t - 1, :, :, c0:c1], w_t)
+                torch.clamp_min(pre, 0.0, out=h[t, :, :, r0:r1])
+        ctx.save_for_backward(h, weight)
+        ctx.blocks = blocks
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        h, weight = ctx.saved_tensors
+        T, K, B, H = h.shape
+        active = h > 0  # ReLU'(pre) as PyTorch evaluates it: where the output is positive
+        dpre = torch.empty_like(h)
+        torch.mul(grad_h[T - 1], active[T - 1], out=dpre[T - 1])
+        for t in range(T - 2, -1, -1):
+            dh = dpre[t].copy_(grad_h[t])  # built in place: no allocation per time step
+            for r0, r1, runs in ctx.blocks:
+                for c0, c1 in runs:
+                    dh[:, :, c0:c1].baddbmm_(dpre[t + 1, :, :, r0:r1], weight[:, r0:r1, c0:c1])
+            dh.mul_(active[t])
+        grad_weight = torch.zeros_like(weight)
+        if T > 1:
+            # model-major copies, so each block's dW is one batched product over steps and clips
+            d_next = dpre[1:].transpose(0, 1).reshape(K, -1, H)
+            h_prev = h[:-1].transpose(0, 1).reshape(K, -1, H)
+            for r0, r1, runs in ctx.blocks:
+                for c0, c1 in runs:
+                    grad_weight[:, r0:r1, c0:c1] = torch.bmm(d_next[:, :, r0:r1].transpose(1, 2), h_prev[:, :, c0:c1])
+        return dpre, grad_weight, None
+
+
+class StackedRecurrent(nn.Module):
+    """K ``NetworkHierarchicalRecurrent`` models of one shape as stacked parameters.
+
+    The parameters have the single model's names and order, each with a leading
+    axis of K, so ``optimizer.state_dict()`` splits into the K single models' Adam
+    states (``split_optimizer_state``) and back (``stack_optimizer_states``). The
+    models must agree in everything but lambda (``lam``, one per model)."""
+
+    def __init__(self, models: list[NetworkHierarchicalRecurrent]):
+        super().__init__()
+        if not models:
+            raise ValueError("a stack needs at least one model")
+        first = models[0]
+        for m in models:
+            if type(m) is not type(first) or not isinstance(m, NetworkHierarchicalRecurrent):
+                raise TypeError(f"only hierarchical recurrent models of one kind stack, got {type(m).__name__}")
+            if _shape_of(m) != _shape_of(first):
+                raise ValueError(f"models of different settings do not stack: {_shape_of(m)} vs {_shape_of(first)}")
+        # sizes, slices and loss settings, the same for every model; not a submodule, whose
+        # parameters would join the stack's
+        object.__setattr__(self, "template", first)
+        self.n_models = len(models)
+        with torch.no_grad():
+            self.weight_ih = nn.Parameter(torch.stack([m.weight_ih.detach() for m in models]))
+            self.weight_hh = nn.Parameter(torch.stack([m.weight_hh.detach() for m in models]))
+            self.bias_ih = nn.Parameter(torch.stack([m.bias_ih.detach() for m in models]))
+            self.bias_hh = nn.Parameter(torch.stack([m.bias_hh.detach() for m in models]))
+            self.readout_weights = nn.ParameterList(
+                nn.Parameter(torch.stack([m.readout_weights[g].detach() for m in models]))
+                for g in range(len(first.readout_weights)))
+            self.readout_bias = nn.Parameter(torch.stack([m.readout_bias.detach() for m in models]))
+        if [n for n, _ in self.named_parameters()] != [n for n, _ in first.named_parameters()]:
+            raise TypeError("the stacked parameters must follow the single model's order")
+        self.register_buffer("lam", torch.tensor([m.lam for m in models], dtype=first.weight_hh.dtype),
+                             persistent=False)
+        self.register_buffer("hh_mask", first.hh_mask.clone(), persistent=False)
+        self.register_buffer("hh_signed_mask", first.hh_signed_mask.clone(), persistent=False)
+        self.precision = first.precision
+        self.set_recurrence(first.recurrence)
+
+    def set_recurrence(self, backend: str):
+        """"block" (skip W_hh's zero blocks) or "dense" (one product per step), as the single model's."""
+        self.recurrence = backend
+        self._blocks = recurrence_blocks(backend, self.hh_mask.cpu(), self.template.group_slices)
+        return self
+
+    # ----- the single models ----------------------------------------------------------------
+    @torch.no_grad()
+    def copy_into(self, k: int, model: NetworkHierarchicalRecurrent) -> NetworkHierarchicalRecurrent:
+        """Model k's weights into ``model`` (one of the models this stack was built from)."""
+        for mine, theirs in zip(self.parameters(), model.parameters()):
+            theirs.copy_(mine[k])
+        return model
+
+    # ----- constraints, as NetworkHierarchicalRecurrent's ----------------------------------
+    @torch.no_grad()
+    def project_weights_(self):
+        """Every model's W_hh masked and reflected to Dale's signs, in place (the masks broadcast over K)."""
+        if self.template.local_inhibitory_prop > 0:
+            self.weight_hh.abs_().mul_(self.hh_signed_mask)
+        else:
+            self.weight_hh.mul_(self.hh_mask)
+
+    def mask_gradients(self):
+        """Zero the gradient of every model's masked W_hh entries (after clipping, before Adam)."""
+        if self.weight_hh.grad is not None:
+            self.weight_hh.grad.mul_(self.hh_mask)
+
+    # ----- forward and loss -------------------------------------------------------------------
+    def forward(self, x: torch.Tensor):
+        """x: (K, B, T, P), model k's clips in x[k] -> (predictions (K, T, B, O), hidden
+        (K, T, B, H)), time-major per model (the loss below reads them so)."""
+        tpl = self.template
+        K, B, T, P = x.shape
+        if K != self.n_models or P != tpl.n_pixels:
+            raise ValueError(f"expected input of shape ({self.n_models}, batch, time, {tpl.n_pixels}), got {tuple(x.shape)}")
+        self.project_weights_()
+        n0, H = tpl.group_sizes[0], tpl.n_hidden
+        dtype = self._compute_dtype(x.device)  # bf16 when asked for, as the single model
+        bias = (self.bias_ih + self.bias_hh).to(dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            frames = x.transpose(1, 2).reshape(K, T * B, P).to(dtype)
+            drive0 = torch.baddbmm(bias[:, None, :n0], frames, self.weight_ih.to(dtype).transpose(1, 2))
+            drive = torch.cat([drive0.view(K, T, B, n0).transpose(0, 1),
+                               bias[None, :, None, n0:].expand(T, K, B, H - n0)], dim=-1)
+            h = BatchedReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks)
+            h = h.transpose(0, 1).reshape(K, T * B, H)  # model-major for the readout products
+            bias_out = self.readout_bias.to(dtype)
+            pred = torch.cat([torch.baddbmm(bias_out[:, None, out], h[:, :, hid], w.to(dtype).transpose(1, 2))
+                              for w, out, hid in zip(self.readout_weights, tpl.output_slices, tpl.group_slices)], -1)
+        return pred.view(K, T, B, -1), h.view(K, T, B, H)
+
+    _compute_dtype = NetworkHierarchicalRecurrent._compute_dtype  # reads self.precision and self.weight_hh
+
+    def weight_l1(self) -> torch.Tensor:
+        """(K,): each model's sum of |W| over its weight matrices (not biases)."""
+        total = self.weight_ih.abs().sum((1, 2)) + self.weight_hh.abs().sum((1, 2))
+        for w in self.readout_weights:
+            total = total + w.abs().sum((1, 2))
+        return total
+
+    def get_loss(self, out, targets: torch.Tensor):
+        """(sum of the K losses, per-model losses (K,) detached, components {"L1", "mse0", ...}
+        each (K,) detached). ``targets``: (K, B, T, P). Model k's loss is the single
+        model's, lam_k sum|W_k| + sum_g beta_g MSE_g,k (losses.hierarchical_offset_mse),
+        each MSE a mean over its B x T' x n elements, computed in float32."""
+        tpl = self.template
+        pred, hidden = out
+        T = pred.shape[1]
+        warmup, offset = tpl.warmup, tpl.temporal_offset
+        if T <= warmup + offset:
+            raise ValueError(f"clips of {T} frames are too short for warm-up {warmup} plus offset {offset}")
+        source, future = slice(warmup, T - offset), slice(warmup + offset, T)
+        y = targets.transpose(1, 2)  # (K, T, B, P), as the predictions
+        preds = torch.split(pred, [s.stop - s.start for s in tpl.output_slices], dim=-1)
+        groups = torch.split(hidden, tpl.group_sizes, dim=-1)
+        terms = [_mean_square(preds[0][:, source], y[:, future])]
+        for g in range(1, len(preds)):
+            tgt = groups[g - 1][:, future].to(y.dtype)
+            terms.append(_mean_square(preds[g][:, source], tgt.detach() if tpl.detach_targets else tgt))
+        l1 = self.lam * self.weight_l1()
+        losses = l1
+        for b, term in zip(tpl.beta, terms):
+            losses = losses + b * term
+        components = {"L1": l1.detach()} | {f"mse{g}": term.detach() for g, term in enumerate(terms)}
+        return losses.sum(), losses.detach(), components
+
+
+def _mean_square(pred, target):
+    """(K,): per model, the mean of (pred - target)^2 over all other axes, in float32."""
+    return (pred.to(target.dtype) - target).square().mean(dim=tuple(range(1, pred.dim())))
+
+
+def _shape_of(model: NetworkHierarchicalRecurrent) -> tuple:
+    return (model.frame_shape, model.group_sizes, model.beta, model.warmup, model.local_inhibitory_prop,
+            model.loss_name, model.detach_targets, model.noise_std, model.recurrence, model.precision,
+            tuple(p.dtype for p in model.parameters()), str(model.weight_hh.device))
+
+
+# -------------------------------------------------------------------------------------------
+# Adam over the stack = K Adams: its state splits into the single runs' and back
+# -------------------------------------------------------------------------------------------
+def split_optimizer_state(stacked_state: dict, k: int) -> dict:
+    """Model k's Adam state dict, as its single run's Adam would hold it (the per-element
+    moments sliced, the step count and hyperparameters copied)."""
+    state = {i: {name: value.clone() if name == "step" else value[k].clone() for name, value in s.items()}
+             for i, s in stacked_state["state"].items()}
+    return {"state": state, "param_groups": copy.deepcopy(stacked_state["param_groups"])}
+
+
+def stack_optimizer_states(states: list[dict]) -> dict:
+    """The stack's Adam state dict from K single runs' (which must be at the same step)."""
+    first = states[0]
+    if any(s["state"].keys() != first["state"].keys() for s in states):
+        raise ValueError("the runs' optimizer states hold different parameters: they cannot train as one stack")
+    stacked = {}
+    for i, s in first["state"].items():
+        steps = {float(st["state"][i]["step"]) for st in states}
+        if len(steps) > 1:
+            raise ValueError(f"the runs' optimizers are at different steps {sorted(steps)}: they cannot train as one stack")
+        stacked[i] = {name: value.clone() if name == "step" else torch.stack([st["state"][i][name] for st in states])
+                      for name, value in s.items()}
+    return {"state": stacked, "param_groups": copy.deepcopy(first["param_groups"])}
+
+
+# -------------------------------------------------------------------------------------------
+# The sweep: train.py's loop, once for K runs
+# -------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Run:
+    """One model of a batched sweep: what its own train.py process would hold."""
+
+    cfg: object  # train.TrainConfig
+    run_dir: Path | None
+    model: NetworkHierarchicalRecurrent  # receives the stack's weights for validation and checkpoints
+    shuffle_gen: torch.Generator
+    noise_gen: torch.Generator
+    torch_rng: torch.Tensor  # torch's global RNG state as its own process would save it (after its init)
+    history: dict
+    permutation: torch.Tensor | None = None
+    config: dict | None = None
+
+
+def check_sweep(cfgs: list) -> None:
+    """Refuse, before anything is written, a set of runs that cannot train as one stack:
+    a model kind other than the recurrent ones, settings that differ in more than
+    --L1 and --seed, several processes (torchrun)."""
+    from utils import UserInputError
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserInputError("--batched trains every model in one process: run it without torchrun")
+    first = cfgs[0]
+    if first.model not in ("network_hierarchical_recurrent", "network_recurrent"):
+        raise UserInputError(f"--batched stacks the recurrent models only, not --model {first.model}: drop --batched")
+    for cfg in cfgs[1:]:
+        for f in dataclasses.fields(cfg):
+            if f.name not in PER_MODEL_FIELDS and getattr(cfg, f.name) != getattr(first, f.name):
+                raise UserInputError(f"--batched runs differ only in --L1 and --seed, but --{f.name.replace('_', '-')} "
+                                     f"is {getattr(first, f.name)} and {getattr(cfg, f.name)}: resume them one by one")
+
+
+def sweep_jobs(jobs: list, args: argparse.Namespace) -> list:
+    """The (config, state file or None) of every run of the sweep: ``jobs`` itself for
+    new runs; for ``--path RUN`` (one job), every run folder that RUN's config.json
+    names under ``batched_sweep`` (RUN's siblings in its --save-dir), each resuming
+    from its latest state with the same flags."""
+    from train import config_for, read_run_config
+    from utils import UserInputError
+
+    if len(jobs) != 1 or jobs[0][1] is None:
+        return jobs
+    run_dir = jobs[0][1].parent
+    names = read_run_config(run_dir).get(SWEEP_KEY)
+    if not names:
+        raise UserInputError(f"{run_dir} was not trained with --batched: resume it without --batched")
+    overrides = {**vars(args), "L1": None, "seed": None}
+    return [config_for(argparse.Namespace(**{**overrides, "path": str(run_dir.parent / name)})) for name in names]
+
+
+def train_batched(jobs: list, progress: bool = True) -> list[Path]:
+    """Train (or resume) the runs ``jobs`` = [(train.TrainConfig, state file or None)]
+    as one stack; returns their run folders, in order. Every run gets its own folder,
+    log, config.json (with ``batched_sweep``: the folder names of all K runs),
+    weights and train.py-format resume states, all written at the same steps."""
+    import train
+    from data.dataset import ClipSource, fits_on
+    from models.io import HISTORY_FILE, save_model
+    from tqdm.auto import tqdm
+    from utils import UserInputError, atomic_path, resolve_device, seed_everything, write_json
+
+    cfgs = [cfg for cfg, _ in jobs]
+    resumes = [resume for _, resume in jobs]
+    check_sweep(cfgs)
+    if len({r is None for r in resumes}) > 1:
+        raise UserInputError("a batched sweep either starts every run or resumes every run: give --path alone")
+    first = cfgs[0]
+    device = resolve_device(first.device)
+    torch.set_float32_matmul_precision("high" if first.tf32 else "highest")
+    clips, data_path, identity, train_rows, val_rows = train.checked_data(first, resumes[0])
+    for resume in resumes[1:]:
+        if resume is not None:
+            train.check_same_dataset(resume.parent, data_path, identity)
+    hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
+    train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
+    components = ["L1"] + [f"mse{g}" for g in range(len(first.hidden_units))]
+
+    runs, optimizer_states, positions, saved_sums = [], [], set(), []
+    for cfg, resume in jobs:
+        seed_everything(cfg.seed)
+        model = train.checked_model(cfg, clips.shape[1], data_path).to(device)
+        backend = train.set_arithmetic(model, cfg, device)
+        run = _Run(cfg, None, model, torch.Generator().manual_seed(cfg.seed),
+                   torch.Generator(device=device).manual_seed(cfg.seed + 1), torch.get_rng_state(),
+                   train._new_history(components))
+        if resume is not None:
+            state = train._read_state(resume)
+            run.run_dir = resume.parent
+            model.load_state_dict(state["model"])
+            optimizer_states.append(state["optimizer"])
+            run.shuffle_gen.set_state(state["rng"]["shuffle"])
+            try:
+                run.noise_gen.set_state(state["rng"]["noise"])
+            except RuntimeError as err:
+                raise UserInputError(f"{resume} was saved on another kind of device than {device}: resume with "
+                                     "the --device it trained on") from err
+            run.torch_rng, run.history, run.permutation = state["rng"]["torch"], state["history"], state["permutation"]
+            positions.add((state["epoch"], state["step"], state["global_step"]))
+            saved_sums.append(state["sums"])
+        runs.append(run)
+    if len(positions) > 1:
+        raise UserInputError(f"the sweep's runs stand at different steps {sorted(positions)}: resume each one "
+                             "without --batched")
+    epoch, step, global_step = positions.pop() if positions else (1, 0, 0)
+    sums = None if not saved_sums or saved_sums[0] is None else torch.stack(saved_sums).to(device)
+
+    stack = StackedRecurrent([run.model for run in runs])
+    optimizer = torch.optim.Adam(stack.parameters(), lr=first.lr)  # per element: K Adams
+    if optimizer_states:
+        optimizer.load_state_dict(stack_optimizer_states(optimizer_states))
+    if resumes[0] is None:
+        for run in runs:
+            run.run_dir = train.create_run_dir(run.cfg)
+    names = [run.run_dir.name for run in runs]
+    for run in runs:
+        run.config = dataclasses.asdict(run.cfg) | {
+            "dataset_path": str(data_path.absolute()), "dataset_identity": identity, "n_clips": len(clips),
+            "n_train": len(train_rows), "n_validation": len(val_rows), "processes": 1,
+            "torch_version": torch.__version__, "recurrence_backend": backend, SWEEP_KEY: names}
+        with train._writing(run.run_dir, "write to", f"free space or fix the folder, then resume with --batched "
+                                                       f"--path {run.run_dir}"):
+            write_json(run.run_dir / "config.json", run.config)
+
+    def log(run, message, stderr=False):
+        if stderr:
+            print(message, file=sys.stderr)
+        with train._writing(run.run_dir, "append to the log in", "free space or fix the folder"):
+            train._append_log(run.run_dir, message)
+
+    for run in runs:
+        log(run, f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
+                 f"batched with {len(runs) - 1} other run(s) on {device.type}" if resumes[0] is None else
+                 f"resumed from {resumes[0].name} at epoch {epoch}, step {step}, batched with {len(runs) - 1} "
+                 "other run(s)")
+
+    def sync_models():
+        """Each run's model takes its slice of the stack, projected as every forward pass sees it."""
+        with torch.no_grad():
+            stack.project_weights_()
+        for k, run in enumerate(runs):
+            stack.copy_into(k, run.model)
+
+    def checkpoint(tag_epoch, interrupted=False):
+        sync_models()
+        stacked_state = optimizer.state_dict()
+        for k, run in enumerate(runs):
+            single_optimizer = split_optimizer_state(stacked_state, k)
+            state = {"model": run.model.state_dict(), "optimizer": single_optimizer, "history": run.history,
+                     "epoch": epoch, "step": step, "global_step": global_step, "permutation": run.permutation,
+                     "sums": None if sums is None else sums[k].cpu(),
+                     "rng": {"shuffle": run.shuffle_gen.get_state(), "noise": run.noise_gen.get_state().cpu(),
+                             "torch": run.torch_rng}}
+            with train._writing(run.run_dir, "write a checkpoint to", f"free space, then resume with --batched "
+                                                                        f"--path {run.run_dir}"):
+                if interrupted:
+                    with atomic_path(run.run_dir / "interrupted_state.pt") as tmp:
+                        torch.save(state, tmp)
+                    write_json(run.run_dir / HISTORY_FILE, run.history)
+                else:
+                    save_model(run.run_dir, run.model, run.config, tag_epoch, run.history, train_state=state)
+                train.save_loss_curve(run.run_dir, run.history)
+
+    if first.epochs == 0 and resumes[0] is None:  # the untrained controls, as train.py saves them
+        sync_models()
+        for run in runs:
+            save_model(run.run_dir, run.model, run.config, 0, run.history)
+            log(run, "saved the untrained model (--epochs 0)")
+        return [run.run_dir for run in runs]
+
+    n_batches = math.ceil(len(train_src) / first.batch_size)
+    started, steps_here = time.monotonic(), 0
+    resume_hint = f"--batched --path {runs[0].run_dir}"
+    bar = tqdm(total=max(first.epochs - epoch + 1, 0) * n_batches, disable=None if progress else True,
+               desc=f"{len(runs)} runs batched", unit="step", dynamic_ncols=True)
+
+    def stop_if_diverged(k, means, val_means):
+        message = train.divergence(runs[k].cfg, runs[k].run_dir, epoch, means, val_means)
+        if message is not None:
+            bar.close()
+            log(runs[k], message)
+            raise train.TrainingDiverged(f"{runs[k].run_dir.name}: {message}; the sweep stops with it (resume "
+                                         "the other runs one by one, without --batched)")
+
+    with train._StopRequest() as stop:
+        while epoch <= first.epochs:
+            for run in runs:
+                if run.permutation is None:
+                    run.permutation = torch.randperm(len(train_src), generator=run.shuffle_gen)
+            stack.train()
+            while step < n_batches:
+                noisy = []
+                for run in runs:  # each run's own clips and noise, drawn as its own process draws them
+                    x = train_src.batch(run.permutation[step * first.batch_size:(step + 1) * first.batch_size], device)
+                    noisy.append(run.model.preprocess_data((x, x), run.noise_gen))
+                xn, yn = torch.stack([x for x, _ in noisy]), torch.stack([y for _, y in noisy])
+                optimizer.zero_grad(set_to_none=True)
+                for group in optimizer.param_groups:
+                    group["lr"] = train.learning_rate(first, global_step)
+                total, losses, comps = stack.get_loss(stack(xn), yn)
+                total.backward()  # the sum of independent losses: each model gets its own gradient
+                torch.nn.utils.clip_grad_value_(stack.parameters(), first.grad_clip)  # before masking, as the original
+                stack.mask_gradients()
+                optimizer.step()
+                values = torch.stack([losses, *comps.values()], dim=1)  # (K, 1 + components), no sync per step
+                sums = values if sums is None else sums + values
+                step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
+                bar.update()
+                if stop.requested or (first.stop_after_steps and steps_here >= first.stop_after_steps):
+                    for k in range(len(runs)):
+                        if not bool(torch.isfinite(sums[k]).all()):  # never save a diverged state as resumable
+                            stop_if_diverged(k, dict(zip(["loss", *components], (sums[k] / step).tolist())), {})
+                    checkpoint(epoch - 1, interrupted=True)
+                    bar.close()
+                    for run in runs:
+                        log(run, f"stop request: saved a resumable state; continue with {resume_hint}")
+                    print(f"stop request: saved resumable states in {len(runs)} run folders; continue with "
+                          f"{resume_hint}", file=sys.stderr)
+                    stop.saved = runs[0].run_dir
+                    return [run.run_dir for run in runs]
+
+            all_means = (sums / n_batches).tolist()  # one host sync per epoch
+            validating = epoch % first.validate_every == 0
+            monitoring = first.rf_monitor_every and epoch % first.rf_monitor_every == 0
+            if validating or monitoring:
+                sync_models()
+            for k, run in enumerate(runs):
+                means = dict(zip(["loss", *components], all_means[k]))
+                train._append(run.history["train"], epoch, means)
+                line = f"epoch {epoch}/{first.epochs} train " + train._format_means(means)
+                val_means = {}
+                if validating:
+                    run.model.eval()
+                    val_means = train.validate(run.model, val_src, run.cfg, device,
+                                               train.validation_generator(run.cfg, device))
+                    train._append(run.history["validation"], epoch, val_means)
+                    line += " | validation " + train._format_means(val_means)
+                if monitoring:
+                    line += " | " + train.monitor_receptive_fields(run.model, clips, run.cfg, run.history, epoch,
+                                                                   global_step)
+                log(run, f"{line} | {time.monotonic() - started:.1f} s since this process started")
+                stop_if_diverged(k, means, val_means)
+            bar.set_postfix(epoch=epoch, loss=f"{min(m[0] for m in all_means):.4f} (best)")
+            completed, epoch, step, sums = epoch, epoch + 1, 0, None
+            for run in runs:
+                run.permutation = None
+            out_of_time = first.max_minutes > 0 and time.monotonic() - started > 60 * first.max_minutes
+            if completed % first.checkpoint_every == 0 or completed == first.epochs or out_of_time:
+                checkpoint(completed)
+            if out_of_time and epoch <= first.epochs:
+                bar.close()
+                for run in runs:
+                    log(run, f"time limit: stopped after epoch {completed}; continue with {resume_hint}", stderr=True)
+                return [run.run_dir for run in runs]
+    bar.close()
+    for run in runs:
+        if steps_here == 0 and resumes[0] is not None:
+            log(run, f"nothing to train: the run already has {epoch - 1} complete epochs and --epochs is "
+                     f"{first.epochs}; give a larger --epochs to continue", stderr=True)
+        else:
+            log(run, f"finished epoch {epoch - 1}")
+    return [run.run_dir for run in runs]
