@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Virtual physiology of a trained model: every stage (RWA, Gabor fits, grating
-# sweep, modulation ratio, plaids, surround suppression, no-feedback rerun,
-# connectivity) into one HDF5 artefact. Works from any directory.
+# Virtual physiology of a trained model: every stage into one HDF5 artefact
+# (virtual_physiology/pipeline.py). Works from any directory.
 #
 #   bash run.bash MODEL_CHECKPOINT [ARTEFACT_PATH] [--force] [--ablation no-feedback] [--device cpu] ...
-#   bash run.bash --help
+#   bash run.bash MODEL_CHECKPOINT [ARTEFACT_PATH] --stage plaid     # one stage (and the missing ones it needs)
+#   bash run.bash --help                                            # every option, and the stages
+#
+# Stages, in the order they run (the registry virtual_physiology/stages.py; tests check this line):
+#   rwa gabor gratings modulation plaid surround nofeedback connectivity
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="$ROOT/.venv/bin/python"

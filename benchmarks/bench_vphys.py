@@ -5,7 +5,8 @@ paper-size model, against the bare forward passes it needs, in the same run.
     python benchmarks/bench_vphys.py --quick    # 3 x 100 units, 1,000 RWA clips: a smoke test
 
 The model is saved with ``models.io.save_model`` and the pipeline runs stage
-by stage on that checkpoint exactly as ``run.bash`` would. Every call of
+by stage on that checkpoint exactly as ``run.bash`` would: every stage of
+the registry ``virtual_physiology.stages.STAGES``, in its order. Every call of
 ``hidden_activity`` is recorded (the model it ran on, batch, frames);
 afterwards the same calls are replayed on the same model objects with
 random input of the same shapes ("bare"), so the no-feedback stage's
@@ -32,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent  # noqa: E402
 from models.io import save_model  # noqa: E402
-from virtual_physiology.artefact import STAGES  # noqa: E402
 from virtual_physiology.pipeline import Options, Pipeline  # noqa: E402
+from virtual_physiology.stages import STAGES  # noqa: E402
 
 CALLS: dict[str, list] = collections.defaultdict(list)  # stage -> [(model, batch, frames), ...]
 _current = ["setup"]
@@ -85,8 +86,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="3 x 100 units and 1,000 RWA clips")
     parser.add_argument("--units", type=int, default=None, help="units per group (default 800, quick 100)")
     parser.add_argument("--rwa-clips", type=int, default=None, help="default 20000, quick 1000")
-    parser.add_argument("--batch-size", type=int, default=Options.batch_size)
-    parser.add_argument("--surround-batch", type=int, default=Options.surround_batch)
+    defaults = Options()
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--surround-batch", type=int, default=defaults.surround_batch)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", default=None, help="where to write the checkpoint and artefact (default: a temp dir)")
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 run.bash from another directory, resume, --force, a crash mid-run, both
 views of the artefact, the no-feedback rerun, --ablation, and bad input
 (one-line error, exit 2, nothing written)."""
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -82,10 +83,10 @@ def test_rerun_skips_every_stage_and_force_reruns_only_the_named_stage(run, caps
 def test_a_crash_keeps_finished_stages_and_the_next_run_resumes(run, tmp_path, monkeypatch, capsys):
     artefact = tmp_path / "resume.h5"
 
-    def crash(self, out, notes):
+    def crash(pipeline, out, notes):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(Pipeline, "_plaid", crash)
+    monkeypatch.setitem(STAGES, "plaid", dataclasses.replace(STAGES["plaid"], run=crash))
     with pytest.raises(RuntimeError):
         main([str(run["weights"]), str(artefact), *TINY])
     assert not artefact.exists()

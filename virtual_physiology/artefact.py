@@ -10,11 +10,12 @@ File layout
   the model (class, config, frame shape, group sizes, lags), the grating
   grid, every stage with its completion flag, settings, timing and notes,
   the quirks reproduced on purpose, and library versions;
-- one HDF5 group per stage (``rwa``, ``gabor``, ``gratings``, ``modulation``,
-  ``plaid``, ``surround``, ``nofeedback``, ``connectivity``), one dataset per
-  field. Per-unit fields have the unit as first axis: the global hidden-unit
-  index 0 .. n_hidden-1 (group g is ``group_slices[g]``); units a stage did
-  not probe hold NaN (floats), -1 (integers) or False (booleans).
+- one HDF5 group per stage (the registry ``virtual_physiology.stages.STAGES``:
+  ``rwa``, ``gabor``, ``gratings``, ``modulation``, ``plaid``, ``surround``,
+  ``nofeedback``, ``connectivity``), one dataset per field (``Stage.writes``).
+  Per-unit fields have the unit as first axis: the global hidden-unit index
+  0 .. n_hidden-1 (group g is ``group_slices[g]``); units a stage did not
+  probe hold NaN (floats), -1 (integers) or False (booleans).
 - ``gratings/grating_responses`` (n_hidden, n_sf, n_dir, n_tf, 50) float32,
   the full time courses (4.1 GB at paper size), is chunked as 8 units x 1 sf
   x 18 directions x n_tf x 50 frames: it is streamed in during the sweep and
@@ -47,80 +48,11 @@ import h5py
 import numpy as np
 
 from utils import UserInputError, atomic_path
+from virtual_physiology.fields import GRATING_RESPONSES
+from virtual_physiology.stages import STAGES
 
 FORMAT = "virtual_physiology"
 FORMAT_VERSION = 1
-STAGES = ("rwa", "gabor", "gratings", "modulation", "plaid", "surround", "nofeedback", "connectivity")
-GRATING_RESPONSES = "grating_responses"
-_UNIT_CHUNK, _DIRECTION_CHUNK = 8, 18
-
-
-def _fill_value(dtype: np.dtype):
-    if dtype == np.bool_:
-        return False
-    return -1 if np.issubdtype(dtype, np.integer) else np.nan
-
-
-def write_per_unit(group: h5py.Group, fields: dict, n_units: int, units=None) -> None:
-    """Write each array of ``fields`` as a dataset whose first axis is the
-    global unit. ``units`` (n,) are the units the arrays' rows belong to (all
-    units when None); the others get the fill value (NaN, -1 or False)."""
-    for name, values in fields.items():
-        values = np.asarray(values)
-        if units is not None:
-            full = np.full((n_units,) + values.shape[1:], _fill_value(values.dtype), dtype=values.dtype)
-            full[np.asarray(units, dtype=np.int64)] = values
-            values = full
-        group.create_dataset(name, data=values).attrs["per_unit"] = True
-
-
-class GratingResponseWriter:
-    """``sink`` for ``tuning.grating_sweep``: streams the (batch, T, n_hidden)
-    time courses of each batch of grid combinations into
-    ``grating_responses`` without holding the whole array.
-
-    Combinations are buffered per (sf, block of 18 directions) over all units
-    and each block is written when complete, so every write covers whole
-    chunks; with the sweep's sf-major order about one block (104 MB at paper
-    size) is in memory at a time. ``indices`` are flat C-order indices into
-    (n_sf, n_dir, n_tf), as an array or a slice.
-    """
-
-    def __init__(self, group: h5py.Group, n_units: int, grid_shape: tuple[int, int, int], n_frames: int,
-                 compression: str | None = None):
-        self.grid_shape, self.n_units, self.n_frames = tuple(grid_shape), n_units, n_frames
-        n_sf, n_dir, n_tf = self.grid_shape
-        self.block = min(_DIRECTION_CHUNK, n_dir)
-        self.dataset = group.create_dataset(
-            GRATING_RESPONSES, shape=(n_units, n_sf, n_dir, n_tf, n_frames), dtype=np.float32,
-            chunks=(min(_UNIT_CHUNK, n_units), 1, self.block, n_tf, n_frames), compression=compression)
-        self.dataset.attrs["per_unit"] = True
-        self.pending: dict[tuple[int, int], list] = {}  # (sf, first direction) -> [buffer, combinations filled]
-
-    def __call__(self, indices, responses) -> None:
-        if isinstance(indices, slice):
-            indices = np.arange(*indices.indices(int(np.prod(self.grid_shape))))
-        sf, direction, tf = np.unravel_index(np.asarray(indices, dtype=np.int64), self.grid_shape)
-        responses = np.asarray(responses.cpu() if hasattr(responses, "cpu") else responses, dtype=np.float32)
-        responses = responses.transpose(2, 0, 1)  # (n_units, batch, T)
-        first = direction - direction % self.block
-        for key in set(zip(sf.tolist(), first.tolist())):
-            rows = np.flatnonzero((sf == key[0]) & (first == key[1]))
-            width = min(self.block, self.grid_shape[1] - key[1])
-            if key not in self.pending:
-                self.pending[key] = [np.empty((self.n_units, width, self.grid_shape[2], self.n_frames), np.float32), 0]
-            entry = self.pending[key]
-            entry[0][:, direction[rows] - key[1], tf[rows]] = responses[:, rows]
-            entry[1] += len(rows)
-            if entry[1] == width * self.grid_shape[2]:
-                self.dataset[:, key[0], key[1]:key[1] + width] = entry[0]
-                del self.pending[key]
-
-    def close(self) -> None:
-        if self.pending:
-            raise RuntimeError(f"grating sweep ended with {len(self.pending)} incomplete blocks")
-
-
 _METADATA_KEYS = ("model", "stages", "grid", "checkpoint")  # what readers of an artefact rely on
 _MODEL_KEYS = ("frame_shape", "group_sizes")
 
@@ -277,9 +209,11 @@ class UnitData(collections.UserDict):
         return self._reader(int(value)) if isinstance(value, _OnDisk) else value
 
 
-# Stages whose per-unit fields go into ``data`` under their own names (the
-# no-feedback ones get a ``nofeedback_`` prefix).
-_DATA_STAGES = ("rwa", "gabor", "gratings", "modulation", "plaid", "surround")
+def _data_prefix(stage: str) -> str | None:
+    """The prefix of a stage's per-unit fields in ``VirtualPhysiology.data``
+    (``Stage.data_prefix``); None for a stage kept out of ``data`` and for one
+    this code does not register (an artefact from code with other probes)."""
+    return STAGES[stage].data_prefix if stage in STAGES else None
 
 
 class VirtualPhysiology:
@@ -343,7 +277,8 @@ class VirtualPhysiology:
             if name not in self._file:
                 raise KeyError(f"{name} is not in {self.path}")
             return name
-        found = [f"{s}/{name}" for s in self.stages if s != "nofeedback" and name in self._file[s]]
+        # a stage with a data prefix measures another stage's fields again: it is asked for as "stage/name"
+        found = [f"{s}/{name}" for s in self.stages if not _data_prefix(s) and name in self._file[s]]
         if len(found) != 1:
             raise KeyError(f"{name} is not in {self.path}" if not found else f"{name} is ambiguous: {found}")
         return found[0]
@@ -377,9 +312,9 @@ class VirtualPhysiology:
             raise KeyError(f"{self.path} has no rwa stage, which decides the units in data: rerun the pipeline")
         columns = {}
         for stage in self.stages:
-            if stage not in _DATA_STAGES + ("nofeedback",):
+            prefix = _data_prefix(stage)
+            if prefix is None:
                 continue
-            prefix = "nofeedback_" if stage == "nofeedback" else ""
             for name, dataset in self._file[stage].items():
                 if dataset.attrs.get("per_unit", False) and name not in (GRATING_RESPONSES, "kept"):
                     columns[prefix + name] = dataset[()]

@@ -1,21 +1,16 @@
 """Every virtual-physiology stage on one checkpoint, into one artefact.
 
     bash run.bash MODEL_CHECKPOINT [ARTEFACT_PATH] [--force] [--device cpu] [--rwa-clips 20000] ...
-    python -m virtual_physiology.pipeline MODEL_CHECKPOINT [ARTEFACT_PATH] ...   # the same
-    python virtual_physiology/run_<stage>.py MODEL_CHECKPOINT [ARTEFACT_PATH]     # one stage
+    bash run.bash MODEL_CHECKPOINT [ARTEFACT_PATH] --stage plaid [--stage ...]   # some stages
+    python -m virtual_physiology.pipeline MODEL_CHECKPOINT [ARTEFACT_PATH] ...    # the same as run.bash
+    python -m virtual_physiology.run_<stage> MODEL_CHECKPOINT [ARTEFACT_PATH]     # one stage
 
-Stages, in order:
-- ``rwa``: response-weighted averages from white noise; decides the units kept;
-- ``gabor``: Gabor fits of group 1's kept RWAs (the original fits group 1 only);
-- ``gratings``: the full grating sweep (time courses streamed to the artefact),
-  preferred sf/direction/tf, OSI, DSI, optimum time course;
-- ``modulation``: modulation ratio, the vphys variant and the notebook's;
-- ``plaid``: plaid pattern index of every kept unit;
-- ``surround``: size tuning and surround suppression of group 1's kept units;
-- ``nofeedback``: plaid and surround again on the model without feedback,
-  from the full model's tuning and RF centres (docs/faithfulness.md,
-  "No-feedback plaids use the full model's tuning"; flagged in the metadata); skipped, and recorded so, for a model without feedback;
-- ``connectivity``: group 1's excitatory recurrent weights.
+(``python -m`` runs from the repository root; ``run.bash`` from anywhere.)
+The stages, their order, the stages each needs, its options and the fields
+it writes are the registry ``virtual_physiology.stages.STAGES``; ``--help``
+lists them with what each measures. The command-line options are the
+registry's settings (``Setting``; ``Options`` in Python) plus ``--force``,
+``--device``, ``--wait`` and ``--stage``.
 
 ``--ablation SPEC`` (``models.ablation.ABLATION_SPECS``) probes an ablated
 copy of the model in every stage: ``no-feedback`` zeroes the feedback blocks,
@@ -28,10 +23,11 @@ notebooks read it from there and probe the same ablated model.
 The artefact defaults to ``<checkpoint folder>/<weights file stem>.vphys.h5``,
 ``<stem>.vphys.<ablation>.h5`` for an ablated model (``:`` written ``_``). A
 stage whose result exists for the same checkpoint, ablation and settings is
-reused (``--force`` recomputes); a single-stage script also runs the stages
-it needs that are missing. Bad input (missing or corrupt checkpoint, an artefact made
-from another checkpoint or with another ablation, a bad or unsupported
-``--ablation``) is a one-line error with exit status 2 and writes nothing.
+reused (``--force`` recomputes); ``--stage`` and a single-stage command also
+run the stages they need that are missing. Bad input (missing or corrupt
+checkpoint, an artefact made from another checkpoint or with another
+ablation, a bad or unsupported ``--ablation``) is a one-line error with exit
+status 2 and writes nothing.
 """
 from __future__ import annotations
 
@@ -42,10 +38,8 @@ import fcntl
 import hashlib
 import os
 import platform
-import shutil
-import sys
+import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -54,49 +48,36 @@ import numpy as np
 import scipy
 import torch
 
-from models.ablation import ABLATION_SPECS, apply_ablation, without_feedback
+from models.ablation import apply_ablation
 from models.io import latest_weights, load_model
 from utils import UserInputError, os_error_reason, resolve_device, run_cli
-from virtual_physiology import gabor, modulation, plaid, rwa, stimuli, surround, tuning
-from virtual_physiology.artefact import (FORMAT, FORMAT_VERSION, STAGES, GratingResponseWriter, StageStore,
-                                         write_per_unit)
-from virtual_physiology.connectivity import excitatory_weights, has_recurrent_weights
-
-DEPENDS = {"rwa": (), "gabor": ("rwa",), "gratings": (), "modulation": ("rwa", "gratings"),
-           "plaid": ("rwa", "gratings"), "surround": ("rwa", "gabor", "gratings"),
-           "nofeedback": ("rwa", "gabor", "gratings"), "connectivity": ()}
-# modulation.modulation_ratio_vphys's fields under the original's names
-_VPHYS_MODULATION_NAMES = dict(modulation_ratio="modulation_ratio", MR_all="modulation_ratio_all",
-                               cc="modulation_ratio_cc", R2="modulation_ratio_rsq", loss="modulation_ratio_loss",
-                               params="modulation_ratio_params")
-RWA_FRAMES = 54
-GRATING_FRAMES = 50
-QUIRKS = [
-    "RWA: lag = group index, lagged pairs cross clip boundaries, warm-up frames included; units with zero "
-    "summed response are dropped from data",
-    "plaid: shift int((A/2)/30), components z-scored separately and summed without renormalising, 50 frames; "
-    "plaid_rp, plaid_rc and plaid_response are for A = 150 only, every angle is in *_by_angle",
-    "surround: aperture RADIUS 2..38 px centred at (gabor_x - 0.5, gabor_y - 0.5), un-normalised grating of "
-    "amplitude 2, mean of the last 4 of 100 frames, group 1 only",
-    "OSI/DSI/preferred parameters use the first argmax",
-    "modulation ratio: both the vphys random-search variant and the notebook curve_fit variant, seeded",
-]
+from virtual_physiology import stimuli
+from virtual_physiology.artefact import FORMAT, FORMAT_VERSION, StageStore
+from virtual_physiology.fields import check_free_space
+from virtual_physiology.stages import STAGES, Setting, all_settings, with_needs
 
 
-@dataclass
 class Options:
-    """What the command line sets; only some of it changes results (see ``settings``)."""
-    rwa_clips: int = 20000
-    rwa_chunk: int = 250
-    batch_size: int = 256  # clips per forward pass: gratings and plaids
-    surround_batch: int = 250  # (unit, radius) clips per forward pass
-    gabor_starts: int = 4
-    gabor_steps: int = 300
-    seed: int = 0
-    nofeedback_tuning: str = "full"
-    ablation: str = "none"  # models.ablation.apply_ablation spec of the probed model
-    compression: str | None = None
-    progress: bool = True
+    """Every setting of the pipeline and of the registered stages
+    (``virtual_physiology.stages.all_settings``) as an attribute, e.g.
+    ``Options(rwa_clips=40).rwa_clips``; those not given take their defaults.
+    Only what a stage records (``Stage.recorded``) changes its result. A
+    stage registered later brings its settings to the Options made after it.
+    An unknown name is a TypeError, as for a dataclass."""
+
+    def __init__(self, **values):
+        settings = all_settings()
+        unknown = sorted(set(values) - set(settings))
+        if unknown:
+            raise TypeError(f"Options got unknown settings {unknown}: the settings are {sorted(settings)}")
+        for name, setting in settings.items():
+            setattr(self, name, values.get(name, setting.default))
+
+    def __repr__(self) -> str:
+        return f"Options({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Options) and vars(self) == vars(other)
 
 
 def sha256_of(path: Path) -> str:
@@ -107,11 +88,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _preferred_index(preferred: dict) -> np.ndarray:
-    """(n, 3) grid indices (sf, direction, tf) from ``tuning.preferred_parameters``."""
-    return np.stack([preferred["sf_index"], preferred["direction_index"], preferred["tf_index"]], axis=1)
-
-
 def canonical_ablation(spec: str) -> str:
     """One spelling per ablation, so that equal ablations share stage records
     and artefact names: ``shuffle-feedback:.50`` -> ``shuffle-feedback:0.5:0``.
@@ -120,15 +96,6 @@ def canonical_ablation(spec: str) -> str:
     if name == "shuffle-feedback":
         return f"{name}:{float(args[0])!r}:{int(args[1]) if len(args) == 2 else 0}"
     return name
-
-
-def _check_free_space(folder: Path, needed: int, what: str) -> None:
-    """Refuse to start writing ``needed`` bytes into ``folder`` when they will not fit:
-    HDF5 may crash (segfault) when the disk fills midway through a file."""
-    free = shutil.disk_usage(folder).free
-    if needed > free:
-        raise UserInputError(f"{what} need {needed / 2**20:.1f} MiB but {folder} has {free / 2**20:.1f} MiB free: "
-                             "free space or choose another ARTEFACT_PATH, then rerun (finished stages are kept)")
 
 
 def lock_path(artefact: Path) -> Path:
@@ -179,7 +146,14 @@ def default_artefact(weights: Path, ablation: str = "none") -> Path:
 
 
 class Pipeline:
-    """Load the checkpoint, check the artefact path, then run stages."""
+    """Load the checkpoint, check the artefact path, then run stages.
+
+    A stage's run function (``Stage.run``) reads from it ``model`` (the
+    probed model, ablated if ``options.ablation`` says so), ``options``
+    (``Options``), ``grid`` (``stimuli.grating_grid`` of the frame shape),
+    ``n_units`` (n_hidden) and ``store`` (``StageStore``: earlier stages'
+    fields by ``store.load(stage, *fields)``).
+    """
 
     def __init__(self, checkpoint, artefact=None, device="cpu", force: bool = False, options: Options | None = None,
                  wait: bool = False):
@@ -204,23 +178,9 @@ class Pipeline:
 
     # ----- orchestration -----------------------------------------------------------
     def settings(self, stage: str) -> dict:
-        """The options that change a stage's result; a change reruns it."""
-        o = self.options
-        settings = {
-            # the lags and the fitter's shortest wavelength mark results from before the RWA lagged
-            # every kind's group g by g frames and the Gabor fitter reached 2 px: those rerun
-            "rwa": dict(n_clips=o.rwa_clips, n_frames=RWA_FRAMES, seed=o.seed, lags=list(self.model.group_lags)),
-            "gabor": dict(groups=[0], n_starts=o.gabor_starts, steps=o.gabor_steps, seed=o.seed,
-                          min_wavelength=gabor.MIN_WAVELENGTH),
-            "gratings": dict(n_frames=GRATING_FRAMES, warmup=plaid.WARMUP, compression=o.compression),
-            "modulation": dict(seed=o.seed),
-            "plaid": dict(angles=list(plaid.PLAID_ANGLES), n_frames=plaid.PLAID_FRAMES),
-            "surround": dict(groups=[0], radii=surround.APERTURE_RADII.tolist(), n_frames=surround.SURROUND_FRAMES,
-                             amplitude=surround.GRATING_AMPLITUDE),
-            "nofeedback": dict(tuning_from=o.nofeedback_tuning, angles=list(plaid.PLAID_ANGLES),
-                               radii=surround.APERTURE_RADII.tolist()),
-            "connectivity": dict(groups=[0]),
-        }[stage]
+        """What a stage's result depends on (``Stage.recorded``), as stored in
+        its record; a change reruns it."""
+        settings = STAGES[stage].record_of(self)
         if self.ablation.startswith("shuffle-feedback"):
             # the shuffle draws from whole feedback blocks (docs/faithfulness.md, "Shuffled feedback"):
             # stages probed with the earlier allowed-entries-only shuffle rerun
@@ -239,13 +199,10 @@ class Pipeline:
             return self._run_locked(stages, force_stages, log)
 
     def _run_locked(self, stages, force_stages, log) -> bool:
-        wanted = set()
-        for stage in stages:
-            wanted |= {stage, *DEPENDS[stage]}
         if self.ablation != "none":
             log(f"probing {type(self.model).__name__} with ablation {self.ablation}")
         ran = False
-        for stage in [s for s in STAGES if s in wanted]:
+        for stage in with_needs(stages):
             if stage in force_stages or not self.store.current(stage, self.settings(stage)):
                 start = time.perf_counter()
                 self.run_stage(stage)
@@ -259,9 +216,12 @@ class Pipeline:
         return self.assemble(log)
 
     def run_stage(self, stage: str) -> None:
+        """Run one stage (``Stage.run``) into its part, whatever is stored;
+        the stages it needs must be there."""
         notes = []
-        with self.store.write(stage, self.settings(stage), DEPENDS[stage], notes) as out:
-            getattr(self, f"_{stage}")(out, notes)
+        with self.store.write(stage, self.settings(stage), STAGES[stage].needs, notes) as out:
+            STAGES[stage].run(self, out, notes)
+            STAGES[stage].check_written(out)
 
     def assemble(self, log=print) -> bool:
         missing = [s for s in STAGES if not self.store.consistent(s)]
@@ -272,7 +232,7 @@ class Pipeline:
                 f"(rerun them: bash run.bash {self.checkpoint} {self.artefact})")
             return False
         sources = [p for p in self.store.parts.glob("*.h5")] + [self.artefact] * self.artefact.exists()
-        _check_free_space(self.artefact.parent, sum(p.stat().st_size for p in sources), "the artefact")
+        check_free_space(self.artefact.parent, sum(p.stat().st_size for p in sources), "the artefact")
         complete = self.store.assemble(self.metadata())
         log(f"artefact: {self.artefact}" + (f" (incomplete: {', '.join(missing)})" if missing else ""))
         return complete
@@ -289,179 +249,95 @@ class Pipeline:
                        group_sizes=list(model.group_sizes), group_lags=list(model.group_lags),
                        supports_feedback_ablation=bool(model.supports_feedback_ablation)),
             grid={k: np.asarray(v).tolist() for k, v in self.grid.items()},
-            quirks=QUIRKS,
+            quirks=[quirk for stage in STAGES.values() for quirk in stage.quirks],
             versions=dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__,
                           scipy=scipy.__version__, h5py=h5py.__version__),
         )
 
-    # ----- helpers -------------------------------------------------------------------
-    def _kept(self, groups=None) -> np.ndarray:
-        """Global indices of the units the RWA kept, optionally in some groups only."""
-        kept = self.store.load("rwa", "kept")["kept"].copy()
-        if groups is not None:
-            in_groups = np.zeros_like(kept)
-            for g in groups:
-                in_groups[self.model.group_slices[g]] = True
-            kept &= in_groups
-        return np.flatnonzero(kept)
 
-    def _plaid_fields(self, model, tuning_fields: dict) -> tuple[np.ndarray, dict]:
-        """Pattern index of every kept unit of ``model`` from ``tuning_fields``
-        (``mean_grating_responses``, ``preferred_index`` over all units)."""
-        units = self._kept()
-        return units, plaid.plaid_pattern_index(
-            model, units, tuning_fields["mean_grating_responses"][units], tuning_fields["preferred_index"][units],
-            self.grid, batch_size=self.options.batch_size, progress=self.options.progress)
+def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    """``setting`` as a command-line option, by the kinds ``Setting`` describes."""
+    if isinstance(setting.default, bool):
+        flag = f"--no-{setting.flag[2:]}" if setting.default else setting.flag
+        parser.add_argument(flag, dest=setting.name, action="store_false" if setting.default else "store_true",
+                            help=f"do not {setting.reason}" if setting.default else setting.reason)
+        return
+    default = "none" if setting.default is None else setting.default
+    number = isinstance(setting.default, int)
+    parser.add_argument(setting.flag, dest=setting.name, default=default, choices=setting.choices or None,
+                        type=int if number else str, metavar=setting.metavar or ("N" if number else None),
+                        help=f"{setting.reason} (default {default})")
 
-    def _surround_fields(self, model) -> tuple[np.ndarray, dict]:
-        """Size tuning of group 1's kept units of ``model``, probed at the full
-        model's preferences and Gabor centres."""
-        units = self._kept(groups=[0])
-        index = self.store.load("gratings", "preferred_index")["preferred_index"][units]
-        centres = self.store.load("gabor", "gabor_x", "gabor_y")
-        curves = surround.size_tuning_curves(
-            model, units, self.grid["sf"][index[:, 0]], self.grid["directions"][index[:, 1]],
-            self.grid["tf"][index[:, 2]], centres["gabor_x"][units], centres["gabor_y"][units],
-            batch_size=self.options.surround_batch, progress=self.options.progress)
-        return units, dict(size_tuning_curve=curves, **surround.suppression_index(curves))
 
-    # ----- stages ----------------------------------------------------------------------
-    def _rwa(self, out, notes):
-        o = self.options
-        result = rwa.response_weighted_average(self.model, n_clips=o.rwa_clips, n_frames=RWA_FRAMES,
-                                               chunk_clips=o.rwa_chunk, seed=o.seed, progress=o.progress)
-        write_per_unit(out, dict(response_weighted_average=result["rwa"], rwa_total_response=result["total_response"],
-                                 kept=result["kept"]), self.n_units)
-        notes.append(f"kept per group: {[int(result['kept'][s].sum()) for s in self.model.group_slices]}")
-
-    def _gabor(self, out, notes):
-        units = self._kept(groups=[0])
-        fields = self.store.load("rwa", "response_weighted_average")["response_weighted_average"][units]
-        fits = gabor.fit_gabors(fields, self.model.frame_shape, n_starts=self.options.gabor_starts,
-                                steps=self.options.gabor_steps, seed=self.options.seed, device=self.model.device,
-                                progress=self.options.progress)
-        write_per_unit(out, fits, self.n_units, units)
-
-    def _gratings(self, out, notes):
-        o = self.options
-        grid_shape = tuple(len(self.grid[k]) for k in ("sf", "directions", "tf"))
-        _check_free_space(Path(out.filename).parent, 4 * self.n_units * int(np.prod(grid_shape)) * GRATING_FRAMES,
-                          "the grating time courses")
-        writer = GratingResponseWriter(out, self.n_units, grid_shape, GRATING_FRAMES, o.compression)
-        sweep = tuning.grating_sweep(self.model, self.grid, warmup=plaid.WARMUP, n_frames=GRATING_FRAMES,
-                                     batch_size=o.batch_size, sink=writer, progress=o.progress)
-        writer.close()
-        mean = sweep["mean_responses"]
-        preferred = tuning.preferred_parameters(mean, self.grid)
-        index = _preferred_index(preferred)
-        fields = dict(mean_grating_responses=mean, preferred_index=index,
-                      preferred_orientation=preferred["preferred_direction"],  # the original's name
-                      **preferred, **tuning.orientation_direction_indices(mean, preferred))
-        fields["optimum_grating_response"] = np.stack([writer.dataset[u, s, d, t] for u, (s, d, t) in enumerate(index)])
-        write_per_unit(out, fields, self.n_units)
-
-    def _modulation(self, out, notes):
-        units = self._kept()
-        optimum = self.store.load("gratings", "optimum_grating_response")["optimum_grating_response"][units]
-        vphys = modulation.modulation_ratio_vphys(optimum, seed=self.options.seed, progress=self.options.progress)
-        fields = {_VPHYS_MODULATION_NAMES.get(k, f"modulation_ratio_{k}"): v for k, v in vphys.items()}
-        a, b, c, d = vphys["params"].T[..., None]
-        fields["modulation_ratio_y"] = a * np.sin(b * np.arange(4.0, 50.0) + c) + d  # the fitted sine, as stored
-        fields.update({"modulation_ratio_curve_fit" if k == "F1F0" else f"modulation_ratio_curve_fit_{k}": v
-                       for k, v in modulation.modulation_ratio_curve_fit(optimum, self.options.progress).items()})
-        write_per_unit(out, fields, self.n_units, units)
-
-    def _plaid(self, out, notes):
-        tuning_fields = self.store.load("gratings", "mean_grating_responses", "preferred_index")
-        units, fields = self._plaid_fields(self.model, tuning_fields)
-        write_per_unit(out, fields, self.n_units, units)
-
-    def _surround(self, out, notes):
-        units, fields = self._surround_fields(self.model)
-        write_per_unit(out, fields, self.n_units, units)
-
-    def _nofeedback(self, out, notes):
-        if not self.model.supports_feedback_ablation:
-            notes.append(f"skipped: {type(self.model).__name__} has no feedback connections to remove")
-            print(f"[nofeedback] skipped: {type(self.model).__name__} has no feedback connections", file=sys.stderr)
-            return
-        ablated = without_feedback(self.model)
-        if self.options.nofeedback_tuning == "full":
-            notes.append("plaid predictions and preferences are the FULL model's tuning, as the original")
-            tuning_fields = self.store.load("gratings", "mean_grating_responses", "preferred_index")
-        else:
-            notes.append("plaid predictions and preferences come from a grating sweep of the ablated model")
-            mean = tuning.grating_sweep(ablated, self.grid, warmup=plaid.WARMUP, n_frames=GRATING_FRAMES,
-                                       batch_size=self.options.batch_size, progress=self.options.progress)[
-                "mean_responses"]
-            tuning_fields = dict(mean_grating_responses=mean,
-                                 preferred_index=_preferred_index(tuning.preferred_parameters(mean, self.grid)))
-        notes.append("surround stimuli use the full model's preferences and Gabor centres (as the notebook)")
-        for units, fields in (self._plaid_fields(ablated, tuning_fields), self._surround_fields(ablated)):
-            write_per_unit(out, fields, self.n_units, units)
-
-    def _connectivity(self, out, notes):
-        if not has_recurrent_weights(self.model):
-            notes.append(f"skipped: {type(self.model).__name__} has no recurrent weight matrix")
-            return
-        for name, values in excitatory_weights(self.model, group=0).items():
-            out.create_dataset(name, data=values)
+def _stage_list() -> str:
+    """Every registered stage, one line each, for the help."""
+    lines = ["stages, in order (virtual_physiology/stages.py):"]
+    for stage in STAGES.values():
+        needs = f" [needs {', '.join(stage.needs)}]" if stage.needs else ""
+        lines.append(textwrap.fill(f"{stage.name:<13}{stage.summary}{needs}", width=100, initial_indent="  ",
+                                   subsequent_indent=" " * 15))
+    return "\n".join(lines)
 
 
 def parse_args(argv=None, stage: str | None = None) -> argparse.Namespace:
-    what = f"the {stage} stage (and the stages it needs that are missing)" if stage else "every stage"
+    """The command line of ``run.bash`` (``stage`` None: every stage, or
+    those ``--stage`` names) or of ``python -m virtual_physiology.run_<stage>``.
+    ``args.stage`` is the list of stages asked for, None for every stage."""
+    what = f"the {stage} stage (and the stages it needs that are missing)" if stage else \
+        "every stage, or the --stage ones (and the stages they need that are missing),"
     parser = argparse.ArgumentParser(
-        prog=f"run_{stage}.py" if stage else "run.bash",
-        description=f"Virtual physiology of a trained model: runs {what} and writes one HDF5 artefact.")
+        prog=f"python -m virtual_physiology.run_{stage}" if stage else "run.bash",
+        description=textwrap.fill(f"Virtual physiology of a trained model: runs {what} and writes one HDF5 "
+                                  "artefact.", width=100),
+        epilog=_stage_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", metavar="MODEL_CHECKPOINT", help="run folder or weights file")
     parser.add_argument("artefact", metavar="ARTEFACT_PATH", nargs="?",
                         help="output .h5 (default: <checkpoint folder>/<weights stem>.vphys[.<ablation>].h5)")
-    parser.add_argument("--force", action="store_true", help=f"recompute {what.split(' (')[0]} even if up to date")
+    if stage is None:
+        parser.add_argument("--stage", action="append", choices=list(STAGES), metavar="STAGE",
+                            help="run this stage (and the missing ones it needs) instead of every stage; "
+                                 "repeatable; the stages are listed below")
+    else:
+        parser.set_defaults(stage=[stage])
+    parser.add_argument("--force", action="store_true",
+                        help=f"recompute {'the ' + stage + ' stage' if stage else 'every stage (or the --stage ones)'}"
+                             " even if up to date")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    defaults = Options()
-    parser.add_argument("--rwa-clips", type=int, default=defaults.rwa_clips, help="white-noise clips for the RWA")
-    parser.add_argument("--rwa-chunk", type=int, default=defaults.rwa_chunk, help="RWA clips per forward pass")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                        help="grating and plaid clips per forward pass")
-    parser.add_argument("--surround-batch", type=int, default=defaults.surround_batch,
-                        help="aperture clips per forward pass")
-    parser.add_argument("--gabor-starts", type=int, default=defaults.gabor_starts, help="Gabor fit starts per unit")
-    parser.add_argument("--gabor-steps", type=int, default=defaults.gabor_steps, help="Gabor fit Adam steps")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the noise and of the fits")
-    parser.add_argument("--nofeedback-tuning", choices=("full", "ablated"), default=defaults.nofeedback_tuning,
-                        help="tuning for the no-feedback plaids: the full model's (the original) or a new sweep")
-    parser.add_argument("--ablation", metavar="SPEC", default=defaults.ablation,
-                        help=f"probe an ablated copy of the model: {ABLATION_SPECS} (default none)")
-    parser.add_argument("--compression", choices=("none", "lzf", "gzip"), default="none",
-                        help="compression of the grating time courses (default none: fastest)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for setting in all_settings().values():
+        _add_setting(parser, setting)
     parser.add_argument("--wait", action="store_true",
                         help="if another pipeline is writing the same artefact, wait for it instead of stopping")
     return parser.parse_args(argv)
 
 
+def options_from(args: argparse.Namespace) -> Options:
+    """The ``Options`` of parsed arguments: each setting's value, ``none``
+    as None where the default is None; a one-line error for a value below
+    its setting's minimum."""
+    values = {}
+    for name, setting in all_settings().items():
+        value = getattr(args, name)
+        if setting.minimum is not None and value < setting.minimum:
+            raise UserInputError(f"{setting.flag} must be at least {setting.minimum}, got {value}")
+        values[name] = None if setting.default is None and value == "none" else value
+    return Options(**values)
+
+
 def main(argv=None, stage: str | None = None) -> None:
+    """``run.bash`` (``stage`` None) or one stage's command; a one-line
+    error, exit 2, when the artefact does not end up holding what was asked."""
     args = parse_args(argv, stage)
-    for name in ("rwa_clips", "rwa_chunk", "batch_size", "surround_batch", "gabor_starts", "gabor_steps"):
-        if getattr(args, name) < 1:
-            raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    options = Options(rwa_clips=args.rwa_clips, rwa_chunk=args.rwa_chunk, batch_size=args.batch_size,
-                      surround_batch=args.surround_batch, gabor_starts=args.gabor_starts,
-                      gabor_steps=args.gabor_steps, seed=args.seed, nofeedback_tuning=args.nofeedback_tuning,
-                      ablation=args.ablation,
-                      compression=None if args.compression == "none" else args.compression,
-                      progress=not args.no_progress)
-    stages = (stage,) if stage else STAGES
+    options = options_from(args)
+    asked = list(dict.fromkeys(args.stage)) if args.stage else list(STAGES)
     pipeline = Pipeline(args.checkpoint, args.artefact, device=args.device, force=args.force, options=options,
                         wait=args.wait)
     try:
-        complete = pipeline.run(stages, force_stages=stages if args.force else ())
+        complete = pipeline.run(asked, force_stages=asked if args.force else ())
     except OSError as err:  # the folder went away, or the disk filled after the free-space checks
         raise UserInputError(f"cannot write {pipeline.artefact} or its parts ({os_error_reason(err)}): free space "
                              "or choose another ARTEFACT_PATH, then rerun (finished stages are kept)") from err
-    needed = STAGES if stage is None else [stage, *DEPENDS[stage]]
-    missing = [s for s in needed if not pipeline.store.consistent(s)]
-    if missing or (stage is None and not complete) or pipeline.kept_previous:
+    missing = [s for s in with_needs(asked) if not pipeline.store.consistent(s)]
+    if missing or (args.stage is None and not complete) or pipeline.kept_previous:
         raise UserInputError(f"{pipeline.artefact} is not complete (missing: {', '.join(missing) or 'see above'}): "
                              f"rerun bash run.bash {args.checkpoint} {pipeline.artefact}")
 

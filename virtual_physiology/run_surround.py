@@ -1,15 +1,6 @@
-"""Run the surround stage of virtual physiology (and the earlier stages it needs
-that are missing) and update the artefact; see virtual_physiology/pipeline.py.
-
-    python virtual_physiology/run_surround.py MODEL_CHECKPOINT [ARTEFACT_PATH] [--force] [--device cpu] ...
-"""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utils import run_cli  # noqa: E402
-from virtual_physiology.pipeline import main  # noqa: E402
+"""``python -m virtual_physiology.run_surround``: the surround stage and the missing ones it needs (--help)."""
+from utils import run_cli
+from virtual_physiology.pipeline import main
 
 if __name__ == "__main__":
     run_cli(lambda: main(stage="surround"))
