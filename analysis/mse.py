@@ -31,8 +31,9 @@ def split_clips(path, frame_shape, split: str, max_clips: int | None = None, min
 
 
 def temporal_offset(model) -> int:
-    """How many frames ahead the model's readout predicts (1 unless its loss says otherwise)."""
-    return int(getattr(model, "temporal_offset", 1))
+    """How many frames ahead the model's readout predicts (``ProbeableModel.temporal_offset``:
+    1 unless its loss says otherwise)."""
+    return int(model.temporal_offset)
 
 
 @torch.no_grad()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from utils import UserInputError
-
 
 def feedforward_next_step_mse(out, data, *, output_slices: list[slice], group_slices: list[slice],
                               starts: list[int], trained_groups, l1: torch.Tensor):
@@ -28,14 +26,15 @@ def feedforward_next_step_mse(out, data, *, output_slices: list[slice], group_sl
     reported, for monitoring, but add nothing to the loss.
 
     Returns (loss, components) with components {"L1", "mse0", "mse1", ...}, each
-    a detached scalar tensor.
+    a detached scalar tensor. Raises ValueError for clips shorter than
+    starts[-1] + 2 frames (the top group would have no scored step).
     """
     pred, hidden = out
     _, target = data
     T = pred.shape[1]
     if T < starts[-1] + 2:
-        raise UserInputError(f"clips of {T} frames are too short for the top stack: use clips of at least "
-                             f"{starts[-1] + 2} frames, fewer stacks or shorter kernels")
+        raise ValueError(f"clips of {T} frames are too short for the top stack, which needs at least "
+                         f"{starts[-1] + 2} frames (fewer stacks or shorter kernels need fewer)")
     preds = torch.split(pred, [s.stop - s.start for s in output_slices], dim=-1)
     groups = torch.split(hidden, [s.stop - s.start for s in group_slices], dim=-1)
     terms = []

@@ -2,7 +2,11 @@
 ablation and the nback notebook's shuffled-feedback control.
 
 Both return a modified deep copy and leave the model passed in untouched. The
-feedback block of group g+1 -> g is W_hh[rows of g, columns of g+1].
+feedback block of group g+1 -> g is W_hh[rows of g, columns of g+1]
+(``model.feedback_blocks()``); a model without feedback
+(``supports_feedback_ablation`` False) is a TypeError, a bad shuffle fraction
+a ValueError. ``apply_ablation`` reads a user's ``--ablation`` spec and so
+reports every problem as a one-line ``UserInputError``.
 """
 from __future__ import annotations
 
@@ -10,15 +14,15 @@ import copy
 
 import torch
 
+from models.base import ProbeableModel
 from utils import UserInputError
 
 
-def feedback_blocks(model) -> list[tuple[slice, slice]]:
-    """(rows, columns) of every feedback block, lowest group first."""
-    if not getattr(model, "supports_feedback_ablation", False):
-        raise UserInputError(f"{type(model).__name__} has no feedback connections to ablate")
-    s = model.group_slices
-    return [(s[g], s[g + 1]) for g in range(len(s) - 1)]
+def feedback_blocks(model: ProbeableModel) -> list[tuple[slice, slice]]:
+    """(rows, columns) of every feedback block, lowest group first (``model.feedback_blocks()``)."""
+    if not model.supports_feedback_ablation:
+        raise TypeError(f"{type(model).__name__} has no feedback connections to ablate")
+    return model.feedback_blocks()
 
 
 @torch.no_grad()
@@ -48,7 +52,7 @@ def shuffle_feedback(model, fraction: float, seed: int = 0, mass_preserving: boo
     its set of weight values.
     """
     if not 0.0 <= fraction <= 1.0:
-        raise UserInputError(f"shuffle fraction must be in [0, 1], got {fraction}")
+        raise ValueError(f"shuffle fraction must be in [0, 1], got {fraction}")
     shuffled = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
     for rows, cols in feedback_blocks(shuffled):
@@ -75,17 +79,21 @@ def apply_ablation(model, spec: str):
       (FRACTION in [0, 1], SEED an integer, 0 when left out).
 
     A bad spec, or a feedback ablation of a model without feedback, is a
-    ``UserInputError``.
+    ``UserInputError``: the spec is the user's, so this is where the library's
+    errors become one-line messages.
     """
     name, *args = spec.strip().split(":")
     if name == "none" and not args:
         return model
-    if name == "no-feedback" and not args:
-        return without_feedback(model)
-    if name == "shuffle-feedback" and 1 <= len(args) <= 2:
-        try:
-            fraction, seed = float(args[0]), int(args[1]) if len(args) == 2 else 0
-        except ValueError:
-            raise UserInputError(f"ablation {spec!r}: FRACTION must be a number and SEED an integer") from None
-        return shuffle_feedback(model, fraction, seed)
+    try:
+        if name == "no-feedback" and not args:
+            return without_feedback(model)
+        if name == "shuffle-feedback" and 1 <= len(args) <= 2:
+            try:
+                fraction, seed = float(args[0]), int(args[1]) if len(args) == 2 else 0
+            except ValueError:
+                raise UserInputError(f"ablation {spec!r}: FRACTION must be a number and SEED an integer") from None
+            return shuffle_feedback(model, fraction, seed)
+    except (TypeError, ValueError) as err:
+        raise UserInputError(f"ablation {spec!r}: {err}") from err
     raise UserInputError(f"unknown ablation {spec!r}: use {ABLATION_SPECS}")

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import torch
 
+from models.base import SettingError
 from models.io import load_model
 from models.temporal_convolution import TemporalConvHierarchy
-from utils import UserInputError
 
 
 class NetworkFeedforward(TemporalConvHierarchy):
@@ -54,16 +54,16 @@ class NetworkFeedforward(TemporalConvHierarchy):
     def from_config(cls, config: dict) -> "NetworkFeedforward":
         """Build from a resolved run config; stacks 0 .. g-1 are copied from the
         run(s) in ``config["lower_stacks"]``."""
-        cls.check_config(config, "network_feedforward")
+        cls.check_config(config)
         model = cls(**cls.init_arguments(config))
         lower = [run.strip() for run in config.get("lower_stacks", "").split(",") if run.strip()]
         n_lower = len(model.group_sizes) - 1
         if n_lower and not lower:
-            raise UserInputError(f"stack {n_lower} of TP_FF trains on the {n_lower} trained stack(s) below it: "
-                                 "pass --lower-stacks RUN (the run of the stack below)")
+            raise SettingError(f"stack {n_lower} of TP_FF trains on the {n_lower} trained stack(s) below it: "
+                               "pass {lower_stacks} RUN (the run of the stack below)", "lower_stacks")
         if lower and not n_lower:
-            raise UserInputError("--lower-stacks needs a stack to train on top: list every stack's size in "
-                                 "--hidden-units, the new one last")
+            raise SettingError("{lower_stacks} needs a stack to train on top: list every stack's size in "
+                               "{hidden_units}, the new one last", "lower_stacks", "hidden_units")
         if lower:
             model.load_lower_stacks_(lower)
         return model
@@ -76,10 +76,11 @@ class NetworkFeedforward(TemporalConvHierarchy):
         found = (below.frame_shape, below.kernel_size_t, below.group_sizes)
         if found != wanted:
             sizes = ",".join(str(n) for n in below.group_sizes)
-            raise UserInputError(
-                f"--lower-stacks {','.join(runs)} has frame shape {below.frame_shape}, kernel {below.kernel_size_t} "
-                f"and stacks ({sizes}): pass --frame-shape {below.frame_shape[0]} {below.frame_shape[1]} "
-                f"--kernel-size-t {below.kernel_size_t} --hidden-units {sizes},N")
+            raise SettingError(
+                f"{{lower_stacks}} {','.join(runs)} has frame shape {below.frame_shape}, kernel {below.kernel_size_t} "
+                f"and stacks ({sizes}): pass {{frame_shape}} {below.frame_shape[0]} {below.frame_shape[1]} "
+                f"{{kernel_size_t}} {below.kernel_size_t} {{hidden_units}} {sizes},N",
+                "lower_stacks", "frame_shape", "kernel_size_t", "hidden_units")
         for mine, trained in zip(self.stacks, below.stacks):
             mine.load_state_dict(trained.state_dict())
 
@@ -92,8 +93,9 @@ class NetworkFeedforwardStacked(TemporalConvHierarchy):
     @classmethod
     def from_config(cls, config: dict) -> "NetworkFeedforwardStacked":
         if "stacked_from" not in config:
-            raise UserInputError("network_feedforward_stacked is assembled, not trained: train each stack with "
-                                 "--model network_feedforward, then run python -m models.network_feedforward_stacked")
+            raise SettingError("network_feedforward_stacked is assembled, not trained: train each stack with "
+                               "{model} network_feedforward, then run python -m models.network_feedforward_stacked",
+                               "model")
         return cls(**cls.init_arguments(config))
 
 
@@ -105,24 +107,26 @@ def _same_stack(a, b) -> bool:
 def stack_runs(runs) -> tuple[NetworkFeedforwardStacked, dict]:
     """Chain the stacks of feedforward runs (bottom-up) into one model: the
     first run's stacks, then each later run's stacks above those it was trained
-    on. Returns the model and the top run's config."""
+    on. Returns the model and the top run's config. Runs that do not form one
+    chain are a ValueError (a ``SettingError`` where a setting is the fix); an
+    unreadable run is ``models.io.load_model``'s error."""
     if not runs:
-        raise UserInputError("no runs given: list the TP_FF stack runs bottom-up")
+        raise ValueError("no runs given: list the TP_FF stack runs bottom-up")
     chain, first, last_config = [], None, None
     for run in runs:
         model, last_config, _ = load_model(run)
         if not isinstance(model, TemporalConvHierarchy):
-            raise UserInputError(f"{run} holds a {type(model).__name__}, not feedforward stacks: "
-                                 "give runs of --model network_feedforward")
+            raise SettingError(f"{run} holds a {type(model).__name__}, not feedforward stacks: "
+                               "give runs of {model} network_feedforward", "model")
         if first is None:
             first = model
         if (model.frame_shape, model.kernel_size_t) != (first.frame_shape, first.kernel_size_t):
-            raise UserInputError(f"{run} has frame shape {model.frame_shape} and kernel {model.kernel_size_t}, "
-                                 f"unlike {runs[0]}: stack runs of one model only")
+            raise ValueError(f"{run} has frame shape {model.frame_shape} and kernel {model.kernel_size_t}, "
+                             f"unlike {runs[0]}: stack runs of one model only")
         n = len(chain)
         if len(model.stacks) <= n or not all(_same_stack(a, b) for a, b in zip(model.stacks, chain)):
-            raise UserInputError(f"{run} was not trained on top of the runs listed before it: list the runs "
-                                 "bottom-up, each trained with --lower-stacks set to the one before")
+            raise SettingError(f"{run} was not trained on top of the runs listed before it: list the runs "
+                               "bottom-up, each trained with {lower_stacks} set to the one before", "lower_stacks")
         chain.extend(model.stacks[n:])
     stacked = NetworkFeedforwardStacked(first.frame_shape, [s.conv.out_channels for s in chain],
                                         first.kernel_size_t, lam=model.lam, noise_std=model.noise_std)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from models.base import SettingError, flag_wording
 from models.io import save_model
 from models.network_feedforward import stack_runs
 from utils import UserInputError, run_cli
@@ -22,10 +23,12 @@ from utils import UserInputError, run_cli
 
 def save_stacked(runs, out) -> Path:
     """Stack ``runs`` and save the result as a checkpoint in folder ``out``;
-    returns the weights file. The config is the top run's, re-labelled."""
+    returns the weights file. The config is the top run's, re-labelled. A
+    non-empty ``out`` (or a file there) is a ``SettingError``, runs that do not
+    stack a ValueError (``stack_runs``)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserInputError(f"--out {out} is not empty: give a new folder for the stacked checkpoint")
+        raise SettingError(f"{{out}} {out} is not empty: give a new folder for the stacked checkpoint", "out")
     stacked, top_config = stack_runs(runs)
     config = {k: v for k, v in top_config.items() if k != "checkpoint_epoch"}
     config.update(model="network_feedforward_stacked", hidden_units=list(stacked.group_sizes),
@@ -40,7 +43,11 @@ def main(argv=None):
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or weights files) of the stacks, bottom-up")
     parser.add_argument("--out", required=True, help="folder for the stacked checkpoint")
     args = parser.parse_args(argv)
-    print(f"stacked checkpoint: {save_stacked(args.runs, args.out)}")
+    try:
+        weights = save_stacked(args.runs, args.out)
+    except ValueError as err:  # the library's wording, in this command's flags
+        raise UserInputError(flag_wording(err)) from err
+    print(f"stacked checkpoint: {weights}")
 
 
 if __name__ == "__main__":

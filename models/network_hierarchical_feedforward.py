@@ -11,15 +11,16 @@ alignment and RWA lag: models/temporal_convolution.py.
 """
 from __future__ import annotations
 
+from models.base import SettingError
 from models.temporal_convolution import TemporalConvHierarchy
-from utils import UserInputError
 
 
 class NetworkHierarchicalFeedforward(TemporalConvHierarchy):
     @classmethod
     def from_config(cls, config: dict) -> "NetworkHierarchicalFeedforward":
         """Build from a resolved run config (train.TrainConfig as a dict)."""
-        cls.check_config(config, "network_hierarchical_feedforward")
+        cls.check_config(config)
         if config.get("lower_stacks"):
-            raise UserInputError("--lower-stacks is for --model network_feedforward (stacks trained one at a time)")
+            raise SettingError("{lower_stacks} is for {model} network_feedforward (stacks trained one at a time)",
+                               "lower_stacks", "model")
         return cls(**cls.init_arguments(config))

@@ -23,17 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses import LOSS_OFFSETS, RECURRENT_LOSSES, hierarchical_offset_mse
-from models.base import ProbeableModel, contiguous_slices
+from losses import RECURRENT
+from models.base import SettingError, TrainableModel, contiguous_slices
 from models.io import load_model
 from models.recurrence import RECURRENCE_BACKENDS, ReluRecurrence, recurrence_blocks
-from utils import UserInputError
 
 # --precision: the dtype of the matrix products (None: that of the parameters)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
-class NetworkHierarchicalRecurrent(ProbeableModel):
+class NetworkHierarchicalRecurrent(TrainableModel):
+    family = RECURRENT
     supports_feedback_ablation = True
 
     def __init__(
@@ -52,15 +52,13 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.group_sizes = tuple(int(n) for n in hidden_units)
         if len(beta) != len(self.group_sizes):
-            raise ValueError(f"beta has {len(beta)} weights but there are {len(self.group_sizes)} groups")
-        if loss not in RECURRENT_LOSSES:
-            raise ValueError(f"loss {loss!r} does not apply to a recurrent model; choose from {sorted(RECURRENT_LOSSES)}")
+            raise SettingError(f"{{beta}} has {len(beta)} weights but there are {len(self.group_sizes)} groups", "beta")
+        self.check_loss(loss)
         self.beta = tuple(float(b) for b in beta)
         self.warmup = int(warmup)
         self.local_inhibitory_prop = float(local_inhibitory_prop)
         self.lam = float(lam)
         self.loss_name = loss
-        self.temporal_offset = LOSS_OFFSETS[loss]
         self.detach_targets = bool(detach_targets)
         self.noise_std = float(noise_std)
 
@@ -99,11 +97,11 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         ``path`` is anything ``models.io.load_model`` reads: a run folder, a weights
         file, or a folder written by the original code. The checkpoint must hold
         this class (or a subclass), so ``NetworkRecurrent.load`` refuses a
-        three-group model."""
+        three-group model (TypeError)."""
         model, hyperparameters, loss_history = load_model(path, device, frame_shape)
         if not isinstance(model, cls):
-            raise UserInputError(f"{path} holds a {hyperparameters['model']} model, not {cls.__name__}: "
-                                 "load it with models.io.load_model")
+            raise TypeError(f"{path} holds a {hyperparameters['model']} model, not {cls.__name__}: "
+                            "load it with models.io.load_model")
         return model, hyperparameters, loss_history
 
     # ----- construction -------------------------------------------------------------
@@ -197,6 +195,21 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
         else:
             self.weight_hh.mul_(self.hh_mask)
 
+    def recurrent_weights(self) -> torch.Tensor:
+        """W_hh as every forward pass uses it: masked and Dale-projected
+        (what ``project_weights_`` writes), as a new (H, H) tensor [post, pre];
+        the parameter itself is left as it is."""
+        with torch.no_grad():
+            if self.local_inhibitory_prop > 0:
+                return self.weight_hh.abs() * self.hh_signed_mask
+            return self.weight_hh * self.hh_mask
+
+    def feedback_blocks(self) -> list[tuple[slice, slice]]:
+        """(rows of group g, columns of group g+1) for every g: the blocks of
+        W_hh that carry feedback from group g+1 onto group g."""
+        s = self.group_slices
+        return [(s[g], s[g + 1]) for g in range(len(s) - 1)]
+
     def mask_gradients(self):
         """Zero the gradient of masked W_hh entries (after clipping, before the
         optimizer step), so their Adam moments stay 0 and the weights stay 0. The
@@ -248,27 +261,9 @@ class NetworkHierarchicalRecurrent(ProbeableModel):
             total = total + w.abs().sum()
         return total
 
-    def preprocess_data(self, data, generator: torch.Generator | None = None):
-        """Add one Gaussian noise sample (std 0.5011) to both input and target
-        (docs/faithfulness.md, "Same noise on input and target": the target's noise
-        is unpredictable)."""
-        x, y = data
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.noise_std
-        return x + noise, y + noise
-
-    def get_loss(self, out, data):
-        """(loss, components): lam * sum|W| + sum_g beta_g MSE_g (losses.hierarchical_offset_mse)."""
-        return hierarchical_offset_mse(
-            out,
-            data,
-            output_slices=self.output_slices,
-            group_slices=self.group_slices,
-            beta=self.beta,
-            warmup=self.warmup,
-            offset=self.temporal_offset,
-            l1=self.lam * self.weight_l1(),
-            detach_targets=self.detach_targets,
-        )
+    @property
+    def loss_warmup(self) -> int:
+        return self.warmup
 
     # ----- the original's dense layout -------------------------------------------------------
     def to_original_state_dict(self) -> dict[str, torch.Tensor]:

@@ -10,9 +10,8 @@ False); its recurrent weights obey the same Dale's law and initialisation.
 """
 from __future__ import annotations
 
-from losses import RECURRENT_LOSSES
+from models.base import SettingError
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-from utils import UserInputError
 
 
 class NetworkRecurrent(NetworkHierarchicalRecurrent):
@@ -20,11 +19,10 @@ class NetworkRecurrent(NetworkHierarchicalRecurrent):
 
     @classmethod
     def from_config(cls, config: dict) -> "NetworkRecurrent":
-        """Build from a resolved run config; it must describe one group."""
+        """Build from a resolved run config; it must describe one group (its
+        loss is checked like the hierarchical model's, ``check_loss``)."""
         if len(config["hidden_units"]) != 1:
-            raise UserInputError(f"--model network_recurrent has one group, got --hidden-units "
-                                 f"{','.join(str(n) for n in config['hidden_units'])}: pass e.g. --hidden-units 800 --beta 1")
-        if config["loss"] not in RECURRENT_LOSSES:
-            raise UserInputError(f"--model network_recurrent trains with --loss {' or '.join(RECURRENT_LOSSES)}, "
-                                 f"not {config['loss']}")
+            sizes = ",".join(str(n) for n in config["hidden_units"])
+            raise SettingError(f"{{model}} network_recurrent has one group, got {{hidden_units}} {sizes}: "
+                               "pass e.g. {hidden_units} 800 {beta} 1", "model", "hidden_units", "beta")
         return super().from_config(config)

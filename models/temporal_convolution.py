@@ -37,9 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses import FEEDFORWARD_LOSSES, feedforward_next_step_mse
-from models.base import ProbeableModel, contiguous_slices
-from utils import UserInputError
+from losses import FEEDFORWARD
+from models.base import SettingError, TrainableModel, contiguous_slices
 
 
 class TransposedConvReadout(nn.ConvTranspose2d):
@@ -99,16 +98,19 @@ def _pad_front(x: torch.Tensor, length: int) -> torch.Tensor:
     return F.pad(x, (0, 0, length - x.shape[1], 0))
 
 
-class TemporalConvHierarchy(ProbeableModel):
+class TemporalConvHierarchy(TrainableModel):
     """Stacks of ``TemporalConvStack``, one per group. Subclasses choose which
-    groups' errors are trained (``trained_groups``) and how they are built."""
+    groups' errors are trained (``trained_groups``) and how they are built.
+    Every loss of the feedforward family has offset 1: p[t] predicts frame t + 1."""
 
-    temporal_offset = 1  # p[t] predicts frame t + 1
+    family = FEEDFORWARD
     transposed_readout = False  # True for TP_FF: the original's ConvTranspose2d readout
 
     def __init__(self, frame_shape=(20, 20), hidden_units=(800, 800, 800), kernel_size_t=5, lam=1e-6,
-                 noise_std=0.5011):
+                 noise_std=0.5011, loss="loss_hierarchical_temporal_prediction_feedforward"):
         super().__init__()
+        self.check_loss(loss)
+        self.loss_name = loss
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.group_sizes = tuple(int(n) for n in hidden_units)
         self.kernel_size_t = int(kernel_size_t)
@@ -129,26 +131,26 @@ class TemporalConvHierarchy(ProbeableModel):
         return [(self.kernel_size_t - 1) * (g + 1) for g in range(len(self.group_sizes))]
 
     @property
-    def min_frames(self) -> int:
-        """Shortest training clip: the top group needs one prediction with a target."""
-        return self.starts[-1] + 2
+    def loss_warmup(self) -> int:
+        """The top group's first response, s_G: its first prediction with a target."""
+        return self.starts[-1]
 
-    @staticmethod
-    def check_config(config: dict, kind: str) -> None:
-        """The run settings every feedforward model needs, as one-line user errors."""
-        if config["loss"] not in FEEDFORWARD_LOSSES:
-            raise UserInputError(f"--model {kind} trains with --loss {FEEDFORWARD_LOSSES[0]}, not {config['loss']}")
+    @classmethod
+    def check_config(cls, config: dict) -> None:
+        """The run settings every feedforward model needs (``SettingError`` otherwise)."""
+        cls.check_loss(config["loss"])
         if any(float(b) != 1.0 for b in config["beta"]):
             ones = ",".join("1" * len(config["hidden_units"]))
-            raise UserInputError(f"the feedforward loss weights every stack equally: pass --beta {ones}")
+            raise SettingError(f"the feedforward loss weights every stack equally: pass {{beta}} {ones}", "beta")
         if int(config["kernel_size_t"]) < 1:
-            raise UserInputError(f"--kernel-size-t {config['kernel_size_t']} must be at least 1 frame")
+            raise SettingError(f"{{kernel_size_t}} {config['kernel_size_t']} must be at least 1 frame", "kernel_size_t")
 
     @classmethod
     def init_arguments(cls, config: dict) -> dict:
         """Constructor arguments from a run config."""
         return dict(frame_shape=config["frame_shape"], hidden_units=config["hidden_units"],
-                    kernel_size_t=config["kernel_size_t"], lam=10.0 ** config["L1"], noise_std=config["noise_std"])
+                    kernel_size_t=config["kernel_size_t"], lam=10.0 ** config["L1"], noise_std=config["noise_std"],
+                    loss=config["loss"])
 
     # ----- forward --------------------------------------------------------------------
     def _stack_hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -181,19 +183,6 @@ class TemporalConvHierarchy(ProbeableModel):
         """Sum of |W| over the convolution and readout weights (not biases) of the trained stacks."""
         return sum(self.stacks[g].conv.weight.abs().sum() + self.stacks[g].readout.weight.abs().sum()
                    for g in self.trained_groups)
-
-    def preprocess_data(self, data, generator: torch.Generator | None = None):
-        """The same Gaussian noise sample (std ``noise_std``) on input and target, as for the recurrent model."""
-        x, y = data
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.noise_std
-        return x + noise, y + noise
-
-    def get_loss(self, out, data):
-        """(loss, components): lam * sum|W| + the unweighted sum of the trained
-        groups' next-step errors (losses.feedforward_next_step_mse)."""
-        return feedforward_next_step_mse(out, data, output_slices=self.output_slices, group_slices=self.group_slices,
-                                         starts=self.starts, trained_groups=self.trained_groups,
-                                         l1=self.lam * self.weight_l1())
 
     def mask_gradients(self):
         """Nothing is masked in a convolution stack."""

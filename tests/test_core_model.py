@@ -12,7 +12,6 @@ from models.io import load_model, save_model
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from step_helpers import noiseless_step
 from models.network_recurrent import NetworkRecurrent
-from utils import UserInputError
 
 CASES = [  # frame shape, groups, beta, inhibitory proportion, loss / offset
     ((4, 5), (12, 10, 8), (0.9, 0.1, 0.1), 0.2, "loss_hierarchical_temporal_prediction", 1),
@@ -294,5 +293,5 @@ def test_load_classmethod_returns_model_hyperparameters_and_loss_history(tmp_pat
     with torch.no_grad():
         want, got = saved(x), model(x)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    with pytest.raises(UserInputError, match="network_hierarchical_recurrent model, not NetworkRecurrent"):
+    with pytest.raises(TypeError, match="network_hierarchical_recurrent model, not NetworkRecurrent"):
         NetworkRecurrent.load(tmp_path / "run")

@@ -18,6 +18,7 @@ import train
 from analysis.mse import next_frame_errors
 from models import build_model
 from models.ablation import apply_ablation, shuffle_feedback, without_feedback
+from models.base import SettingError
 from models.io import load_model, save_model
 from models.network_feedforward_stacked import main as stack_main
 from utils import UserInputError, seed_everything
@@ -176,8 +177,9 @@ def test_lower_stacks_may_list_the_chain_and_mismatches_are_user_errors(runs):
                                    "lower_stacks": f"{runs['tp_ff0']}, {runs['tp_ff1']}"})
     assert [p.requires_grad for p in stack2.parameters()] == [False] * 8 + [True] * 4
     assert all(torch.equal(a, b) for a, b in zip(stack2.stacks[:2].parameters(), stack1.stacks.parameters()))
-    with pytest.raises(UserInputError, match="--hidden-units 6,N"):
+    with pytest.raises(SettingError) as refused:
         build_model(config | {"hidden_units": [7, 5]})
+    assert "--hidden-units 6,N" in refused.value.flag_wording()
     with pytest.raises(UserInputError, match="does not exist"):
         build_model(config | {"lower_stacks": str(runs["base"] / "missing")})
 

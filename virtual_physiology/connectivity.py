@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from models.base import ProbeableModel
-from utils import UserInputError
 
 
 def has_recurrent_weights(model: ProbeableModel) -> bool:
-    return isinstance(getattr(model, "weight_hh", None), torch.Tensor)
+    """Whether the model has a recurrent weight matrix (``recurrent_weights()`` is not None)."""
+    return model.recurrent_weights() is not None
 
 
 @torch.no_grad()
@@ -25,19 +25,18 @@ def excitatory_weights(model: ProbeableModel, group: int = 0) -> dict[str, np.nd
     of ``group`` and their global ``units`` (E,) int64.
 
     The excitatory units are the group's first n - int(p n), p =
-    ``model.local_inhibitory_prop`` (0 for a model without one: no Dale
-    split, every unit counts). The weights are taken after the model's own
-    mask and sign projection (``project_weights_``, idempotent; the original
-    applies it at every forward pass), i.e. as the network uses them.
+    ``model.local_inhibitory_prop`` (0 for a model without a Dale split: every
+    unit counts). The weights are ``model.recurrent_weights()``: after the
+    model's own mask and sign projection (the original applies it at every
+    forward pass), i.e. as the network uses them. A model without recurrent
+    weights is a TypeError (skip the connectivity stage for it).
     """
-    if not has_recurrent_weights(model):
-        raise UserInputError(f"{type(model).__name__} has no recurrent weight matrix weight_hh: "
-                             "skip the connectivity stage for this model")
-    if hasattr(model, "project_weights_"):
-        model.project_weights_()
+    recurrent = model.recurrent_weights()
+    if recurrent is None:
+        raise TypeError(f"{type(model).__name__} has no recurrent weight matrix")
     n = model.group_sizes[group]
-    n_excitatory = n - int(getattr(model, "local_inhibitory_prop", 0.0) * n)
+    n_excitatory = n - int(model.local_inhibitory_prop * n)
     excitatory = slice(model.group_slices[group].start, model.group_slices[group].start + n_excitatory)
-    weights = model.weight_hh.detach()[excitatory, excitatory]
+    weights = recurrent[excitatory, excitatory]
     return dict(weights=weights.float().cpu().numpy(),
                 units=np.arange(excitatory.start, excitatory.stop, dtype=np.int64))
