@@ -111,11 +111,13 @@ class Stage:
         if not written:
             return
         declared = {name: _axes(shape) for name, shape in self.writes.items()}
-        if written != declared:
-            wrong = sorted(n for n in set(written) & set(declared) if written[n] != declared[n])
-            raise ValueError(f"stage {self.name} wrote fields {sorted(set(written) - set(declared))} it does not "
-                             f"declare, left out {sorted(set(declared) - set(written))} and wrote {wrong} with "
-                             "another number of axes than declared: make its Stage.writes match what it writes")
+        problems = [f"{what} {names}" for what, names in (
+            ("wrote undeclared fields", sorted(set(written) - set(declared))),
+            ("left out the declared fields", sorted(set(declared) - set(written))),
+            ("gave another number of axes than declared to",
+             sorted(n for n in set(written) & set(declared) if written[n] != declared[n]))) if names]
+        if problems:
+            raise ValueError(f"stage {self.name} {'; '.join(problems)}: make its Stage.writes match what it writes")
 
 
 def _axes(shape: str) -> int:
