@@ -29,20 +29,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from dense_reference import DenseReference  # noqa: E402
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent  # noqa: E402
+from models.training import train_step  # noqa: E402
+from models.training_config import TrainConfig  # noqa: E402
 
 
 PRECISION_CHOICES = ("fp32", "tf32", "bf16")
-
-
-def fast_step(model, opt, x, gen):
-    """train.py's step: noise, forward, loss, backward, clip, mask, Adam."""
-    xn, yn = model.preprocess_data((x, x), gen)
-    opt.zero_grad(set_to_none=True)
-    loss, _ = model.get_loss(model(xn), (xn, yn))
-    loss.backward()
-    torch.nn.utils.clip_grad_value_(model.parameters(), 0.25)
-    model.mask_gradients()
-    opt.step()
 
 
 def reference_step(model, opt, x, gen):
@@ -109,12 +100,13 @@ def variant_step(args, device, groups, x, recurrence, precision):
     beta = (0.9,) + (0.1,) * (len(groups) - 1)
     model = NetworkHierarchicalRecurrent(frame_shape=args.frame_shape, hidden_units=groups, beta=beta).to(device)
     model.set_recurrence(recurrence).set_precision("bf16" if precision == "bf16" else "fp32")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    cfg = TrainConfig(precision="bf16" if precision == "bf16" else "fp32")  # the paper's lr and clip
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=device).manual_seed(0)
 
-    def step():
+    def step():  # train.py's step: noise, forward, loss, backward, clip, mask, Adam
         set_matmul_precision(precision)
-        fast_step(model, opt, x, gen)
+        train_step(model, opt, x, gen, cfg, global_step=0)
         set_matmul_precision("fp32")
 
     return model, step

@@ -1,14 +1,9 @@
 """Checkpoints: safe to load, written atomically, readable from a run folder or
 a single file.
 
-A run folder holds
-- ``config.json``: the resolved run config (train.TrainConfig);
-- ``{epoch}-epochs_model.safetensors``: the weights, with the config and epoch
-  in the file's metadata, so a lone weights file still loads;
-- ``{epoch}-epochs_state.pt``: what resuming needs (optimizer, every RNG state,
-  position in the epoch, loss history), loadable with ``weights_only=True``;
-- ``loss_history.json`` and ``loss_curve.png``;
-- ``logs/train.log``: one line per epoch (train.py), beside any job logs.
+The run folder's layout (config.json, ``{epoch}-epochs_model.safetensors`` with
+the config and epoch in the file's metadata, ``{epoch}-epochs_state.pt``, the
+loss history and curve, logs/train.log) is ``models.run_dir.RunDir``'s.
 
 A folder written by the original code (``hyperparameters.csv`` plus
 ``N-epochs_model.pt`` state dicts) also loads; its pickled loss history is never
@@ -20,53 +15,37 @@ import csv
 import json
 import math
 import pickle
-import re
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
-from utils import UserInputError, atomic_path, write_json
-
-CONFIG_FILE = "config.json"
-HISTORY_FILE = "loss_history.json"
-_WEIGHTS = re.compile(r"^(\d+)-epochs_model\.(safetensors|pt)$")
-
-
-def weights_name(epoch: int) -> str:
-    return f"{epoch}-epochs_model.safetensors"
-
-
-def state_name(epoch: int) -> str:
-    return f"{epoch}-epochs_state.pt"
+from models.run_dir import CONFIG_FILE, HISTORY_FILE, WEIGHTS_PATTERN, RunDir, write_state_file  # noqa: F401
+from utils import UserInputError
 
 
 def save_model(run_dir, model, config: dict, epoch: int, history: dict | None = None,
                train_state: dict | None = None) -> Path:
-    """Write weights (and optionally history and resume state) for ``epoch`` into
-    ``run_dir``; every file goes through a temporary file and a rename."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG_FILE, config)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path = run_dir / weights_name(epoch)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"config": json.dumps(config), "epoch": str(epoch)})
+    """Write config.json and the weights (and optionally history and resume state)
+    for ``epoch`` into ``run_dir``; every file goes through a temporary file and a
+    rename. Returns the weights file."""
+    run = RunDir(run_dir)
+    run.write_config(config)
+    path = run.save_weights(model, config, epoch)
     if history is not None:
-        write_json(run_dir / HISTORY_FILE, history)
+        run.write_history(history)
     if train_state is not None:
-        with atomic_path(run_dir / state_name(epoch)) as tmp:
-            torch.save(train_state, tmp)
+        write_state_file(run.state_path(epoch), train_state)
     return path
 
 
 def latest_weights(run_dir: Path) -> Path:
     """The weights file of the highest epoch in a run folder."""
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _WEIGHTS.match(p.name))]
-    if not found:
-        raise UserInputError(f"no checkpoint (N-epochs_model.safetensors) in {run_dir}: train one first")
-    return max(found)[1]
+    try:
+        return RunDir(run_dir).latest_weights()
+    except FileNotFoundError as err:
+        raise UserInputError(f"{err}: train one first") from err
 
 
 def load_model(path, device="cpu", frame_shape=None):
@@ -81,7 +60,8 @@ def load_model(path, device="cpu", frame_shape=None):
     if not path.exists():
         raise UserInputError(f"checkpoint {path} does not exist: give a run folder or a weights file")
     folder = path if path.is_dir() else path.parent
-    if (folder / "hyperparameters.csv").exists() and not (folder / CONFIG_FILE).exists():
+    run = RunDir(folder)
+    if (folder / "hyperparameters.csv").exists() and not run.config_path.exists():
         return _load_original(path, device, frame_shape)
     weights = latest_weights(path) if path.is_dir() else path
     if weights.suffix != ".safetensors":
@@ -94,17 +74,16 @@ def load_model(path, device="cpu", frame_shape=None):
         raise UserInputError(f"checkpoint {weights} is corrupt or truncated ({err}): re-save or retrain it") from err
     if "config" in meta:
         config, source = meta["config"], f"the config in {weights}'s metadata"
-    elif (folder / CONFIG_FILE).exists():
-        config, source = (folder / CONFIG_FILE).read_bytes(), str(folder / CONFIG_FILE)
+    elif run.config_path.exists():
+        config, source = run.config_path.read_bytes(), str(run.config_path)
     else:
-        raise UserInputError(f"{weights} carries no config and {folder / CONFIG_FILE} is missing")
+        raise UserInputError(f"{weights} carries no config and {run.config_path} is missing")
     model, config = _model_from_config(config, source)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise UserInputError(f"weights in {weights} do not fit the model in its config: {str(err).splitlines()[0]}") from err
-    history_file = folder / HISTORY_FILE
-    history = json.loads(history_file.read_text()) if history_file.exists() else {}
+    history = json.loads(run.history_path.read_text()) if run.history_path.exists() else {}
     config["checkpoint_epoch"] = int(meta.get("epoch", -1))
     return model.to(device).eval(), config, history
 
@@ -136,7 +115,7 @@ def _load_original(path: Path, device, frame_shape):
     are read (``weights_only=True``); the pickled loss history is ignored."""
     folder = path if path.is_dir() else path.parent
     if path.is_dir():
-        found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _WEIGHTS.match(p.name)) and p.suffix == ".pt"]
+        found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := WEIGHTS_PATTERN.match(p.name)) and p.suffix == ".pt"]
         if not found:
             raise UserInputError(f"no N-epochs_model.pt file in {folder}")
         path = max(found)[1]
@@ -194,6 +173,6 @@ def _original_model(path: Path, folder: Path, hp: dict, frame_shape, device):
     except (RuntimeError, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserInputError(f"cannot read original checkpoint {path}: {message[:200]}") from err
-    match = _WEIGHTS.match(path.name)
+    match = WEIGHTS_PATTERN.match(path.name)
     config["checkpoint_epoch"] = int(match.group(1)) if match else -1
     return model.to(device).eval(), config, {}

@@ -1,0 +1,274 @@
+"""One optimizer step and the state that resumes a run: what train.py's loop is
+made of, shared by the tests and benchmarks so that none re-writes the step.
+
+``cfg`` below is a ``train.TrainConfig`` or any object with the fields used:
+``precision`` ("fp32" | "bf16"), ``grad_clip``, ``lr``, ``lr_half_life`` and,
+for ``validate``, ``batch_size`` and ``seed``. Below the step: the loss history's
+layout and plot, and the few collective operations of a data-parallel run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from models.run_dir import RunDir, read_state_file, write_state_file
+from utils import atomic_path, resolve_device
+
+VALIDATION_SEED_OFFSET = 1_000_003  # validation's noise stream, apart from the training streams of nearby seeds
+
+
+def learning_rate(cfg, global_step: int) -> float:
+    """The learning rate of optimizer step ``global_step`` (counted from 0):
+    ``lr * 0.5 ** (global_step / lr_half_life)``, or ``lr`` when lr_half_life is 0
+    (the paper). A function of the step alone, so a resumed run takes the same steps."""
+    return cfg.lr * 0.5 ** (global_step / cfg.lr_half_life) if cfg.lr_half_life else cfg.lr
+
+
+def uses_autocast(model: nn.Module, cfg) -> bool:
+    """bf16 for a model without its own mixed-precision path (the feedforward
+    controls) is torch.autocast around forward and loss."""
+    return cfg.precision == "bf16" and not hasattr(model, "set_precision")
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor,
+               generator: torch.Generator | None, cfg, global_step: int, *, net: nn.Module | None = None,
+               rank: int = 0, world: int = 1) -> torch.Tensor:
+    """One optimizer step on ``batch``, clips of shape (B, T, P) on the model's device.
+
+    1. noise: ``model.preprocess_data((batch, batch), generator)`` puts one noise
+       sample on input and target, drawn for the whole batch, so every process
+       draws what one process would; ``generator=None`` trains on the clean batch
+       (the model tests, which compare against a noiseless reference);
+    2. this process keeps rows ``rank*B//world : (rank+1)*B//world`` (all when world is 1);
+    3. the learning rate ``learning_rate(cfg, global_step)`` goes into every parameter group;
+    4. forward through ``net`` (the DistributedDataParallel wrapper, default ``model``)
+       and ``model.get_loss``, under bf16 autocast when ``uses_autocast``;
+    5. backward of ``loss * share * world``, share = this process's rows / B: DDP
+       averages gradients over processes, so this makes them the whole batch's mean
+       even when the slices are uneven;
+    6. ``clip_grad_value_`` to +-cfg.grad_clip, then ``model.mask_gradients()``
+       (clip before masking, as the original), then ``optimizer.step()``.
+
+    Returns the detached ``[loss, *components] * share`` (1-D, on the device): the
+    sum over processes is the batch's mean loss, and nothing is synchronised with
+    the host.
+    """
+    data = (batch, batch) if generator is None else model.preprocess_data((batch, batch), generator)
+    n = batch.shape[0]
+    mine = slice(rank * n // world, (rank + 1) * n // world)
+    share = (mine.stop - mine.start) / n
+    x, y = (t[mine] for t in data)
+    optimizer.zero_grad(set_to_none=True)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, global_step)
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=uses_autocast(model, cfg)):
+        loss, components = model.get_loss((model if net is None else net)(x), (x, y))
+    (loss * (share * world)).backward()
+    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
+    model.mask_gradients()
+    optimizer.step()
+    return torch.stack([loss.detach(), *components.values()]) * share
+
+
+def validation_generator(cfg, device: torch.device) -> torch.Generator:
+    """Validation's own noise generator, seeded afresh for every pass: each pass draws
+    the same noise, so validation losses differ only by the weights, and validation
+    never advances the training noise, so a resume that changes --validate-every (or
+    any other allowed override) ends with exactly the weights of an uninterrupted run."""
+    return torch.Generator(device=device).manual_seed(cfg.seed + VALIDATION_SEED_OFFSET)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, source, cfg, device: torch.device, generator: torch.Generator) -> dict:
+    """Mean loss and components over the clips of ``source`` (a data.dataset.ClipSource),
+    in batches of cfg.batch_size, noisy as in training, with noise from ``generator``
+    (train.py passes ``validation_generator``): {"loss": float, component: float ...}."""
+    sums, n = None, 0
+    for start in range(0, len(source), cfg.batch_size):
+        x = source.batch(torch.arange(start, min(start + cfg.batch_size, len(source))), device)
+        xn, yn = model.preprocess_data((x, x), generator)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_autocast(model, cfg)):
+            loss, comps = model.get_loss(model(xn), (xn, yn))
+        values = torch.stack([loss.detach(), *comps.values()])
+        sums = values if sums is None else sums + values
+        n += 1
+    return dict(zip(["loss", *comps.keys()], (sums / n).tolist()))
+
+
+class NoiseStateOnOtherDevice(ValueError):
+    """A state file's noise-generator state is of another device kind (CPU or CUDA)
+    than the generator it should go into: the noise stream cannot continue."""
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Where a run stands, with the live objects it trains: everything a resumed run
+    needs to take exactly the steps an uninterrupted one takes.
+
+    ``epoch`` is the epoch in progress (from 1), ``step`` the batches of it already
+    taken, ``global_step`` all optimizer steps so far, ``permutation`` the epoch's
+    clip order (None until drawn), ``sums`` the running [loss, *components] sums of
+    the epoch (None before its first step). ``save`` writes, and ``load`` reads, the
+    dict the state files have always held::
+
+        {"model", "optimizer", "history", "epoch", "step", "global_step",
+         "permutation", "sums", "rng": {"shuffle", "noise", "torch"}}
+
+    with torch's global RNG state as ``rng["torch"]``.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    shuffle_generator: torch.Generator
+    noise_generator: torch.Generator
+    history: dict
+    epoch: int = 1
+    step: int = 0
+    global_step: int = 0
+    permutation: torch.Tensor | None = None
+    sums: torch.Tensor | None = None
+
+    def as_dict(self, sums: torch.Tensor | None = None) -> dict:
+        """The state file's dict; ``sums`` replaces this process's own sums (train.py
+        passes their total over processes), None keeps them."""
+        sums = self.sums if sums is None else sums
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history,
+                "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+                "permutation": self.permutation, "sums": None if sums is None else sums.cpu(),
+                "rng": {"shuffle": self.shuffle_generator.get_state(), "noise": self.noise_generator.get_state().cpu(),
+                        "torch": torch.get_rng_state()}}
+
+    def save(self, path: Path, sums: torch.Tensor | None = None) -> None:
+        """Write ``as_dict(sums)`` to ``path`` atomically, with its position sidecar
+        (models.run_dir.write_state_file)."""
+        write_state_file(path, self.as_dict(sums))
+
+    def load(self, path: Path) -> "TrainState":
+        """Restore everything from the state file ``path`` into this state's objects
+        (and torch's global RNG); returns self. ValueError if the file is unreadable;
+        NoiseStateOnOtherDevice (a ValueError) if its noise generator ran on another
+        kind of device than this one's (CPU and CUDA generators keep states of
+        different kinds)."""
+        saved = read_state_file(path)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.shuffle_generator.set_state(saved["rng"]["shuffle"])
+        try:
+            self.noise_generator.set_state(saved["rng"]["noise"])
+        except RuntimeError as err:
+            raise NoiseStateOnOtherDevice(f"{Path(path).name} was saved on another kind of device than "
+                                          f"{self.noise_generator.device}") from err
+        torch.set_rng_state(saved["rng"]["torch"])
+        self.history, self.epoch, self.step = saved["history"], saved["epoch"], saved["step"]
+        self.global_step, self.permutation = saved["global_step"], saved["permutation"]
+        self.sums = None if saved["sums"] is None else saved["sums"].to(self.noise_generator.device)
+        return self
+
+
+# -------------------------------------------------------------------------------------------
+# The loss history: {"train": {"epoch": [...], "loss": [...], "L1": [...], "mse0": [...] ...},
+# "validation": {same keys}} and, with the receptive-field monitor, "rf_monitor"
+# -------------------------------------------------------------------------------------------
+def new_history(components) -> dict:
+    return {split: {"epoch": [], "loss": [], **{c: [] for c in components}} for split in ("train", "validation")}
+
+
+def append_row(history_split: dict, epoch: int, means: dict) -> None:
+    history_split["epoch"].append(epoch)
+    for k, v in means.items():
+        history_split[k].append(v)
+
+
+def format_means(means: dict) -> str:
+    return " ".join(f"{k} {v:.6g}" for k, v in means.items())
+
+
+def save_loss_curve(run_dir: Path, history: dict) -> None:
+    """One log-scale panel per loss component (train and validation against epoch),
+    then, if the history has receptive-field monitor rows, their two panels; a PNG
+    written atomically to the run folder's loss_curve.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in history["train"] if k != "epoch"]
+    monitor = history.get("rf_monitor") or {"epoch": []}
+    n_panels = len(keys) + (2 if monitor["epoch"] else 0)
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for split in ("train", "validation"):
+            if history[split]["epoch"]:
+                ax.plot(history[split]["epoch"], history[split][key], label=split)
+        ax.set_yscale("log")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+    if history["train"]["epoch"]:
+        axes[0][0].legend(frameon=False)
+    if monitor["epoch"]:  # the RF monitor beside the losses
+        quality, error = axes[0][len(keys)], axes[0][len(keys) + 1]
+        quality.plot(monitor["epoch"], monitor["fraction_strict_gabor"], "o-", label="strict-Gabor fraction")
+        quality.plot(monitor["epoch"], monitor["median_orientation_index"], "s-", label="median orientation index")
+        quality.set_ylim(0, 1)
+        quality.set_title("group-1 receptive fields")
+        quality.legend(frameon=False, fontsize=7)
+        error.plot(monitor["epoch"], monitor["clean_mse"], "o-", label="model")
+        error.plot(monitor["epoch"], monitor["copy_last_frame_mse"], "--", label="copy last frame")
+        error.set_title("clean next-frame MSE")
+        error.legend(frameon=False, fontsize=7)
+        for ax in (quality, error):
+            ax.set_xlabel("epoch")
+    fig.tight_layout()
+    with atomic_path(RunDir(run_dir).curve_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------------------------------
+# Several processes (torchrun): one per GPU, each with a slice of every batch
+# -------------------------------------------------------------------------------------------
+def init_distributed(device_name: str):
+    """(rank, world size, device, control group) of this process.
+
+    Without torchrun (WORLD_SIZE unset or 1) nothing is set up: (0, 1, device, None).
+    Otherwise the process joins the group: NCCL with the GPU of its LOCAL_RANK, or
+    gloo on the CPU. The control group (gloo) carries the small CPU-side agreements
+    (the run folder, stop requests) without waiting for the GPU.
+    """
+    device = resolve_device(device_name)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device, None
+    if device.type == "cuda":  # modulo: SLURM may show each task only its own GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    control = dist.new_group(backend="gloo") if device.type == "cuda" else dist.group.WORLD
+    return dist.get_rank(), world, device, control
+
+
+def any_rank(flag: bool, control) -> bool:
+    """True on every process if it is True on one (so all stop at the same step);
+    ``flag`` itself without a control group (one process)."""
+    if control is None:
+        return flag
+    votes = torch.tensor([float(flag)])
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=control)
+    return bool(votes.item())
+
+
+def check_ranks_agree(model: nn.Module, control) -> None:
+    """Every process must hold the same weights (DDP keeps them so, and the masks and
+    Dale's-law projection are deterministic); compared by per-tensor sums."""
+    sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()
+    low, high = sums.clone(), sums.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=control)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=control)
+    if not torch.equal(low, high):
+        raise RuntimeError("the training processes hold different weights; the run cannot continue")

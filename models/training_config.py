@@ -1,0 +1,310 @@
+"""The run config as the commands see it: ``TrainConfig`` (one field per flag of
+train.py and submit_training_job.py), the presets, the argparse flags built from
+it, and how flags, a preset, the model kind's defaults and, on resume, the saved
+config combine into one validated config. Also the command-line view of the run
+folder (create it, find the state to resume, read its config).
+
+This is the commands' layer: its errors are ``utils.UserInputError`` naming the
+flag and the fix (models.run_dir and models.training raise ValueError and
+friends in domain terms).
+
+List flags take either form: ``--hidden-units 800,800,800`` or ``--hidden-units
+800 800 800``, likewise ``--beta`` and ``--frame-shape`` (``20 20`` or ``20,20``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from safetensors import SafetensorError
+
+from losses import LOSS_OFFSETS
+from models import MODELS, describe_model_defaults, with_model_defaults
+from models.network_hierarchical_recurrent import PRECISIONS
+from models.recurrence import RECURRENCE_BACKENDS
+from models.run_dir import RunDir, RunFoldersExhausted
+from utils import UserInputError, os_error_reason
+
+
+def _f(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+# -------------------------------------------------------------------------------------------
+# Config: every field is a CLI flag; the resolved config is saved with every checkpoint.
+# -------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    name: str = _f("htp", "run name; the run folder is NAME_<L1>L1_seed<SEED>_<date-time>")
+    L1: float = _f(-6.0, "log10 of the L1 weight-penalty strength lambda (paper README example: -6)")
+    model: str = _f("network_hierarchical_recurrent", "model kind (paper: network_hierarchical_recurrent); "
+                    "controls: network_recurrent (one group), network_hierarchical_feedforward (stacks trained "
+                    "jointly), network_feedforward (TP_FF, one stack at a time; see --lower-stacks). Each kind "
+                    f"picks its own defaults for the flags not given: {describe_model_defaults()}")
+    loss: str = _f("loss_hierarchical_temporal_prediction", "loss (paper: next-step prediction, offset 1); "
+                   "controls: loss_hierarchical_temporal_prediction_t5, loss_hierarchical_autoencoder; the "
+                   "feedforward models' default and only loss is loss_hierarchical_temporal_prediction_feedforward")
+    # Feedforward controls (models/temporal_convolution.py): the original's TP_FF hyperparameter ...
+    kernel_size_t: int = _f(5, "frames per temporal-convolution kernel, feedforward models only (original: 5)")
+    # ... and where stack g of TP_FF finds its frozen stacks 0..g-1, so train.py needs no special code.
+    lower_stacks: str = _f("", "network_feedforward: run folder of the trained stack below the one to train "
+                               "(it holds every stack under it)")
+    dataset: str = _f("default", "(N, T, P) .npy clip file, or 'default' for the embedded natural-movie set")
+    frame_shape: tuple = _f((20, 20), "frame height and width in pixels, space- or comma-separated (paper: 20 20; figure models 20 40)")
+    hidden_units: tuple = _f((800, 800, 800), "units per group, comma- or space-separated (paper: 800,800,800)")
+    beta: tuple = _f((0.9, 0.1, 0.1), "per-group loss weights, comma- or space-separated (paper: 0.9,0.1,0.1)")
+    warmup: int = _f(4, "initial frames excluded from the loss (paper: 4)")
+    local_inhibitory_prop: float = _f(0.2, "fraction of each group that is local inhibitory (paper: 0.2)")
+    noise_std: float = _f(0.5011, "std of the Gaussian noise added to input and target (paper: 0.5011)")
+    detach_targets: bool = _f(False, "stop gradients through higher-group targets (paper: off)")
+    grad_clip: float = _f(0.25, "clip each gradient element to +-this before masking (paper: 0.25)")
+    lr: float = _f(1e-4, "Adam learning rate (paper: 1e-4)")
+    lr_half_life: int = _f(0, "optimizer steps over which the learning rate halves, lr * 0.5**(step / this): a "
+                              "function of the step count alone, so resuming stays exact; 0 = constant (paper)")
+    batch_size: int = _f(100, "clips per step (paper: 100)")
+    epochs: int = _f(2000, "epochs to train (paper: 2000); 0 saves the untrained model")
+    validate_every: int = _f(10, "epochs between validation passes (paper: 10)")
+    checkpoint_every: int = _f(1000, "epochs between checkpoints (paper: 1000); the last epoch is always saved")
+    seed: int = _f(0, "seed for initialisation, shuffling and noise (the original seeded nothing)")
+    device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available); under torchrun each "
+                             "process takes the GPU of its LOCAL_RANK")
+    tf32: bool = _f(False, "allow TF32 matrix products on GPUs (faster, ~1e-3 relative error; paper: off)")
+    precision: str = _f("fp32", "fp32 (the paper's arithmetic) or bf16: bfloat16 matrix products with float32 "
+                                "accumulation, fp32 master weights, Adam state and loss (several times faster on "
+                                "CPUs with AMX and on GPUs; paper: fp32)")
+    recurrence: str = _f("auto", "recurrent products: block (skip W_hh's zero blocks; fastest on CPUs), dense (one "
+                                 "product per time step; GPUs) or auto (dense on CUDA, block otherwise); the same "
+                                 "maths, the choice is recorded as recurrence_backend")
+    amp: bool = _f(False, "deprecated alias of --precision bf16")
+    save_dir: str = _f("model_checkpoints", "folder that receives the run folder")
+    max_minutes: float = _f(0.0, "stop at the end of the epoch that passes this many minutes, with a normal "
+                                 "(resumable) checkpoint; 0 = no limit")
+    stop_after_steps: int = _f(0, "stop cleanly after this many optimizer steps in this process, as on "
+                                  "Ctrl-C (for tests and time-boxed jobs); 0 = no limit")
+    rf_monitor_every: int = _f(0, "epochs between receptive-field checks (strict-Gabor fraction, orientation "
+                                  "index, clean MSE against copy-last), logged and plotted; 0 = off (paper: off)")
+    rf_monitor_clips: int = _f(1000, "white-noise clips per receptive-field check")
+    preset: str = _f("", "named preset applied before explicit flags: 'demo' (a ~10-minute CPU run)")
+
+    def __post_init__(self):
+        if self.amp:  # the deprecated --amp is --precision bf16, and the saved config says so
+            self.precision = "bf16"
+
+
+PRESETS = {
+    # A small model for a 2-core CPU: 2,760 steps in ~5 minutes (max_minutes caps slower
+    # machines). Too short for oriented, Gabor-like receptive fields (a few thousand
+    # steps give localized ON/OFF blobs); it shows the whole pipeline and the
+    # prediction error falling below the copy-last-frame baseline.
+    "demo": dict(name="demo", hidden_units=(100, 100, 100), L1=-4.0, lr=3e-3, epochs=60,
+                 validate_every=10, checkpoint_every=20, max_minutes=12.0, rf_monitor_every=30,
+                 rf_monitor_clips=500),
+}
+
+_TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
+_LIST_METAVARS = {"frame_shape": "PIXELS", "hidden_units": "UNITS", "beta": "WEIGHT"}
+# Flags that may differ from the saved config when resuming; a new --dataset must hold
+# the same content (train() compares the saved dataset_identity). All keep the resume
+# bit-exact except --device and --recurrence, which change the summation order.
+_RESUME_OVERRIDES = {"epochs", "device", "recurrence", "checkpoint_every", "validate_every", "max_minutes",
+                     "stop_after_steps", "dataset", "rf_monitor_every", "rf_monitor_clips"}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (defaults None, so explicit flags can be told apart)."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} [default: {f.default}]"
+        if f.type == "bool" or isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name in _TUPLE_FIELDS:  # "800,800,800" or "800 800 800": old commands used one or the other
+            parser.add_argument(flag, type=str, nargs="+", metavar=_LIST_METAVARS[f.name], default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, type=type(f.default), default=None, help=help_text)
+    parser.add_argument("--path", default=None, help="resume from this run folder (or a state file in it)")
+
+
+def parse_number_list(name: str, value) -> tuple:
+    """A list flag's value as a tuple of numbers of its field's type: ``value`` is one
+    string ("6,5,4"), the strings argparse collected (["6", "5", "4"], or mixed, ["6,5",
+    "4"]), or already numbers (a saved config's list). Empty items (a trailing comma) are
+    skipped."""
+    if isinstance(value, str):
+        value = [value]
+    if all(isinstance(v, str) for v in value):
+        items = [item for text in value for item in text.split(",") if item.strip()]
+        try:
+            return tuple(_TUPLE_FIELDS[name](item) for item in items)
+        except ValueError as err:
+            raise UserInputError(f"--{name.replace('_', '-')} {','.join(value)!r} is not a comma-separated list of "
+                                 "numbers (spaces between them work too)") from err
+    return tuple(value)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the preset, then the explicit flags, then the chosen model
+    kind's defaults for what is still unset (models.MODEL_DEFAULTS); validated."""
+    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                if getattr(args, f.name, None) is not None}
+    values = {}
+    preset = explicit.get("preset", "")
+    if preset:
+        if preset not in PRESETS:
+            raise UserInputError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    values.update(explicit)
+    for name in _TUPLE_FIELDS:
+        if name in values:
+            values[name] = parse_number_list(name, values[name])
+    values = with_model_defaults({"model": TrainConfig.model, **values}, TrainConfig.hidden_units)
+    values["dataset"] = _absolute_dataset(values.get("dataset", "default"))
+    cfg = TrainConfig(**values)
+    validate_config(cfg)
+    return cfg
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME_LENGTH = 100  # the run folder adds ~40 characters; file systems allow 255
+
+
+def _absolute_dataset(dataset: str) -> str:
+    """The dataset as an absolute path (kept as 'default'), so a run resumes from any folder."""
+    return dataset if dataset == "default" else os.path.abspath(os.path.expanduser(dataset))
+
+
+def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
+    """Refuse, before any folder exists, a config that cannot train: unknown kinds,
+    bad shapes, out-of-range or non-finite numbers, an unsafe run name (new runs
+    only: a run folder named before the rule existed still resumes)."""
+    if new_run and (not _NAME.match(cfg.name) or len(cfg.name) > MAX_NAME_LENGTH):
+        raise UserInputError(f"--name {cfg.name!r} is not a plain name: use up to {MAX_NAME_LENGTH} letters, digits, "
+                             "'_', '-' or '.', starting with a letter or digit (the folder goes in --save-dir)")
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        numbers = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise UserInputError(f"--{f.name.replace('_', '-')} {value} is not finite: give finite numbers (see --help)")
+    if cfg.model not in MODELS:
+        raise UserInputError(f"unknown --model {cfg.model!r}: choose from {', '.join(sorted(MODELS))}")
+    if cfg.loss not in LOSS_OFFSETS:
+        raise UserInputError(f"unknown --loss {cfg.loss!r}: choose from {', '.join(sorted(LOSS_OFFSETS))}")
+    if cfg.precision not in PRECISIONS:
+        raise UserInputError(f"unknown --precision {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
+    if cfg.recurrence not in ("auto", *RECURRENCE_BACKENDS):
+        raise UserInputError(f"unknown --recurrence {cfg.recurrence!r}: choose from auto, {', '.join(RECURRENCE_BACKENDS)}")
+    if len(cfg.frame_shape) != 2 or min(cfg.frame_shape) < 1:
+        raise UserInputError(f"--frame-shape needs two positive integers, got {cfg.frame_shape}")
+    if not cfg.hidden_units or min(cfg.hidden_units) < 1:
+        raise UserInputError(f"--hidden-units needs positive group sizes, got {cfg.hidden_units}")
+    if len(cfg.beta) != len(cfg.hidden_units):
+        raise UserInputError(f"--beta has {len(cfg.beta)} weights for {len(cfg.hidden_units)} groups: give one per group")
+    if min(cfg.beta) < 0 or sum(cfg.beta) <= 0:
+        raise UserInputError(f"--beta {cfg.beta} needs weights >= 0, at least one of them positive")
+    checks = [("batch_size", cfg.batch_size >= 1), ("epochs", cfg.epochs >= 0), ("lr", cfg.lr > 0),
+              ("lr_half_life", cfg.lr_half_life >= 0), ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
+              ("warmup", cfg.warmup >= 0), ("noise_std", cfg.noise_std >= 0), ("grad_clip", cfg.grad_clip > 0),
+              ("local_inhibitory_prop", 0 <= cfg.local_inhibitory_prop < 1), ("max_minutes", cfg.max_minutes >= 0),
+              ("L1", cfg.L1 <= 300),  # lambda = 10 ** L1 must be a float
+              ("rf_monitor_every", cfg.rf_monitor_every >= 0), ("rf_monitor_clips", cfg.rf_monitor_clips >= 1)]
+    for name, ok in checks:
+        if not ok:
+            raise UserInputError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is out of range: see --help")
+
+
+def run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.name}_{cfg.L1:g}L1_seed{cfg.seed}"
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    return parser
+
+
+def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
+    """The config to run with, and the state file to resume from (if --path)."""
+    if args.path is None:
+        return resolve_config(args), None
+    state_file = find_resume_state(Path(args.path))
+    saved = read_run_config(state_file.parent)
+    # a field newer than the run takes what the run used: its default, or for the
+    # recurrence the block backend, the only one before the flag existed
+    used_then = {"recurrence": "block"}
+    values = {f.name: saved.get(f.name, used_then.get(f.name, f.default)) for f in dataclasses.fields(TrainConfig)}
+    values.update(max_minutes=0.0, stop_after_steps=0)  # limits of the interrupted process, not of the run
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is None or f.name == "preset":
+            continue
+        if f.name in _TUPLE_FIELDS:
+            given = list(parse_number_list(f.name, given))
+        if f.name == "dataset":
+            given = _absolute_dataset(given)
+        if f.name not in _RESUME_OVERRIDES and given != values[f.name]:
+            raise UserInputError(f"--{f.name.replace('_', '-')} cannot change when resuming; "
+                                 f"only {', '.join(sorted(_RESUME_OVERRIDES))} can")
+        values[f.name] = given
+    for name in _TUPLE_FIELDS:
+        values[name] = tuple(values[name])
+    cfg = TrainConfig(**values)
+    validate_config(cfg, new_run=False)
+    return cfg, state_file
+
+
+# -------------------------------------------------------------------------------------------
+# The run folder, as the commands see it
+# -------------------------------------------------------------------------------------------
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's config.json, or a one-line error if it is missing or corrupt."""
+    path = RunDir(run_dir).config_path
+    try:
+        return RunDir(run_dir).read_config()
+    except FileNotFoundError as err:
+        raise UserInputError(f"{path} is missing: {run_dir} was not written by train.py, or is incomplete") from err
+    except TypeError as err:
+        raise UserInputError(f"{path} does not hold a config object: restore it or start a new run") from err
+    except ValueError as err:
+        raise UserInputError(f"{err}: restore it from the metadata of a weights file in that folder or start "
+                             "a new run") from err
+
+
+def find_resume_state(path: Path) -> Path:
+    """The state file with the most optimizer steps in a run folder (or ``path`` itself)."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise UserInputError(f"--path {path} does not exist: give a run folder to resume")
+    try:
+        return RunDir(path).latest_state()
+    except FileNotFoundError as err:
+        raise UserInputError(f"no resumable state (*_state.pt) in {path}: it was not written by train.py") from err
+    except ValueError as err:
+        raise UserInputError(f"{err}: use an earlier checkpoint") from err
+
+
+@contextlib.contextmanager
+def writing(where, what: str, fix: str):
+    """Turn a failed write (read-only or full disk, a file in the way; safetensors
+    reports a full disk as SafetensorError) into a one-line UserInputError.
+    atomic_path has already removed its temporary, so nothing is half-written."""
+    try:
+        yield
+    except (OSError, SafetensorError) as err:
+        raise UserInputError(f"cannot {what} {where} ({os_error_reason(err)}): {fix}") from err
+
+
+def create_run_dir(cfg: TrainConfig) -> Path:
+    """Create a new run folder NAME_<L1>L1_seed<S>_<date-time> (models.run_dir.RunDir.create:
+    distinct even for runs started in the same second)."""
+    with writing(cfg.save_dir, "create the run folder in --save-dir", "give a writable folder"):
+        try:
+            return RunDir.create(cfg.save_dir, run_name(cfg)).path
+        except RunFoldersExhausted as err:
+            raise UserInputError(f"{err}: choose another --name or --save-dir") from err
