@@ -12,6 +12,18 @@ the import graph see the notebooks' code:
 - lines before the first marker are a header for readers of the source, not a cell;
 - blank lines that end a cell separate it from the next and are dropped.
 
+Each notebook opens with its ``parameters`` cell (papermill fills it:
+``papermill analysis/plaid_motion.ipynb out.ipynb -p artefact A -p output_dir F``).
+The four that read an artefact take nothing else: their next cell loads it
+with the stages it declares (``needs``) and stops with one line if one is
+missing; the two that probe the model again (plaid_motion; surround_suppression
+when the artefact has no no-feedback rerun) take it from
+``VirtualPhysiology.probed_model()``, the recorded checkpoint (hash checked)
+with the recorded ablation, so they cannot probe another model. ``mse`` and
+``nback`` read checkpoints. The logic lives in the ``analysis`` modules; the
+notebooks load, call, plot and save (PNG + PDF and a ``summary.json`` of the
+key numbers in ``output_dir``).
+
 Cell ids are ``<name>-<index>``, so rebuilding an unchanged source rewrites
 the same file (``tests/test_analysis_notebooks.py`` checks every committed
 notebook against its source). The notebooks import ``analysis``: their kernel

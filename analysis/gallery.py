@@ -1,12 +1,13 @@
 """One self-contained HTML page per report: the report's figure and tables,
-every figure the six notebooks made for the same checkpoint and artefact, and
-the model card if the run folder has one.
+every figure the six notebooks made for the same artefact (or, for the
+notebooks that read a checkpoint, for its checkpoint), and the model card if
+the run folder has one.
 
 The page needs nothing but itself: images are embedded as base64 data URIs,
 the style is inline, there is no script and no link to load. Notebook figures
-are read from FIGURES/<notebook>/*.png (``analysis/run_notebooks.py`` writes
-them there); a folder whose summary.json names another checkpoint or
-artefact is left out with a note saying so, so the page cannot mix models.
+are read from FIGURES/<notebook>/*.png (``python -m analysis.run_notebooks``
+writes them there); a folder whose summary.json names another artefact or
+checkpoint is left out with a note saying so, so the page cannot mix models.
 """
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import atomic_path
-
-NOTEBOOKS = ("response_parameters", "plaid_motion", "surround_suppression", "connectivity_ori_dir", "mse", "nback")
+from analysis.build_notebooks import NOTEBOOKS
+from utils import UserInputError, atomic_path
 STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}
 th{background:#f0f0f0}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}figure{margin:1em 0}
@@ -50,18 +50,38 @@ def _same_path(a, b) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
+def checkpoint_of(vp) -> Path:
+    """The weights file of an artefact (``VirtualPhysiology``) as the
+    notebooks that read a checkpoint got it from ``analysis.run_notebooks``:
+    where ``vp.weights_file()`` finds it, else its recorded path (the report
+    needs no weights, only this name to match figures and find the model card)."""
+    try:
+        return vp.weights_file()
+    except UserInputError:
+        return Path(vp.checkpoint["weights_file"])
+
+
+def _same_checkpoint(given, weights: Path) -> bool:
+    """``given`` (a summary's checkpoint) is the weights file, or the run folder holding it."""
+    return _same_path(given, weights) or (Path(given).is_dir() and _same_path(given, Path(weights).parent))
+
+
 def provenance_problem(summary_path: Path, checkpoint, artefact) -> str | None:
-    """Why the figures beside ``summary_path`` are not of this checkpoint and
-    artefact (None if they are). Notebooks that read no artefact (mse, nback)
-    are matched on the checkpoint only."""
+    """Why the figures beside ``summary_path`` are not of this artefact and
+    its checkpoint ``checkpoint`` (``checkpoint_of``) (None if they are).
+    Notebooks that read the artefact are matched on it; those that read no
+    artefact (mse, nback) on the checkpoint: its weights file or the run
+    folder holding it."""
     if not summary_path.is_file():
         return "the notebook did not finish (no summary.json), so its figures cannot be matched to this checkpoint"
     summary = json.loads(summary_path.read_text())
+    if "artefact" in summary:
+        if not _same_path(summary["artefact"], artefact):
+            return f"made from the artefact {summary['artefact']}, not {artefact}"
+        return None
     checkpoints = [path for _, path in summary.get("checkpoints", [])] or [summary.get("checkpoint")]
-    if not any(c is not None and _same_path(c, checkpoint) for c in checkpoints):
+    if not any(c is not None and _same_checkpoint(c, checkpoint) for c in checkpoints):
         return f"made from {', '.join(map(str, checkpoints))}, not from {checkpoint}"
-    if "artefact" in summary and not _same_path(summary["artefact"], artefact):
-        return f"made from the artefact {summary['artefact']}, not {artefact}"
     return None
 
 
@@ -72,7 +92,7 @@ def notebook_section(figures_dir: Path, name: str, checkpoint, artefact) -> str:
     pngs = sorted(folder.glob("*.png"))
     if not pngs:
         return heading + (f'<p class="note">no figures in {html.escape(str(folder))}: run '
-                          f"<code>python analysis/run_notebooks.py CHECKPOINT ARTEFACT --only {name}</code></p>")
+                          f"<code>python -m analysis.run_notebooks ARTEFACT --only {name}</code></p>")
     problem = provenance_problem(folder / "summary.json", checkpoint, artefact)
     if problem:
         return heading + f'<p class="note">figures in {html.escape(str(folder))} not shown: {html.escape(problem)}</p>'

@@ -1,27 +1,23 @@
 """One-page summary of a model's virtual physiology next to the literature.
 
-    python analysis/report.py CHECKPOINT ARTEFACT [--out DIR] [--figures FIGURES]
+    python -m analysis.report ARTEFACT [--out DIR] [--figures FIGURES]
 
 Prints the summary as Markdown and saves it as DIR/report.md and
 DIR/report.png (default DIR: ``<artefact name>.report`` beside the artefact),
 and DIR/report.html, one offline page with the figure, the tables, every
-figure the six notebooks made for this checkpoint and artefact (run them with
-``analysis/run_notebooks.py``; ``--figures``, default DIR/figures) and the run
-folder's MODEL_CARD.md if it has one.
+figure the six notebooks made for this artefact and its checkpoint (run them
+with ``python -m analysis.run_notebooks``; ``--figures``, default DIR/figures)
+and the run folder's MODEL_CARD.md if it has one.
 Per group: Gabor-like receptive fields, orientation and direction selectivity,
 modulation ratio (the figure's curve_fit variant), plaid pattern index and,
 for G1, surround suppression with and without feedback; then the distance of
 each model distribution to its literature counterpart, with the literature
-numbers alongside. The artefact must have been made from CHECKPOINT.
+numbers alongside. Everything comes from the artefact: the model is not loaded.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import matplotlib
 
@@ -38,6 +34,8 @@ from virtual_physiology.tuning import is_direction_selective, is_orientation_sel
 GABOR_R = 0.7
 AREAS = ("V1", "V2", "MT")
 DISTANCE_COLUMNS = ["measure", "model", "n_model", "reference", "kind", "distance", "reference_summary"]
+# what the report reads (connectivity is not among them)
+NEEDS = ("rwa", "gabor", "gratings", "modulation", "plaid", "surround", "nofeedback")
 
 
 def _median(x) -> float:
@@ -190,16 +188,17 @@ def render_figure(units: list[dict], surround: dict, out_dir: Path) -> Path:
     return plotting.save_figure(report_figure(units, surround), out_dir, "report", formats=("png",))[0]
 
 
-def report(checkpoint, artefact, out_dir=None, figures_dir=None) -> str:
-    """Build the report; returns the Markdown and writes report.md, report.png
-    and the gallery report.html (with the notebooks' figures from
-    ``figures_dir``, default out_dir/figures)."""
-    data = inputs.load_inputs(checkpoint, artefact)
+def report(artefact, out_dir=None, figures_dir=None) -> str:
+    """Build the report of an artefact; returns the Markdown and writes
+    report.md, report.png and the gallery report.html (with the notebooks'
+    figures from ``figures_dir``, default out_dir/figures)."""
+    data = inputs.load_inputs(artefact, NEEDS)
+    checkpoint = gallery.checkpoint_of(data.artefact)
     out_dir = Path(out_dir) if out_dir else Path(artefact).with_name(Path(artefact).name + ".report")
     groups = group_rows(data.units)
     surround = surround_rows(data.units[0]) if data.units else surround_rows({"hidden_unit_index": []})
     distances = distance_rows(data.units, surround)
-    markdown = render_markdown(checkpoint, artefact, groups, surround, distances)
+    markdown = render_markdown(data.artefact.checkpoint["path"], artefact, groups, surround, distances)
     surround_row = {k: v for k, v in surround.items() if not isinstance(v, np.ndarray)}
     tables = [("Per group", groups, list(groups[0]) if groups else []),
               ("Surround suppression, G1 (SI %)", [surround_row], list(surround_row)),
@@ -220,14 +219,13 @@ def report(checkpoint, artefact, out_dir=None, figures_dir=None) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="run folder or weights file")
-    parser.add_argument("artefact", help="the virtual-physiology artefact (.vphys.h5) made from CHECKPOINT")
+    parser.add_argument("artefact", help="the virtual-physiology artefact (.vphys.h5) of a model")
     parser.add_argument("--out", default=None, help="output folder [default: <ARTEFACT>.report]")
     parser.add_argument("--figures", default=None,
-                        help="the notebooks' figures, one folder per notebook (analysis/run_notebooks.py) "
+                        help="the notebooks' figures, one folder per notebook (python -m analysis.run_notebooks) "
                              "[default: OUT/figures]")
     args = parser.parse_args(argv)
-    print(report(args.checkpoint, args.artefact, args.out, args.figures))
+    print(report(args.artefact, args.out, args.figures))
 
 
 if __name__ == "__main__":

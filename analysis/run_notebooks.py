@@ -1,29 +1,30 @@
-"""Run the six analysis notebooks on one checkpoint and its artefact.
+"""Run the six analysis notebooks on a model's virtual-physiology artefact.
 
-    python analysis/run_notebooks.py CHECKPOINT ARTEFACT [--figures DIR] [--quick] [--only NAME ...]
+    python -m analysis.run_notebooks ARTEFACT [--figures DIR] [--quick] [--only NAME ...]
 
 Each notebook runs through papermill with output_dir DIR/<notebook> (default
-DIR: ``<artefact name>.report/figures``, where ``analysis/report.py`` looks for
-them to build its gallery); the executed notebook is saved beside its figures.
-``mse`` scores the model on the training dataset of its config (the embedded
-dataset for ``--dataset default``). ``--quick`` uses small settings (few
-shuffles, short n-back readout training, bundled digits) to check that every
-figure is drawn in minutes; its numbers are not the analysis's.
+DIR: ``<artefact name>.report/figures``, where ``python -m analysis.report``
+looks for them to build its gallery); the executed notebook is saved beside
+its figures. Four notebooks read the artefact; ``mse`` and ``nback`` read the
+checkpoint it was made from (found and checked against its recorded SHA-256
+by ``VirtualPhysiology.checked_weights``), and ``mse`` scores the model on the
+training dataset of its recorded config (the embedded dataset for
+``--dataset default``). ``--quick`` uses small settings (few shuffles, short
+n-back readout training, bundled digits) to check that every figure is drawn
+in minutes; its numbers are not the analysis's.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from utils import UserInputError, os_error_reason, run_cli  # noqa: E402
+from analysis.build_notebooks import NOTEBOOKS
+from utils import UserInputError, os_error_reason, run_cli
+from virtual_physiology.results import VirtualPhysiology
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ("response_parameters", "plaid_motion", "surround_suppression", "connectivity_ori_dir", "mse", "nback")
+CHECKPOINT_NOTEBOOKS = ("mse", "nback")  # they read the checkpoint, not the artefact
 QUICK = {"plaid_motion": dict(contour_step=45, n_plaid_directions=12),
          "connectivity_ori_dir": dict(n_shuffles=200),
          "mse": dict(max_clips=200, n_angles=4),
@@ -37,11 +38,9 @@ def default_figures_dir(artefact) -> Path:
     return artefact.with_name(artefact.name + ".report") / "figures"
 
 
-def training_dataset(checkpoint) -> str:
-    """The clips file the checkpoint was trained on (the embedded dataset's cache for 'default')."""
-    from models.io import load_model
-
-    _, config, _ = load_model(checkpoint)
+def training_dataset(config: dict) -> str:
+    """The clips file a model with this (recorded) config was trained on (the
+    embedded dataset's cache for 'default')."""
     if config.get("dataset", "default") == "default":
         from data.default_dataset import default_dataset_path
 
@@ -49,25 +48,31 @@ def training_dataset(checkpoint) -> str:
     return str(config["dataset"])
 
 
-def parameters(name: str, checkpoint: str, artefact: str, out: Path, quick: bool) -> dict:
-    """papermill parameters of notebook ``name``."""
+def parameters(name: str, vp: VirtualPhysiology, out: Path, quick: bool) -> dict:
+    """papermill parameters of notebook ``name`` on the artefact ``vp``."""
     if name == "mse":
-        params = dict(checkpoints=[["this model", checkpoint]], dataset=training_dataset(checkpoint))
+        params = dict(checkpoints=[["this model", str(vp.checked_weights())]],
+                      dataset=training_dataset(vp.metadata["model"]["config"]))
     elif name == "nback":
-        params = dict(checkpoint=checkpoint)
+        params = dict(checkpoint=str(vp.checked_weights()))
     else:
-        params = dict(checkpoint=checkpoint, artefact=artefact)
+        params = dict(artefact=str(vp.path))
     return dict(params, output_dir=str(out), **(QUICK.get(name, {}) if quick else {}))
 
 
-def run_notebooks(checkpoint, artefact, figures_dir=None, quick=False, only=None, log=print) -> Path:
-    """Execute the notebooks (all, or those in ``only``) into figures_dir/<name>; returns figures_dir."""
+def run_notebooks(artefact, figures_dir=None, quick=False, only=None, log=print) -> Path:
+    """Execute the notebooks (all, or those in ``only``) on ``artefact`` into
+    figures_dir/<name>; returns figures_dir."""
     import papermill
 
-    checkpoint, artefact = str(Path(checkpoint).resolve()), str(Path(artefact).resolve())
+    artefact = Path(artefact).resolve()
     figures_dir = Path(figures_dir) if figures_dir else default_figures_dir(artefact)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    for name in only or NOTEBOOKS:
+    with VirtualPhysiology.load(artefact) as vp:
+        # every parameter first: a checkpoint that does not match stops the run before any notebook
+        names = only or NOTEBOOKS
+        params = {name: parameters(name, vp, figures_dir / name, quick) for name in names}
+    for name in names:
         out = figures_dir / name
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +82,7 @@ def run_notebooks(checkpoint, artefact, figures_dir=None, quick=False, only=None
         log(f"{name} -> {out}")
         try:
             papermill.execute_notebook(str(ROOT / "analysis" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
-                                       parameters=parameters(name, checkpoint, artefact, out, quick),
+                                       parameters=params[name],
                                        kernel_name="python3", progress_bar=False, cwd=str(ROOT))
         except papermill.PapermillExecutionError as error:  # the executed notebook shows the whole traceback
             raise UserInputError(f"notebook {name} stopped: {error.ename}: {error.evalue} "
@@ -87,16 +92,12 @@ def run_notebooks(checkpoint, artefact, figures_dir=None, quick=False, only=None
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="run folder or weights file")
-    parser.add_argument("artefact", help="its virtual-physiology artefact (.vphys.h5)")
+    parser.add_argument("artefact", help="the virtual-physiology artefact (.vphys.h5) of a model")
     parser.add_argument("--figures", default=None, help="output folder [default: <ARTEFACT>.report/figures]")
     parser.add_argument("--quick", action="store_true", help="small settings: every figure, not the real numbers")
     parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
     args = parser.parse_args(argv)
-    for path, what in ((args.checkpoint, "checkpoint"), (args.artefact, "artefact")):
-        if not Path(path).exists():
-            raise UserInputError(f"{what} {path} does not exist")
-    print(run_notebooks(args.checkpoint, args.artefact, args.figures, args.quick, args.only))
+    print(run_notebooks(args.artefact, args.figures, args.quick, args.only))
 
 
 if __name__ == "__main__":

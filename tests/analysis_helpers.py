@@ -55,3 +55,15 @@ def tiny_run() -> dict:
     np.save(clips, np.random.default_rng(0).normal(size=(60, 20, 64)).astype(np.float32))
     return dict(root=root, checkpoint=str(root / "run"), other_checkpoint=str(root / "other"),
                 artefact=str(artefact), clips=str(clips))
+
+
+def copied_run(folder, weights_from: str = "checkpoint") -> dict:
+    """A copy of the tiny run folder (with its artefact) under ``folder``; its
+    weights file replaced by the other checkpoint's with ``weights_from="other_checkpoint"``,
+    so the artefact no longer matches the weights beside it."""
+    run = tiny_run()
+    copy = Path(folder) / "run"
+    shutil.copytree(run["checkpoint"], copy)
+    for weights in Path(run[weights_from]).glob("*-epochs_model.safetensors"):
+        shutil.copy(weights, copy / weights.name)
+    return dict(checkpoint=str(copy), artefact=str(copy / "tiny.vphys.h5"))

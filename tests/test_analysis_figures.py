@@ -22,7 +22,7 @@ from tests.analysis_helpers import tiny_run  # noqa: E402
 @pytest.fixture(scope="module")
 def units():
     run = tiny_run()
-    data = inputs.load_inputs(run["checkpoint"], run["artefact"])
+    data = inputs.load_inputs(run["artefact"], report.NEEDS)
     tables = [{k: np.array(v) for k, v in t.items()} for t in data.units]
     data.artefact.close()
     return tables
@@ -31,7 +31,7 @@ def units():
 @pytest.fixture(scope="module")
 def grid():
     run = tiny_run()
-    data = inputs.load_inputs(run["checkpoint"], run["artefact"])
+    data = inputs.load_inputs(run["artefact"], report.NEEDS)
     grid = {k: np.array(v) for k, v in data.artefact.grid.items()}
     data.artefact.close()
     return grid

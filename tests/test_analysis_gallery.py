@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+from pathlib import Path
 
 import matplotlib
 
@@ -17,11 +18,13 @@ from PIL import Image  # noqa: E402
 
 from analysis import gallery, report  # noqa: E402
 from benchmarks.check_gallery import chromium_binary, render  # noqa: E402
-from tests.analysis_helpers import tiny_run  # noqa: E402
+from tests.analysis_helpers import copied_run, tiny_run  # noqa: E402
+from virtual_physiology.results import VirtualPhysiology  # noqa: E402
 
 
 def fake_notebook_figures(folder, name, checkpoint, artefact, n_figures=2):
-    """Write n small PNGs and the summary.json a notebook would leave in folder/name."""
+    """Write n small PNGs and the summary.json a notebook would leave in folder/name
+    (``artefact`` None: one that reads a checkpoint only, as mse and nback)."""
     out = folder / name
     out.mkdir(parents=True)
     for i in range(n_figures):
@@ -29,7 +32,8 @@ def fake_notebook_figures(folder, name, checkpoint, artefact, n_figures=2):
         ax.plot([0, 1], [i, 1 - i])
         fig.savefig(out / f"{name}_figure_{i}.png")
         plt.close(fig)
-    (out / "summary.json").write_text(json.dumps({"checkpoint": str(checkpoint), "artefact": str(artefact)}))
+    summary = {"checkpoint": str(checkpoint)} if artefact is None else {"checkpoint": str(checkpoint), "artefact": str(artefact)}
+    (out / "summary.json").write_text(json.dumps(summary))
 
 
 def img_sources(page: str) -> list[str]:
@@ -49,8 +53,8 @@ def page(tmp_path_factory):
     figures = root / "figures"
     for name in gallery.NOTEBOOKS[:4]:
         fake_notebook_figures(figures, name, checkpoint, artefact)
-    fake_notebook_figures(figures, "mse", run["other_checkpoint"], artefact)
-    report.report(str(checkpoint), str(artefact), root / "out", figures)
+    fake_notebook_figures(figures, "mse", run["other_checkpoint"], None)
+    report.report(str(artefact), root / "out", figures)
     return dict(html=(root / "out" / "report.html").read_text(), path=root / "out" / "report.html",
                 other=run["other_checkpoint"])
 
@@ -90,6 +94,20 @@ def test_provenance_of_a_notebook_that_did_not_finish(tmp_path):
     assert gallery.provenance_problem(tmp_path / "summary.json", tmp_path, "any artefact") is None
 
 
+def test_provenance_matches_artefact_notebooks_on_the_artefact_and_the_others_on_the_checkpoint(tmp_path):
+    summary, weights = tmp_path / "summary.json", tmp_path / "run" / "1-epochs_model.safetensors"
+    weights.parent.mkdir()
+    weights.write_text("w")
+    summary.write_text(json.dumps({"artefact": "a.h5", "checkpoint": "moved/elsewhere"}))
+    assert gallery.provenance_problem(summary, weights, "a.h5") is None
+    assert gallery.provenance_problem(summary, weights, "b.h5") == "made from the artefact a.h5, not b.h5"
+    for given in (weights, weights.parent):  # the weights file, or the run folder holding it
+        summary.write_text(json.dumps({"checkpoints": [["this model", str(given)]]}))
+        assert gallery.provenance_problem(summary, weights, "a.h5") is None
+    summary.write_text(json.dumps({"checkpoint": str(tmp_path)}))
+    assert gallery.provenance_problem(summary, weights, "a.h5") == f"made from {tmp_path}, not from {weights}"
+
+
 @pytest.mark.skipif(chromium_binary() is None, reason="headless Chromium is not installed")
 def test_chromium_renders_the_page_with_no_broken_image(page, tmp_path):
     result = render(page["path"], tmp_path / "screenshot.png")
@@ -113,17 +131,19 @@ def test_run_notebooks_parameters_point_every_notebook_at_the_run(tmp_path, monk
     # the tiny run trained on the embedded dataset: mse gets its cache file for the run's frame shape
     monkeypatch.setattr(default_dataset, "default_dataset_path", lambda shape: tmp_path / f"embedded_{shape}.npy")
     run = tiny_run()
-    mse = run_notebooks.parameters("mse", run["checkpoint"], run["artefact"], tmp_path / "mse", quick=True)
-    assert mse["checkpoints"] == [["this model", run["checkpoint"]]] and mse["max_clips"] == 200
+    weights = str(Path(run["checkpoint"]).resolve() / "1-epochs_model.safetensors")
+    with VirtualPhysiology.load(run["artefact"]) as vp:
+        mse = run_notebooks.parameters("mse", vp, tmp_path / "mse", quick=True)
+        nback = run_notebooks.parameters("nback", vp, tmp_path / "nback", quick=False)
+        plaid = run_notebooks.parameters("plaid_motion", vp, tmp_path / "p", quick=False)
+    assert mse["checkpoints"] == [["this model", weights]] and mse["max_clips"] == 200
     assert mse["dataset"] == str(tmp_path / "embedded_(8, 8).npy")
-    plaid = run_notebooks.parameters("plaid_motion", run["checkpoint"], run["artefact"], tmp_path / "p", quick=False)
-    assert plaid == dict(checkpoint=run["checkpoint"], artefact=run["artefact"], output_dir=str(tmp_path / "p"))
+    assert nback == dict(checkpoint=weights, output_dir=str(tmp_path / "nback"))
+    assert plaid == dict(artefact=run["artefact"], output_dir=str(tmp_path / "p"))
     assert run_notebooks.default_figures_dir("/x/a.vphys.h5") == report_dir("/x/a.vphys.h5") / "figures"
 
 
 def report_dir(artefact):
-    from pathlib import Path
-
     return Path(artefact).with_name(Path(artefact).name + ".report")
 
 
@@ -132,12 +152,22 @@ def test_run_notebooks_bad_input_is_one_line(tmp_path, capsys, case):
     from analysis import run_notebooks
     from utils import run_cli
 
-    run = tiny_run()
-    args = ([run["checkpoint"], str(tmp_path / "absent.h5")] if case == "missing"
-            else [run["other_checkpoint"], run["artefact"], "--only", "plaid_motion"])
+    args = ([str(tmp_path / "absent.h5")] if case == "missing"  # mismatched: another checkpoint's weights
+            else [copied_run(tmp_path, weights_from="other_checkpoint")["artefact"], "--only", "plaid_motion"])
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: run_notebooks.main(args + ["--figures", str(tmp_path / "figures")]))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert ("does not exist" if case == "missing" else "notebook plaid_motion stopped: UserInputError") in err
+
+
+def test_run_notebooks_refuses_another_checkpoint_before_any_notebook(tmp_path, capsys):
+    from analysis import run_notebooks
+    from utils import run_cli
+
+    artefact = copied_run(tmp_path, weights_from="other_checkpoint")["artefact"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: run_notebooks.main([artefact, "--only", "mse", "plaid_motion", "--figures", str(tmp_path / "f")]))
+    assert exit_info.value.code == 2 and "(its SHA-256 differs)" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()

@@ -17,7 +17,7 @@ import torch
 from analysis import build_notebooks, gallery
 from models import build_model
 from models.io import save_model
-from tests.analysis_helpers import tiny_run
+from tests.analysis_helpers import copied_run, tiny_run
 from train import TrainConfig
 from virtual_physiology.pipeline import Options, Pipeline
 
@@ -103,7 +103,7 @@ def test_percent_format_errors_name_the_line(text, message):
 
 
 def test_response_parameters_notebook(run, tmp_path):
-    out, summary = execute("response_parameters", tmp_path, checkpoint=run["checkpoint"], artefact=run["artefact"],
+    out, summary = execute("response_parameters", tmp_path, artefact=run["artefact"],
                            comparison=[["copy", run["artefact"]]], ds_threshold=-1.0)
     assert_figures(out, "example_sf_tf_tuning", "modulation_ratio_histograms", "preferred_sf_tf_ds_units",
                    "modulation_ratio_ks_by_model")
@@ -112,12 +112,12 @@ def test_response_parameters_notebook(run, tmp_path):
     assert all(finite(row["mean"]) for row in summary["ds_preferences"])
     assert [row["model"] for row in summary["ks_by_model"]] == ["this model", "copy"]
     assert summary["ks_by_model"][0]["ks_G1_V1"] == summary["ks_by_model"][1]["ks_G1_V1"]
-    # the summary names the checkpoint and artefact, so the report's gallery takes these figures
+    # the summary names the artefact, so the report's gallery takes these figures
     assert gallery.notebook_section(tmp_path, "response_parameters", run["checkpoint"], run["artefact"]).count("<img ") == 4
 
 
 def test_plaid_motion_notebook(run, tmp_path):
-    out, summary = execute("plaid_motion", tmp_path, checkpoint=run["checkpoint"], artefact=run["artefact"],
+    out, summary = execute("plaid_motion", tmp_path, artefact=run["artefact"],
                            comparison=[["copy", run["artefact"]]], contour_step=90, n_plaid_directions=8)
     assert_figures(out, "pattern_index_violins", "example_plaid_tuning_and_maps", "pattern_index_no_feedback",
                    "pattern_index_ks_by_model")
@@ -129,7 +129,7 @@ def test_plaid_motion_notebook(run, tmp_path):
 
 
 def test_surround_suppression_notebook(run, tmp_path):
-    out, summary = execute("surround_suppression", tmp_path, checkpoint=run["checkpoint"], artefact=run["artefact"],
+    out, summary = execute("surround_suppression", tmp_path, artefact=run["artefact"],
                            comparison=[["copy", run["artefact"]]], n_examples=2)
     assert_figures(out, "example_size_tuning", "population_size_tuning", "si_distributions",
                    "feedback_effects_vs_nurminen", "si_by_model")
@@ -143,7 +143,7 @@ def test_surround_suppression_notebook(run, tmp_path):
 
 
 def test_surround_notebook_on_a_model_without_feedback_skips_the_no_feedback_parts(vanilla_run, tmp_path):
-    out, summary = execute("surround_suppression", tmp_path, **vanilla_run, n_examples=2)
+    out, summary = execute("surround_suppression", tmp_path, artefact=vanilla_run["artefact"], n_examples=2)
     assert_figures(out, "example_size_tuning", "population_size_tuning", "si_distributions", "si_by_model")
     assert not (out / "feedback_effects_vs_nurminen.png").exists() and "nurminen_comparison" not in summary
     assert finite(summary["si"]["mean_full"]) and "mean_no_feedback" not in summary["si"]
@@ -156,7 +156,7 @@ def test_surround_notebook_on_a_model_without_feedback_skips_the_no_feedback_par
 
 
 def test_connectivity_notebook(run, tmp_path):
-    out, summary = execute("connectivity_ori_dir", tmp_path, checkpoint=run["checkpoint"], artefact=run["artefact"],
+    out, summary = execute("connectivity_ori_dir", tmp_path, artefact=run["artefact"],
                            n_shuffles=20, gabor_r_min=-1.0, log_variance_min=-100.0, osi_threshold=-1.0,
                            dsi_threshold=-1.0)
     assert_figures(out, "short_range_connection_probability", "long_range_axis_fractions", "connection_heatmaps")
@@ -165,6 +165,14 @@ def test_connectivity_notebook(run, tmp_path):
     ko_rows = [row for row in summary["trend_tests"] if row["source"] != "model"]
     assert ko_rows and all(finite(row["z_original"], row["p_original"], row["z"], row["p"]) for row in ko_rows)
     assert set(summary["long_range"]) == {"motion", "orientation"}
+
+
+def test_a_notebook_that_does_not_probe_the_model_reads_only_the_artefact(tmp_path):
+    """Weights beside the artefact that are not its checkpoint's do not matter
+    to a notebook that never loads the model."""
+    other = copied_run(tmp_path, weights_from="other_checkpoint")
+    out, summary = execute("response_parameters", tmp_path, artefact=other["artefact"])
+    assert summary["artefact"] == other["artefact"] and summary["modulation_ratio"][0]["n"] > 0
 
 
 def test_mse_notebook(run, tmp_path):
@@ -191,20 +199,22 @@ def test_nback_notebook(run, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "mismatched"])
 def test_notebook_first_cell_rejects_bad_artefact(run, tmp_path, case):
-    checkpoint = run["checkpoint"] if case == "missing" else run["other_checkpoint"]
-    artefact = str(tmp_path / "absent.vphys.h5") if case == "missing" else run["artefact"]
+    """A missing artefact, or one whose weights file was replaced by another's."""
+    artefact = (str(tmp_path / "absent.vphys.h5") if case == "missing"
+                else copied_run(tmp_path, weights_from="other_checkpoint")["artefact"])
     with pytest.raises(pm.PapermillExecutionError) as error:
-        execute("plaid_motion", tmp_path, checkpoint=checkpoint, artefact=artefact)
+        execute("plaid_motion", tmp_path, artefact=artefact)
     assert error.value.ename == "UserInputError"
     assert ("does not exist" if case == "missing" else "was made from") in error.value.evalue
-    assert "inputs.load_inputs" in error.value.source  # it is the check cell that stops the notebook
+    # it is the check cell that stops the notebook
+    assert "inputs.load_inputs" in error.value.source and "vp.probed_model()" in error.value.source
 
 
 def test_surround_notebook_on_the_artefact_of_an_ablated_model(run, tmp_path):
     artefact = tmp_path / "no_feedback.vphys.h5"
     Pipeline(run["checkpoint"], artefact, options=Options(ablation="no-feedback", **TINY_OPTIONS)).run(
         log=lambda message: None)
-    out, summary = execute("surround_suppression", tmp_path, checkpoint=run["checkpoint"], artefact=str(artefact),
+    out, summary = execute("surround_suppression", tmp_path, artefact=str(artefact),
                            n_examples=2)
     assert summary["ablation"] == "no-feedback"
     # the probed model already lacks feedback, so removing it again changes nothing

@@ -10,7 +10,7 @@ import pytest
 from analysis import inputs, report
 from tests.analysis_helpers import tiny_run
 from utils import UserInputError, run_cli
-from virtual_physiology.artefact import FORMAT, VirtualPhysiology
+from virtual_physiology.artefact import FORMAT, STAGES, VirtualPhysiology
 from virtual_physiology.pipeline import Options, Pipeline
 
 
@@ -27,11 +27,11 @@ def partial(tmp_path_factory):
 def test_load_inputs_names_the_missing_stages_and_the_command(partial):
     checkpoint, artefact = partial
     with pytest.raises(UserInputError) as err:
-        inputs.load_inputs(checkpoint, artefact)
+        inputs.load_inputs(artefact, STAGES)
     message = str(err.value)
     assert "gabor, modulation, plaid, surround, nofeedback, connectivity" in message
-    assert f"bash run.bash {checkpoint} {artefact}" in message
-    data = inputs.load_inputs(checkpoint, artefact, needs=("rwa", "gratings"))  # what is there is usable
+    assert f"bash run.bash {Path(checkpoint).resolve()} {artefact}" in message  # the checkpoint it records
+    data = inputs.load_inputs(artefact, needs=("rwa", "gratings"))  # what is there is usable
     assert "preferred_index" in data.units[0]
     data.artefact.close()
 
@@ -39,7 +39,7 @@ def test_load_inputs_names_the_missing_stages_and_the_command(partial):
 def test_report_on_an_incomplete_artefact_exits_2_saying_what_is_missing(partial, tmp_path, capsys):
     checkpoint, artefact = partial
     with pytest.raises(SystemExit) as code:
-        run_cli(lambda: report.main([checkpoint, artefact, "--out", str(tmp_path / "out")]))
+        run_cli(lambda: report.main([artefact, "--out", str(tmp_path / "out")]))
     err = capsys.readouterr().err.strip().splitlines()
     assert code.value.code == 2 and len(err) == 1 and "lacks the stage(s) gabor" in err[0]
     assert not (tmp_path / "out").exists()
@@ -52,7 +52,7 @@ def test_an_artefact_with_format_but_no_model_is_one_line(tmp_path):
     with pytest.raises(UserInputError, match="metadata lacks model, grid, checkpoint"):
         VirtualPhysiology.load(path)
     with pytest.raises(UserInputError, match="metadata lacks model"):
-        inputs.load_artefact(path)
+        inputs.load_inputs(path, needs=())
 
 
 def test_report_out_that_is_a_file_is_one_line(tmp_path, capsys):
@@ -61,7 +61,7 @@ def test_report_out_that_is_a_file_is_one_line(tmp_path, capsys):
     blocker.write_text("x")
     for out in (blocker, blocker / "sub"):
         with pytest.raises(SystemExit) as code:
-            run_cli(lambda: report.main([run["checkpoint"], run["artefact"], "--out", str(out)]))
+            run_cli(lambda: report.main([run["artefact"], "--out", str(out)]))
         err = capsys.readouterr().err.strip().splitlines()
         assert code.value.code == 2 and len(err) == 1 and "cannot write the report into" in err[0], err
     assert blocker.read_text() == "x"
@@ -71,30 +71,29 @@ def test_report_out_on_a_read_only_file_system_is_one_line(tmpfs, capsys):
     mount = tmpfs("size=1m,ro")
     run = tiny_run()
     with pytest.raises(SystemExit) as code:
-        run_cli(lambda: report.main([run["checkpoint"], run["artefact"], "--out", str(mount / "out")]))
+        run_cli(lambda: report.main([run["artefact"], "--out", str(mount / "out")]))
     err = capsys.readouterr().err.strip().splitlines()
     assert code.value.code == 2 and len(err) == 1 and "Read-only file system" in err[0], err
 
 
 def test_report_on_a_missing_artefact_says_once_how_to_make_it(tmp_path, capsys):
-    run = tiny_run()
     missing = str(tmp_path / "none.h5")
     with pytest.raises(SystemExit) as code:
-        run_cli(lambda: report.main([run["checkpoint"], missing, "--out", str(tmp_path / "out")]))
+        run_cli(lambda: report.main([missing, "--out", str(tmp_path / "out")]))
     err = capsys.readouterr().err.strip().splitlines()
     assert code.value.code == 2 and len(err) == 1 and err[0].count("run.bash") == 1
-    assert f"make it with bash run.bash {run['checkpoint']} {missing}" in err[0] and not (tmp_path / "out").exists()
+    assert f"make it with bash run.bash MODEL_CHECKPOINT {missing}" in err[0] and not (tmp_path / "out").exists()
 
 
 def test_a_notebook_on_an_incomplete_artefact_stops_at_its_check_cell(partial, tmp_path):
-    """Every artefact notebook opens with the same load_inputs cell (build_notebooks.py),
-    so one executed notebook stands for the four."""
+    """Every artefact notebook opens with a load_inputs cell naming the stages it
+    reads (analysis/notebooks/<name>.py), so one executed notebook stands for the four."""
     import papermill as pm
 
     from test_analysis_notebooks import execute
 
-    checkpoint, artefact = partial
+    _, artefact = partial
     with pytest.raises(pm.PapermillExecutionError) as error:
-        execute("plaid_motion", tmp_path, checkpoint=checkpoint, artefact=artefact)
+        execute("plaid_motion", tmp_path, artefact=artefact)
     assert error.value.ename == "UserInputError" and "inputs.load_inputs" in error.value.source
-    assert "lacks the stage(s) gabor" in error.value.evalue and "bash run.bash" in error.value.evalue
+    assert "lacks the stage(s) plaid, nofeedback:" in error.value.evalue and "bash run.bash" in error.value.evalue

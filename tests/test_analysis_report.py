@@ -4,13 +4,13 @@ import math
 import pytest
 
 from analysis import report
-from tests.analysis_helpers import tiny_run
+from tests.analysis_helpers import copied_run, tiny_run
 from utils import run_cli
 
 
 def test_report_prints_and_saves(tmp_path, capsys):
     run = tiny_run()
-    run_cli(lambda: report.main([run["checkpoint"], run["artefact"], "--out", str(tmp_path)]))
+    run_cli(lambda: report.main([run["artefact"], "--out", str(tmp_path)]))
     printed = capsys.readouterr().out
     assert (tmp_path / "report.md").read_text() == printed.rstrip("\n") + "\n"
     assert (tmp_path / "report.png").stat().st_size > 1000
@@ -23,7 +23,7 @@ def test_report_numbers_are_finite():
     from analysis import inputs
 
     run = tiny_run()
-    data = inputs.load_inputs(run["checkpoint"], run["artefact"])
+    data = inputs.load_inputs(run["artefact"], report.NEEDS)
     rows = report.group_rows(data.units)
     assert [r["group"] for r in rows] == ["G1", "G2", "G3"]
     assert all(math.isfinite(r["pi_mean"]) and 0 <= r["os_fraction"] <= 1 for r in rows)
@@ -35,15 +35,29 @@ def test_report_numbers_are_finite():
     data.artefact.close()
 
 
-@pytest.mark.parametrize("case", ["missing", "mismatched"])
+@pytest.mark.parametrize("case", ["missing", "not an artefact"])
 def test_report_bad_artefact_is_a_one_line_error(tmp_path, capsys, case):
-    run = tiny_run()
-    args = ([run["checkpoint"], str(tmp_path / "absent.h5")] if case == "missing"
-            else [run["other_checkpoint"], run["artefact"]])
+    artefact = tmp_path / "absent.h5"
+    if case == "not an artefact":
+        artefact.write_text("x")
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(lambda: report.main(args + ["--out", str(tmp_path / "out")]))
+        run_cli(lambda: report.main([str(artefact), "--out", str(tmp_path / "out")]))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
-    assert ("does not exist" if case == "missing" else "was made from") in err
+    assert ("does not exist" if case == "missing" else "is not a virtual-physiology artefact") in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_report_reads_only_the_artefact(tmp_path, capsys, monkeypatch):
+    """No model is loaded: the report of an artefact whose weights beside it are
+    another checkpoint's is the report of the right one."""
+    import models.io
+
+    run = tiny_run()
+    run_cli(lambda: report.main([run["artefact"], "--out", str(tmp_path / "right")]))
+    right = capsys.readouterr().out
+    monkeypatch.setattr(models.io, "load_model", lambda *args, **kwargs: pytest.fail("the report loaded a model"))
+    other = copied_run(tmp_path, weights_from="other_checkpoint")
+    run_cli(lambda: report.main([other["artefact"], "--out", str(tmp_path / "other")]))
+    assert capsys.readouterr().out == right.replace(run["artefact"], other["artefact"])

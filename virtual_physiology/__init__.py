@@ -3,4 +3,4 @@ gratings, plaids and apertures, and derive the properties the paper reports
 (receptive fields and Gabor fits, tuning, OSI/DSI, modulation ratio, pattern
 index, surround suppression, connectivity)."""
 
-from virtual_physiology.artefact import VirtualPhysiology  # noqa: E402,F401  (load an artefact)
+from virtual_physiology.results import VirtualPhysiology  # noqa: E402,F401  (load an artefact for an analysis)

@@ -13,8 +13,7 @@
 # preferred-*orientation* axis. Both are shown.
 
 # %% tags=["parameters"]
-checkpoint = "model_checkpoints/RUN"
-artefact = "model_checkpoints/RUN/N-epochs_model.vphys.h5"
+artefact = "model_checkpoints/RUN/N-epochs_model.vphys.h5"  # a model's virtual-physiology artefact (bash run.bash)
 output_dir = "figures/connectivity_ori_dir"
 n_shuffles = 10_000  # shuffles of the presynaptic orientations for the null
 seed = 0
@@ -26,29 +25,24 @@ percentile = 95  # connection threshold
 coaxial_axis = "motion"  # motion: the original convention; orientation: Iacaruso 2017
 
 # %%
-import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "analysis" / "stats.py").is_file())
-sys.path.insert(0, str(ROOT))
 import numpy as np
 import pandas as pd
 
-from analysis import inputs, plotting, reference, stats
-from models.ablation import apply_ablation
+from analysis import connectivity, inputs, plotting, reference, stats
 
-data = inputs.load_inputs(checkpoint, artefact)
-units, grid = data.units, data.artefact.grid
-model = apply_ablation(data.model, data.artefact.ablation)  # the model the artefact probed
+needs = ("rwa", "gabor", "gratings", "connectivity")  # the stages of the artefact this notebook reads
+data = inputs.load_inputs(artefact, needs)
+vp, units, grid = data.artefact, data.units, data.artefact.grid
 groups = [plotting.group_label(g) for g in range(len(units))]
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-summary = {"checkpoint": checkpoint, "artefact": artefact, "ablation": data.artefact.ablation}
-print(f"{checkpoint} (ablation: {data.artefact.ablation}): frame {model.frame_shape}, "
-      f"groups {model.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
-from analysis import connectivity
+summary = {"artefact": artefact, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
+print(f"{artefact} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, "
+      f"groups {vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
 
-c = data.artefact.connectivity()
+c = vp.connectivity()
 direction = c.get("preferred_direction", c.get("preferred_orientation"))
 keep = np.flatnonzero(connectivity.select_units(c["gabor_r"], c["gabor_params"], len(c["units"]),
                                                 gabor_r_min, log_variance_min))

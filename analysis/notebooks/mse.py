@@ -23,16 +23,12 @@ beta_sweep = []  # [[beta, checkpoint], ...] models differing only in beta
 output_dir = "figures/mse"
 
 # %%
-import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "analysis" / "stats.py").is_file())
-sys.path.insert(0, str(ROOT))
 import numpy as np
 import pandas as pd
 
-from analysis import inputs, plotting, reference, stats
-from analysis import mse
+from analysis import mse, plotting, stats
 from models.io import load_model
 
 models = {label: load_model(path)[0] for label, path in checkpoints}

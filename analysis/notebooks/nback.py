@@ -23,16 +23,12 @@ seed = 0
 output_dir = "figures/nback"
 
 # %%
-import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "analysis" / "stats.py").is_file())
-sys.path.insert(0, str(ROOT))
 import numpy as np
 import pandas as pd
 
-from analysis import inputs, plotting, reference, stats
-from analysis import nback
+from analysis import nback, plotting, stats
 from models.ablation import shuffle_feedback, without_feedback
 from models.io import load_model
 

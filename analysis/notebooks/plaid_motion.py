@@ -9,8 +9,7 @@
 # given as Z scores with an unknown df). PI > 1.28 marks pattern cells; the original's criterion is PI > 0.
 
 # %% tags=["parameters"]
-checkpoint = "model_checkpoints/RUN"
-artefact = "model_checkpoints/RUN/N-epochs_model.vphys.h5"
+artefact = "model_checkpoints/RUN/N-epochs_model.vphys.h5"  # a model's virtual-physiology artefact (bash run.bash)
 comparison = []  # other model types for the KS panel: [["TP_FF", "path/to/artefact.h5"], ...]
 output_dir = "figures/plaid_motion"
 pattern_dsi_threshold = 0.3  # plaid DSI above which a pattern-like unit is direction selective
@@ -18,27 +17,24 @@ contour_step = 25  # degrees between grating directions in the two-grating maps
 n_plaid_directions = 18  # directions of the example plaid tuning curves
 
 # %%
-import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "analysis" / "stats.py").is_file())
-sys.path.insert(0, str(ROOT))
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
-from analysis import inputs, plotting, reference, stats
-from models.ablation import apply_ablation
+from analysis import inputs, plaid_motion, plotting, reference, stats
 
-data = inputs.load_inputs(checkpoint, artefact)
-units, grid = data.units, data.artefact.grid
-model = apply_ablation(data.model, data.artefact.ablation)  # the model the artefact probed
+needs = ("rwa", "gratings", "plaid", "nofeedback")  # the stages of the artefact this notebook reads
+data = inputs.load_inputs(artefact, needs)
+vp, units, grid = data.artefact, data.units, data.artefact.grid
+model = vp.probed_model()  # the model the artefact probed: recorded checkpoint (hash checked) and ablation
 groups = [plotting.group_label(g) for g in range(len(units))]
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-summary = {"checkpoint": checkpoint, "artefact": artefact, "ablation": data.artefact.ablation}
-print(f"{checkpoint} (ablation: {data.artefact.ablation}): frame {model.frame_shape}, "
-      f"groups {model.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
-from analysis import plaid_motion
+summary = {"artefact": artefact, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
+print(f"{artefact} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, "
+      f"groups {vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
 
 # %% [markdown]
 # ## Pattern index by group against the literature
@@ -154,8 +150,7 @@ pd.DataFrame(rows)
 # Unit tables of every model type: this model first, then `comparison` (label, artefact path).
 model_types = {"this model": units}
 for label, path in comparison:
-    other = inputs.load_artefact(path)
-    model_types[label] = [inputs.unit_table(other, g) for g in range(len(other.group_sizes))]
+    model_types[label] = inputs.load_inputs(path, needs).units
 rows = []
 for label, tables in model_types.items():
     ks = [stats.ks_distance(t["plaid_pattern_index"], refs[a].values)

@@ -9,34 +9,29 @@
 # 0 <= F1/F0 <= 2 and the fit correlates positively).
 
 # %% tags=["parameters"]
-checkpoint = "model_checkpoints/RUN"  # run folder or weights file
-artefact = "model_checkpoints/RUN/N-epochs_model.vphys.h5"  # its virtual-physiology artefact
+artefact = "model_checkpoints/RUN/N-epochs_model.vphys.h5"  # a model's virtual-physiology artefact (bash run.bash)
 comparison = []  # other model types for the KS panel: [["TP_FF", "path/to/artefact.h5"], ...]
 output_dir = "figures/response_parameters"
 ds_threshold = 0.3  # DSI above which a unit is direction selective
 
 # %%
-import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "analysis" / "stats.py").is_file())
-sys.path.insert(0, str(ROOT))
 import numpy as np
 import pandas as pd
 
 from analysis import inputs, plotting, reference, stats
-from models.ablation import apply_ablation
+from analysis import response_parameters as rp
 
-data = inputs.load_inputs(checkpoint, artefact)
-units, grid = data.units, data.artefact.grid
-model = apply_ablation(data.model, data.artefact.ablation)  # the model the artefact probed
+needs = ("rwa", "gratings", "modulation")  # the stages of the artefact this notebook reads
+data = inputs.load_inputs(artefact, needs)
+vp, units, grid = data.artefact, data.units, data.artefact.grid
 groups = [plotting.group_label(g) for g in range(len(units))]
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-summary = {"checkpoint": checkpoint, "artefact": artefact, "ablation": data.artefact.ablation}
-print(f"{checkpoint} (ablation: {data.artefact.ablation}): frame {model.frame_shape}, "
-      f"groups {model.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
-from analysis import response_parameters as rp
+summary = {"artefact": artefact, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
+print(f"{artefact} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, "
+      f"groups {vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
 
 # %% [markdown]
 # ## (a) Example SF and TF tuning curves (the most responsive unit of each group)
@@ -112,8 +107,7 @@ pd.DataFrame(rows)
 # Unit tables of every model type: this model first, then `comparison` (label, artefact path).
 model_types = {"this model": units}
 for label, path in comparison:
-    other = inputs.load_artefact(path)
-    model_types[label] = [inputs.unit_table(other, g) for g in range(len(other.group_sizes))]
+    model_types[label] = inputs.load_inputs(path, needs).units
 _, v2_p, _ = reference.modulation_ratio_histogram("V2")
 rows = []
 for label, tables in model_types.items():

@@ -12,50 +12,46 @@
 # feedback-suppressed list as "V1").
 
 # %% tags=["parameters"]
-checkpoint = "model_checkpoints/RUN"
-artefact = "model_checkpoints/RUN/N-epochs_model.vphys.h5"
+artefact = "model_checkpoints/RUN/N-epochs_model.vphys.h5"  # a model's virtual-physiology artefact (bash run.bash)
 comparison = []  # other model types for the SI comparison: [["TP_FF", "path/to/artefact.h5"], ...]
 output_dir = "figures/surround_suppression"
 n_examples = 3  # example units (the most suppressed)
 
 # %%
-import sys
 from pathlib import Path
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "analysis" / "stats.py").is_file())
-sys.path.insert(0, str(ROOT))
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
 from analysis import inputs, plotting, reference, stats
-from models.ablation import apply_ablation
+from analysis import surround_suppression as ss
+from models.ablation import without_feedback
+from virtual_physiology.surround import APERTURE_RADII, size_tuning_curves, suppression_index
 
-data = inputs.load_inputs(checkpoint, artefact)
-units, grid = data.units, data.artefact.grid
-model = apply_ablation(data.model, data.artefact.ablation)  # the model the artefact probed
+needs = ("rwa", "gabor", "gratings", "surround")  # the stages of the artefact this notebook reads
+data = inputs.load_inputs(artefact, needs)
+vp, units, grid = data.artefact, data.units, data.artefact.grid
 groups = [plotting.group_label(g) for g in range(len(units))]
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-summary = {"checkpoint": checkpoint, "artefact": artefact, "ablation": data.artefact.ablation}
-print(f"{checkpoint} (ablation: {data.artefact.ablation}): frame {model.frame_shape}, "
-      f"groups {model.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
-from analysis import surround_suppression as ss
-from virtual_physiology.surround import APERTURE_RADII, size_tuning_curves, suppression_index
-
+summary = {"artefact": artefact, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
+print(f"{artefact} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, "
+      f"groups {vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
 table = units[0]
 full = table["size_tuning_curve"]
 if "nofeedback_size_tuning_curve" in table:
     ablated = table["nofeedback_size_tuning_curve"]
-elif model.supports_feedback_ablation:  # artefact without the no-feedback stage: probe the ablated model here
-    from models.ablation import without_feedback
-
-    index = table["preferred_index"]
-    ablated = size_tuning_curves(without_feedback(model), table["hidden_unit_index"], grid["sf"][index[:, 0]],
-                                 grid["directions"][index[:, 1]], grid["tf"][index[:, 2]], table["gabor_x"],
-                                 table["gabor_y"], progress=False)
-else:  # ablated is None from here on: every no-feedback comparison is left out
-    ablated = None
-    print(f"{type(model).__name__} has no feedback to remove: the no-feedback comparisons are skipped")
+else:  # no no-feedback rerun in the artefact: probe the model here, if it has feedback to remove
+    model = vp.probed_model()
+    if model.supports_feedback_ablation:
+        index = table["preferred_index"]
+        ablated = size_tuning_curves(without_feedback(model), table["hidden_unit_index"], grid["sf"][index[:, 0]],
+                                     grid["directions"][index[:, 1]], grid["tf"][index[:, 2]], table["gabor_x"],
+                                     table["gabor_y"], progress=False)
+    else:  # ablated is None from here on: every no-feedback comparison is left out
+        ablated = None
+        print(f"{type(model).__name__} has no feedback to remove: the no-feedback comparisons are skipped")
 si_full = suppression_index(full)["surround_suppression_index"]
 si_ablated = None if ablated is None else suppression_index(ablated)["surround_suppression_index"]
 # (label, curves, SI, colour) of the model variants to show
@@ -177,8 +173,7 @@ else:
 # Unit tables of every model type: this model first, then `comparison` (label, artefact path).
 model_types = {"this model": units}
 for label, path in comparison:
-    other = inputs.load_artefact(path)
-    model_types[label] = [inputs.unit_table(other, g) for g in range(len(other.group_sizes))]
+    model_types[label] = inputs.load_inputs(path, needs).units
 samples = {label: tables[0]["surround_suppression_index"] for label, tables in model_types.items()}
 samples.update({mouse[0].label: mouse[0].values, mouse[1].label: mouse[1].values})
 fig, ax = plotting.new_figure(width=10)
