@@ -1,8 +1,11 @@
-"""Small helpers shared by every entry point: user-facing errors, atomic writes,
-seeding and device choice."""
+"""Small helpers shared by every entry point: user-facing errors, command-line flags
+from a dataclass, atomic writes, seeding, device choice, and the numerics every
+package shares (Pearson correlations, the paired t-test)."""
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -32,6 +35,64 @@ def run_cli(main: Callable[[], object]) -> None:
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+@contextlib.contextmanager
+def user_errors_from(*errors: type[Exception]) -> Iterator[None]:
+    """Inside a command: re-raise ``errors`` (the domain errors its library raises for
+    unusable input, e.g. ValueError) as ``UserInputError`` with the same message, so
+    ``run_cli`` prints them as one line. Library code stays free of CLI concerns; only
+    wrap code whose errors of these types describe the input (a bug raising one would
+    lose its traceback)."""
+    try:
+        yield
+    except errors as err:
+        raise UserInputError(" ".join(str(err).split()) or type(err).__name__) from err
+
+
+# -------------------------------------------------------------------------------------------
+# Command-line flags from a dataclass: one field per flag, its help beside its default.
+# -------------------------------------------------------------------------------------------
+def flag(default, help: str, *, exclusive: str | None = None, **argparse_options):
+    """A dataclass field that is also the flag ``--field-name`` of :func:`add_flags`.
+
+    ``help`` is its --help text (the default is appended); ``argparse_options`` go to
+    ``ArgumentParser.add_argument`` unchanged (type, nargs, metavar, choices, required).
+    Without ``type`` the flag takes the default's type (str when the default is None).
+    A bool field is a --name / --no-name switch. Fields sharing ``exclusive`` form a
+    mutually exclusive group of which exactly one must be given.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "exclusive": exclusive,
+                                                         "argparse": argparse_options})
+
+
+def add_flags(parser: argparse.ArgumentParser, options_class: type) -> None:
+    """Add one flag per field of the dataclass ``options_class`` (fields made by
+    :func:`flag`), in field order, named like the field with dashes."""
+    groups = {}  # exclusive-group name -> its argparse group
+    for f in dataclasses.fields(options_class):
+        name, exclusive = "--" + f.name.replace("_", "-"), f.metadata["exclusive"]
+        target = parser
+        if exclusive is not None:
+            if exclusive not in groups:
+                groups[exclusive] = parser.add_mutually_exclusive_group(required=True)
+            target = groups[exclusive]
+        options = dict(f.metadata["argparse"])
+        shown = "" if f.default is None or options.get("required") or exclusive else f" [default: {_shown(f.default)}]"
+        if isinstance(f.default, bool):
+            options.setdefault("action", argparse.BooleanOptionalAction)
+        elif "type" not in options and f.default is not None:
+            options["type"] = type(f.default[0] if isinstance(f.default, tuple) else f.default)
+        target.add_argument(name, default=f.default, help=f.metadata["help"] + shown, **options)
+
+
+def _shown(default) -> str:
+    return " ".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+
+
+def options_from(options_class: type, args: argparse.Namespace):
+    """The ``options_class`` instance that parsed flags (from :func:`add_flags`) describe."""
+    return options_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(options_class)})
 
 
 def os_error_reason(err: Exception) -> str:
@@ -140,3 +201,99 @@ def resolve_device(name: str | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError("--device cuda was asked for but no GPU is visible: use --device cpu")
     return device
+
+
+# -------------------------------------------------------------------------------------------
+# Numerics: the correlations and paired tests every package shares (analysis, virtual
+# physiology, neural fitting), so one rule decides what a constant vector correlates to.
+# -------------------------------------------------------------------------------------------
+_CONSTANT_RULES = ("nan", "zero")
+
+
+def _constant_fill(constant: str) -> float:
+    if constant not in _CONSTANT_RULES:
+        raise ValueError(f"constant must be 'nan' or 'zero', got {constant!r}")
+    return float("nan") if constant == "nan" else 0.0
+
+
+def pearson(x, y, *, constant: str = "nan") -> np.ndarray:
+    """Pearson r along the last axis, batched: (..., n) x (..., n) -> (...) float64
+    (leading axes broadcast; a NumPy scalar for two 1-D vectors).
+
+    r = sum(xc yc) / sqrt(sum(xc^2) sum(yc^2)) with xc = x - mean(x), yc likewise,
+    clipped to [-1, 1] (rounding can overshoot by an ulp).
+
+    Constant-vector rule: a vector whose entries are all exactly equal (ptp == 0,
+    the test ``scipy.stats.pearsonr`` makes) has no defined correlation, and a pair
+    with such a vector gets ``constant``: "nan" (the default: undefined stays
+    undefined) or "zero" (the original RSA code's rule). Constancy is tested on the
+    values, not on the centred norm, because centring a constant such as 0.1 can
+    leave rounding noise that would otherwise yield an arbitrary r.
+    """
+    fill = _constant_fill(constant)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    is_constant = (np.ptp(x, axis=-1) == 0) | (np.ptp(y, axis=-1) == 0)
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (xc * yc).sum(-1) / np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
+    return np.where(is_constant, fill, np.clip(r, -1.0, 1.0))[()]
+
+
+def pearson_matrix(rows, *, constant: str = "nan") -> np.ndarray:
+    """Pearson r between every pair of rows: (m, n) -> (m, m) float64.
+
+    Computed as Z Z^T with each row centred and scaled to unit norm (one matrix
+    product instead of m^2 calls of :func:`pearson`; equal to it within float64
+    rounding), clipped to [-1, 1]. Same constant-vector rule as :func:`pearson`: a
+    row with all entries equal gets ``constant`` ("nan" or "zero") against every
+    row, itself included, so its diagonal entry is NaN or 0; every other diagonal
+    entry is exactly 1.
+    """
+    fill = _constant_fill(constant)
+    x = np.asarray(rows, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"pearson_matrix needs a 2-D (rows, values) array, got shape {x.shape}")
+    centred = x - x.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(centred, axis=1, keepdims=True)
+    is_constant = np.ptp(x, axis=1) == 0
+    z = np.divide(centred, norm, out=np.zeros_like(centred), where=~is_constant[:, None])
+    out = np.clip(z @ z.T, -1.0, 1.0)
+    np.fill_diagonal(out, 1.0)
+    out[is_constant, :] = fill
+    out[:, is_constant] = fill
+    return out
+
+
+_MISSING_RULES = ("drop", "propagate")
+
+
+def paired_ttest(a, b, *, missing: str = "drop") -> tuple[float, float, int]:
+    """Two-sided paired t-test (``scipy.stats.ttest_rel``) of a against b.
+
+    a, b: values of the same items under two conditions, any shape, flattened;
+    unequal sizes raise ValueError (the original paired lists that could differ
+    in length; docs/faithfulness.md, "Paired tests on paired data").
+    t = mean(d) / (std(d, ddof=1) / sqrt(n)) with d = a - b, p from Student's t
+    with n - 1 degrees of freedom. ``missing`` says what a non-finite value does:
+    "drop" removes its pair from both samples; "propagate" keeps every pair, so
+    any NaN makes t and p NaN. Returns (t, p, n) with n the pairs tested; fewer
+    than 2 pairs give (nan, nan, n).
+    """
+    if missing not in _MISSING_RULES:
+        raise ValueError(f"missing must be 'drop' or 'propagate', got {missing!r}")
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length ({a.size} vs {b.size}): a paired test needs equal "
+                         "lengths; pair the values first")
+    if missing == "drop":
+        keep = np.isfinite(a) & np.isfinite(b)
+        a, b = a[keep], b[keep]
+    if a.size < 2:
+        return float("nan"), float("nan"), int(a.size)
+    from scipy import stats  # imported here: most entry points never test anything
+
+    result = stats.ttest_rel(a, b)
+    return float(result.statistic), float(result.pvalue), int(a.size)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, special, stats
 
+from utils import paired_ttest, pearson  # noqa: F401  (re-exported: the shared numerics)
+
 
 def _finite(x) -> np.ndarray:
     x = np.asarray(x, dtype=float).ravel()
@@ -94,28 +96,14 @@ def fisher_z(r, df: float) -> np.ndarray:
         return np.arctanh(np.asarray(r, dtype=float)) * np.sqrt(df)
 
 
-def pearson(x, y) -> np.ndarray:
-    """Pearson r along the last axis, batched: (..., n) x (..., n) -> (...).
-
-    A constant vector has no defined correlation: nan.
-    """
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
-    xc = x - x.mean(axis=-1, keepdims=True)
-    yc = y - y.mean(axis=-1, keepdims=True)
-    denom = np.sqrt((xc**2).sum(-1) * (yc**2).sum(-1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = (xc * yc).sum(-1) / denom
-    return np.where(denom > 0, np.clip(r, -1.0, 1.0), np.nan)
-
-
 def partial_correlation(x, y, control) -> np.ndarray:
     """Correlation of x and y with ``control`` partialled out, along the last axis.
 
     r_xy.c = (r_xy - r_xc r_yc) / sqrt((1 - r_xc^2)(1 - r_yc^2)).
     In the plaid analysis x = plaid response, y = pattern prediction and
     control = component prediction gives r_p (swap y and control for r_c).
-    nan when either vector is constant or perfectly correlated with ``control``.
+    nan when either vector is constant or perfectly correlated with ``control``
+    (``pearson`` is ``utils.pearson``: batched, NaN for a constant vector).
     """
     r_xy, r_xc, r_yc = pearson(x, y), pearson(x, control), pearson(y, control)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -199,25 +187,6 @@ def connectivity_trend_tests(connected, tested) -> dict[str, float]:
     z_original, p_original = cochran_armitage_trend(tested, connected + tested, variance="permutation")
     z, p = cochran_armitage_trend(tested - connected, tested, variance="permutation")
     return dict(z_original=z_original, p_original=p_original, z=z, p=p)
-
-
-def paired_ttest(a, b) -> tuple[float, float, int]:
-    """Paired t-test of a against b; returns (t, p two-sided, number of pairs).
-
-    a, b: (n,) values of the same units under two conditions. Unequal lengths
-    are refused (the original tested lists of possibly different lengths;
-    docs/faithfulness.md, "Paired tests on paired data"); pairs where either value is nan are dropped together. Needs at
-    least 2 complete pairs, else (nan, nan, n).
-    """
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"paired test needs equal lengths, got {a.size} and {b.size}: pair the units first")
-    keep = np.isfinite(a) & np.isfinite(b)
-    n = int(keep.sum())
-    if n < 2:
-        return float("nan"), float("nan"), n
-    result = stats.ttest_rel(a[keep], b[keep])
-    return float(result.statistic), float(result.pvalue), n
 
 
 def holm(pvalues) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Turn a folder of your own videos into a training file of (N, 50, H*W) clips.
 
-    python data/prepare_dataset.py VIDEO_DIR OUTPUT.npy [--frame-shape H W] [--frame-step K]
+    python -m data.prepare_dataset VIDEO_DIR OUTPUT.npy [--frame-shape H W] [--frame-step K]
                                    [--downsample F] [--spatial-stride S] [--temporal-stride T]
                                    [--reject-percentile Q] [--dtype float16|float32] [--seed N]
 
-(also ``python -m data.prepare_dataset``). Same preprocessing as the default
+(from the repository root, like every entry point). Same preprocessing as the default
 dataset (``data.pipeline``): grayscale, block-mean downsample (default: to
 about 600 px wide, like the original's resize), DoG band-pass, frame-sized
 patches on a grid, 50-frame clips (default rate about 30 fps: every
@@ -17,13 +17,15 @@ A file that cannot be decoded is skipped with a warning.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file, the repository's packages are not importable
+    print("error: run it as a module from the repository root: python -m data.prepare_dataset VIDEO_DIR "
+          "OUTPUT.npy", file=sys.stderr)
+    sys.exit(2)
 
 import argparse
 import os
+from pathlib import Path
 
 import numpy as np
 

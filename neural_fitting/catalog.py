@@ -14,21 +14,20 @@ import re
 import numpy as np
 import pandas as pd
 
-from utils import UserInputError
-
 SESSION_TYPE = "brain_observatory_1.1"
 GENOTYPE = "wt/wt"
 VISUAL_AREAS = ("VISp", "VISl", "VISrl", "VISal", "VISpm", "VISam")
 MOVIE_TEMPLATES = {"natural_movie_one": 1, "natural_movie_three": 3}  # name -> allensdk template number
+DEFAULT_AREAS = ("VISp", "VISl", "VISrl")  # the paper's three areas
 
 
 def check_areas(areas: list[str]) -> list[str]:
-    """The areas, or ``UserInputError`` naming the first unknown one."""
+    """The areas as a list; ValueError if there are none or one is not a visual area."""
     if not areas:
-        raise UserInputError(f"no areas given: pass --areas with some of {' '.join(VISUAL_AREAS)}")
+        raise ValueError(f"no areas given: name some of {' '.join(VISUAL_AREAS)}")
     unknown = [a for a in areas if a not in VISUAL_AREAS]
     if unknown:
-        raise UserInputError(f"unknown area {unknown[0]!r}: use Allen acronyms among {' '.join(VISUAL_AREAS)}")
+        raise ValueError(f"unknown area {unknown[0]!r}: use Allen acronyms among {' '.join(VISUAL_AREAS)}")
     return list(areas)
 
 
@@ -48,7 +47,7 @@ def select_sessions(table: pd.DataFrame, areas: list[str], session_type: str = S
     ``session_type``, ``full_genotype``, ``ecephys_structure_acronyms``."""
     missing = {"session_type", "full_genotype", "ecephys_structure_acronyms"} - set(table.columns)
     if missing:
-        raise UserInputError(f"the session table lacks {', '.join(sorted(missing))}: give the Allen sessions.csv")
+        raise ValueError(f"the session table lacks {', '.join(sorted(missing))}: give the Allen sessions.csv")
     has_area = table["ecephys_structure_acronyms"].map(lambda v: bool(set(parse_acronyms(v)) & set(areas)))
     return table[(table["session_type"] == session_type) & (table["full_genotype"] == genotype) & has_area]
 

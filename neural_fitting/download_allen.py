@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from neural_fitting.catalog import MOVIE_TEMPLATES, check_areas, select_sessions, session_ids
-from utils import UserInputError, atomic_path, run_cli
+from neural_fitting.catalog import DEFAULT_AREAS, MOVIE_TEMPLATES, check_areas, select_sessions, session_ids
+from utils import UserInputError, add_flags, atomic_path, flag, options_from, run_cli, user_errors_from
 
 INSTALL_HINT = ("allensdk is not installed here: make its own venv with python3.11 -m venv .venv-allen && "
                 ".venv-allen/bin/pip install -r neural_fitting/requirements-allen.txt")
@@ -69,7 +70,18 @@ def link_session(cache, session_id: int, target: Path) -> Path:
     return target
 
 
-def fetch_all(cache_class, args, areas: list[str]) -> list[int] | None:
+@dataclass(frozen=True)
+class AllenOptions:
+    """The command's flags, one per field."""
+    out: Path = flag(None, "data folder", type=Path, required=True)
+    areas: tuple = flag(DEFAULT_AREAS, "Allen area acronyms a session must record from (any one)", nargs="+")
+    max_sessions: int | None = flag(None, "download at most this many sessions", type=int)
+    movies_only: bool = flag(False, "fetch only the two movie templates")
+    timeout: int = flag(1200, "seconds per HTTP request (allensdk's default)")
+    tries: int = flag(3, "attempts per file")
+
+
+def fetch_all(cache_class, args: AllenOptions, areas: list[str]) -> list[int] | None:
     """Templates, then (unless --movies-only) the session tables and files; returns the session ids."""
     from tqdm.auto import tqdm
 
@@ -94,14 +106,10 @@ def fetch_all(cache_class, args, areas: list[str]) -> list[int] | None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="data folder")
-    parser.add_argument("--areas", nargs="+", default=["VISp", "VISl", "VISrl"])
-    parser.add_argument("--max-sessions", type=int, help="download at most this many sessions")
-    parser.add_argument("--movies-only", action="store_true", help="fetch only the two movie templates")
-    parser.add_argument("--timeout", type=int, default=1200, help="seconds per HTTP request (allensdk's default)")
-    parser.add_argument("--tries", type=int, default=3, help="attempts per file")
-    args = parser.parse_args(argv)
-    areas = check_areas(args.areas)
+    add_flags(parser, AllenOptions)
+    args = options_from(AllenOptions, parser.parse_args(argv))
+    with user_errors_from(ValueError):
+        areas = check_areas(args.areas)
     if args.max_sessions is not None and args.max_sessions < 1:
         raise UserInputError("--max-sessions must be at least 1")
 

@@ -34,13 +34,14 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from neural_fitting.catalog import MOVIE_TEMPLATES, check_areas, select_sessions, session_ids
+from neural_fitting.catalog import DEFAULT_AREAS, MOVIE_TEMPLATES, check_areas, select_sessions, session_ids
 from neural_fitting.fetch import download
-from utils import UserInputError, atomic_path, run_cli
+from utils import UserInputError, add_flags, atomic_path, flag, options_from, run_cli, user_errors_from
 
 DANDISET = "000021"
 ALLEN_CACHE_URL = "https://allen-brain-observatory.s3.amazonaws.com/visual-coding-neuropixels/ecephys-cache"
@@ -50,7 +51,7 @@ SESSION_FILE = re.compile(r"_ses-(\d+)\.nwb$")
 
 def session_assets(paths: list[str], wanted: list[int]) -> dict[int, str]:
     """session id -> DANDI asset path, for the wanted sessions' main files.
-    ``UserInputError`` names the first wanted session without a file."""
+    A ValueError names the first wanted session without a file."""
     found = {}
     for path in paths:
         match = SESSION_FILE.search(path)
@@ -58,34 +59,50 @@ def session_assets(paths: list[str], wanted: list[int]) -> dict[int, str]:
             found[int(match.group(1))] = path
     missing = [s for s in wanted if s not in found]
     if missing:
-        raise UserInputError(f"session {missing[0]} has no file in DANDI:{DANDISET}: drop it from --sessions "
-                             f"or use download_allen")
+        raise ValueError(f"session {missing[0]} has no file in DANDI:{DANDISET}: leave it out or use "
+                         f"download_allen")
     return {s: found[s] for s in wanted}
 
 
 def copy_movies(movie_dir: Path, out: Path) -> None:
+    """Copy both movie templates from ``movie_dir`` into ``<out>/movies`` (unless a
+    same-sized copy is there); ValueError if ``movie_dir`` lacks one."""
     for name in MOVIE_TEMPLATES:
         source = movie_dir / f"{name}.npy"
         if not source.is_file():
-            raise UserInputError(f"{source} not found: --movie-dir must hold natural_movie_one.npy and "
-                                 f"natural_movie_three.npy")
+            raise ValueError(f"{source} not found: the movie folder must hold natural_movie_one.npy and "
+                             f"natural_movie_three.npy")
         target = out / "movies" / source.name
         if not (target.is_file() and target.stat().st_size == source.stat().st_size):
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)
 
 
+@dataclass(frozen=True)
+class DandiOptions:
+    """The command's flags, one per field."""
+    out: Path = flag(None, "data folder", type=Path, required=True)
+    areas: tuple = flag(DEFAULT_AREAS, "Allen area acronyms a session must record from (any one)", nargs="+")
+    sessions: tuple | None = flag(None, "session ids (skips the session table)", type=int, nargs="+")
+    sessions_csv: Path | None = flag(None, "a local Allen sessions.csv instead of the public one", type=Path)
+    max_sessions: int | None = flag(None, "download at most this many sessions", type=int)
+    movie_dir: Path | None = flag(None, "folder with the two movie templates (.npy)", type=Path)
+    version: str = flag("draft", "Dandiset version")
+    timeout: float = flag(60.0, "seconds per request for sessions.csv")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="data folder")
-    parser.add_argument("--areas", nargs="+", default=["VISp", "VISl", "VISrl"])
-    parser.add_argument("--sessions", type=int, nargs="+", help="session ids (skips the session table)")
-    parser.add_argument("--sessions-csv", type=Path, help="a local Allen sessions.csv instead of the public one")
-    parser.add_argument("--max-sessions", type=int, help="download at most this many sessions")
-    parser.add_argument("--movie-dir", type=Path, help="folder with the two movie templates (.npy)")
-    parser.add_argument("--version", default="draft", help="Dandiset version")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request for sessions.csv")
-    args = parser.parse_args(argv)
+    add_flags(parser, DandiOptions)
+    args = options_from(DandiOptions, parser.parse_args(argv))
+    with user_errors_from(ValueError, ConnectionError):
+        fetch_sessions(args)
+
+
+def fetch_sessions(args: DandiOptions) -> None:
+    """What the command does: check the options, copy the movie templates if asked,
+    choose the sessions (--sessions, or the session table's rows, saved as
+    <out>/sessions.csv) and download their NWB files into <out>/sessions (resuming)."""
     areas = check_areas(args.areas)
     if args.max_sessions is not None and args.max_sessions < 1:
         raise UserInputError("--max-sessions must be at least 1")

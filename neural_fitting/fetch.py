@@ -16,8 +16,6 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from utils import UserInputError
-
 TIMEOUT_SECONDS = 60.0  # per connection attempt and per read
 BLOCK = 1 << 20
 
@@ -45,8 +43,9 @@ def download(url: str, target: str | Path, size: int | None = None, md5: str | N
              timeout: float = TIMEOUT_SECONDS) -> Path:
     """Fetch ``url`` to ``target`` unless it is already complete; returns ``target``.
 
-    Network failures and checksum mismatches raise ``UserInputError`` with a
-    one-line message (running again resumes); a mismatching part is deleted."""
+    A network failure raises ConnectionError and a size or checksum mismatch
+    ValueError, each with a one-line message (running again resumes); a
+    mismatching part is deleted."""
     target = Path(target)
     if file_is_complete(target, size, md5):
         return target
@@ -69,10 +68,10 @@ def download(url: str, target: str | Path, size: int | None = None, md5: str | N
                         out.write(block)
                         bar.update(len(block))
         except (urllib.error.URLError, OSError) as err:
-            raise UserInputError(f"downloading {url} failed ({err}): check the connection and run again "
-                                 f"to resume") from err
+            raise ConnectionError(f"downloading {url} failed ({err}): check the connection and run again "
+                                  f"to resume") from err
     if not file_is_complete(part, size, md5):
         part.unlink(missing_ok=True)
-        raise UserInputError(f"{url}: the download does not match the expected size or checksum: run again")
+        raise ValueError(f"{url}: the download does not match the expected size or checksum: run again")
     os.replace(part, target)
     return target

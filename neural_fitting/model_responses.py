@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from neural_fitting.stimuli import StimulusLayout, bin_mean
-from utils import UserInputError, atomic_path, resolve_device, run_cli
+from utils import UserInputError, add_flags, atomic_path, flag, options_from, resolve_device, run_cli, user_errors_from
 
 FRAME_BATCH = 100  # frames resized at once: bounds the float copy of a 304x608 movie
 
@@ -57,7 +57,7 @@ def resize_matrix(n_in: int, n_out: int, interpolation: str = "area") -> np.ndar
         np.add.at(weights, (np.arange(n_out), left), 1 - (position - left))
         np.add.at(weights, (np.arange(n_out), right), position - left)
         return weights
-    raise UserInputError(f"unknown interpolation {interpolation!r}: use area or bilinear")
+    raise ValueError(f"unknown interpolation {interpolation!r}: use area or bilinear")
 
 
 def prepare_frames(movie: np.ndarray, frame_shape: tuple[int, int], interpolation: str = "area") -> np.ndarray:
@@ -82,20 +82,20 @@ def load_movie(movie_dir: str | Path, name: str, n_frames: int) -> np.ndarray:
     """The template ``<movie_dir>/<name>.npy`` as (T, H0, W0), memory-mapped."""
     path = Path(movie_dir) / f"{name}.npy"
     if not path.is_file():
-        raise UserInputError(f"movie template {path} not found: fetch it with python -m "
-                             f"neural_fitting.download_allen --movies-only, or save allensdk's template there")
+        raise ValueError(f"movie template {path} not found: fetch it with python -m "
+                         f"neural_fitting.download_allen --movies-only, or save allensdk's template there")
     try:
         movie = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise UserInputError(f"{path}: not a readable .npy movie ({err}): save the template again") from err
+        raise ValueError(f"{path}: not a readable .npy movie ({err}): save the template again") from err
     if movie.ndim != 3 or len(movie) != n_frames:
-        raise UserInputError(f"{path}: shape {movie.shape}, expected ({n_frames}, height, width): "
-                             f"give the Allen template of {name}")
+        raise ValueError(f"{path}: shape {movie.shape}, expected ({n_frames}, height, width): "
+                         f"give the Allen template of {name}")
     if movie.dtype.kind == "f":  # Allen's templates are uint8; a float one may hold NaN, frame by frame
         bad = next((t for t in range(len(movie)) if not np.isfinite(movie[t]).all()), None)
         if bad is not None:
-            raise UserInputError(f"{path}: movie template {name} has NaN or infinite pixels (first in frame {bad}): "
-                                 "save the template again from allensdk")
+            raise ValueError(f"{path}: movie template {name} has NaN or infinite pixels (first in frame {bad}): "
+                             "save the template again from allensdk")
     return movie
 
 
@@ -115,8 +115,8 @@ def model_group_responses(model, chunks: np.ndarray, bin_frames: int, batch_chun
     n_units_g) float32 array per group of ``model.group_slices``."""
     chunks = chunks.reshape(len(chunks), chunks.shape[1], -1)
     if chunks.shape[2] != model.n_pixels:
-        raise UserInputError(f"stimulus frames have {chunks.shape[2]} pixels but the model expects "
-                             f"{model.n_pixels} ({model.frame_shape}): prepare frames at the model's frame shape")
+        raise ValueError(f"stimulus frames have {chunks.shape[2]} pixels but the model expects "
+                         f"{model.n_pixels} ({model.frame_shape}): prepare frames at the model's frame shape")
     model.eval()
     per_group = [[] for _ in model.group_slices]
     for begin in range(0, len(chunks), batch_chunks):
@@ -167,26 +167,38 @@ def load_responses(path: str | Path) -> ResponseSet:
                                groups=[data[f"group_{g}"] for g in range(n_groups)],
                                meta=json.loads(str(data["meta_json"])))
     except (OSError, ValueError, KeyError) as err:
-        raise UserInputError(f"{path}: not a model response file ({err}): make it with "
-                             f"python -m neural_fitting.model_responses") from err
+        raise ValueError(f"{path}: not a model response file ({err}): make it with "
+                         f"python -m neural_fitting.model_responses") from err
+
+
+@dataclass(frozen=True)
+class ResponseOptions:
+    """The command's flags, one per field."""
+    movie_dir: Path = flag(None, "folder with natural_movie_one.npy and natural_movie_three.npy", type=Path,
+                           required=True)
+    model: Path | None = flag(None, "a training run folder or weights file (models.io.load_model)", type=Path,
+                              exclusive="network")
+    vgg_weights: Path | None = flag(None, "torchvision VGG19 state dict (.pth or .safetensors)", type=Path,
+                                    exclusive="network")
+    label: str = flag(None, "model type shown in the figure, e.g. TP_full, AE, VGG19", required=True)
+    out: Path = flag(None, "output .npz", type=Path, required=True)
+    frame_shape: tuple = flag((20, 40), "frame shape for VGG19 (models use their own)", nargs=2, metavar=("H", "W"))
+    interpolation: str = flag("area", "how frames are resized: area (cv2 INTER_AREA) or bilinear (cv2's default)",
+                              choices=("area", "bilinear"))
+    device: str = flag("auto", "cpu, cuda, cuda:N, or auto (cuda when available)")
 
 
 def main(argv: list[str] | None = None, layout: StimulusLayout = StimulusLayout()) -> None:
     """The CLI; ``layout`` is the paper's (900 + 3600 frames) unless a test gives a tiny one."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--movie-dir", type=Path, required=True,
-                        help="folder with natural_movie_one.npy and natural_movie_three.npy")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", type=Path, help="a training run folder or weights file (models.io.load_model)")
-    which.add_argument("--vgg-weights", type=Path, help="torchvision VGG19 state dict (.pth or .safetensors)")
-    parser.add_argument("--label", required=True, help="model type shown in the figure, e.g. TP_full, AE, VGG19")
-    parser.add_argument("--out", type=Path, required=True, help="output .npz")
-    parser.add_argument("--frame-shape", type=int, nargs=2, default=(20, 40), metavar=("H", "W"),
-                        help="frame shape for VGG19 (models use their own)")
-    parser.add_argument("--interpolation", choices=("area", "bilinear"), default="area")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    add_flags(parser, ResponseOptions)
+    args = options_from(ResponseOptions, parser.parse_args(argv))
+    with user_errors_from(ValueError):
+        write_model_responses(args, layout)
 
+
+def write_model_responses(args: ResponseOptions, layout: StimulusLayout) -> None:
+    """Compute the responses the options ask for and save them to ``args.out``."""
     device = resolve_device(args.device)
     meta = {"movie_dir": str(args.movie_dir), "interpolation": args.interpolation, "layout": layout.to_dict()}
     if args.vgg_weights is not None:

@@ -28,7 +28,6 @@ import h5py
 import numpy as np
 
 from neural_fitting.spikes import repeat_index
-from utils import UserInputError
 
 AREA_COLUMNS = ("structure_acronym", "ecephys_structure_acronym")
 ELECTRODES = "general/extracellular_ephys/electrodes"
@@ -61,7 +60,7 @@ class Session:
 def read_session(path: str | Path, areas: list[str], movies: list[str],
                  channel_areas: dict[int, str] | None = None, quality_filter: bool = True) -> Session:
     """Units in ``areas`` (after the quality filter) and the presentation tables
-    of ``movies``. Raises ``UserInputError`` for an unreadable or truncated file
+    of ``movies``. Raises ValueError for an unreadable or truncated file
     or a missing table. A session with no unit in ``areas`` gives U = 0."""
     path = Path(path)
     try:
@@ -69,13 +68,13 @@ def read_session(path: str | Path, areas: list[str], movies: list[str],
             return _read(f, path, areas, movies, channel_areas or {}, quality_filter)
     except (OSError, KeyError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserInputError(f"{path}: not a readable NWB session file ({reason}); it may be truncated or "
-                             f"corrupt: download it again") from err
+        raise ValueError(f"{path}: not a readable NWB session file ({reason}); it may be truncated or "
+                         f"corrupt: download it again") from err
 
 
 def _read(f: h5py.File, path: Path, areas, movies, channel_areas, quality_filter) -> Session:
     if "units" not in f:
-        raise UserInputError(f"{path}: has no units table: use a session file with sorted units")
+        raise ValueError(f"{path}: has no units table: use a session file with sorted units")
     units = f["units"]
     areas_of_units, valid = _unit_areas(f, path, channel_areas)
     keep = np.isin(areas_of_units, list(areas))
@@ -106,8 +105,8 @@ def _unit_areas(f, path, channel_areas) -> tuple[np.ndarray, np.ndarray]:
         if column in units:
             return _strings(units[column]), np.ones(n_units, bool)
     if ELECTRODES not in f:
-        raise UserInputError(f"{path}: units have no area column and the file has no electrodes table: "
-                             f"add structure_acronym to the units table")
+        raise ValueError(f"{path}: units have no area column and the file has no electrodes table: "
+                         f"add structure_acronym to the units table")
     electrodes = f[ELECTRODES]
     electrode_ids = electrodes["id"][:].astype(np.int64)
     column = next((c for c in (*AREA_COLUMNS, "location") if c in electrodes), None)
@@ -128,8 +127,8 @@ def _unit_areas(f, path, channel_areas) -> tuple[np.ndarray, np.ndarray]:
         found = ends > begins
         rows = region[np.minimum(begins, len(region) - 1)] if len(region) else np.zeros(n_units, np.int64)
     else:
-        raise UserInputError(f"{path}: units have neither peak_channel_id nor electrodes, so their area is "
-                             f"unknown: add a structure_acronym column")
+        raise ValueError(f"{path}: units have neither peak_channel_id nor electrodes, so their area is "
+                         f"unknown: add a structure_acronym column")
     areas = np.where(found, labels[rows], "")
     return areas.astype(str), valid[rows] & found
 
@@ -147,13 +146,13 @@ def _passes_quality(units) -> np.ndarray:
 def _presentations(f, path, movie) -> Presentations:
     name = f"intervals/{movie}_presentations"
     if name not in f:
-        raise UserInputError(f"{path}: no {movie}_presentations table, so this session did not show {movie}: "
-                             f"use brain_observatory_1.1 sessions")
+        raise ValueError(f"{path}: no {movie}_presentations table, so this session did not show {movie}: "
+                         f"use brain_observatory_1.1 sessions")
     table = f[name]
     for column in ("start_time", "stop_time", "frame"):
         if column not in table:
-            raise UserInputError(f"{path}: {movie}_presentations lacks the {column} column: the table is not "
-                                 f"an Allen movie presentation table")
+            raise ValueError(f"{path}: {movie}_presentations lacks the {column} column: the table is not "
+                             f"an Allen movie presentation table")
     start = table["start_time"][:].astype(float)
     stop = table["stop_time"][:].astype(float)
     frame = _numbers(table["frame"])
@@ -175,8 +174,8 @@ def _require_finite(values: np.ndarray, path: Path, table: str, column: str, wha
     naming the table. (A NaN *frame* marks a blank row and is skipped, not refused.)"""
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
-        raise UserInputError(f"{path}: the {table} table has {len(bad)} NaN or infinite {column} value(s) "
-                             f"(first in {what}): fix or drop those rows, or download the session again")
+        raise ValueError(f"{path}: the {table} table has {len(bad)} NaN or infinite {column} value(s) "
+                         f"(first in {what}): fix or drop those rows, or download the session again")
 
 
 def _session_id(f, path) -> str:

@@ -28,7 +28,7 @@ from neural_fitting.nwb import read_session
 from neural_fitting.spikes import (NOISE_RATIO_MAX, NOISE_RATIO_REPEATS, noise_ratio, passes_noise_filter,
                                    presentation_counts, trials_array)
 from neural_fitting.stimuli import MovieSpec, StimulusLayout, bin_mean
-from utils import UserInputError, atomic_path, run_cli, write_json
+from utils import UserInputError, add_flags, atomic_path, flag, options_from, run_cli, user_errors_from, write_json
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,13 @@ def process_session(path: str | Path, areas: list[str], config: ProcessingConfig
                     channel_areas: dict[int, str] | None = None) -> tuple[str, dict[str, np.ndarray], dict]:
     """Read and process one session. Returns (session_id, arrays, info) where
     ``arrays`` are the NPZ contents described in the module docstring and
-    ``info`` the per-area unit counts. ``UserInputError`` if the file is
+    ``info`` the per-area unit counts. ValueError if the file is
     unreadable, a table is missing or malformed, or no unit is in ``areas``."""
     movies = config.layout.movies
     session = read_session(path, areas, [m.name for m in movies], channel_areas, config.quality_filter)
     if len(session.unit_ids) == 0:
-        raise UserInputError(f"{path}: no unit in {' '.join(areas)} passes the quality filter: "
-                             f"choose areas this session recorded, or drop the file")
+        raise ValueError(f"{path}: no unit in {' '.join(areas)} passes the quality filter: "
+                         f"choose areas this session recorded, or drop the file")
 
     arrays, ratios = {}, []
     for movie in movies:
@@ -88,33 +88,33 @@ def process_sessions(paths: list[str | Path], areas: list[str], out: str | Path,
                      config: ProcessingConfig = ProcessingConfig(), channel_areas: dict[int, str] | None = None,
                      skip_bad_sessions: bool = False) -> list[Path]:
     """Process every file, then write the results. With ``skip_bad_sessions``
-    a session raising ``UserInputError`` is listed in summary.json instead of
+    a session raising ValueError is listed in summary.json instead of
     stopping the run. Returns the NPZ paths written."""
     if not paths:
-        raise UserInputError("no session NWB files given: pass --nwb-dir with *.nwb files or --nwb FILE ...")
+        raise ValueError("no session NWB files given: give at least one *.nwb session file")
     if not areas:
-        raise UserInputError("no areas given: pass --areas, e.g. --areas VISp VISl VISrl")
+        raise ValueError("no areas given: name some Allen areas, e.g. VISp VISl VISrl")
     out = Path(out)
     blocker = next((p for p in (out, *out.absolute().parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:  # checked before the (long) processing, so it fails at once
-        raise UserInputError(f"--out {out} is a file or lies under one ({blocker}): give a folder")
+        raise ValueError(f"output folder {out} is a file or lies under one ({blocker}): give a folder")
     results, skipped = {}, {}
     for path in paths:
         try:
             session_id, arrays, info = process_session(path, areas, config, channel_areas)
-        except UserInputError as err:
+        except ValueError as err:
             if not skip_bad_sessions:
                 raise
             skipped[str(path)] = str(err)
             continue
         if session_id in results:
-            raise UserInputError(f"session {session_id} appears twice ({results[session_id][0]} and {path}): "
-                                 f"pass each session once")
+            raise ValueError(f"session {session_id} appears twice ({results[session_id][0]} and {path}): "
+                             f"pass each session once")
         results[session_id] = (path, arrays, info)
     empty = [a for a in areas if not any(r[2][a]["kept"] for r in results.values())]
     if empty:
-        raise UserInputError(f"no unit in {' '.join(empty)} in any session: check the area names "
-                             f"(Allen acronyms such as VISp) or add sessions that recorded them")
+        raise ValueError(f"no unit in {' '.join(empty)} in any session: check the area names "
+                         f"(Allen acronyms such as VISp) or add sessions that recorded them")
 
     written = []
     for session_id, (path, arrays, info) in results.items():
@@ -136,8 +136,8 @@ def load_processed(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError) as err:
-        raise UserInputError(f"{path}: not a processed session file ({err}): run "
-                             f"python -m neural_fitting.process_sessions again") from err
+        raise ValueError(f"{path}: not a processed session file ({err}): run "
+                         f"python -m neural_fitting.process_sessions again") from err
 
 
 def read_channel_areas(path: str | Path) -> dict[int, str]:
@@ -148,27 +148,31 @@ def read_channel_areas(path: str | Path) -> dict[int, str]:
     try:
         table = pd.read_csv(path, usecols=["id", "ecephys_structure_acronym"])
     except (OSError, ValueError) as err:
-        raise UserInputError(f"{path}: cannot read channel areas ({err}): give the Allen channels.csv") from err
+        raise ValueError(f"{path}: cannot read channel areas ({err}): give the Allen channels.csv") from err
     labels = table["ecephys_structure_acronym"].fillna("").astype(str)
     return dict(zip(table["id"].astype(int), labels))
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """The command's flags, one per field."""
+    nwb_dir: Path | None = flag(None, "folder searched recursively for *.nwb session files", type=Path,
+                                exclusive="source")
+    nwb: tuple | None = flag(None, "session NWB files", type=Path, nargs="+", exclusive="source")
+    areas: tuple = flag(None, "Allen area acronyms, e.g. VISp VISl VISrl", nargs="+", required=True)
+    out: Path = flag(None, "output folder", type=Path, required=True)
+    channels_csv: Path | None = flag(None, "Allen channels.csv whose area labels override the file's", type=Path)
+    max_noise_ratio: float = flag(NOISE_RATIO_MAX, "units whose noise ratio NP/SP exceeds this are dropped")
+    nan_fails: bool = flag(False, "drop units whose noise ratio is NaN (the original keeps them)")
+    quality_filter: bool = flag(True, "allensdk's default unit filters (--no-quality-filter skips them)")
+    skip_bad_sessions: bool = flag(False, "list unusable sessions in summary.json instead of stopping")
 
 
 def main(argv: list[str] | None = None, layout: StimulusLayout = StimulusLayout()) -> None:
     """The CLI; ``layout`` is the paper's (900 + 3600 frames) unless a test gives a tiny one."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--nwb-dir", type=Path, help="folder searched recursively for *.nwb session files")
-    source.add_argument("--nwb", type=Path, nargs="+", help="session NWB files")
-    parser.add_argument("--areas", nargs="+", required=True, help="Allen area acronyms, e.g. VISp VISl VISrl")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--channels-csv", type=Path, help="Allen channels.csv whose area labels override the file's")
-    parser.add_argument("--max-noise-ratio", type=float, default=NOISE_RATIO_MAX)
-    parser.add_argument("--nan-fails", action="store_true",
-                        help="drop units whose noise ratio is NaN (the original keeps them)")
-    parser.add_argument("--no-quality-filter", action="store_true", help="skip allensdk's default unit filters")
-    parser.add_argument("--skip-bad-sessions", action="store_true",
-                        help="list unusable sessions in summary.json instead of stopping")
-    args = parser.parse_args(argv)
+    add_flags(parser, ProcessOptions)
+    args = options_from(ProcessOptions, parser.parse_args(argv))
 
     if args.nwb_dir is not None:
         if not args.nwb_dir.is_dir():
@@ -176,12 +180,16 @@ def main(argv: list[str] | None = None, layout: StimulusLayout = StimulusLayout(
         paths = sorted(args.nwb_dir.rglob("*.nwb"))
         # DANDI also holds per-probe LFP files beside each session file; they have no units
         paths = [p for p in paths if "_probe-" not in p.name and not p.name.startswith("probe_")]
+        if not paths:
+            raise UserInputError(f"--nwb-dir {args.nwb_dir} holds no *.nwb session file: download sessions "
+                                 f"there or pass --nwb FILE ...")
     else:
         paths = args.nwb
-    channel_areas = read_channel_areas(args.channels_csv) if args.channels_csv else None
-    config = ProcessingConfig(layout=layout, max_noise_ratio=args.max_noise_ratio, nan_passes=not args.nan_fails,
-                              quality_filter=not args.no_quality_filter)
-    written = process_sessions(paths, args.areas, args.out, config, channel_areas, args.skip_bad_sessions)
+    with user_errors_from(ValueError):
+        channel_areas = read_channel_areas(args.channels_csv) if args.channels_csv else None
+        config = ProcessingConfig(layout=layout, max_noise_ratio=args.max_noise_ratio,
+                                  nan_passes=not args.nan_fails, quality_filter=args.quality_filter)
+        written = process_sessions(paths, args.areas, args.out, config, channel_areas, args.skip_bad_sessions)
     print(f"wrote {len(written)} sessions to {args.out}")
 
 

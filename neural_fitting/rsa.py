@@ -13,28 +13,22 @@ rows (benchmarks/bench_rsa.py measures both), so it is not used.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+
+from utils import paired_ttest, pearson, pearson_matrix  # noqa: F401  (paired_ttest: re-exported)
 
 
 def rsm(responses: np.ndarray) -> np.ndarray:
     """Pearson RSM across units: (bins, units) -> (bins, bins) float64.
 
-    RSM[a, b] = Pearson r between the population vectors of bins a and b,
-    computed as Z Z^T with every row centred and scaled to unit norm.
+    RSM[a, b] = Pearson r between the population vectors of bins a and b
+    (``utils.pearson_matrix``, one matrix product of z-scored rows).
     A constant row (all units equal, e.g. a silent bin) gets r = 0 with every
     bin, itself included, so its diagonal entry is 0, not 1: this reproduces
     the original's rule "0 if either vector is constant" (docs/faithfulness.md,
     "RSM and ceiling"), which it
     applied to the diagonal too. Every other diagonal entry is 1.
     """
-    x = np.asarray(responses, dtype=np.float64)
-    centred = x - x.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(centred, axis=1, keepdims=True)
-    constant = np.ptp(x, axis=1) == 0  # exact, as scipy's constant-input check
-    z = np.divide(centred, norm, out=np.zeros_like(centred), where=~constant[:, None])
-    out = np.clip(z @ z.T, -1.0, 1.0)
-    np.fill_diagonal(out, (~constant).astype(float))
-    return out
+    return pearson_matrix(responses, constant="zero")
 
 
 def upper_triangle(matrix: np.ndarray) -> np.ndarray:
@@ -73,13 +67,6 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(x))
     ranks[order] = np.repeat(tie_starts + (tie_sizes + 1) / 2, tie_sizes)
     return ranks
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r of two 1-D arrays; NaN if either is constant."""
-    a, b = a - a.mean(), b - b.mean()
-    denom = np.sqrt((a @ a) * (b @ b))
-    return float(a @ b / denom) if denom > 0 else float("nan")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -137,15 +124,3 @@ def best_group(scores: np.ndarray) -> int:
     ``scores``: (sessions, groups), NaN for missing values (ignored). Ties go to
     the first (shallowest) group."""
     return int(np.nanargmax(np.nanmean(scores, axis=0)))
-
-
-def paired_ttest(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Two-sided paired t-test (``scipy.stats.ttest_rel``) of two per-session
-    score vectors aligned by session. Returns (t, p). Unequal lengths raise
-    (the original paired lists that could differ in length; docs/faithfulness.md,
-    "Paired tests on paired data")."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in length: {a.shape} vs {b.shape}")
-    result = stats.ttest_rel(a, b)
-    return float(result.statistic), float(result.pvalue)

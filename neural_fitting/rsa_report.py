@@ -17,8 +17,8 @@ import pandas as pd
 from analysis import plotting
 from neural_fitting.model_responses import load_responses
 from neural_fitting.process_sessions import load_processed
-from neural_fitting.rsa import noise_ceiling, paired_ttest, pearson, ranked_upper_triangle, rsm
-from utils import UserInputError
+from neural_fitting.rsa import noise_ceiling, ranked_upper_triangle, rsm
+from utils import paired_ttest, pearson
 
 AREA_TITLES = {"VISp": "VISp (V1)", "VISl": "VISl (lateromedial, ventral)", "VISrl": "VISrl (rostrolateral, dorsal)",
                "VISal": "VISal (anterolateral)", "VISpm": "VISpm (posteromedial)", "VISam": "VISam (anteromedial)"}
@@ -36,25 +36,25 @@ def score_table(processed_dir: str | Path, response_files: list[str | Path], are
     """
     sessions = sorted(Path(processed_dir).glob("session_*.npz"))
     if not sessions:
-        raise UserInputError(f"no session_*.npz in {processed_dir}: run python -m neural_fitting.process_sessions")
+        raise ValueError(f"no session_*.npz in {processed_dir}: run python -m neural_fitting.process_sessions")
     if not response_files:
-        raise UserInputError("no model response files given: make them with python -m neural_fitting.model_responses")
+        raise ValueError("no model response files given: make them with python -m neural_fitting.model_responses")
     models, n_bins = [], None  # models: (label, group index, group name, ranked upper triangle)
     for path in response_files:
         responses = load_responses(path)
         for g, (name, group) in enumerate(zip(responses.group_names, responses.groups)):
             n_bins = n_bins or len(group)
             if len(group) != n_bins:
-                raise UserInputError(f"{path} has {len(group)} time bins, other model files {n_bins}: make all "
-                                     f"response files from the same movies")
+                raise ValueError(f"{path} has {len(group)} time bins, other model files {n_bins}: make all "
+                                 f"response files from the same movies")
             models.append((responses.label, g, name, ranked_upper_triangle(rsm(group))))
 
     rows = []
     for path in sessions:
         data = load_processed(path)
         if data["binned"].shape[1] != n_bins:
-            raise UserInputError(f"{path} has {data['binned'].shape[1]} time bins but the model responses have "
-                                 f"{n_bins}: process sessions and models with the same movies, chunks and bins")
+            raise ValueError(f"{path} has {data['binned'].shape[1]} time bins but the model responses have "
+                             f"{n_bins}: process sessions and models with the same movies, chunks and bins")
         session_id = path.stem.removeprefix("session_")
         for area in areas:
             responses = data["binned"][data["unit_areas"] == area].T  # (bins, units)
@@ -68,8 +68,8 @@ def score_table(processed_dir: str | Path, response_files: list[str | Path], are
                              "group": g, "group_name": name, "similarity": value, "ceiling": ceiling,
                              "score": value / ceiling})
     if not rows:
-        raise UserInputError(f"no session has {min_units} or more units in {' '.join(areas)}: lower min_units "
-                             f"or check the areas")
+        raise ValueError(f"no session has {min_units} or more units in {' '.join(areas)}: lower min_units "
+                         f"or check the areas")
     return pd.DataFrame(rows)
 
 
@@ -99,7 +99,8 @@ def paired_tests(table: pd.DataFrame, best: pd.DataFrame, reference: str) -> pd.
             paired = ref.merge(other, on="session", suffixes=("_ref", "_other"))
             if len(paired) < 2:
                 continue
-            t, p = paired_ttest(paired["score_ref"], paired["score_other"])
+            # a NaN score (a constant RSM) makes t and p NaN: the test covers the n_sessions reported
+            t, p, _ = paired_ttest(paired["score_ref"], paired["score_other"], missing="propagate")
             rows.append({"area": area, "reference": reference, "other": model, "n_sessions": len(paired),
                          "mean_difference": float((paired["score_ref"] - paired["score_other"]).mean()), "t": t, "p": p})
     return pd.DataFrame(rows, columns=["area", "reference", "other", "n_sessions", "mean_difference", "t", "p"])

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils import UserInputError
-
 NOISE_RATIO_MAX = 60.0  # units above this NP/SP are dropped (docs/faithfulness.md, "Noise-ratio filter")
 NOISE_RATIO_REPEATS = 10  # repeats per movie used for the ratio (movie one: the first 10 of 20), as the original
 
@@ -56,22 +54,22 @@ def trials_array(counts: np.ndarray, frames: np.ndarray, repeats: np.ndarray,
     """Place (U, P) presentation counts into a (U, R, F) array of repeats x frames.
 
     Every (repeat, frame) pair in 0..R-1 x 0..F-1 must occur exactly once, else
-    ``UserInputError`` names the first gap or duplicate (``table`` names the
+    a ValueError names the first gap or duplicate (``table`` names the
     source in that message).
     """
     frames, repeats = np.asarray(frames), np.asarray(repeats)
     if frames.size and (frames.min() < 0 or frames.max() >= n_frames):
-        raise UserInputError(f"{table}: frame numbers run {frames.min()}..{frames.max()}, expected 0..{n_frames - 1}: "
-                             f"check the movie's frame count")
+        raise ValueError(f"{table}: frame numbers run {frames.min()}..{frames.max()}, expected 0..{n_frames - 1}: "
+                         f"check the movie's frame count")
     if repeats.size and repeats.max() >= n_repeats:
-        raise UserInputError(f"{table}: a frame is shown {repeats.max() + 1} times, expected {n_repeats}: "
-                             f"check the movie's repeat count")
+        raise ValueError(f"{table}: a frame is shown {repeats.max() + 1} times, expected {n_repeats}: "
+                         f"check the movie's repeat count")
     cell = repeats * n_frames + frames
     hits = np.bincount(cell, minlength=n_repeats * n_frames)
     if np.any(hits != 1):
         bad = int(np.flatnonzero(hits != 1)[0])
-        raise UserInputError(f"{table}: repeat {bad // n_frames} of frame {bad % n_frames} occurs {hits[bad]} times, "
-                             f"expected once ({n_repeats} repeats x {n_frames} frames): the table is incomplete")
+        raise ValueError(f"{table}: repeat {bad // n_frames} of frame {bad % n_frames} occurs {hits[bad]} times, "
+                         f"expected once ({n_repeats} repeats x {n_frames} frames): the table is incomplete")
     trials = np.zeros((counts.shape[0], n_repeats, n_frames), dtype=counts.dtype)
     trials[:, repeats, frames] = counts
     return trials

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils import UserInputError
-
 
 @dataclass(frozen=True)
 class MovieSpec:
@@ -39,11 +37,11 @@ class StimulusLayout:
     def __post_init__(self):
         for movie in self.movies:
             if movie.n_frames % self.chunk_frames:
-                raise UserInputError(
+                raise ValueError(
                     f"{movie.name} has {movie.n_frames} frames, not a multiple of the chunk length "
                     f"{self.chunk_frames}: pick a chunk length that divides every movie")
         if self.chunk_frames % self.bin_frames:
-            raise UserInputError(
+            raise ValueError(
                 f"chunk length {self.chunk_frames} is not a multiple of the bin length "
                 f"{self.bin_frames}: pick a bin length that divides the chunk length")
 

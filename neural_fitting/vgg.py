@@ -22,8 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils import UserInputError
-
 VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -75,8 +73,8 @@ def load_vgg19(path: str | Path) -> VGG19Features:
     other keys (the classifier) are ignored."""
     path = Path(path)
     if not path.is_file():
-        raise UserInputError(f"VGG19 weights {path} not found: they cannot be downloaded here; save torchvision's "
-                             f"vgg19 ImageNet state dict (vgg19-dcbac81e.pth) elsewhere and pass --vgg-weights PATH")
+        raise ValueError(f"VGG19 weights {path} not found: they cannot be downloaded here; save torchvision's "
+                         f"vgg19 ImageNet state dict (vgg19-dcbac81e.pth) elsewhere and give its path")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -84,15 +82,15 @@ def load_vgg19(path: str | Path) -> VGG19Features:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file: pickle, zip or safetensors errors
-        raise UserInputError(f"{path}: cannot read it as a weights file ({type(err).__name__}): give torchvision's "
-                             f"vgg19 state dict as .pth or .safetensors") from err
+        raise ValueError(f"{path}: cannot read it as a weights file ({type(err).__name__}): give torchvision's "
+                         f"vgg19 state dict as .pth or .safetensors") from err
     net = VGG19Features()
     features = {k: v for k, v in state.items() if k.startswith("features.")} if isinstance(state, dict) else {}
     expected = net.state_dict()
     wrong = [k for k in expected if k not in features or features[k].shape != expected[k].shape]
     if wrong:
-        raise UserInputError(f"{path}: not a torchvision VGG19 state dict ({wrong[0]} missing or mis-shaped): "
-                             f"give vgg19-dcbac81e.pth or its safetensors export")
+        raise ValueError(f"{path}: not a torchvision VGG19 state dict ({wrong[0]} missing or mis-shaped): "
+                         f"give vgg19-dcbac81e.pth or its safetensors export")
     net.load_state_dict(features)
     return net.eval()
 

@@ -23,7 +23,7 @@ def video_dir(tmp_path_factory):
     return folder
 
 
-def run_script(*args, module=False):
+def run_script(*args, module=True):
     entry = ["-m", "data.prepare_dataset"] if module else [str(REPO / "data" / "prepare_dataset.py")]
     return subprocess.run([sys.executable, *entry, *map(str, args)], cwd=REPO, capture_output=True, text=True)
 
@@ -44,9 +44,15 @@ def test_script_writes_zscored_clips_and_skips_undecodable(video_dir, tmp_path):
     assert [p.name for p in output.parent.iterdir()] == ["clips.npy"]  # no temporary left
 
 
+def test_running_the_file_instead_of_the_module_is_a_one_line_error(video_dir, tmp_path):
+    result = run_script(video_dir, tmp_path / "clips.npy", module=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "python -m data.prepare_dataset" in result.stderr and not (tmp_path / "clips.npy").exists()
+
+
 def test_missing_folder_is_a_one_line_error_with_exit_code_2(tmp_path):
     output = tmp_path / "clips.npy"
-    result = run_script(tmp_path / "nowhere", output, module=True)
+    result = run_script(tmp_path / "nowhere", output)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: video folder")
     assert "Traceback" not in result.stderr and not output.exists()

@@ -9,7 +9,7 @@ from neural_fitting.model_responses import (ResponseSet, load_responses, main, m
                                             prepare_frames, resize_matrix, save_responses, stimulus_chunks)
 from neural_fitting.stimuli import MovieSpec, StimulusLayout, bin_mean
 from neural_fitting.vgg import LAYER_NAMES, VGG19Features, load_vgg19, vgg_frame_features, vgg_inputs
-from utils import UserInputError, run_cli
+from utils import run_cli
 
 MOVIES = (MovieSpec("natural_movie_one", 6, 4), MovieSpec("natural_movie_three", 12, 2))
 LAYOUT = StimulusLayout(MOVIES, chunk_frames=3, bin_frames=3)
@@ -43,7 +43,7 @@ def test_area_resize_is_block_mean_for_integer_factors():
 def test_bilinear_resize_samples_between_neighbours():
     # factor 2: output i samples at 2i + 0.5, halfway between pixels 2i and 2i + 1
     np.testing.assert_allclose(resize_matrix(4, 2, "bilinear") @ np.array([0.0, 2, 4, 8]), [1, 6])
-    with pytest.raises(UserInputError, match="interpolation"):
+    with pytest.raises(ValueError, match="interpolation"):
         resize_matrix(4, 2, "cubic")
 
 
@@ -84,9 +84,9 @@ def test_model_groups_are_binned_per_chunk(movie_dir):
 
 def test_wrong_frame_shape_and_missing_movie(movie_dir, tmp_path):
     chunks = stimulus_chunks(movie_dir, (2, 2), LAYOUT)
-    with pytest.raises(UserInputError, match="expects 8"):
+    with pytest.raises(ValueError, match="expects 8"):
         model_group_responses(RunningSumModel(), chunks, 3)
-    with pytest.raises(UserInputError, match="natural_movie_one.npy not found"):
+    with pytest.raises(ValueError, match="natural_movie_one.npy not found"):
         stimulus_chunks(tmp_path / "empty", (2, 4), LAYOUT)
 
 
@@ -113,10 +113,10 @@ def test_vgg_keys_match_torchvision_and_load_safely(tmp_path):
     assert torch.equal(load_vgg19(tmp_path / "vgg19.safetensors").features[0].weight, full["features.0.weight"])
     del full["features.34.weight"]
     torch.save(full, tmp_path / "partial.pth")
-    with pytest.raises(UserInputError, match="features.34.weight"):
+    with pytest.raises(ValueError, match="features.34.weight"):
         load_vgg19(tmp_path / "partial.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserInputError, match="cannot read"):
+    with pytest.raises(ValueError, match="cannot read"):
         load_vgg19(tmp_path / "junk.pth")
 
 

@@ -1,6 +1,6 @@
 """A tiny Allen-shaped session written with pynwb goes through reading, counting,
 filtering and binning; counts are checked against spikes placed by hand.
-Bad input gives a one-line UserInputError and writes nothing."""
+Bad input gives a one-line ValueError and writes nothing."""
 import json
 
 import numpy as np
@@ -10,7 +10,7 @@ from neural_fitting.nwb import read_session
 from neural_fitting.process_sessions import ProcessingConfig, load_processed, main, process_sessions
 from neural_fitting.stimuli import MovieSpec, StimulusLayout, bin_mean
 from neural_fitting.synthetic import spikes_for_counts, write_session
-from utils import UserInputError, run_cli
+from utils import run_cli
 
 MOVIES = (MovieSpec("natural_movie_one", 6, 4), MovieSpec("natural_movie_three", 12, 2))
 CONFIG = ProcessingConfig(layout=StimulusLayout(MOVIES, chunk_frames=3, bin_frames=3))
@@ -98,7 +98,7 @@ def test_cli_writes_summary(session_file, tmp_path):
 
 
 def _fails_cleanly(paths, areas, out, match):
-    with pytest.raises(UserInputError, match=match) as err:
+    with pytest.raises(ValueError, match=match) as err:
         process_sessions(paths, areas, out, CONFIG)
     assert "\n" not in str(err.value)
     assert not out.exists() or not any(out.iterdir())

@@ -9,7 +9,6 @@ import pytest
 from neural_fitting.model_responses import load_movie
 from test_neural_pipeline import AREAS, MOVIES, QUALITY, _fails_cleanly, designed_counts, spikes_for
 from neural_fitting.synthetic import write_session
-from utils import UserInputError
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,7 @@ def test_a_movie_template_with_nan_pixels_is_refused(tmp_path):
     movie = np.zeros((6, 4, 5), np.float32)
     movie[4, 1, 2] = np.nan
     np.save(tmp_path / "natural_movie_one.npy", movie)
-    with pytest.raises(UserInputError, match="NaN or infinite pixels .first in frame 4"):
+    with pytest.raises(ValueError, match="NaN or infinite pixels .first in frame 4"):
         load_movie(tmp_path, "natural_movie_one", 6)
     movie[4, 1, 2] = 0
     np.save(tmp_path / "natural_movie_one.npy", movie)

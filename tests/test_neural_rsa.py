@@ -106,8 +106,8 @@ def test_signal_plus_noise_ceiling_between():
 def test_scores_and_statistics():
     assert normalised_similarity(0.3, np.array([0.5, 0.7])) == pytest.approx(0.5)
     assert best_group(np.array([[0.1, 0.4, np.nan], [0.3, 0.2, 0.1]])) == 1
-    t, p = paired_ttest([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])  # d = 1,2,3: t = 2 / (1 / sqrt 3)
-    assert t == pytest.approx(2 * np.sqrt(3)) and p == pytest.approx(0.0742, abs=1e-4)
+    t, p, n = paired_ttest([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])  # d = 1,2,3: t = 2 / (1 / sqrt 3)
+    assert t == pytest.approx(2 * np.sqrt(3)) and p == pytest.approx(0.0742, abs=1e-4) and n == 3
     with pytest.raises(ValueError, match="differ in length"):
         paired_ttest([1.0, 2.0], [1.0])
 

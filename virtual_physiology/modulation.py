@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import OptimizeWarning, curve_fit
 from tqdm.auto import tqdm
 
-from utils import UserInputError
+from utils import UserInputError, pearson
 
 _FIRST_DRAWS, _LATER_DRAWS, _LATER_ITERATIONS = 10_000, 1_000, 4
 
@@ -105,7 +105,7 @@ def modulation_ratio_curve_fit(optimum_responses: np.ndarray, progress: bool = T
                 continue
             if np.isfinite(fitted).all():
                 params[unit] = fitted
-    cc = _pearson(_sine(x[None], *params.T[..., None]), y)
+    cc = pearson(_sine(x[None], *params.T[..., None]), y)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = params[:, 0] / params[:, 3]
         keep = (ratio >= 0) & (ratio <= 2) & (cc > 0)
@@ -163,19 +163,11 @@ def _fit_quality(params, y, x):
     residual = np.sum((fit - y) ** 2, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         r2 = 1 - residual / np.sum((y - y.mean(axis=1, keepdims=True)) ** 2, axis=1)
-    return residual / y.shape[1], r2, _pearson(fit, y)
+    return residual / y.shape[1], r2, pearson(fit, y)
 
 
 def _sine(x, a, b, c, d):
     return a * np.sin(b * x + c) + d
-
-
-def _pearson(u, v):
-    """Row-wise Pearson r; NaN where either row is constant."""
-    u = u - u.mean(axis=1, keepdims=True)
-    v = v - v.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (u * v).sum(axis=1) / np.sqrt((u * u).sum(axis=1) * (v * v).sum(axis=1))
 
 
 def _check(optimum_responses, min_frames: int) -> np.ndarray:

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.base import ProbeableModel
-from utils import UserInputError
+from utils import UserInputError, pearson
 from virtual_physiology.stimuli import grating
 
 PLAID_ANGLES = (60, 90, 120, 150)
@@ -81,7 +81,7 @@ def pattern_index_from_responses(plaid_responses: np.ndarray, pattern_prediction
     component = np.stack([(np.roll(pattern, s, axis=-1) + np.roll(pattern, -s, axis=-1)) / 2 for s in shifts], 1)
     pattern = np.broadcast_to(pattern[:, None], component.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r_rp, r_rc, r_pc = _pearson(responses, pattern), _pearson(responses, component), _pearson(pattern, component)
+        r_rp, r_rc, r_pc = pearson(responses, pattern), pearson(responses, component), pearson(pattern, component)
         rp = (r_rp - r_rc * r_pc) / np.sqrt((1 - r_rc ** 2) * (1 - r_pc ** 2))
         rc = (r_rc - r_rp * r_pc) / np.sqrt((1 - r_rp ** 2) * (1 - r_pc ** 2))
         zp, zc = np.arctanh(rp) * np.sqrt(n_dirs - 3), np.arctanh(rc) * np.sqrt(n_dirs - 3)
@@ -148,14 +148,3 @@ def plaid_pattern_index(model: ProbeableModel, units: np.ndarray, mean_responses
                 plaid_rp=stats["rp"][:, last], plaid_rc=stats["rc"][:, last], plaid_response=responses[:, last],
                 plaid_zp=stats["zp"].mean(axis=1), plaid_zc=stats["zc"].mean(axis=1),
                 plaid_pattern_index=stats["pattern_index"])
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson r along the last axis, clipped to [-1, 1]; NaN where either is
-    exactly constant (tested explicitly, as scipy.stats.pearsonr does, since
-    centring a constant float vector can leave rounding noise)."""
-    constant = (np.ptp(x, axis=-1) == 0) | (np.ptp(y, axis=-1) == 0)
-    x = x - x.mean(axis=-1, keepdims=True)
-    y = y - y.mean(axis=-1, keepdims=True)
-    r = (x * y).sum(-1) / np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
-    return np.where(constant, np.nan, np.clip(r, -1.0, 1.0))
