@@ -9,10 +9,11 @@ command line, ``--stage``), the artefact (``virtual_physiology/artefact.py``:
 its HDF5 groups and the ``data`` view), the ``run_<stage>.py`` entry points,
 ``run.bash`` and ``benchmarks/bench_vphys.py``.
 
-Adding a probe is one ``register(Stage(...))`` call (see ``Stage``); a
+Adding a probe is one ``register(Stage(...))`` call here (see ``Stage``;
+tests/test_vphys_registry.py registers an example in a few lines); then a
 ``virtual_physiology/run_<name>.py`` copied from ``run_rwa.py`` with the name
-changed gives it its own command (tests/test_vphys_registry.py checks that
-the files and the registry agree).
+changed gives it its own command, and its name goes into run.bash's stage
+line (tests/test_vphys_registry.py checks that the three agree).
 """
 from __future__ import annotations
 
