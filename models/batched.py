@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
@@ -51,8 +50,10 @@ PER_MODEL_FIELDS = ("L1", "seed")
 class BatchedReluRecurrence(torch.autograd.Function):
     """K independent ReLU recurrences h_t[k] = ReLU(drive_t[k] + h_{t-1}[k] W[k]^T),
     h_{-1} = 0, with the product layout ``blocks`` of ``models.recurrence`` (the
-    same for every k: the models share one mask). drive: (T, K, B, H) contiguous,
-    weight: (K, H, H) rows postsynaptic. Returns h: (T, K, B, H).
+    same for every k: the models share one mask). drive: (K, T, B, H) contiguous,
+    weight: (K, H, H) rows postsynaptic. Returns h: (K, T, B, H). Model-major, so
+    step t of every model, h[:, t], is K row-major matrices (a strided batch for
+    ``bmm``) and the products over all steps below need no copies.
 
     The backward pass mirrors ``ReluRecurrence``'s: dh_t = g_t + dpre_{t+1} W per
     block, and per block one batched product over all steps and clips for dW."""
@@ -61,20 +62,20 @@ class BatchedReluRecurrence(torch.autograd.Function):
     def forward(ctx, drive, weight, blocks):
         if drive.dtype != weight.dtype:
             raise TypeError(f"drive is {drive.dtype} but weight is {weight.dtype}: cast both to one dtype")
-        T = drive.shape[0]
+        T = drive.shape[1]
         h = torch.empty_like(drive)
-        torch.clamp_min(drive[0], 0.0, out=h[0])
+        torch.clamp_min(drive[:, 0], 0.0, out=h[:, 0])
         weight_t = weight.transpose(1, 2)
         for t in range(1, T):
             for r0, r1, runs in blocks:
-                pre = drive[t, :, :, r0:r1]
+                pre = drive[:, t, :, r0:r1]
                 for i, (c0, c1) in enumerate(runs):
                     w_t = weight_t[:, c0:c1, r0:r1]
                     if i == 0:
-                        pre = torch.baddbmm(pre, h[t - 1, :, :, c0:c1], w_t)
+                        pre = torch.baddbmm(pre, h[:, t - 1, :, c0:c1], w_t)
                     else:
-                        pre.baddbmm_(h[t - 1, :, :, c0:c1], w_t)
-                torch.clamp_min(pre, 0.0, out=h[t, :, :, r0:r1])
+                        pre.baddbmm_(h[:, t - 1, :, c0:c1], w_t)
+                torch.clamp_min(pre, 0.0, out=h[:, t, :, r0:r1])
         ctx.save_for_backward(h, weight)
         ctx.blocks = blocks
         return h
@@ -82,21 +83,21 @@ class BatchedReluRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_h):
         h, weight = ctx.saved_tensors
-        T, K, B, H = h.shape
+        K, T, B, H = h.shape
         active = h > 0  # ReLU'(pre) as PyTorch evaluates it: where the output is positive
         dpre = torch.empty_like(h)
-        torch.mul(grad_h[T - 1], active[T - 1], out=dpre[T - 1])
+        torch.mul(grad_h[:, T - 1], active[:, T - 1], out=dpre[:, T - 1])
         for t in range(T - 2, -1, -1):
-            dh = dpre[t].copy_(grad_h[t])  # built in place: no allocation per time step
+            dh = dpre[:, t].copy_(grad_h[:, t])  # built in place: no allocation per time step
             for r0, r1, runs in ctx.blocks:
                 for c0, c1 in runs:
-                    dh[:, :, c0:c1].baddbmm_(dpre[t + 1, :, :, r0:r1], weight[:, r0:r1, c0:c1])
-            dh.mul_(active[t])
+                    dh[:, :, c0:c1].baddbmm_(dpre[:, t + 1, :, r0:r1], weight[:, r0:r1, c0:c1])
+            dh.mul_(active[:, t])
         grad_weight = torch.zeros_like(weight)
         if T > 1:
-            # model-major copies, so each block's dW is one batched product over steps and clips
-            d_next = dpre[1:].transpose(0, 1).reshape(K, -1, H)
-            h_prev = h[:-1].transpose(0, 1).reshape(K, -1, H)
+            # views, not copies: each block's dW is one batched product over steps and clips
+            d_next = dpre[:, 1:].reshape(K, -1, H)
+            h_prev = h[:, :-1].reshape(K, -1, H)
             for r0, r1, runs in ctx.blocks:
                 for c0, c1 in runs:
                     grad_weight[:, r0:r1, c0:c1] = torch.bmm(d_next[:, :, r0:r1].transpose(1, 2), h_prev[:, :, c0:c1])
@@ -186,13 +187,13 @@ class StackedRecurrent(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             frames = x.transpose(1, 2).reshape(K, T * B, P).to(dtype)
             drive0 = torch.baddbmm(bias[:, None, :n0], frames, self.weight_ih.to(dtype).transpose(1, 2))
-            drive = torch.cat([drive0.view(K, T, B, n0).transpose(0, 1),
-                               bias[None, :, None, n0:].expand(T, K, B, H - n0)], dim=-1)
-            h = BatchedReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks)
-            h = h.transpose(0, 1).reshape(K, T * B, H)  # model-major for the readout products
+            drive = torch.cat([drive0, bias[:, None, n0:].expand(K, T * B, H - n0)], dim=-1).view(K, T, B, H)
+            h = BatchedReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks).view(K, T * B, H)
             bias_out = self.readout_bias.to(dtype)
-            pred = torch.cat([torch.baddbmm(bias_out[:, None, out], h[:, :, hid], w.to(dtype).transpose(1, 2))
-                              for w, out, hid in zip(self.readout_weights, tpl.output_slices, tpl.group_slices)], -1)
+            # one split, not a slice per group: each slice's backward fills a zero gradient the size of h
+            groups = torch.split(h, tpl.group_sizes, dim=-1)
+            pred = torch.cat([torch.baddbmm(bias_out[:, None, out], hg, w.to(dtype).transpose(1, 2))
+                              for w, out, hg in zip(self.readout_weights, tpl.output_slices, groups)], -1)
         return pred.view(K, T, B, -1), h.view(K, T, B, H)
 
     _compute_dtype = NetworkHierarchicalRecurrent._compute_dtype  # reads self.precision and self.weight_hh
@@ -268,6 +269,27 @@ def stack_optimizer_states(states: list[dict]) -> dict:
     return {"state": stacked, "param_groups": copy.deepcopy(first["param_groups"])}
 
 
+def stacked_train_step(stack: StackedRecurrent, optimizer: torch.optim.Optimizer, batches: list[torch.Tensor],
+                       models: list[NetworkHierarchicalRecurrent], generators: list[torch.Generator], lr: float,
+                       grad_clip: float) -> torch.Tensor:
+    """train.py's step for K models at once: model k's clips ``batches[k]`` (B, T, P)
+    get its noise (``models[k].preprocess_data`` with ``generators[k]``, as its own
+    run draws it); then loss, backward of the sum of the K losses, clip each gradient
+    element to +-grad_clip, mask, Adam at ``lr``. Returns the detached (K, 1 + components)
+    [loss, L1, mse0, ...] per model, on the device (no host synchronisation)."""
+    noisy = [model.preprocess_data((x, x), gen) for model, x, gen in zip(models, batches, generators)]
+    xn, yn = torch.stack([x for x, _ in noisy]), torch.stack([y for _, y in noisy])
+    optimizer.zero_grad(set_to_none=True)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    total, losses, comps = stack.get_loss(stack(xn), yn)
+    total.backward()  # the sum of independent losses: each model gets its own gradient
+    torch.nn.utils.clip_grad_value_(stack.parameters(), grad_clip)  # before masking, as the original
+    stack.mask_gradients()
+    optimizer.step()
+    return torch.stack([losses, *comps.values()], dim=1)
+
+
 # -------------------------------------------------------------------------------------------
 # The sweep: train.py's loop, once for K runs
 # -------------------------------------------------------------------------------------------
@@ -276,14 +298,9 @@ class _Run:
     """One model of a batched sweep: what its own train.py process would hold."""
 
     cfg: object  # train.TrainConfig
-    run_dir: Path | None
-    model: NetworkHierarchicalRecurrent  # receives the stack's weights for validation and checkpoints
-    shuffle_gen: torch.Generator
-    noise_gen: torch.Generator
+    state: object  # models.training.TrainState; its model receives the stack's weights to validate and save
     torch_rng: torch.Tensor  # torch's global RNG state as its own process would save it (after its init)
-    history: dict
-    permutation: torch.Tensor | None = None
-    config: dict | None = None
+    out: object = None  # train._Writer of its run folder
 
 
 def check_sweep(cfgs: list) -> None:
@@ -329,9 +346,10 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
     weights and train.py-format resume states, all written at the same steps."""
     import train
     from data.dataset import ClipSource, fits_on
-    from models.io import HISTORY_FILE, save_model
+    from models.run_dir import RunDir
+    from models.training import TrainState
     from tqdm.auto import tqdm
-    from utils import UserInputError, atomic_path, resolve_device, seed_everything, write_json
+    from utils import UserInputError, resolve_device, seed_everything
 
     cfgs = [cfg for cfg, _ in jobs]
     resumes = [resume for _, resume in jobs]
@@ -349,133 +367,99 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
     train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
     components = ["L1"] + [f"mse{g}" for g in range(len(first.hidden_units))]
 
-    runs, optimizer_states, positions, saved_sums = [], [], set(), []
+    runs = []
     for cfg, resume in jobs:
         seed_everything(cfg.seed)
         model = train.checked_model(cfg, clips.shape[1], data_path).to(device)
         backend = train.set_arithmetic(model, cfg, device)
-        run = _Run(cfg, None, model, torch.Generator().manual_seed(cfg.seed),
-                   torch.Generator(device=device).manual_seed(cfg.seed + 1), torch.get_rng_state(),
-                   train._new_history(components))
+        # its own Adam only carries its slice of the stack's state to and from its state files
+        state = TrainState(model, torch.optim.Adam(model.parameters(), lr=cfg.lr),
+                           shuffle_generator=torch.Generator().manual_seed(cfg.seed),
+                           noise_generator=torch.Generator(device=device).manual_seed(cfg.seed + 1),
+                           history=train.new_history(components))
         if resume is not None:
-            state = train._read_state(resume)
-            run.run_dir = resume.parent
-            model.load_state_dict(state["model"])
-            optimizer_states.append(state["optimizer"])
-            run.shuffle_gen.set_state(state["rng"]["shuffle"])
-            try:
-                run.noise_gen.set_state(state["rng"]["noise"])
-            except RuntimeError as err:
-                raise UserInputError(f"{resume} was saved on another kind of device than {device}: resume with "
-                                     "the --device it trained on") from err
-            run.torch_rng, run.history, run.permutation = state["rng"]["torch"], state["history"], state["permutation"]
-            positions.add((state["epoch"], state["step"], state["global_step"]))
-            saved_sums.append(state["sums"])
-        runs.append(run)
+            train.resumed_state(state, resume, 0)  # also sets torch's RNG to the run's saved state
+        runs.append(_Run(cfg, state, torch.get_rng_state()))
+    positions = {(run.state.epoch, run.state.step, run.state.global_step) for run in runs}
     if len(positions) > 1:
         raise UserInputError(f"the sweep's runs stand at different steps {sorted(positions)}: resume each one "
                              "without --batched")
-    epoch, step, global_step = positions.pop() if positions else (1, 0, 0)
-    sums = None if not saved_sums or saved_sums[0] is None else torch.stack(saved_sums).to(device)
+    epoch, step, global_step = positions.pop()
+    sums = None if runs[0].state.sums is None else torch.stack([run.state.sums for run in runs])
 
-    stack = StackedRecurrent([run.model for run in runs])
+    stack = StackedRecurrent([run.state.model for run in runs])
     optimizer = torch.optim.Adam(stack.parameters(), lr=first.lr)  # per element: K Adams
-    if optimizer_states:
-        optimizer.load_state_dict(stack_optimizer_states(optimizer_states))
-    if resumes[0] is None:
-        for run in runs:
-            run.run_dir = train.create_run_dir(run.cfg)
-    names = [run.run_dir.name for run in runs]
-    for run in runs:
-        run.config = dataclasses.asdict(run.cfg) | {
+    if resumes[0] is not None:
+        optimizer.load_state_dict(stack_optimizer_states([run.state.optimizer.state_dict() for run in runs]))
+    run_dirs = [r.parent for r in resumes] if resumes[0] is not None else [
+        train.create_run_dir(run.cfg) for run in runs]
+    names = [d.name for d in run_dirs]
+    for run, run_dir in zip(runs, run_dirs):
+        config = dataclasses.asdict(run.cfg) | {
             "dataset_path": str(data_path.absolute()), "dataset_identity": identity, "n_clips": len(clips),
             "n_train": len(train_rows), "n_validation": len(val_rows), "processes": 1,
             "torch_version": torch.__version__, "recurrence_backend": backend, SWEEP_KEY: names}
-        with train._writing(run.run_dir, "write to", f"free space or fix the folder, then resume with --batched "
-                                                       f"--path {run.run_dir}"):
-            write_json(run.run_dir / "config.json", run.config)
-
-    def log(run, message, stderr=False):
-        if stderr:
-            print(message, file=sys.stderr)
-        with train._writing(run.run_dir, "append to the log in", "free space or fix the folder"):
-            train._append_log(run.run_dir, message)
-
-    for run in runs:
-        log(run, f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
-                 f"batched with {len(runs) - 1} other run(s) on {device.type}" if resumes[0] is None else
-                 f"resumed from {resumes[0].name} at epoch {epoch}, step {step}, batched with {len(runs) - 1} "
-                 "other run(s)")
+        run.out = train._Writer(RunDir(run_dir), config, 0, None)
+        run.out.start()
+        run.out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
+                    f"batched with {len(runs) - 1} other run(s) on {device.type}" if resumes[0] is None else
+                    f"resumed from {resumes[0].name} at epoch {epoch}, step {step}, batched with {len(runs) - 1} "
+                    "other run(s)")
 
     def sync_models():
         """Each run's model takes its slice of the stack, projected as every forward pass sees it."""
         with torch.no_grad():
             stack.project_weights_()
         for k, run in enumerate(runs):
-            stack.copy_into(k, run.model)
+            stack.copy_into(k, run.state.model)
 
-    def checkpoint(tag_epoch, interrupted=False):
+    def checkpoint(tag_epoch):
+        """Every run's weights and state (tag_epoch None: the interrupted state), each
+        exactly what its own train.py process would write at this step."""
         sync_models()
         stacked_state = optimizer.state_dict()
         for k, run in enumerate(runs):
-            single_optimizer = split_optimizer_state(stacked_state, k)
-            state = {"model": run.model.state_dict(), "optimizer": single_optimizer, "history": run.history,
-                     "epoch": epoch, "step": step, "global_step": global_step, "permutation": run.permutation,
-                     "sums": None if sums is None else sums[k].cpu(),
-                     "rng": {"shuffle": run.shuffle_gen.get_state(), "noise": run.noise_gen.get_state().cpu(),
-                             "torch": run.torch_rng}}
-            with train._writing(run.run_dir, "write a checkpoint to", f"free space, then resume with --batched "
-                                                                        f"--path {run.run_dir}"):
-                if interrupted:
-                    with atomic_path(run.run_dir / "interrupted_state.pt") as tmp:
-                        torch.save(state, tmp)
-                    write_json(run.run_dir / HISTORY_FILE, run.history)
-                else:
-                    save_model(run.run_dir, run.model, run.config, tag_epoch, run.history, train_state=state)
-                train.save_loss_curve(run.run_dir, run.history)
+            run.state.optimizer.load_state_dict(split_optimizer_state(stacked_state, k))
+            run.state.epoch, run.state.step, run.state.global_step = epoch, step, global_step
+            run.state.sums = None if sums is None else sums[k]
+            torch.set_rng_state(run.torch_rng)  # the state file records torch's RNG as this run's process has it
+            run.out.checkpoint(run.state, tag_epoch)
 
     if first.epochs == 0 and resumes[0] is None:  # the untrained controls, as train.py saves them
         sync_models()
         for run in runs:
-            save_model(run.run_dir, run.model, run.config, 0, run.history)
-            log(run, "saved the untrained model (--epochs 0)")
-        return [run.run_dir for run in runs]
+            with run.out.writing("write a checkpoint to"):
+                run.out.run.save_weights(run.state.model, run.out.config, 0)
+                run.out.run.write_history(run.state.history)
+            run.out.log("saved the untrained model (--epochs 0)")
+        return run_dirs
 
     n_batches = math.ceil(len(train_src) / first.batch_size)
     started, steps_here = time.monotonic(), 0
-    resume_hint = f"--batched --path {runs[0].run_dir}"
+    resume_hint = f"--batched --path {run_dirs[0]}"
     bar = tqdm(total=max(first.epochs - epoch + 1, 0) * n_batches, disable=None if progress else True,
                desc=f"{len(runs)} runs batched", unit="step", dynamic_ncols=True)
 
     def stop_if_diverged(k, means, val_means):
-        message = train.divergence(runs[k].cfg, runs[k].run_dir, epoch, means, val_means)
+        message = train.divergence(runs[k].cfg, run_dirs[k], epoch, means, val_means)
         if message is not None:
             bar.close()
-            log(runs[k], message)
-            raise train.TrainingDiverged(f"{runs[k].run_dir.name}: {message}; the sweep stops with it (resume "
-                                         "the other runs one by one, without --batched)")
+            runs[k].out.log(message)
+            raise train.TrainingDiverged(f"{names[k]}: {message}; the sweep stops with it (resume the other runs "
+                                         "one by one, without --batched)")
 
     with train._StopRequest() as stop:
         while epoch <= first.epochs:
             for run in runs:
-                if run.permutation is None:
-                    run.permutation = torch.randperm(len(train_src), generator=run.shuffle_gen)
+                if run.state.permutation is None:
+                    run.state.permutation = torch.randperm(len(train_src), generator=run.state.shuffle_generator)
             stack.train()
             while step < n_batches:
-                noisy = []
-                for run in runs:  # each run's own clips and noise, drawn as its own process draws them
-                    x = train_src.batch(run.permutation[step * first.batch_size:(step + 1) * first.batch_size], device)
-                    noisy.append(run.model.preprocess_data((x, x), run.noise_gen))
-                xn, yn = torch.stack([x for x, _ in noisy]), torch.stack([y for _, y in noisy])
-                optimizer.zero_grad(set_to_none=True)
-                for group in optimizer.param_groups:
-                    group["lr"] = train.learning_rate(first, global_step)
-                total, losses, comps = stack.get_loss(stack(xn), yn)
-                total.backward()  # the sum of independent losses: each model gets its own gradient
-                torch.nn.utils.clip_grad_value_(stack.parameters(), first.grad_clip)  # before masking, as the original
-                stack.mask_gradients()
-                optimizer.step()
-                values = torch.stack([losses, *comps.values()], dim=1)  # (K, 1 + components), no sync per step
+                batches = [train_src.batch(run.state.permutation[step * first.batch_size:(step + 1) * first.batch_size],
+                                           device) for run in runs]
+                values = stacked_train_step(stack, optimizer, batches, [run.state.model for run in runs],
+                                            [run.state.noise_generator for run in runs],
+                                            train.learning_rate(first, global_step), first.grad_clip)
                 sums = values if sums is None else sums + values
                 step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
                 bar.update()
@@ -483,14 +467,14 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
                     for k in range(len(runs)):
                         if not bool(torch.isfinite(sums[k]).all()):  # never save a diverged state as resumable
                             stop_if_diverged(k, dict(zip(["loss", *components], (sums[k] / step).tolist())), {})
-                    checkpoint(epoch - 1, interrupted=True)
+                    checkpoint(None)
                     bar.close()
                     for run in runs:
-                        log(run, f"stop request: saved a resumable state; continue with {resume_hint}")
+                        run.out.log(f"stop request: saved a resumable state; continue with {resume_hint}")
                     print(f"stop request: saved resumable states in {len(runs)} run folders; continue with "
                           f"{resume_hint}", file=sys.stderr)
-                    stop.saved = runs[0].run_dir
-                    return [run.run_dir for run in runs]
+                    stop.saved = run_dirs[0]
+                    return run_dirs
 
             all_means = (sums / n_batches).tolist()  # one host sync per epoch
             validating = epoch % first.validate_every == 0
@@ -499,37 +483,38 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
                 sync_models()
             for k, run in enumerate(runs):
                 means = dict(zip(["loss", *components], all_means[k]))
-                train._append(run.history["train"], epoch, means)
-                line = f"epoch {epoch}/{first.epochs} train " + train._format_means(means)
+                train.append_row(run.state.history["train"], epoch, means)
+                line = f"epoch {epoch}/{first.epochs} train " + train.format_means(means)
                 val_means = {}
                 if validating:
-                    run.model.eval()
-                    val_means = train.validate(run.model, val_src, run.cfg, device,
+                    run.state.model.eval()
+                    val_means = train.validate(run.state.model, val_src, run.cfg, device,
                                                train.validation_generator(run.cfg, device))
-                    train._append(run.history["validation"], epoch, val_means)
-                    line += " | validation " + train._format_means(val_means)
+                    train.append_row(run.state.history["validation"], epoch, val_means)
+                    line += " | validation " + train.format_means(val_means)
                 if monitoring:
-                    line += " | " + train.monitor_receptive_fields(run.model, clips, run.cfg, run.history, epoch,
-                                                                   global_step)
-                log(run, f"{line} | {time.monotonic() - started:.1f} s since this process started")
+                    line += " | " + train.monitor_receptive_fields(run.state.model, clips, run.cfg, run.state.history,
+                                                                   epoch, global_step)
+                run.out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
                 stop_if_diverged(k, means, val_means)
             bar.set_postfix(epoch=epoch, loss=f"{min(m[0] for m in all_means):.4f} (best)")
             completed, epoch, step, sums = epoch, epoch + 1, 0, None
             for run in runs:
-                run.permutation = None
+                run.state.permutation = None
             out_of_time = first.max_minutes > 0 and time.monotonic() - started > 60 * first.max_minutes
             if completed % first.checkpoint_every == 0 or completed == first.epochs or out_of_time:
                 checkpoint(completed)
             if out_of_time and epoch <= first.epochs:
                 bar.close()
                 for run in runs:
-                    log(run, f"time limit: stopped after epoch {completed}; continue with {resume_hint}", stderr=True)
-                return [run.run_dir for run in runs]
+                    run.out.log(f"time limit: stopped after epoch {completed}; continue with {resume_hint}",
+                                stderr=True)
+                return run_dirs
     bar.close()
     for run in runs:
         if steps_here == 0 and resumes[0] is not None:
-            log(run, f"nothing to train: the run already has {epoch - 1} complete epochs and --epochs is "
-                     f"{first.epochs}; give a larger --epochs to continue", stderr=True)
+            run.out.log(f"nothing to train: the run already has {epoch - 1} complete epochs and --epochs is "
+                        f"{first.epochs}; give a larger --epochs to continue", stderr=True)
         else:
-            log(run, f"finished epoch {epoch - 1}")
-    return [run.run_dir for run in runs]
+            run.out.log(f"finished epoch {epoch - 1}")
+    return run_dirs

@@ -144,6 +144,7 @@ def test_a_batched_runs_state_resumes_as_a_single_run(tmp_path, clips, singles, 
     run = Path(shutil.copytree(sweep[2], tmp_path / "run"))
     (run / "3-epochs_model.safetensors").unlink()
     (run / "3-epochs_state.pt").unlink()
+    (run / "3-epochs_state.json").unlink(missing_ok=True)
     assert train.train(*train.config_for(train.build_parser().parse_args(["--path", str(run)])),
                        progress=False) == run
     a, b = final_weights(singles[2]), final_weights(run)
