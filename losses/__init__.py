@@ -35,7 +35,9 @@ class LossSpec:
     ``function(model, out, data) -> (loss, components)``: ``out`` is the
     model's ``forward`` output, ``data`` the (input, target) pair after
     ``preprocess_data``; components are detached scalars by name, logged per
-    epoch. ``offset``: k, the frames between a readout and its target.
+    epoch: train.py's loss history has the columns "L1", "mse0" .. "mse{G-1}"
+    for G groups, so a loss reports those (0 for a term it does not have).
+    ``offset``: k, the frames between a readout and its target.
     ``model_families``: the ``TrainableModel.family`` values that may train
     with it. ``default_beta``: the loss weights a model kind that picks this
     loss by default gets, unless it sets its own (None: the run's default).

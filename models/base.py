@@ -132,11 +132,12 @@ class ProbeableModel(nn.Module):
 
 class TrainableModel(ProbeableModel, metaclass=abc.ABCMeta):
     """A model kind train.py can train. Subclasses set ``family`` (which
-    ``losses.LOSSES`` entries fit, checked by ``check_loss``) and
-    ``loss_name`` and implement the abstract members."""
+    ``losses.LOSSES`` entries fit, checked by ``check_loss``), ``loss_name``
+    and ``noise_std`` and implement the abstract members."""
 
     family: str
     loss_name: str
+    noise_std: float
 
     @classmethod
     @abc.abstractmethod
@@ -164,7 +165,8 @@ class TrainableModel(ProbeableModel, metaclass=abc.ABCMeta):
         else a ``SettingError`` that lists the losses that fit."""
         fitting = [name for name, spec in LOSSES.items() if cls.family in spec.model_families]
         if loss not in fitting:
-            raise SettingError(f"{cls.__name__} trains with {{loss}} {' or '.join(fitting)}, not {loss}", "loss")
+            raise SettingError(f"{cls.__name__} trains with {{loss}} {' or '.join(fitting)}, not {loss} (that loss "
+                               f"does not apply to the {cls.family} models)", "loss")
         return LOSSES[loss]
 
     @property
