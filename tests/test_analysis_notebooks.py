@@ -220,3 +220,17 @@ def test_surround_notebook_on_the_artefact_of_an_ablated_model(run, tmp_path):
     # the probed model already lacks feedback, so removing it again changes nothing
     si = summary["si"]
     assert si["n_pairs"] > 0 and si["mean_full"] == pytest.approx(si["mean_no_feedback"], rel=1e-6)
+
+
+def test_surround_notebook_on_an_artefact_without_the_no_feedback_rerun_probes_the_model(run, tmp_path):
+    """The notebook needs only the stages up to surround: without the no-feedback
+    rerun it probes the recorded model with feedback removed itself."""
+    artefact = tmp_path / "up_to_surround.vphys.h5"
+    Pipeline(run["checkpoint"], artefact, options=Options(**TINY_OPTIONS)).run(("surround",), log=lambda message: None)
+    out, summary = execute("surround_suppression", tmp_path, artefact=str(artefact), n_examples=2)
+    assert_figures(out, "feedback_effects_vs_nurminen")
+    (tmp_path / "full").mkdir()
+    with_rerun = execute("surround_suppression", tmp_path / "full", artefact=run["artefact"], n_examples=2)[1]
+    # the same probe as the pipeline's no-feedback stage: the same numbers
+    assert summary["si"]["mean_no_feedback"] == pytest.approx(with_rerun["si"]["mean_no_feedback"], rel=1e-5)
+    assert summary["si"]["n_pairs"] == with_rerun["si"]["n_pairs"] > 0
