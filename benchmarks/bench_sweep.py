@@ -123,16 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with --smoke's sizes applied and every value checked."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.models, args.batch, args.frames, args.steps, args.warmup_steps = \
             ["3x6@4x4"], [1, 2], 4, 8, 1, 1
-    for text in args.sizes:
-        parse_size(text)  # every size checked before the first measurement
+    try:
+        for text in args.sizes:
+            parse_size(text)  # every size checked before the first measurement
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
     if min(args.models) < 1 or args.batch < 1 or args.frames < 6 or args.steps < 1:
-        build_parser().error("--models and --batch need values >= 1, --frames >= 6 (warm-up 4 + offset 1 + 1), "
-                             "--steps >= 1")
+        parser.error("--models and --batch need values >= 1, --frames >= 6 (warm-up 4 + offset 1 + 1), --steps >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     print(f"device {args.device}, {torch.get_num_threads()} thread(s), batch {args.batch}, {args.frames} frames, "
           f"median of {args.steps} step(s)")
     return run(args)

@@ -11,7 +11,9 @@
 3. virtual physiology: benchmarks/bench_vphys.py --quick (3x100, 1,000 RWA clips);
 4. training: 2 minutes of train.py on the embedded natural-movie dataset (paper
    size, bf16, recurrence auto), then virtual_physiology.rf_summary on the run
-   (1,000 RWA clips, on the CPU as rf_summary does).
+   (1,000 RWA clips, on the CPU as rf_summary does);
+5. sweep: benchmarks/bench_sweep.py at the paper's size: model-steps per second of
+   K = 1, 4, 16 models trained as one stack (--batched) against K sequential steps.
 
 Prints one table and writes every figure to one JSON file (--json). A section that
 fails is reported as failed with its error, and the others still run.
@@ -34,18 +36,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+import bench_sweep  # noqa: E402
 import bench_train  # noqa: E402
 
 # Sizes per mode. The smoke sizes only check that every section runs.
 FULL = {"bench": ["--hidden-units", "800,800,800", "--steps", "10", "--warmup-steps", "3"],
         "vphys": ["--quick"],
         "train": ["--hidden-units", "800,800,800", "--max-minutes", "2", "--epochs", "2000"],
-        "rf_clips": 1000}
+        "rf_clips": 1000,
+        "sweep": ["--sizes", "3x800@20x20", "--models", "1", "4", "16", "--steps", "3"]}
 SMOKE = {"bench": ["--batch", "4", "--frames", "8", "--frame-shape", "4", "4", "--hidden-units", "6,5,4",
                    "--steps", "1", "--warmup-steps", "1"],
          "vphys": ["--units", "4", "--rwa-clips", "20"],
          "train": ["--hidden-units", "6,5,4", "--epochs", "1", "--batch-size", "400"],
-         "rf_clips": 20}
+         "rf_clips": 20,
+         "sweep": ["--smoke"]}
 
 
 def section_tests(device, sizes):
@@ -119,8 +124,15 @@ def section_training(device, sizes):
              "median_orientation_index": rf["median_orientation_index"], "median_gabor_r": rf["median_gabor_r"]}]
 
 
+def section_sweep(device, sizes):
+    """bench_sweep: K models batched against K sequential steps; rows: one per size and K."""
+    rows = bench_sweep.run(bench_sweep.parse_args(sizes["sweep"] + ["--device", str(device)]))
+    return [{"name": f"{row['size']} K={row['K']}", **{k: v for k, v in row.items() if k not in ("size", "K")}}
+            for row in rows]
+
+
 SECTIONS = {"tests": section_tests, "bench_train": section_bench_train, "vphys": section_vphys,
-            "training": section_training}
+            "training": section_training, "sweep": section_sweep}
 
 
 def machine(device) -> dict:

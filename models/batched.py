@@ -174,8 +174,10 @@ class StackedRecurrent(nn.Module):
 
     # ----- forward and loss -------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
-        """x: (K, B, T, P), model k's clips in x[k] -> (predictions (K, T, B, O), hidden
-        (K, T, B, H)), time-major per model (the loss below reads them so)."""
+        """x: (K, B, T, P), model k's clips in x[k] -> (predictions, hidden), each a tuple
+        with one (K, T, B, n) tensor per block: readout block g (n = O_g, the single
+        model's output columns ``output_slices[g]``) and group g (n = n_g). Kept apart,
+        time-major per model, as the loss reads them: no concatenation to undo."""
         tpl = self.template
         K, B, T, P = x.shape
         if K != self.n_models or P != tpl.n_pixels:
@@ -188,13 +190,13 @@ class StackedRecurrent(nn.Module):
             frames = x.transpose(1, 2).reshape(K, T * B, P).to(dtype)
             drive0 = torch.baddbmm(bias[:, None, :n0], frames, self.weight_ih.to(dtype).transpose(1, 2))
             drive = torch.cat([drive0, bias[:, None, n0:].expand(K, T * B, H - n0)], dim=-1).view(K, T, B, H)
-            h = BatchedReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks).view(K, T * B, H)
+            h = BatchedReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks)
             bias_out = self.readout_bias.to(dtype)
             # one split, not a slice per group: each slice's backward fills a zero gradient the size of h
             groups = torch.split(h, tpl.group_sizes, dim=-1)
-            pred = torch.cat([torch.baddbmm(bias_out[:, None, out], hg, w.to(dtype).transpose(1, 2))
-                              for w, out, hg in zip(self.readout_weights, tpl.output_slices, groups)], -1)
-        return pred.view(K, T, B, -1), h.view(K, T, B, H)
+            preds = tuple(torch.baddbmm(bias_out[:, None, out], hg.reshape(K, T * B, -1), w.to(dtype).transpose(1, 2))
+                          .view(K, T, B, -1) for w, out, hg in zip(self.readout_weights, tpl.output_slices, groups))
+        return preds, groups
 
     _compute_dtype = NetworkHierarchicalRecurrent._compute_dtype  # reads self.precision and self.weight_hh
 
@@ -211,15 +213,13 @@ class StackedRecurrent(nn.Module):
         model's, lam_k sum|W_k| + sum_g beta_g MSE_g,k (losses.hierarchical_offset_mse),
         each MSE a mean over its B x T' x n elements, computed in float32."""
         tpl = self.template
-        pred, hidden = out
-        T = pred.shape[1]
+        preds, groups = out
+        T = preds[0].shape[1]
         warmup, offset = tpl.warmup, tpl.temporal_offset
         if T <= warmup + offset:
             raise ValueError(f"clips of {T} frames are too short for warm-up {warmup} plus offset {offset}")
         source, future = slice(warmup, T - offset), slice(warmup + offset, T)
         y = targets.transpose(1, 2)  # (K, T, B, P), as the predictions
-        preds = torch.split(pred, [s.stop - s.start for s in tpl.output_slices], dim=-1)
-        groups = torch.split(hidden, tpl.group_sizes, dim=-1)
         terms = [_mean_square(preds[0][:, source], y[:, future])]
         for g in range(1, len(preds)):
             tgt = groups[g - 1][:, future].to(y.dtype)

@@ -17,7 +17,7 @@ def test_gpu_suite_smoke_runs_every_section(tmp_path):
     assert results["mode"] == "smoke"
     sections = results["sections"]
     assert {name: s["status"] for name, s in sections.items()} == dict.fromkeys(
-        ["tests", "bench_train", "vphys", "training"], "ok")
+        ["tests", "bench_train", "vphys", "training", "sweep"], "ok")
     assert sections["tests"]["rows"][0].get("skipped", 0) > 0  # no CUDA here: the GPU tests skip, not fail
     names = [row["name"] for row in sections["bench_train"]["rows"]]
     variants = [f"{r} {p}" for r in ("block", "dense") for p in ("fp32", "tf32", "bf16")]
@@ -27,4 +27,7 @@ def test_gpu_suite_smoke_runs_every_section(tmp_path):
     train_row, rf_row = sections["training"]["rows"]
     assert (train_row["precision"], train_row["recurrence_backend"]) == ("bf16", "block")  # auto on a CPU
     assert train_row["steps"] > 0 and rf_row["clean_mse"] > 0
+    sweep = sections["sweep"]["rows"]
+    assert [row["name"] for row in sweep] == ["3x6@4x4 K=1", "3x6@4x4 K=2"]
+    assert all(row["batched_model_steps_per_s"] > 0 and row["sequential_model_steps_per_s"] > 0 for row in sweep)
     assert "=== gpu_suite ===" in proc.stdout
