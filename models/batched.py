@@ -19,6 +19,11 @@ summation order of the products differs from the single model's block
 recurrence, so the weights agree with the single runs to float32 rounding
 (tests/test_core_batched.py).
 
+--precision bf16 is the single model's mixed precision (bfloat16 products with
+float32 accumulation, fp32 master weights, Adam state and loss); its rounded
+outputs then differ from a single run's by one bf16 step in a few entries, which
+later steps inherit, so a bf16 sweep follows its single runs only approximately.
+
 Each model keeps its own run folder, config.json, log, weights and resume state
 in train.py's format: a state written here resumes as a single run
 (``train.py --path RUN``, to float32 rounding), and resuming the sweep
@@ -194,7 +199,8 @@ class StackedRecurrent(nn.Module):
             bias_out = self.readout_bias.to(dtype)
             # one split, not a slice per group: each slice's backward fills a zero gradient the size of h
             groups = torch.split(h, tpl.group_sizes, dim=-1)
-            preds = tuple(torch.baddbmm(bias_out[:, None, out], hg.reshape(K, T * B, -1), w.to(dtype).transpose(1, 2))
+            # product, then bias, as the single model's readout (in bf16 each rounds once)
+            preds = tuple((torch.bmm(hg.reshape(K, T * B, -1), w.to(dtype).transpose(1, 2)) + bias_out[:, None, out])
                           .view(K, T, B, -1) for w, out, hg in zip(self.readout_weights, tpl.output_slices, groups))
         return preds, groups
 
