@@ -18,7 +18,10 @@ as subprocesses (submitit's LocalExecutor) and waits for them; --cluster slurm
 submits them with sbatch (one process per GPU, DistributedDataParallel when
 --gpus > 1). --dry-run prints the jobs and submits nothing. A job that SLURM
 pre-empts or stops at its time limit saves a resumable state on SLURM's warning
-signal, is requeued, and resumes from its latest state.
+signal, is requeued, and resumes from its latest state. --batched trains the
+sweep's runs (recurrent models) as one stacked computation in this process
+instead (models/batched.py), each still with its own folder and log; --batched
+--path RUN resumes all of them.
 """
 from __future__ import annotations
 
