@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -30,155 +29,26 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from data.dataset import ClipSource, dataset_identity, fits_on, load_clips, same_dataset, split_indices
-from losses import min_clip_frames
-from models import build_model
-from models.base import flag_wording
+from data.dataset import ClipSource, fits_on
+from models import build_model  # noqa: F401  (tests build a run's model from its config with it)
 from models.run_dir import RunDir
 from models.run_dir import read_state_file as _read_state  # noqa: F401  (tests read a state's step with it)
-from models.training import (NoiseStateOnOtherDevice, TrainState, any_rank, append_row, check_ranks_agree,
-                             format_means, init_distributed, learning_rate, new_history, save_loss_curve, train_step,
-                             validate, validation_generator)
-# re-exported: `import train` reaches the whole training interface (tests, submit_training_job.py)
-from models.training_config import (MAX_NAME_LENGTH, TrainConfig, add_config_arguments, config_for,  # noqa: F401
-                                    create_run_dir, find_resume_state, read_run_config, resolve_config, run_name,
-                                    writing)
+from models.training import (NoiseStateOnOtherDevice, StoppedBySignal, StopRequest, TrainState, any_rank,  # noqa: F401
+                             append_row, check_ranks_agree, format_means, init_distributed, learning_rate,
+                             new_history, save_loss_curve, train_step, validate, validation_generator)
+# re-exported: `import train` reaches the whole training interface (tests, submit_training_job.py, models/batched.py)
+from models.training_config import (MAX_NAME_LENGTH, TrainConfig, add_config_arguments, check_same_dataset,  # noqa: F401
+                                    checked_data, checked_model, config_for, create_run_dir, find_resume_state,
+                                    load_dataset, preflight, read_run_config, resolve_config, run_name,
+                                    set_arithmetic, writing)
 from models.training_config import build_parser as _config_parser
 from utils import UserInputError, run_cli, seed_everything
 
-ROOT = Path(__file__).resolve().parent
-# the names models/batched.py (the K-models trainer) reaches for
-_new_history, _writing = new_history, writing
-
-
-def _append_log(run_dir: Path, message: str) -> None:
-    RunDir(run_dir).append_log(message)
+_StopRequest = StopRequest  # the name models/batched.py and tests/test_scaling_submit.py use
 
 
 class TrainingDiverged(UserInputError):
     """An epoch's loss was NaN or inf: nothing of that epoch is saved."""
-
-
-class StoppedBySignal(Exception):
-    """Training saved a resumable state on SIGINT or SIGTERM and stopped; the
-    command exits with 128 + ``signum``, as the shell reports a killed process,
-    so ``train && next-step`` does not go on with unfinished weights."""
-
-    def __init__(self, signum: int, run_dir: Path):
-        super().__init__(f"stopped by signal {signum}; resume with --path {run_dir}")
-        self.signum, self.run_dir = signum, run_dir
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM/SIGUSR2 ask the loop to save a resumable checkpoint and stop
-    after the current step; a second Ctrl-C aborts at once. SIGUSR2 is SLURM's
-    warning before a time limit or pre-emption: once the state is saved it is passed
-    on to the handler it displaced (submitit's, which requeues the job). Once the
-    loop has saved and left (``saved`` set to the run folder), SIGINT and SIGTERM
-    raise StoppedBySignal on leaving the block."""
-
-    def __init__(self):
-        self.requested, self.usr2, self.signum, self.saved = False, False, None, None
-
-    def __enter__(self):
-        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
-        self._old = {s: signal.signal(s, self._handle) for s in signals}
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.usr2 |= signum == signal.SIGUSR2
-        self.signum = self.signum or signum
-
-    def __exit__(self, exc_type, *exc):
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-        if self.usr2 and exc_type is None and callable(self._old[signal.SIGUSR2]):
-            self._old[signal.SIGUSR2](signal.SIGUSR2, None)
-        if exc_type is None and self.saved is not None and self.signum in (signal.SIGINT, signal.SIGTERM):
-            raise StoppedBySignal(self.signum, self.saved)
-
-
-# -------------------------------------------------------------------------------------------
-# Data and model, checked before anything is written
-# -------------------------------------------------------------------------------------------
-def load_dataset(cfg: TrainConfig):
-    if cfg.dataset == "default":
-        from data.default_dataset import default_dataset_path
-
-        path = default_dataset_path(tuple(cfg.frame_shape))
-    else:
-        path = Path(cfg.dataset)
-    min_frames = min_clip_frames(cfg.warmup, cfg.loss)
-    return load_clips(path, tuple(cfg.frame_shape), min_frames), path
-
-
-def check_same_dataset(run_dir: Path, data_path: Path, identity: dict) -> None:
-    """Refuse to resume a run on a dataset other than the one it trained on: another
-    size, shape, dtype or content fingerprint (runs older than the fingerprint are
-    compared by clip count)."""
-    saved = read_run_config(run_dir)
-    if "dataset_identity" in saved:
-        difference = same_dataset(saved["dataset_identity"], identity)
-    else:
-        n_saved, n_now = saved.get("n_clips"), identity["shape"][0]
-        difference = None if n_saved in (None, n_now) else f"clips {n_saved} -> {n_now}"
-    if difference is not None:
-        raise UserInputError(f"{data_path} is not the dataset {run_dir.name} trained on ({difference}): resume with "
-                             f"that file (--dataset {saved.get('dataset_path', 'PATH')}) or start a new run")
-
-
-def checked_data(cfg: TrainConfig, resume: Path | None):
-    """(clips, path, dataset_identity, train rows, validation rows), after every check
-    of the data: the file itself (load_clips), a training split that is not empty,
-    and, when resuming, the same dataset the run trained on."""
-    clips, data_path = load_dataset(cfg)
-    identity = dataset_identity(data_path, clips)
-    if resume is not None:
-        check_same_dataset(resume.parent, data_path, identity)
-    train_rows, val_rows = split_indices(len(clips))
-    if len(train_rows) == 0:  # only N = 1: the split keeps at least one clip for validation
-        raise UserInputError(f"{data_path} holds {len(clips)} clip, which the split keeps for validation: "
-                             "give at least 2 clips")
-    return clips, data_path, identity, train_rows, val_rows
-
-
-def checked_model(cfg: TrainConfig, n_frames: int, data_path: Path):
-    """The model of ``cfg`` (initialised from torch's global RNG), or a one-line error
-    for an incompatible combination of flags or clips too short for it."""
-    try:
-        model = build_model(dataclasses.asdict(cfg))
-    except ValueError as err:  # e.g. a loss the model cannot use (a SettingError: named by its flags)
-        raise UserInputError(f"{flag_wording(err)}: see --help") from err
-    if n_frames < getattr(model, "min_frames", 0):
-        raise UserInputError(f"{cfg.model} needs clips of at least {model.min_frames} frames, "
-                             f"{data_path} has {n_frames}: use longer clips or fewer groups")
-    return model
-
-
-def set_arithmetic(model, cfg: TrainConfig, device: torch.device) -> str | None:
-    """Apply --precision and --recurrence to a model that has its own mixed-precision
-    path (the recurrent models); returns the recurrence backend used, or None.
-
-    The rule for --recurrence auto: dense on CUDA (a GPU is bound by kernel launches,
-    and dense needs 2 per time step against ~10 for block), block elsewhere (a CPU
-    is bound by FLOPs, and block skips ~31% of them at the paper's sizes)."""
-    if not hasattr(model, "set_precision"):
-        return None
-    backend = cfg.recurrence if cfg.recurrence != "auto" else "dense" if device.type == "cuda" else "block"
-    model.set_precision(cfg.precision).set_recurrence(backend)
-    return backend
-
-
-def preflight(cfg: TrainConfig, resume: Path | None = None) -> None:
-    """Every check train() makes before it writes anything, for a job about to be
-    submitted: the data, the resume's dataset, the model (built on the CPU, with
-    torch's RNG state restored afterwards)."""
-    clips, data_path, *_ = checked_data(cfg, resume)
-    with torch.random.fork_rng(devices=[]):
-        checked_model(cfg, clips.shape[1], data_path)
 
 
 def resumed_state(state: TrainState, path: Path, rank: int) -> TrainState:
@@ -342,7 +212,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
             out.log(message)
             raise TrainingDiverged(message)
 
-    with _StopRequest() as stop:
+    with StopRequest() as stop:
         while state.epoch <= cfg.epochs:
             if state.permutation is None:
                 state.permutation = torch.randperm(len(train_src), generator=state.shuffle_generator)

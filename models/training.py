@@ -4,12 +4,14 @@ made of, shared by the tests and benchmarks so that none re-writes the step.
 ``cfg`` below is a ``train.TrainConfig`` or any object with the fields used:
 ``precision`` ("fp32" | "bf16"), ``grad_clip``, ``lr``, ``lr_half_life`` and,
 for ``validate``, ``batch_size`` and ``seed``. Below the step: the loss history's
-layout and plot, and the few collective operations of a data-parallel run.
+layout and plot, stop requests by signal, and the few collective operations of a
+data-parallel run.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from pathlib import Path
 
 import torch
@@ -168,6 +170,51 @@ class TrainState:
         self.global_step, self.permutation = saved["global_step"], saved["permutation"]
         self.sums = None if saved["sums"] is None else saved["sums"].to(self.noise_generator.device)
         return self
+
+
+# -------------------------------------------------------------------------------------------
+# Stop requests: a signal ends the loop at the next step, with a resumable state
+# -------------------------------------------------------------------------------------------
+class StoppedBySignal(Exception):
+    """Training saved a resumable state on SIGINT or SIGTERM and stopped; the
+    command exits with 128 + ``signum``, as the shell reports a killed process,
+    so ``train && next-step`` does not go on with unfinished weights."""
+
+    def __init__(self, signum: int, run_dir: Path):
+        super().__init__(f"stopped by signal {signum}; resume with --path {run_dir}")
+        self.signum, self.run_dir = signum, run_dir
+
+
+class StopRequest:
+    """SIGINT/SIGTERM/SIGUSR2 ask the loop to save a resumable checkpoint and stop
+    after the current step; a second Ctrl-C aborts at once. SIGUSR2 is SLURM's
+    warning before a time limit or pre-emption: once the state is saved it is passed
+    on to the handler it displaced (submitit's, which requeues the job). Once the
+    loop has saved and left (``saved`` set to the run folder), SIGINT and SIGTERM
+    raise StoppedBySignal on leaving the block."""
+
+    def __init__(self):
+        self.requested, self.usr2, self.signum, self.saved = False, False, None, None
+
+    def __enter__(self):
+        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+        self._old = {s: signal.signal(s, self._handle) for s in signals}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.usr2 |= signum == signal.SIGUSR2
+        self.signum = self.signum or signum
+
+    def __exit__(self, exc_type, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+        if self.usr2 and exc_type is None and callable(self._old[signal.SIGUSR2]):
+            self._old[signal.SIGUSR2](signal.SIGUSR2, None)
+        if exc_type is None and self.saved is not None and self.signum in (signal.SIGINT, signal.SIGTERM):
+            raise StoppedBySignal(self.signum, self.saved)
 
 
 # -------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The run config as the commands see it: ``TrainConfig`` (one field per flag of
 train.py and submit_training_job.py), the presets, the argparse flags built from
 it, and how flags, a preset, the model kind's defaults and, on resume, the saved
-config combine into one validated config. Also the command-line view of the run
-folder (create it, find the state to resume, read its config).
+config combine into one validated config; the checks of the data and the model
+against a config, made before anything is written; and the command-line view of
+the run folder (create it, find the state to resume, read its config).
 
 This is the commands' layer: its errors are ``utils.UserInputError`` naming the
 flag and the fix (models.run_dir and models.training raise ValueError and
@@ -22,10 +23,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 
-from losses import LOSS_OFFSETS
-from models import MODELS, describe_model_defaults, with_model_defaults
+from data.dataset import dataset_identity, load_clips, same_dataset, split_indices
+from losses import LOSS_OFFSETS, min_clip_frames
+from models import MODELS, build_model, describe_model_defaults, with_model_defaults
+from models.base import flag_wording
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
 from models.run_dir import RunDir, RunFoldersExhausted
@@ -256,6 +260,86 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
     cfg = TrainConfig(**values)
     validate_config(cfg, new_run=False)
     return cfg, state_file
+
+
+# -------------------------------------------------------------------------------------------
+# Data and model, checked against the config before anything is written
+# -------------------------------------------------------------------------------------------
+def load_dataset(cfg: TrainConfig):
+    if cfg.dataset == "default":
+        from data.default_dataset import default_dataset_path
+
+        path = default_dataset_path(tuple(cfg.frame_shape))
+    else:
+        path = Path(cfg.dataset)
+    min_frames = min_clip_frames(cfg.warmup, cfg.loss)
+    return load_clips(path, tuple(cfg.frame_shape), min_frames), path
+
+
+def check_same_dataset(run_dir: Path, data_path: Path, identity: dict) -> None:
+    """Refuse to resume a run on a dataset other than the one it trained on: another
+    size, shape, dtype or content fingerprint (runs older than the fingerprint are
+    compared by clip count)."""
+    saved = read_run_config(run_dir)
+    if "dataset_identity" in saved:
+        difference = same_dataset(saved["dataset_identity"], identity)
+    else:
+        n_saved, n_now = saved.get("n_clips"), identity["shape"][0]
+        difference = None if n_saved in (None, n_now) else f"clips {n_saved} -> {n_now}"
+    if difference is not None:
+        raise UserInputError(f"{data_path} is not the dataset {run_dir.name} trained on ({difference}): resume with "
+                             f"that file (--dataset {saved.get('dataset_path', 'PATH')}) or start a new run")
+
+
+def checked_data(cfg: TrainConfig, resume: Path | None):
+    """(clips, path, dataset_identity, train rows, validation rows), after every check
+    of the data: the file itself (load_clips), a training split that is not empty,
+    and, when resuming, the same dataset the run trained on."""
+    clips, data_path = load_dataset(cfg)
+    identity = dataset_identity(data_path, clips)
+    if resume is not None:
+        check_same_dataset(resume.parent, data_path, identity)
+    train_rows, val_rows = split_indices(len(clips))
+    if len(train_rows) == 0:  # only N = 1: the split keeps at least one clip for validation
+        raise UserInputError(f"{data_path} holds {len(clips)} clip, which the split keeps for validation: "
+                             "give at least 2 clips")
+    return clips, data_path, identity, train_rows, val_rows
+
+
+def checked_model(cfg: TrainConfig, n_frames: int, data_path: Path):
+    """The model of ``cfg`` (initialised from torch's global RNG), or a one-line error
+    for an incompatible combination of flags or clips too short for it."""
+    try:
+        model = build_model(dataclasses.asdict(cfg))
+    except ValueError as err:  # e.g. a loss the model cannot use (a SettingError: named by its flags)
+        raise UserInputError(f"{flag_wording(err)}: see --help") from err
+    if n_frames < getattr(model, "min_frames", 0):
+        raise UserInputError(f"{cfg.model} needs clips of at least {model.min_frames} frames, "
+                             f"{data_path} has {n_frames}: use longer clips or fewer groups")
+    return model
+
+
+def set_arithmetic(model, cfg: TrainConfig, device: torch.device) -> str | None:
+    """Apply --precision and --recurrence to a model that has its own mixed-precision
+    path (the recurrent models); returns the recurrence backend used, or None.
+
+    The rule for --recurrence auto: dense on CUDA (a GPU is bound by kernel launches,
+    and dense needs 2 per time step against ~10 for block), block elsewhere (a CPU
+    is bound by FLOPs, and block skips ~31% of them at the paper's sizes)."""
+    if not hasattr(model, "set_precision"):
+        return None
+    backend = cfg.recurrence if cfg.recurrence != "auto" else "dense" if device.type == "cuda" else "block"
+    model.set_precision(cfg.precision).set_recurrence(backend)
+    return backend
+
+
+def preflight(cfg: TrainConfig, resume: Path | None = None) -> None:
+    """Every check train() makes before it writes anything, for a job about to be
+    submitted: the data, the resume's dataset, the model (built on the CPU, with
+    torch's RNG state restored afterwards)."""
+    clips, data_path, *_ = checked_data(cfg, resume)
+    with torch.random.fork_rng(devices=[]):
+        checked_model(cfg, clips.shape[1], data_path)
 
 
 # -------------------------------------------------------------------------------------------

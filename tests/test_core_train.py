@@ -311,3 +311,142 @@ def test_learning_rate_halves_every_half_life_and_resume_stays_exact(tmp_path, c
     run = train_in_process(tmp_path / "cut", clips, "--lr-half-life", "4", "--stop-after-steps", "7")
     train_in_process(tmp_path / "cut", clips, "--path", str(run))
     assert all(torch.equal(full[k], final_weights(run)[k]) for k in full)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pieces train.py is made of: list flags in either form, the step, the state, the run folder
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("parser_of", ["train", "submit_training_job"])
+def test_list_flags_take_the_comma_and_the_space_form(parser_of):
+    import importlib
+
+    import train
+
+    parser = importlib.import_module(parser_of).build_parser()
+
+    def resolved(*flags):
+        cfg = train.resolve_config(parser.parse_args(list(flags)))
+        return cfg.frame_shape, cfg.hidden_units, cfg.beta
+
+    expected = ((4, 5), (6, 5, 4), (0.5, 0.25, 0.25))
+    assert resolved("--frame-shape", "4", "5", "--hidden-units", "6,5,4", "--beta", "0.5,0.25,0.25") == expected
+    assert resolved("--frame-shape", "4,5", "--hidden-units", "6", "5", "4", "--beta", "0.5", "0.25", "0.25") == expected
+    assert resolved("--frame-shape=4,5", "--hidden-units", "6,5", "4", "--beta=0.5,0.25,0.25") == expected
+    with pytest.raises(train.UserInputError, match="--frame-shape needs two positive integers"):
+        resolved("--frame-shape", "4", "5", "6")
+    with pytest.raises(train.UserInputError, match="--hidden-units '6,x' is not a comma-separated list"):
+        resolved("--hidden-units", "6", "x")
+
+
+def test_resume_accepts_a_list_flag_in_the_other_form(tmp_path, clips, uninterrupted):
+    import train
+
+    run = train_in_process(tmp_path, clips, "--stop-after-steps", "7")  # saved from "--hidden-units 6,5,4"
+    args = train.build_parser().parse_args(["--path", str(run), "--hidden-units", "6", "5", "4", "--frame-shape", "4,4"])
+    cfg, _ = train.config_for(args)
+    assert cfg.hidden_units == (6, 5, 4) and cfg.frame_shape == (4, 4)
+    with pytest.raises(train.UserInputError, match="--hidden-units cannot change"):
+        train.config_for(train.build_parser().parse_args(["--path", str(run), "--hidden-units", "6", "5"]))
+
+
+def tiny_model(seed=0):
+    from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+
+    torch.manual_seed(seed)
+    return NetworkHierarchicalRecurrent(frame_shape=(2, 2), hidden_units=(5, 4), beta=(0.9, 0.1), lam=1e-3)
+
+
+def test_train_step_slices_of_two_processes_add_up_to_the_whole_batch():
+    """Known answer for the DDP share weighting without DDP: with no effective clip, each
+    process's gradient is share * world * (its slice's mean-loss gradient), and DDP
+    averages them over the 2 processes, so their mean is the whole batch's gradient;
+    the returned share-weighted losses add up to the batch's loss. Batch of 5: slices
+    of 2 and 3 clips, the same noise as one process draws."""
+    import copy
+
+    from models.training import train_step
+    from models.training_config import TrainConfig
+
+    cfg = TrainConfig(lr=0.1, grad_clip=1e6)
+    x = torch.randn(5, 8, 4, generator=torch.Generator().manual_seed(1))
+    start = tiny_model()
+    grads, values = [], []
+    for rank, world in ((0, 1), (0, 2), (1, 2)):
+        model = copy.deepcopy(start)
+        step_values = train_step(model, torch.optim.SGD(model.parameters(), lr=1.0), x,
+                                 torch.Generator().manual_seed(3), cfg, 0, rank=rank, world=world)
+        grads.append({k: p.grad for k, p in model.named_parameters()})  # kept after the step
+        values.append(step_values)
+    whole, first, second = grads
+    for key in whole:
+        assert whole[key].abs().max() > 0, key
+        torch.testing.assert_close((first[key] + second[key]) / 2, whole[key], rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(values[1] + values[2], values[0], rtol=1e-6, atol=0)
+
+
+def test_train_step_clips_to_the_configured_value_and_follows_the_lr_schedule():
+    """The gradient the optimizer used is clipped to +-grad_clip (1e-4 here, far below
+    the initial gradients, so entries sit at the bound) and masked (W_hh's masked
+    entries 0). lr_half_life 1 halves the lr per step: at global_step 3 the optimizer
+    runs at lr / 8, whatever it was built with."""
+    from models.training import train_step
+    from models.training_config import TrainConfig
+
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=123.0)
+    x = torch.randn(4, 8, 4, generator=torch.Generator().manual_seed(1))
+    train_step(model, opt, x, None, TrainConfig(lr=8.0, lr_half_life=1, grad_clip=1e-4), global_step=3)
+    assert opt.param_groups[0]["lr"] == 1.0
+    grads = torch.cat([p.grad.abs().flatten() for p in model.parameters()])
+    assert grads.max() == pytest.approx(1e-4) and (grads == grads.max()).sum() > 10
+    assert torch.all(model.weight_hh.grad[model.hh_mask == 0] == 0) and torch.any(model.hh_mask == 0)
+
+
+def test_train_state_round_trip_and_latest_state_read_from_sidecars(tmp_path):
+    from models.run_dir import RunDir, position_path
+    from models.training import TrainState
+
+    def fresh(seed):
+        model = tiny_model(seed)
+        return TrainState(model, torch.optim.Adam(model.parameters()), torch.Generator().manual_seed(seed),
+                          torch.Generator().manual_seed(seed + 1), {"train": {"epoch": [1]}})
+
+    saved = fresh(0)
+    saved.epoch, saved.step, saved.global_step, saved.permutation = 2, 3, 13, torch.tensor([2, 0, 1])
+    saved.sums = torch.tensor([1.0, 2.0])
+    run = RunDir(tmp_path)
+    saved.save(run.state_path(2))
+    assert json.loads(position_path(run.state_path(2)).read_text()) == {"epoch": 2, "step": 3, "global_step": 13}
+    loaded = fresh(1).load(run.state_path(2))
+    a, b = saved.as_dict(), loaded.as_dict()
+    assert a.keys() == b.keys() == {"model", "optimizer", "history", "epoch", "step", "global_step", "permutation",
+                                    "sums", "rng"}
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert (b["epoch"], b["step"], b["global_step"], b["history"]) == (2, 3, 13, {"train": {"epoch": [1]}})
+    assert torch.equal(b["permutation"], a["permutation"]) and torch.equal(b["sums"], a["sums"])
+    assert all(torch.equal(a["rng"][k], b["rng"][k]) for k in ("shuffle", "noise"))
+
+    # the sidecar names the steps, so a state it describes is never opened to compare them
+    run.interrupted_state_path.write_bytes(b"not a state file")
+    position_path(run.interrupted_state_path).write_text('{"epoch": 3, "step": 1, "global_step": 16}')
+    assert run.latest_state() == run.interrupted_state_path
+    # a state older than the sidecars is opened instead
+    run.interrupted_state_path.unlink()
+    position_path(run.interrupted_state_path).unlink()
+    torch.save(saved.as_dict() | {"global_step": 20}, run.state_path(4))
+    assert run.latest_state() == run.state_path(4)
+    run.state_path(4).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="unreadable"):
+        run.latest_state()
+
+
+def test_config_json_is_written_once_per_training_process(tmp_path, clips, monkeypatch):
+    import models.run_dir
+
+    written = []
+    real = models.run_dir.write_json
+    monkeypatch.setattr(models.run_dir, "write_json", lambda path, obj: (written.append(Path(path).name),
+                                                                         real(path, obj)))
+    run = train_in_process(tmp_path, clips)  # checkpoints at epochs 2 and 3
+    assert written.count("config.json") == 1 and written.count("loss_history.json") == 2
+    assert sorted(models.run_dir.RunDir(run).weights_by_epoch()) == [2, 3]
