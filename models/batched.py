@@ -400,7 +400,7 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
     run_dirs = [r.parent for r in resumes] if resumes[0] is not None else [
         train.create_run_dir(run.cfg) for run in runs]
     names = [d.name for d in run_dirs]
-    for run, run_dir in zip(runs, run_dirs):
+    for run, run_dir, resume in zip(runs, run_dirs, resumes):
         config = dataclasses.asdict(run.cfg) | {
             "dataset_path": str(data_path.absolute()), "dataset_identity": identity, "n_clips": len(clips),
             "n_train": len(train_rows), "n_validation": len(val_rows), "processes": 1,
@@ -408,8 +408,8 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
         run.out = train._Writer(RunDir(run_dir), config, 0, None)
         run.out.start()
         run.out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
-                    f"batched with {len(runs) - 1} other run(s) on {device.type}" if resumes[0] is None else
-                    f"resumed from {resumes[0].name} at epoch {epoch}, step {step}, batched with {len(runs) - 1} "
+                    f"batched with {len(runs) - 1} other run(s) on {device.type}" if resume is None else
+                    f"resumed from {resume.name} at epoch {epoch}, step {step}, batched with {len(runs) - 1} "
                     "other run(s)")
 
     def sync_models():
