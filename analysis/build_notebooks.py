@@ -33,6 +33,13 @@ starts in the repository root (``analysis.run_notebooks`` and papermill's
 """
 from __future__ import annotations
 
+import sys
+
+if __package__ in (None, ""):  # run as a file, the repository's packages are not importable
+    print("error: run it as a module from the repository root: "
+          "python -m analysis.build_notebooks", file=sys.stderr)
+    sys.exit(2)
+
 import argparse
 import re
 from pathlib import Path

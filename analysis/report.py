@@ -16,6 +16,13 @@ numbers alongside. Everything comes from the artefact: the model is not loaded.
 """
 from __future__ import annotations
 
+import sys
+
+if __package__ in (None, ""):  # run as a file, the repository's packages are not importable
+    print("error: run it as a module from the repository root: "
+          "python -m analysis.report ARTEFACT", file=sys.stderr)
+    sys.exit(2)
+
 import argparse
 from pathlib import Path
 

@@ -15,6 +15,13 @@ in minutes; its numbers are not the analysis's.
 """
 from __future__ import annotations
 
+import sys
+
+if __package__ in (None, ""):  # run as a file, the repository's packages are not importable
+    print("error: run it as a module from the repository root: "
+          "python -m analysis.run_notebooks ARTEFACT", file=sys.stderr)
+    sys.exit(2)
+
 import argparse
 import os
 from pathlib import Path

@@ -1,4 +1,11 @@
 """``python -m virtual_physiology.run_plaid``: the plaid stage and the missing ones it needs (--help)."""
+import sys
+
+if __package__ in (None, ""):  # run as a file, the repository's packages are not importable
+    print("error: run it as a module from the repository root: "
+          "python -m virtual_physiology.run_plaid MODEL_CHECKPOINT [ARTEFACT_PATH]", file=sys.stderr)
+    sys.exit(2)
+
 from utils import run_cli
 from virtual_physiology.pipeline import main
 
