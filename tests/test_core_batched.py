@@ -194,3 +194,25 @@ def test_bf16_stack_computes_each_models_bf16_forward():
             # the fp32 computation differs everywhere, by far more
             assert (a == b).float().mean() > 0.8  # measured: 87-95% of the outputs bit-equal
             assert (a - b).abs().mean() < 0.5 * (b - c).abs().mean()  # measured: 0.2-0.3
+
+
+def test_a_diverging_model_leaves_the_others_gradients_alone_and_stops_the_sweep(tmp_path, clips):
+    models = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        models.append(NetworkHierarchicalRecurrent(frame_shape=(4, 4), hidden_units=(6, 5, 4)))
+    x = torch.randn(2, 8, 12, 16, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for lam in (1e-6, float("inf")):  # model 1's loss is finite, then infinite
+        stack = StackedRecurrent(models)
+        stack.lam[1] = lam
+        stack.get_loss(stack(x), x)[0].backward()
+        grads.append([p.grad[0].clone() for p in stack.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))  # model 0 never sees its neighbour's loss
+    # L1 = 300: lambda 1e300 is inf in float32, so that run diverges in its first epoch
+    jobs = [config(tmp_path, clips, L1, seed) for L1, seed in ((-5.0, 0), (300.0, 1))]
+    with pytest.raises(train.TrainingDiverged, match="seed1.*diverged in epoch 1.*the sweep stops with it"):
+        train_batched(jobs, progress=False)
+    bad = next(tmp_path.glob("htp_300L1_seed1_*"))
+    assert "diverged in epoch 1" in (bad / "logs" / "train.log").read_text()
+    assert not list(tmp_path.glob("*/*-epochs_model.safetensors"))  # nothing of the diverged epoch is saved
