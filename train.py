@@ -11,9 +11,9 @@ Every epoch's losses go to the run's own log, RUN/logs/train.log.
 Under torchrun every process takes its slice of each batch and DistributedDataParallel
 averages the gradients, so N processes take the same steps as one (to float32 rounding).
 
-The pieces live in models/: the config and its flags in training_config.py, the
-step (train_step), the resumable state (TrainState) and validation in training.py,
-the run folder's layout in run_dir.py (RunDir).
+The pieces live in models/: the config, its flags and the checks of data and model
+in training_config.py; the step (train_step), the resumable state (TrainState) and
+validation in training.py; the run folder's layout in run_dir.py (RunDir).
 """
 from __future__ import annotations
 

@@ -347,9 +347,10 @@ def preflight(cfg: TrainConfig, resume: Path | None = None) -> None:
 # -------------------------------------------------------------------------------------------
 def read_run_config(run_dir: Path) -> dict:
     """A run folder's config.json, or a one-line error if it is missing or corrupt."""
-    path = RunDir(run_dir).config_path
+    run = RunDir(run_dir)
+    path = run.config_path
     try:
-        return RunDir(run_dir).read_config()
+        return run.read_config()
     except FileNotFoundError as err:
         raise UserInputError(f"{path} is missing: {run_dir} was not written by train.py, or is incomplete") from err
     except TypeError as err:

@@ -19,8 +19,9 @@ from analysis.mse import next_frame_errors
 from models import build_model
 from models.ablation import apply_ablation, shuffle_feedback, without_feedback
 from models.base import SettingError
-from models.io import load_model, save_model
+from models.io import load_model
 from models.network_feedforward_stacked import main as stack_main
+from models.run_dir import RunDir
 from utils import UserInputError, seed_everything
 from virtual_physiology import VirtualPhysiology
 from virtual_physiology.artefact import STAGES
@@ -67,15 +68,15 @@ def one_thread():
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("controls")
     np.save(base / "tiny.npy", np.random.default_rng(0).standard_normal((44, 16, 16)).astype(np.float32))
-    saved = {}
+    saved, save_weights = {}, RunDir.save_weights
 
-    def save_and_keep(run_dir, model, *args, **kwargs):  # the model as saved, to compare with its reload
-        saved[Path(run_dir)] = copy.deepcopy(model).eval()
-        return save_model(run_dir, model, *args, **kwargs)
+    def save_and_keep(run, model, *args, **kwargs):  # the model as saved, to compare with its reload
+        saved[run.path] = copy.deepcopy(model).eval()
+        return save_weights(run, model, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:  # the loss-curve figure is plotted by the command-line run below
         patch.setattr(train, "save_loss_curve", lambda *args: None)
-        patch.setattr(train, "save_model", save_and_keep)
+        patch.setattr(RunDir, "save_weights", save_and_keep)
         out = {name: _train(base, name, *flags) for name, (flags, _, _) in KINDS.items()}
         out["tp_ff1"] = _train(base, "tp_ff1", *KINDS["tp_ff0"][0][:4], "--hidden-units", "6,5", "--beta", "1,1",
                                "--lower-stacks", str(out["tp_ff0"]))
