@@ -36,3 +36,14 @@ def test_no_file_refers_to_a_description_readers_do_not_have():
     offenders = sorted(str(path.relative_to(ROOT)) for path in SOURCES
                        if path.name != Path(__file__).name and pattern.search(path.read_text()))
     assert not offenders, f"these files cite a document users do not have: {offenders}"
+
+
+def test_the_architecture_page_names_only_tests_and_files_that_exist():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    tests = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    files = set(re.findall(r"`((?:tests|models|losses|virtual_physiology|analysis|benchmarks)/[\w/]+\.py)", text))
+    assert len(tests) >= 2 and len(files) >= 8
+    missing = [f"{path}::{name}" for path, name in tests
+               if not re.search(rf"^def {name}\(", (ROOT / path).read_text(), flags=re.M)]
+    missing += [path for path in files if not (ROOT / path).exists()]
+    assert not missing, f"docs/architecture.md names what does not exist: {missing}"
