@@ -40,8 +40,10 @@ import torch
 import torch.distributed as dist
 
 from models.run_dir import RunDir
-from train import (StoppedBySignal, TrainConfig, add_config_arguments, config_for, create_run_dir, find_resume_state,
-                   preflight, run_name, train)
+from models.training import StoppedBySignal
+from models.training_config import (TrainConfig, add_config_arguments, config_for, create_run_dir, find_resume_state,
+                                    preflight, run_name)
+from train import train
 from utils import UserInputError, run_cli
 
 ROOT = Path(__file__).resolve().parent
@@ -55,7 +57,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
     """One training run in a run folder fixed before submission.
 
     Calling it starts the run or, when the folder already holds a resumable state,
-    resumes from the latest one (train.find_resume_state + train.train, as --path
+    resumes from the latest one (find_resume_state + train.train, as --path
     RUN does). So the inherited ``checkpoint()``, which submitit calls on SLURM's
     time-limit or pre-emption signal and which resubmits this same call, continues
     where the run stopped, and so does SLURM re-running a pre-empted job.
@@ -69,7 +71,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
             tasks = submitit.JobEnvironment().num_tasks
         except RuntimeError:  # called directly, not as a submitted job
             tasks = 1
-        if tasks > 1:  # one process per GPU: RANK, WORLD_SIZE, MASTER_ADDR ... for train.init_distributed
+        if tasks > 1:  # one process per GPU: RANK, WORLD_SIZE, MASTER_ADDR ... for models.training.init_distributed
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         resume = find_resume_state(self.run_dir) if RunDir(self.run_dir).state_files() else None
         run_dir = train(self.cfg, resume, progress=False, run_dir=self.run_dir)

@@ -30,116 +30,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from data.dataset import ClipSource, fits_on
-from models import build_model  # noqa: F401  (tests build a run's model from its config with it)
 from models.run_dir import RunDir
-from models.run_dir import read_state_file as _read_state  # noqa: F401  (tests read a state's step with it)
-from models.training import (NoiseStateOnOtherDevice, StoppedBySignal, StopRequest, TrainState, any_rank,  # noqa: F401
-                             append_row, check_ranks_agree, format_means, init_distributed, learning_rate,
-                             new_history, save_loss_curve, train_step, validate, validation_generator)
-# re-exported: `import train` reaches the whole training interface (tests, submit_training_job.py, models/batched.py)
-from models.training_config import (MAX_NAME_LENGTH, TrainConfig, add_config_arguments, check_same_dataset,  # noqa: F401
-                                    checked_data, checked_model, config_for, create_run_dir, find_resume_state,
-                                    load_dataset, preflight, read_run_config, resolve_config, run_name,
-                                    set_arithmetic, writing)
+from models.training import (RunWriter, StoppedBySignal, StopRequest, TrainingDiverged, TrainState, any_rank,
+                             append_row, divergence, format_means, init_distributed, monitor_receptive_fields,
+                             new_history, resumed_state, train_step, validate, validation_generator)
+from models.training_config import TrainConfig, checked_data, checked_model, config_for, create_run_dir, set_arithmetic
 from models.training_config import build_parser as _config_parser
 from utils import UserInputError, run_cli, seed_everything
-
-_StopRequest = StopRequest  # the name models/batched.py and tests/test_scaling_submit.py use
-
-
-class TrainingDiverged(UserInputError):
-    """An epoch's loss was NaN or inf: nothing of that epoch is saved."""
-
-
-def resumed_state(state: TrainState, path: Path, rank: int) -> TrainState:
-    """``state`` restored from the state file ``path``, errors as one line."""
-    try:
-        state.load(path)
-    except NoiseStateOnOtherDevice as err:
-        raise UserInputError(f"{err}: resume with the --device it trained on (its noise stream cannot move "
-                             "between them)") from err
-    except ValueError as err:
-        raise UserInputError(f"{err}: use an earlier checkpoint") from err
-    if state.sums is not None and rank > 0:
-        state.sums = torch.zeros_like(state.sums)  # the saved sums are the total over all processes: count it once
-    return state
-
-
-# -------------------------------------------------------------------------------------------
-# What the loop writes: the log, checkpoints, the divergence message
-# -------------------------------------------------------------------------------------------
-def monitor_receptive_fields(model, clips, cfg: TrainConfig, history: dict, epoch: int, global_step: int) -> str:
-    """Append one RF-quality row (``rf_summary.rf_quality``) to ``history["rf_monitor"]``
-    and return it as a log fragment. Its generators are its own: the training
-    trajectory is the same with the monitor on or off."""
-    from virtual_physiology.rf_summary import MONITOR_KEYS, rf_quality
-
-    row = rf_quality(model, clips, cfg.warmup, n_clips=cfg.rf_monitor_clips)
-    rows = history.setdefault("rf_monitor", {"epoch": [], "step": [], **{k: [] for k in MONITOR_KEYS}})
-    append_row(rows, epoch, {"step": global_step, **row})
-    return ("group-1 RFs: strict Gabor {fraction_strict_gabor:.3f} orientation index {median_orientation_index:.3f} "
-            "| clean MSE {clean_mse:.4f} (copy-last {copy_last_frame_mse:.4f})".format(**row))
-
-
-def divergence(cfg: TrainConfig, run_dir: Path, epoch: int, means: dict, val_means: dict) -> str | None:
-    """None if every mean loss (and component) of this epoch is finite, else the one-line
-    message for TrainingDiverged. Nothing of the epoch has been saved at this point, so
-    the run folder's latest checkpoint stays the last finite one; the message names it."""
-    bad = [(f"{split} {k}", v) for split, values in (("train", means), ("validation", val_means))
-           for k, v in values.items() if not math.isfinite(v)]
-    if not bad:
-        return None
-    saved = list(RunDir(run_dir).weights_by_epoch().values())
-    latest = f"the latest checkpoint, {saved[-1].name}, is finite" if saved else "no checkpoint was written"
-    return (f"training diverged in epoch {epoch} ({bad[0][0]} is {bad[0][1]}); {latest}: try a lower --lr "
-            f"(now {cfg.lr:g}), a smaller --L1 ({cfg.L1:g}) or --noise-std ({cfg.noise_std:g}), "
-            "or clips scaled to unit variance")
-
-
-class _Writer:
-    """What a run writes into its folder, from process 0 only; a failed write is one line."""
-
-    def __init__(self, run: RunDir, config: dict, rank: int, control):
-        self.run, self.config, self.rank, self.control = run, config, rank, control
-
-    def writing(self, what="write to"):
-        return writing(self.run.path, what, f"free space or fix the folder, then resume with --path {self.run.path}")
-
-    def start(self) -> None:
-        """Create the folder and write config.json (once per training process)."""
-        if self.rank == 0:
-            with self.writing():
-                self.run.write_config(self.config)
-
-    def log(self, message: str, stderr: bool = False) -> None:
-        """Append ``message`` to the run's own log (and, if asked, print it)."""
-        if self.rank > 0:
-            return
-        if stderr:
-            print(message, file=sys.stderr)
-        with self.writing("append to the log in"):
-            self.run.append_log(message)
-
-    def checkpoint(self, state: TrainState, epoch: int | None) -> None:
-        """Weights, state and history of ``epoch``, or with ``epoch=None`` the interrupted
-        state. Every process takes part: the weights must agree, the loss sums add up."""
-        if hasattr(state.model, "project_weights_"):  # what every forward does first (idempotent): the saved
-            with torch.no_grad():                     # weights are then the same whether validation ran or not
-                state.model.project_weights_()
-        total = state.sums
-        if self.control is not None:
-            check_ranks_agree(state.model, self.control)
-            if state.sums is not None:
-                total = state.sums.clone()
-                dist.all_reduce(total)
-        if self.rank > 0:
-            return
-        with self.writing("write a checkpoint to"):
-            if epoch is not None:
-                self.run.save_weights(state.model, self.config, epoch)
-            state.save(self.run.interrupted_state_path if epoch is None else self.run.state_path(epoch), sums=total)
-            self.run.write_history(state.history)
-            save_loss_curve(self.run.path, state.history)
 
 
 # -------------------------------------------------------------------------------------------
@@ -172,7 +69,11 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                                          "n_clips": len(clips), "n_train": len(train_rows),
                                          "n_validation": len(val_rows), "processes": world,
                                          "torch_version": torch.__version__, "recurrence_backend": backend}
-    out = _Writer(RunDir(run_dir), config, rank, control)
+    out = RunWriter(RunDir(run_dir), config, rank, control)
+    if resume is not None and state.epoch > cfg.epochs:  # config.json keeps the settings the run trained with
+        out.log(f"nothing to train: the run already has {state.epoch - 1} complete epochs and --epochs is "
+                f"{cfg.epochs}; give a larger --epochs to continue", stderr=True)
+        return run_dir
     out.start()
     if resume is None:
         out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
@@ -181,9 +82,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
         out.log(f"resumed from {resume.name} at epoch {state.epoch}, step {state.step}")
 
     if cfg.epochs == 0 and resume is None:  # the untrained control, saved as a normal checkpoint
-        if hasattr(model, "project_weights_"):  # as every forward pass sees it
-            with torch.no_grad():
-                model.project_weights_()
+        with torch.no_grad():  # as every forward pass sees it
+            model.project_weights_()
         if rank == 0:
             with out.writing("write a checkpoint to"):
                 out.run.save_weights(model, config, 0)

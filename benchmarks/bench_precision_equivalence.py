@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402
 from models import build_model  # noqa: E402
+from models.training_config import load_dataset  # noqa: E402
 from virtual_physiology.rf_summary import next_frame_errors, receptive_field_stats  # noqa: E402
 
 SIZES = {  # name -> train.py flags (the demo preset, and a mid-size model at the paper's L1 scale)
@@ -60,7 +61,7 @@ def train_for(size: str, precision: str, seed: int, steps: int, save_dir: Path):
 
 
 def score(model, cfg, rf_clips: int) -> dict:
-    clips, _ = train.load_dataset(cfg)
+    clips, _ = load_dataset(cfg)
     errors = next_frame_errors(model, clips, cfg.warmup)
     rf = receptive_field_stats(model, rf_clips)["stats"]
     return {"clean_mse": float(errors["model"]), "copy_last_frame_mse": float(errors["copy_last_frame"]),

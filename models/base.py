@@ -26,7 +26,8 @@ neural fitting use, so they work on any model kind:
 
 ``TrainableModel`` adds what ``train.py`` needs: ``from_config``,
 ``preprocess_data`` (the training noise), ``get_loss`` (through the
-``losses.LOSSES`` registry), ``mask_gradients`` and ``min_frames``.
+``losses.LOSSES`` registry), ``mask_gradients``, ``project_weights_``,
+``min_frames`` and ``own_mixed_precision``.
 
 Model code reports a setting it cannot be built with as a ``SettingError``
 (a ValueError in the library's terms); CLIs show it in flag terms with
@@ -138,6 +139,9 @@ class TrainableModel(ProbeableModel, metaclass=abc.ABCMeta):
     family: str
     loss_name: str
     noise_std: float
+    # True for a model with its own mixed-precision path (``set_precision`` and
+    # ``set_recurrence``: the recurrent models); the others train bf16 under torch.autocast
+    own_mixed_precision: bool = False
 
     @classmethod
     @abc.abstractmethod
@@ -158,6 +162,11 @@ class TrainableModel(ProbeableModel, metaclass=abc.ABCMeta):
     def mask_gradients(self) -> None:
         """Zero the gradients of entries that must stay 0 (after clipping, before
         the optimizer step)."""
+
+    def project_weights_(self) -> None:
+        """Put the weights, in place, in the form every forward pass gives them (masks,
+        Dale's law), so that saved weights are those the model computes with. This
+        default is for a model without such constraints: nothing to do."""
 
     @classmethod
     def check_loss(cls, loss: str) -> LossSpec:

@@ -42,9 +42,18 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from data.dataset import ClipSource, fits_on
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from models.recurrence import recurrence_blocks
+from models.run_dir import RunDir
+from models.training import (RunWriter, StopRequest, TrainingDiverged, TrainState, append_row, divergence, format_means,
+                             learning_rate, monitor_receptive_fields, new_history, resumed_state, validate,
+                             validation_generator)
+from models.training_config import (check_same_dataset, checked_data, checked_model, config_for, create_run_dir,
+                                    read_run_config, set_arithmetic)
+from utils import UserInputError, resolve_device, seed_everything
 
 # config.json key naming the run folders trained together (siblings in one --save-dir)
 SWEEP_KEY = "batched_sweep"
@@ -303,18 +312,16 @@ def stacked_train_step(stack: StackedRecurrent, optimizer: torch.optim.Optimizer
 class _Run:
     """One model of a batched sweep: what its own train.py process would hold."""
 
-    cfg: object  # train.TrainConfig
+    cfg: object  # models.training_config.TrainConfig
     state: object  # models.training.TrainState; its model receives the stack's weights to validate and save
     torch_rng: torch.Tensor  # torch's global RNG state as its own process would save it (after its init)
-    out: object = None  # train._Writer of its run folder
+    out: object = None  # models.training.RunWriter of its run folder
 
 
 def check_sweep(cfgs: list) -> None:
     """Refuse, before anything is written, a set of runs that cannot train as one stack:
     a model kind other than the recurrent ones, settings that differ in more than
     --L1 and --seed, several processes (torchrun)."""
-    from utils import UserInputError
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserInputError("--batched trains every model in one process: run it without torchrun")
     first = cfgs[0]
@@ -332,9 +339,6 @@ def sweep_jobs(jobs: list, args: argparse.Namespace) -> list:
     new runs; for ``--path RUN`` (one job), every run folder that RUN's config.json
     names under ``batched_sweep`` (RUN's siblings in its --save-dir), each resuming
     from its latest state with the same flags."""
-    from train import config_for, read_run_config
-    from utils import UserInputError
-
     if len(jobs) != 1 or jobs[0][1] is None:
         return jobs
     run_dir = jobs[0][1].parent
@@ -346,16 +350,10 @@ def sweep_jobs(jobs: list, args: argparse.Namespace) -> list:
 
 
 def train_batched(jobs: list, progress: bool = True) -> list[Path]:
-    """Train (or resume) the runs ``jobs`` = [(train.TrainConfig, state file or None)]
+    """Train (or resume) the runs ``jobs`` = [(TrainConfig, state file or None)]
     as one stack; returns their run folders, in order. Every run gets its own folder,
     log, config.json (with ``batched_sweep``: the folder names of all K runs),
     weights and train.py-format resume states, all written at the same steps."""
-    import train
-    from data.dataset import ClipSource, fits_on
-    from models.run_dir import RunDir
-    from models.training import TrainState
-    from tqdm.auto import tqdm
-    from utils import UserInputError, resolve_device, seed_everything
 
     cfgs = [cfg for cfg, _ in jobs]
     resumes = [resume for _, resume in jobs]
@@ -365,10 +363,10 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
     first = cfgs[0]
     device = resolve_device(first.device)
     torch.set_float32_matmul_precision("high" if first.tf32 else "highest")
-    clips, data_path, identity, train_rows, val_rows = train.checked_data(first, resumes[0])
+    clips, data_path, identity, train_rows, val_rows = checked_data(first, resumes[0])
     for resume in resumes[1:]:
         if resume is not None:
-            train.check_same_dataset(resume.parent, data_path, identity)
+            check_same_dataset(resume.parent, data_path, identity)
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
     train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
     components = ["L1"] + [f"mse{g}" for g in range(len(first.hidden_units))]
@@ -376,15 +374,15 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
     runs = []
     for cfg, resume in jobs:
         seed_everything(cfg.seed)
-        model = train.checked_model(cfg, clips.shape[1], data_path).to(device)
-        backend = train.set_arithmetic(model, cfg, device)
+        model = checked_model(cfg, clips.shape[1], data_path).to(device)
+        backend = set_arithmetic(model, cfg, device)
         # its own Adam only carries its slice of the stack's state to and from its state files
         state = TrainState(model, torch.optim.Adam(model.parameters(), lr=cfg.lr),
                            shuffle_generator=torch.Generator().manual_seed(cfg.seed),
                            noise_generator=torch.Generator(device=device).manual_seed(cfg.seed + 1),
-                           history=train.new_history(components))
+                           history=new_history(components))
         if resume is not None:
-            train.resumed_state(state, resume, 0)  # also sets torch's RNG to the run's saved state
+            resumed_state(state, resume, 0)  # also sets torch's RNG to the run's saved state
         runs.append(_Run(cfg, state, torch.get_rng_state()))
     positions = {(run.state.epoch, run.state.step, run.state.global_step) for run in runs}
     if len(positions) > 1:
@@ -398,14 +396,14 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
     if resumes[0] is not None:
         optimizer.load_state_dict(stack_optimizer_states([run.state.optimizer.state_dict() for run in runs]))
     run_dirs = [r.parent for r in resumes] if resumes[0] is not None else [
-        train.create_run_dir(run.cfg) for run in runs]
+        create_run_dir(run.cfg) for run in runs]
     names = [d.name for d in run_dirs]
     for run, run_dir, resume in zip(runs, run_dirs, resumes):
         config = dataclasses.asdict(run.cfg) | {
             "dataset_path": str(data_path.absolute()), "dataset_identity": identity, "n_clips": len(clips),
             "n_train": len(train_rows), "n_validation": len(val_rows), "processes": 1,
             "torch_version": torch.__version__, "recurrence_backend": backend, SWEEP_KEY: names}
-        run.out = train._Writer(RunDir(run_dir), config, 0, None)
+        run.out = RunWriter(RunDir(run_dir), config, 0, None)
         run.out.start()
         run.out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
                     f"batched with {len(runs) - 1} other run(s) on {device.type}" if resume is None else
@@ -447,14 +445,14 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
                desc=f"{len(runs)} runs batched", unit="step", dynamic_ncols=True)
 
     def stop_if_diverged(k, means, val_means):
-        message = train.divergence(runs[k].cfg, run_dirs[k], epoch, means, val_means)
+        message = divergence(runs[k].cfg, run_dirs[k], epoch, means, val_means)
         if message is not None:
             bar.close()
             runs[k].out.log(message)
-            raise train.TrainingDiverged(f"{names[k]}: {message}; the sweep stops with it (resume the other runs "
+            raise TrainingDiverged(f"{names[k]}: {message}; the sweep stops with it (resume the other runs "
                                          "one by one, without --batched)")
 
-    with train._StopRequest() as stop:
+    with StopRequest() as stop:
         while epoch <= first.epochs:
             for run in runs:
                 if run.state.permutation is None:
@@ -465,7 +463,7 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
                                            device) for run in runs]
                 values = stacked_train_step(stack, optimizer, batches, [run.state.model for run in runs],
                                             [run.state.noise_generator for run in runs],
-                                            train.learning_rate(first, global_step), first.grad_clip)
+                                            learning_rate(first, global_step), first.grad_clip)
                 sums = values if sums is None else sums + values
                 step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
                 bar.update()
@@ -489,17 +487,17 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
                 sync_models()
             for k, run in enumerate(runs):
                 means = dict(zip(["loss", *components], all_means[k]))
-                train.append_row(run.state.history["train"], epoch, means)
-                line = f"epoch {epoch}/{first.epochs} train " + train.format_means(means)
+                append_row(run.state.history["train"], epoch, means)
+                line = f"epoch {epoch}/{first.epochs} train " + format_means(means)
                 val_means = {}
                 if validating:
                     run.state.model.eval()
-                    val_means = train.validate(run.state.model, val_src, run.cfg, device,
-                                               train.validation_generator(run.cfg, device))
-                    train.append_row(run.state.history["validation"], epoch, val_means)
-                    line += " | validation " + train.format_means(val_means)
+                    val_means = validate(run.state.model, val_src, run.cfg, device,
+                                               validation_generator(run.cfg, device))
+                    append_row(run.state.history["validation"], epoch, val_means)
+                    line += " | validation " + format_means(val_means)
                 if monitoring:
-                    line += " | " + train.monitor_receptive_fields(run.state.model, clips, run.cfg, run.state.history,
+                    line += " | " + monitor_receptive_fields(run.state.model, clips, run.cfg, run.state.history,
                                                                    epoch, global_step)
                 run.out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
                 stop_if_diverged(k, means, val_means)

@@ -35,6 +35,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 class NetworkHierarchicalRecurrent(TrainableModel):
     family = RECURRENT
     supports_feedback_ablation = True
+    own_mixed_precision = True
 
     def __init__(
         self,

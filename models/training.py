@@ -1,17 +1,20 @@
 """One optimizer step and the state that resumes a run: what train.py's loop is
 made of, shared by the tests and benchmarks so that none re-writes the step.
 
-``cfg`` below is a ``train.TrainConfig`` or any object with the fields used:
+``cfg`` below is a ``models.training_config.TrainConfig`` or any object with the fields used:
 ``precision`` ("fp32" | "bf16"), ``grad_clip``, ``lr``, ``lr_half_life`` and,
 for ``validate``, ``batch_size`` and ``seed``. Below the step: the loss history's
-layout and plot, stop requests by signal, and the few collective operations of a
+layout and plot, stop requests by signal, resuming, the run folder's writer
+(RunWriter) and the divergence message, and the few collective operations of a
 data-parallel run.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
+import sys
 from pathlib import Path
 
 import torch
@@ -19,7 +22,8 @@ import torch.distributed as dist
 from torch import nn
 
 from models.run_dir import RunDir, read_state_file, write_state_file
-from utils import atomic_path, resolve_device
+from models.training_config import TrainConfig, writing
+from utils import UserInputError, atomic_path, resolve_device
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation's noise stream, apart from the training streams of nearby seeds
 
@@ -34,7 +38,7 @@ def learning_rate(cfg, global_step: int) -> float:
 def uses_autocast(model: nn.Module, cfg) -> bool:
     """bf16 for a model without its own mixed-precision path (the feedforward
     controls) is torch.autocast around forward and loss."""
-    return cfg.precision == "bf16" and not hasattr(model, "set_precision")
+    return cfg.precision == "bf16" and not model.own_mixed_precision
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor,
@@ -274,6 +278,104 @@ def save_loss_curve(run_dir: Path, history: dict) -> None:
     with atomic_path(RunDir(run_dir).curve_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+# -------------------------------------------------------------------------------------------
+# Resuming, what the loop writes (the log, checkpoints) and the divergence message:
+# shared by train.py and models/batched.py
+# -------------------------------------------------------------------------------------------
+class TrainingDiverged(UserInputError):
+    """An epoch's loss was NaN or inf: nothing of that epoch is saved."""
+
+
+def resumed_state(state: TrainState, path: Path, rank: int) -> TrainState:
+    """``state`` restored from the state file ``path``, errors as one line; on a
+    process other than 0 (``rank``) the epoch's loss sums restart at 0."""
+    try:
+        state.load(path)
+    except NoiseStateOnOtherDevice as err:
+        raise UserInputError(f"{err}: resume with the --device it trained on (its noise stream cannot move "
+                             "between them)") from err
+    except ValueError as err:
+        raise UserInputError(f"{err}: use an earlier checkpoint") from err
+    if state.sums is not None and rank > 0:
+        state.sums = torch.zeros_like(state.sums)  # the saved sums are the total over all processes: count it once
+    return state
+
+
+def monitor_receptive_fields(model, clips, cfg: TrainConfig, history: dict, epoch: int, global_step: int) -> str:
+    """Append one RF-quality row (``rf_summary.rf_quality``) to ``history["rf_monitor"]``
+    and return it as a log fragment. Its generators are its own: the training
+    trajectory is the same with the monitor on or off."""
+    from virtual_physiology.rf_summary import MONITOR_KEYS, rf_quality
+
+    row = rf_quality(model, clips, cfg.warmup, n_clips=cfg.rf_monitor_clips)
+    rows = history.setdefault("rf_monitor", {"epoch": [], "step": [], **{k: [] for k in MONITOR_KEYS}})
+    append_row(rows, epoch, {"step": global_step, **row})
+    return ("group-1 RFs: strict Gabor {fraction_strict_gabor:.3f} orientation index {median_orientation_index:.3f} "
+            "| clean MSE {clean_mse:.4f} (copy-last {copy_last_frame_mse:.4f})".format(**row))
+
+
+def divergence(cfg: TrainConfig, run_dir: Path, epoch: int, means: dict, val_means: dict) -> str | None:
+    """None if every mean loss (and component) of this epoch is finite, else the one-line
+    message for TrainingDiverged. Nothing of the epoch has been saved at this point, so
+    the run folder's latest checkpoint stays the last finite one; the message names it."""
+    bad = [(f"{split} {k}", v) for split, values in (("train", means), ("validation", val_means))
+           for k, v in values.items() if not math.isfinite(v)]
+    if not bad:
+        return None
+    saved = list(RunDir(run_dir).weights_by_epoch().values())
+    latest = f"the latest checkpoint, {saved[-1].name}, is finite" if saved else "no checkpoint was written"
+    return (f"training diverged in epoch {epoch} ({bad[0][0]} is {bad[0][1]}); {latest}: try a lower --lr "
+            f"(now {cfg.lr:g}), a smaller --L1 ({cfg.L1:g}) or --noise-std ({cfg.noise_std:g}), "
+            "or clips scaled to unit variance")
+
+
+class RunWriter:
+    """What a run writes into its folder (``run``, a RunDir; ``config``, its config.json),
+    from process 0 only; a failed write is one line (``writing``). train.py holds one,
+    a batched sweep (models/batched.py) one per run."""
+
+    def __init__(self, run: RunDir, config: dict, rank: int, control):
+        self.run, self.config, self.rank, self.control = run, config, rank, control
+
+    def writing(self, what="write to"):
+        return writing(self.run.path, what, f"free space or fix the folder, then resume with --path {self.run.path}")
+
+    def start(self) -> None:
+        """Create the folder and write config.json (once per training process)."""
+        if self.rank == 0:
+            with self.writing():
+                self.run.write_config(self.config)
+
+    def log(self, message: str, stderr: bool = False) -> None:
+        """Append ``message`` to the run's own log (and, if asked, print it)."""
+        if self.rank > 0:
+            return
+        if stderr:
+            print(message, file=sys.stderr)
+        with self.writing("append to the log in"):
+            self.run.append_log(message)
+
+    def checkpoint(self, state: TrainState, epoch: int | None) -> None:
+        """Weights, state and history of ``epoch``, or with ``epoch=None`` the interrupted
+        state. Every process takes part: the weights must agree, the loss sums add up."""
+        with torch.no_grad():  # what every forward does first (idempotent): the saved weights are
+            state.model.project_weights_()  # then the same whether validation ran or not
+        total = state.sums
+        if self.control is not None:
+            check_ranks_agree(state.model, self.control)
+            if state.sums is not None:
+                total = state.sums.clone()
+                dist.all_reduce(total)
+        if self.rank > 0:
+            return
+        with self.writing("write a checkpoint to"):
+            if epoch is not None:
+                self.run.save_weights(state.model, self.config, epoch)
+            state.save(self.run.interrupted_state_path if epoch is None else self.run.state_path(epoch), sums=total)
+            self.run.write_history(state.history)
+            save_loss_curve(self.run.path, state.history)
 
 
 # -------------------------------------------------------------------------------------------

@@ -313,7 +313,7 @@ def checked_model(cfg: TrainConfig, n_frames: int, data_path: Path):
         model = build_model(dataclasses.asdict(cfg))
     except ValueError as err:  # e.g. a loss the model cannot use (a SettingError: named by its flags)
         raise UserInputError(f"{flag_wording(err)}: see --help") from err
-    if n_frames < getattr(model, "min_frames", 0):
+    if n_frames < model.min_frames:
         raise UserInputError(f"{cfg.model} needs clips of at least {model.min_frames} frames, "
                              f"{data_path} has {n_frames}: use longer clips or fewer groups")
     return model
@@ -326,7 +326,7 @@ def set_arithmetic(model, cfg: TrainConfig, device: torch.device) -> str | None:
     The rule for --recurrence auto: dense on CUDA (a GPU is bound by kernel launches,
     and dense needs 2 per time step against ~10 for block), block elsewhere (a CPU
     is bound by FLOPs, and block skips ~31% of them at the paper's sizes)."""
-    if not hasattr(model, "set_precision"):
+    if not model.own_mixed_precision:
         return None
     backend = cfg.recurrence if cfg.recurrence != "auto" else "dense" if device.type == "cuda" else "block"
     model.set_precision(cfg.precision).set_recurrence(backend)

@@ -4,6 +4,7 @@ and Dale's law exact after optimizer steps."""
 import pytest
 import torch
 
+from models import training_config
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from step_helpers import noiseless_step
 
@@ -176,4 +177,4 @@ def test_unknown_precision_or_recurrence_flag_is_a_one_line_error(flag, value):
     from utils import UserInputError
 
     with pytest.raises(UserInputError, match=f"unknown {flag} '{value}': choose from"):
-        train.resolve_config(train.build_parser().parse_args([flag, value]))
+        training_config.resolve_config(train.build_parser().parse_args([flag, value]))

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
+from models import training_config
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from utils import UserInputError, atomic_path, remove_stale_temporaries, write_json
 
@@ -82,7 +83,7 @@ def test_bad_numbers_and_names_are_refused_before_any_folder(tmp_path, clips, fl
 
 
 def test_a_plain_name_of_the_longest_allowed_length_trains(tmp_path, clips):
-    run_dir = run(tmp_path, clips, "--name", "a" * train.MAX_NAME_LENGTH, "--epochs", "0")
+    run_dir = run(tmp_path, clips, "--name", "a" * training_config.MAX_NAME_LENGTH, "--epochs", "0")
     assert run_dir.parent == tmp_path and (run_dir / "0-epochs_model.safetensors").exists()
 
 
@@ -117,7 +118,7 @@ def test_divergence_later_keeps_the_last_finite_checkpoint_as_latest(tmp_path, c
     assert not list(run_dir.glob("2-epochs_*")) and not (run_dir / "interrupted_state.pt").exists()
     assert all(torch.isfinite(w).all() for w in weights(run_dir, 1).values())
     assert json.loads((run_dir / "loss_history.json").read_text())["train"]["epoch"] == [1]
-    assert train.find_resume_state(run_dir).name == "1-epochs_state.pt"
+    assert training_config.find_resume_state(run_dir).name == "1-epochs_state.pt"
 
 
 def test_a_stop_after_divergence_mid_epoch_saves_nothing(tmp_path, clips, monkeypatch):
@@ -217,7 +218,7 @@ def test_resume_that_switches_the_recurrence_backend_agrees_to_rounding(tmp_path
 
 def test_validation_draws_the_same_noise_at_every_pass(clips):
     """Its own generator, seeded afresh: validating the same weights twice gives one value."""
-    cfg = train.resolve_config(train.build_parser().parse_args(["--dataset", str(clips), *TINY]))
+    cfg = training_config.resolve_config(train.build_parser().parse_args(["--dataset", str(clips), *TINY]))
     model = train.checked_model(cfg, 12, clips)
     source = train.ClipSource(np.load(clips), np.arange(4))
     device = torch.device("cpu")

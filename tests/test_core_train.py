@@ -13,7 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from models import training_config
 from models.io import load_model
+from models.training import learning_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
@@ -303,8 +305,8 @@ def test_learning_rate_halves_every_half_life_and_resume_stays_exact(tmp_path, c
     import train
 
     cfg = train.TrainConfig(lr=1e-3, lr_half_life=10)
-    assert [train.learning_rate(cfg, s) for s in (0, 10, 20)] == pytest.approx([1e-3, 5e-4, 2.5e-4])
-    assert train.learning_rate(train.TrainConfig(lr=1e-3), 10**6) == 1e-3  # 0: constant, as the paper
+    assert [learning_rate(cfg, s) for s in (0, 10, 20)] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+    assert learning_rate(train.TrainConfig(lr=1e-3), 10**6) == 1e-3  # 0: constant, as the paper
     full = final_weights(train_in_process(tmp_path / "full", clips, "--lr-half-life", "4"))
     constant = final_weights(train_in_process(tmp_path / "constant", clips))
     assert not torch.equal(full["weight_hh"], constant["weight_hh"])
@@ -325,7 +327,7 @@ def test_list_flags_take_the_comma_and_the_space_form(parser_of):
     parser = importlib.import_module(parser_of).build_parser()
 
     def resolved(*flags):
-        cfg = train.resolve_config(parser.parse_args(list(flags)))
+        cfg = training_config.resolve_config(parser.parse_args(list(flags)))
         return cfg.frame_shape, cfg.hidden_units, cfg.beta
 
     expected = ((4, 5), (6, 5, 4), (0.5, 0.25, 0.25))

@@ -16,7 +16,7 @@ import torch
 import submit_training_job
 import train
 from analysis.mse import next_frame_errors
-from models import build_model
+from models import build_model, training
 from models.ablation import apply_ablation, shuffle_feedback, without_feedback
 from models.base import SettingError
 from models.io import load_model
@@ -75,7 +75,7 @@ def runs(tmp_path_factory):
         return save_weights(run, model, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:  # the loss-curve figure is plotted by the command-line run below
-        patch.setattr(train, "save_loss_curve", lambda *args: None)
+        patch.setattr(training, "save_loss_curve", lambda *args: None)
         patch.setattr(RunDir, "save_weights", save_and_keep)
         out = {name: _train(base, name, *flags) for name, (flags, _, _) in KINDS.items()}
         out["tp_ff1"] = _train(base, "tp_ff1", *KINDS["tp_ff0"][0][:4], "--hidden-units", "6,5", "--beta", "1,1",

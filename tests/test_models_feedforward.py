@@ -9,6 +9,7 @@ import torch
 
 import train
 from losses import feedforward_next_step_mse
+from models import training_config
 from models import build_model
 from models.base import SettingError
 from models.network_feedforward import NetworkFeedforwardStacked
@@ -218,7 +219,7 @@ def test_tp_ff_checkpoints_with_a_linear_readout_still_load(tmp_path):
 
 
 def _resolved(*flags):
-    return dataclasses.asdict(train.resolve_config(train.build_parser().parse_args(list(flags))))
+    return dataclasses.asdict(training_config.resolve_config(train.build_parser().parse_args(list(flags))))
 
 
 def test_each_model_kind_picks_its_own_defaults():

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
+from models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # 40 training clips in batches of 7: 7,7,7,7,7,5, split 3+4 and 2+3 over two processes
@@ -72,7 +73,7 @@ def test_two_processes_take_the_same_steps_stop_and_resume_as_one(tmp_path, clip
         assert got[split]["epoch"] == want[split]["epoch"] == [1, 2]
         np.testing.assert_allclose(got[split]["loss"], want[split]["loss"], rtol=1e-6)
     weights = load_file(str(run / "2-epochs_model.safetensors"))
-    model = train.build_model(json.loads((run / "config.json").read_text()))
+    model = build_model(json.loads((run / "config.json").read_text()))
     assert torch.all(weights["weight_hh"][model.hh_mask == 0] == 0)  # the connectivity mask holds exactly
     assert json.loads((run / "config.json").read_text())["processes"] == 2
 

@@ -10,6 +10,9 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 import submit_training_job as stj
 import train
+from models.run_dir import read_state_file
+from models.training import StopRequest
+from models.training_config import find_resume_state
 from utils import run_cli
 
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
@@ -121,7 +124,7 @@ def test_requeued_job_resumes_from_its_last_state(tmp_path, clips):
         job = job if calls == 0 else job.checkpoint().function
         assert job() == str(run_dir)
         calls += 1
-        steps.append(train._read_state(train.find_resume_state(run_dir))["global_step"])
+        steps.append(read_state_file(find_resume_state(run_dir))["global_step"])
     assert calls == 3 and steps == [4, 8, 10]  # 5 steps per epoch
     final, expected = load_file(str(run_dir / "2-epochs_model.safetensors")), load_file(
         str(reference / "2-epochs_model.safetensors"))
@@ -136,11 +139,11 @@ def test_usr2_saves_first_then_reaches_the_handler_it_displaced():
     received = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
     try:
-        with train._StopRequest() as stop:
+        with StopRequest() as stop:
             signal.raise_signal(signal.SIGUSR2)
             assert stop.requested and received == []
         assert received == [signal.SIGUSR2]
-        with train._StopRequest() as stop:
+        with StopRequest() as stop:
             signal.raise_signal(signal.SIGTERM)  # a plain stop is not passed on
         assert stop.requested and received == [signal.SIGUSR2]
     finally:
