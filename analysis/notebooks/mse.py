@@ -72,7 +72,7 @@ rows = []
 fig, axes = plotting.new_figure(2)
 horizon = np.arange(1, n_predict + 1)
 for k, (label, model) in enumerate(models.items()):
-    if getattr(model, "temporal_offset", 1) != 1:
+    if model.temporal_offset != 1:
         print(f"{label}: not a next-frame model, no rollout")
         continue
     result = mse.bar_rollout_benchmark(model, n_angles, n_context, n_predict)
