@@ -5,9 +5,11 @@ each group, and, only for the analyses that probe the model again,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from analysis.plotting import group_label
 from virtual_physiology.artefact import GRATING_RESPONSES
 from virtual_physiology.results import VirtualPhysiology
 
@@ -20,6 +22,30 @@ class Inputs:
 
     artefact: VirtualPhysiology
     units: list[dict[str, np.ndarray]]
+    source: str  # the artefact path as the caller gave it, for summaries
+
+    @property
+    def group_labels(self) -> list[str]:
+        """"G1", "G2", ... (``plotting.group_label``), one per group."""
+        return [group_label(g) for g in range(len(self.units))]
+
+    def summary(self) -> dict:
+        """The start of a notebook's JSON summary: which artefact, checkpoint and ablation."""
+        vp = self.artefact
+        return {"artefact": self.source, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
+
+    def describe(self) -> str:
+        """One line for a notebook's first output: what was probed and how many units each group keeps."""
+        vp = self.artefact
+        return (f"{self.source} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, groups "
+                f"{vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in self.units]}")
+
+
+def figure_folder(output_dir) -> Path:
+    """The notebook's output folder, created if needed."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def unit_table(vp: VirtualPhysiology, group: int) -> dict[str, np.ndarray]:
@@ -52,7 +78,7 @@ def load_inputs(artefact, needs) -> Inputs:
     error names the missing stages and the command that adds them:
     ``VirtualPhysiology.load``), and its unit tables. Loads no model."""
     vp = VirtualPhysiology.load(artefact, needs=needs)
-    return Inputs(vp, [unit_table(vp, g) for g in range(len(vp.group_sizes))])
+    return Inputs(vp, [unit_table(vp, g) for g in range(len(vp.group_sizes))], str(artefact))
 
 
 def grid_index(values, grid_values) -> np.ndarray:

@@ -25,7 +25,6 @@ percentile = 95  # connection threshold
 coaxial_axis = "motion"  # motion: the original convention; orientation: Iacaruso 2017
 
 # %%
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,13 +33,9 @@ from analysis import connectivity, inputs, plotting, reference, stats
 
 needs = ("rwa", "gabor", "gratings", "connectivity")  # the stages of the artefact this notebook reads
 data = inputs.load_inputs(artefact, needs)
-vp, units, grid = data.artefact, data.units, data.artefact.grid
-groups = [plotting.group_label(g) for g in range(len(units))]
-out = Path(output_dir)
-out.mkdir(parents=True, exist_ok=True)
-summary = {"artefact": artefact, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
-print(f"{artefact} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, "
-      f"groups {vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
+vp, units, grid, groups = data.artefact, data.units, data.artefact.grid, data.group_labels
+out, summary = inputs.figure_folder(output_dir), data.summary()
+print(data.describe())
 
 c = vp.connectivity()
 direction = c.get("preferred_direction", c.get("preferred_orientation"))

@@ -17,7 +17,6 @@ contour_step = 25  # degrees between grating directions in the two-grating maps
 n_plaid_directions = 18  # directions of the example plaid tuning curves
 
 # %%
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,14 +26,10 @@ from analysis import inputs, plaid_motion, plotting, reference, stats
 
 needs = ("rwa", "gratings", "plaid", "nofeedback")  # the stages of the artefact this notebook reads
 data = inputs.load_inputs(artefact, needs)
-vp, units, grid = data.artefact, data.units, data.artefact.grid
+vp, units, grid, groups = data.artefact, data.units, data.artefact.grid, data.group_labels
 model = vp.probed_model()  # the model the artefact probed: recorded checkpoint (hash checked) and ablation
-groups = [plotting.group_label(g) for g in range(len(units))]
-out = Path(output_dir)
-out.mkdir(parents=True, exist_ok=True)
-summary = {"artefact": artefact, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
-print(f"{artefact} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, "
-      f"groups {vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
+out, summary = inputs.figure_folder(output_dir), data.summary()
+print(data.describe())
 
 # %% [markdown]
 # ## Pattern index by group against the literature

@@ -15,7 +15,6 @@ output_dir = "figures/response_parameters"
 ds_threshold = 0.3  # DSI above which a unit is direction selective
 
 # %%
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,13 +24,9 @@ from analysis import response_parameters as rp
 
 needs = ("rwa", "gratings", "modulation")  # the stages of the artefact this notebook reads
 data = inputs.load_inputs(artefact, needs)
-vp, units, grid = data.artefact, data.units, data.artefact.grid
-groups = [plotting.group_label(g) for g in range(len(units))]
-out = Path(output_dir)
-out.mkdir(parents=True, exist_ok=True)
-summary = {"artefact": artefact, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
-print(f"{artefact} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, "
-      f"groups {vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
+vp, units, grid, groups = data.artefact, data.units, data.artefact.grid, data.group_labels
+out, summary = inputs.figure_folder(output_dir), data.summary()
+print(data.describe())
 
 # %% [markdown]
 # ## (a) Example SF and TF tuning curves (the most responsive unit of each group)

@@ -18,7 +18,6 @@ output_dir = "figures/surround_suppression"
 n_examples = 3  # example units (the most suppressed)
 
 # %%
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,13 +30,9 @@ from virtual_physiology.surround import APERTURE_RADII, size_tuning_curves, supp
 
 needs = ("rwa", "gabor", "gratings", "surround")  # the stages of the artefact this notebook reads
 data = inputs.load_inputs(artefact, needs)
-vp, units, grid = data.artefact, data.units, data.artefact.grid
-groups = [plotting.group_label(g) for g in range(len(units))]
-out = Path(output_dir)
-out.mkdir(parents=True, exist_ok=True)
-summary = {"artefact": artefact, "checkpoint": vp.checkpoint["path"], "ablation": vp.ablation}
-print(f"{artefact} of {vp.checkpoint['path']} (ablation: {vp.ablation}): frame {vp.frame_shape}, "
-      f"groups {vp.group_sizes}, units kept by the RWA {[len(t['hidden_unit_index']) for t in units]}")
+vp, units, grid, groups = data.artefact, data.units, data.artefact.grid, data.group_labels
+out, summary = inputs.figure_folder(output_dir), data.summary()
+print(data.describe())
 table = units[0]
 full = table["size_tuning_curve"]
 if "nofeedback_size_tuning_curve" in table:
