@@ -136,6 +136,13 @@ def test_a_stage_that_writes_other_fields_than_it_declares_stores_nothing(noise_
 
 # ----- the registry, run.bash and the run_<stage>.py files agree ------------------------------
 ENTRY_POINT = '''"""``python -m virtual_physiology.run_{0}``: the {0} stage and the missing ones it needs (--help)."""
+import sys
+
+if __package__ in (None, ""):  # run as a file, the repository's packages are not importable
+    print("error: run it as a module from the repository root: "
+          "python -m virtual_physiology.run_{0} MODEL_CHECKPOINT [ARTEFACT_PATH]", file=sys.stderr)
+    sys.exit(2)
+
 from utils import run_cli
 from virtual_physiology.pipeline import main
 
