@@ -32,8 +32,8 @@ k=2: 1.21, 2,325; k=3: 1.62, 2,107; k=4: 1.76, 2,125.
 bikes' shots last 46-61 frames, so from k=2 on it gives no clip that avoids a
 cut, and carphone (120 frames) gives none from k=3 on: k >= 2 is mostly the
 photo sweeps. Hence the default k=1, which is already far from trivial for
-copy-last (the feasibility note's 0.30 came from x3 downsampling, i.e. coarse
-pixels, not from the frame rate). The sweeps' drift (0.4 px/frame SD kicks)
+copy-last (a copy-last MSE as low as 0.30 comes from coarser pixels, e.g. x3
+downsampling, not from the frame rate). The sweeps' drift (0.4 px/frame SD kicks)
 is set so their copy-last MSE is close to bikes'.
 
 Built on first use and cached in ``data/cache/`` (git-ignored) as

@@ -12,7 +12,7 @@ the run folder and prints:
   copy-last-frame baseline and against predicting zero;
 - the Gabor-fit quality of group-1 RWAs with a *strict* test beside the bare
   r >= 0.7 fraction, for the trained and the untrained network. Single-pixel
-  blobs fit a Gabor with r ~ 0.85 (shared notes, feasibility), so the bare
+  blobs fit a Gabor with r ~ 0.85 (``test_single_pixel_blobs_fit_well_but_are_not_strict_gabors``), so the bare
   fraction alone says little; the strict test asks for an envelope wider than
   a pixel and at least half a carrier cycle per envelope sigma
   (``gabor.strict_gabor``);
