@@ -162,7 +162,7 @@ def verdict(stats: dict) -> str:
         return "Most group-1 receptive fields are oriented, Gabor-like (strict test)."
     if stats["median_orientation_index"] >= 0.3:
         return ("Group-1 receptive fields are oriented, but most fail the strict Gabor test; the paper\n"
-                "trains ~800,000 steps at 3 x 800 units (README, 'Pretrained model').")
+                "trains ~800,000 steps at 3 x 800 units (README, 'Pretrained models').")
     return ("Group-1 receptive fields are not yet oriented (localized blobs or noise): the paper trains\n"
             "~800,000 steps at 3 x 800 units (README, 'What the demo shows').")
 
