@@ -45,6 +45,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from data.dataset import ClipSource, fits_on
+from losses import LOSSES, offset_mse_loss
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from models.recurrence import recurrence_blocks
 from models.run_dir import RunDir
@@ -327,6 +328,9 @@ def check_sweep(cfgs: list) -> None:
     first = cfgs[0]
     if first.model not in ("network_hierarchical_recurrent", "network_recurrent"):
         raise UserInputError(f"--batched stacks the recurrent models only, not --model {first.model}: drop --batched")
+    if first.loss in LOSSES and LOSSES[first.loss].function is not offset_mse_loss:
+        # StackedRecurrent.get_loss is the stacked offset MSE: another registered loss would be replaced by it
+        raise UserInputError(f"--batched computes the offset-MSE losses only, not --loss {first.loss}: drop --batched")
     for cfg in cfgs[1:]:
         for f in dataclasses.fields(cfg):
             if f.name not in PER_MODEL_FIELDS and getattr(cfg, f.name) != getattr(first, f.name):

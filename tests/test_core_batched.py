@@ -216,3 +216,15 @@ def test_a_diverging_model_leaves_the_others_gradients_alone_and_stops_the_sweep
     bad = next(tmp_path.glob("htp_300L1_seed1_*"))
     assert "diverged in epoch 1" in (bad / "logs" / "train.log").read_text()
     assert not list(tmp_path.glob("*/*-epochs_model.safetensors"))  # nothing of the diverged epoch is saved
+
+
+def test_a_registered_loss_other_than_the_offset_mse_is_refused_not_replaced(monkeypatch):
+    from losses import LOSSES, RECURRENT, LossSpec
+    from models.batched import check_sweep
+    from models.training_config import TrainConfig
+    from utils import UserInputError
+
+    monkeypatch.setitem(LOSSES, "toy_loss", LossSpec(lambda model, out, data: None, 1, (RECURRENT,)))
+    check_sweep([TrainConfig(L1=-5), TrainConfig(L1=-4)])  # the paper's loss stacks
+    with pytest.raises(UserInputError, match="offset-MSE losses only"):
+        check_sweep([TrainConfig(L1=-5, loss="toy_loss"), TrainConfig(L1=-4, loss="toy_loss")])
