@@ -47,7 +47,6 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     (submit_training_job.py decides it before submission, so a requeued job finds it).
     Under torchrun each process trains on its slice of every batch (init_distributed)."""
     rank, world, device, control = init_distributed(cfg.device)
-    torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")  # TF32 only when asked
     clips, data_path, identity, train_rows, val_rows = checked_data(cfg, resume)
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
     train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)

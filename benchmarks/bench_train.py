@@ -10,8 +10,9 @@ Prints the minimum and median step time of each variant over --steps timed steps
 (after --warmup-steps untimed ones), its speed-up over the reference and over the
 first variant (this model in fp32), and its achieved GFLOP/s. The variants and the
 reference take their steps in turn, so a change in the machine's load hits all of
-them alike; the minimum is the least disturbed figure. "tf32" is fp32 with TF32
-matrix products (train.py --tf32; the same as fp32 on a CPU). On a GPU it
+them alike; the minimum is the least disturbed figure. "tf32" is train.py --tf32:
+the recurrent layer's products in TF32 and the readout's in fp32, the original's
+split on Ampere+ GPUs (the same as fp32 on a CPU). On a GPU it
 also estimates the hours for the paper's 2000 epochs at --dataset-clips clips.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from dense_reference import DenseReference  # noqa: E402
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent  # noqa: E402
+from models.recurrence import tf32_products  # noqa: E402
 from models.training import train_step  # noqa: E402
 from models.training_config import TrainConfig  # noqa: E402
 
@@ -89,25 +91,26 @@ def bare_products(shapes, dtype, device):
     return products
 
 
-def set_matmul_precision(precision):
-    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+def products_in(precision, products):
+    """Run the bare products in a variant's arithmetic (TF32 for "tf32", as its recurrent layer)."""
+    with tf32_products(precision == "tf32"):
+        products()
 
 
 def variant_step(args, device, groups, x, recurrence, precision):
     """A closure that takes one training step of this model with one backend and
-    precision (TF32 switched on only around its own steps)."""
+    precision ("tf32": train.py --tf32, the recurrent layer in TF32, the readout not)."""
     torch.manual_seed(0)
     beta = (0.9,) + (0.1,) * (len(groups) - 1)
     model = NetworkHierarchicalRecurrent(frame_shape=args.frame_shape, hidden_units=groups, beta=beta).to(device)
     model.set_recurrence(recurrence).set_precision("bf16" if precision == "bf16" else "fp32")
+    model.set_tf32(precision == "tf32")
     cfg = TrainConfig(precision="bf16" if precision == "bf16" else "fp32")  # the paper's lr and clip
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step():  # train.py's step: noise, forward, loss, backward, clip, mask, Adam
-        set_matmul_precision(precision)
         train_step(model, opt, x, gen, cfg, global_step=0)
-        set_matmul_precision("fp32")
 
     return model, step
 
@@ -175,8 +178,7 @@ def run(args):
     if args.floor:  # timed in the same rotation as the steps, under the same load
         for (_, prec), shape_list in zip(keys, shapes):
             products = bare_products(shape_list, torch.bfloat16 if prec == "bf16" else torch.float32, device)
-            steps.append(lambda products=products, prec=prec: (set_matmul_precision(prec), products(),
-                                                                set_matmul_precision("fp32")))
+            steps.append(lambda products=products, prec=prec: products_in(prec, products))
     if not args.skip_reference:
         steps.append(reference_step_closure(args, device, groups, x))
     times = interleaved_times(steps, device, args.warmup_steps, args.steps)

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from data.dataset import ClipSource, fits_on
 from losses import LOSSES, offset_mse_loss
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-from models.recurrence import recurrence_blocks
+from models.recurrence import LinearInTF32, recurrence_blocks, tf32_products
 from models.run_dir import RunDir
 from models.training import (RunWriter, StopRequest, TrainingDiverged, TrainState, append_row, divergence, format_means,
                              learning_rate, monitor_receptive_fields, new_history, resumed_state, validate,
@@ -74,9 +74,15 @@ class BatchedReluRecurrence(torch.autograd.Function):
     block, and per block one batched product over all steps and clips for dW."""
 
     @staticmethod
-    def forward(ctx, drive, weight, blocks):
+    def forward(ctx, drive, weight, blocks, tf32=False):
         if drive.dtype != weight.dtype:
             raise TypeError(f"drive is {drive.dtype} but weight is {weight.dtype}: cast both to one dtype")
+        ctx.tf32 = tf32
+        with tf32_products(tf32):
+            return BatchedReluRecurrence._forward(ctx, drive, weight, blocks)
+
+    @staticmethod
+    def _forward(ctx, drive, weight, blocks):
         T = drive.shape[1]
         h = torch.empty_like(drive)
         torch.clamp_min(drive[:, 0], 0.0, out=h[:, 0])
@@ -97,6 +103,11 @@ class BatchedReluRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_h):
+        with tf32_products(ctx.tf32):
+            return BatchedReluRecurrence._backward(ctx, grad_h) + (None,)
+
+    @staticmethod
+    def _backward(ctx, grad_h):
         h, weight = ctx.saved_tensors
         K, T, B, H = h.shape
         active = h > 0  # ReLU'(pre) as PyTorch evaluates it: where the output is positive
@@ -156,7 +167,7 @@ class StackedRecurrent(nn.Module):
                              persistent=False)
         self.register_buffer("hh_mask", first.hh_mask.clone(), persistent=False)
         self.register_buffer("hh_signed_mask", first.hh_signed_mask.clone(), persistent=False)
-        self.precision = first.precision
+        self.precision, self.tf32 = first.precision, first.tf32
         self.set_recurrence(first.recurrence)
 
     def set_recurrence(self, backend: str):
@@ -203,9 +214,13 @@ class StackedRecurrent(nn.Module):
         bias = (self.bias_ih + self.bias_hh).to(dtype)
         with torch.autocast(x.device.type, enabled=False):
             frames = x.transpose(1, 2).reshape(K, T * B, P).to(dtype)
-            drive0 = torch.baddbmm(bias[:, None, :n0], frames, self.weight_ih.to(dtype).transpose(1, 2))
+            tf32 = self.tf32 and dtype == torch.float32
+            if tf32:  # the single model's --tf32 split: the recurrent layer in TF32, the readout not
+                drive0 = LinearInTF32.apply(frames, self.weight_ih, bias[:, :n0])
+            else:
+                drive0 = torch.baddbmm(bias[:, None, :n0], frames, self.weight_ih.to(dtype).transpose(1, 2))
             drive = torch.cat([drive0, bias[:, None, n0:].expand(K, T * B, H - n0)], dim=-1).view(K, T, B, H)
-            h = BatchedReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks)
+            h = BatchedReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks, tf32)
             bias_out = self.readout_bias.to(dtype)
             # one split, not a slice per group: each slice's backward fills a zero gradient the size of h
             groups = torch.split(h, tpl.group_sizes, dim=-1)
@@ -366,7 +381,6 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
         raise UserInputError("a batched sweep either starts every run or resumes every run: give --path alone")
     first = cfgs[0]
     device = resolve_device(first.device)
-    torch.set_float32_matmul_precision("high" if first.tf32 else "highest")
     clips, data_path, identity, train_rows, val_rows = checked_data(first, resumes[0])
     for resume in resumes[1:]:
         if resume is not None:

@@ -26,7 +26,7 @@ from torch import nn
 from losses import RECURRENT
 from models.base import SettingError, TrainableModel, contiguous_slices
 from models.io import load_model
-from models.recurrence import RECURRENCE_BACKENDS, ReluRecurrence, recurrence_blocks
+from models.recurrence import RECURRENCE_BACKENDS, LinearInTF32, ReluRecurrence, recurrence_blocks
 
 # --precision: the dtype of the matrix products (None: that of the parameters)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -75,6 +75,7 @@ class NetworkHierarchicalRecurrent(TrainableModel):
         self.register_buffer("hh_signed_mask", hh_mask * col_sign, persistent=False)
         self.set_recurrence("block")
         self.set_precision("fp32")
+        self.set_tf32(False)
 
     @classmethod
     def from_config(cls, config: dict) -> "NetworkHierarchicalRecurrent":
@@ -174,6 +175,15 @@ class NetworkHierarchicalRecurrent(TrainableModel):
         self.precision = precision
         return self
 
+    def set_tf32(self, enabled: bool):
+        """The original's arithmetic on Ampere and newer GPUs (train.py's --tf32): the
+        recurrent layer's products (input and recurrent weights, forward and backward)
+        in TF32, as cuDNN's RNN runs them by default, and the readout and loss in
+        IEEE float32. Only float32 products on CUDA change; bf16 and CPU runs are
+        unaffected (``models.recurrence.tf32_products``)."""
+        self.tf32 = bool(enabled)
+        return self
+
     def _compute_dtype(self, device: torch.device) -> torch.dtype:
         """The dtype of the matrix products: bf16 when asked for, or when the caller
         runs the model under autocast (whose dtype then applies to the whole step)."""
@@ -229,12 +239,14 @@ class NetworkHierarchicalRecurrent(TrainableModel):
         dtype = self._compute_dtype(x.device)  # each .to() below is a no-op in fp32, one cast per step in bf16
         bias = (self.bias_ih + self.bias_hh).to(dtype)
         with torch.autocast(x.device.type, enabled=False):  # the dtypes are chosen here, not per op
-            drive = torch.cat(
-                [F.linear(x.transpose(0, 1).to(dtype), self.weight_ih.to(dtype), bias[:n0]),
-                 bias[n0:].expand(T, B, self.n_hidden - n0)],
-                dim=-1,
-            )
-            return ReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks)
+            frames = x.transpose(0, 1).to(dtype)
+            tf32 = self.tf32 and dtype == torch.float32
+            if tf32:  # autograd would run F.linear's backward products outside TF32
+                drive0 = LinearInTF32.apply(frames.reshape(T * B, -1), self.weight_ih, bias[:n0]).view(T, B, n0)
+            else:
+                drive0 = F.linear(frames, self.weight_ih.to(dtype), bias[:n0])
+            drive = torch.cat([drive0, bias[n0:].expand(T, B, self.n_hidden - n0)], dim=-1)
+            return ReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks, tf32)
 
     def forward(self, x: torch.Tensor):
         """x: (B, T, P) -> (predictions (B, T, O), hidden (B, T, H)), O = P + sum of

@@ -28,13 +28,63 @@ Precision: the recurrence runs in the dtype of ``drive`` and ``weight`` (float32
 or bfloat16 for mixed precision, where the caller casts the fp32 master weight
 once per step). bfloat16 products accumulate in float32 inside the kernel and
 round once on output.
+
+TF32 (``tf32=True``, train.py's ``--tf32``): the float32 products of the forward
+and the backward pass run in TensorFloat-32 on CUDA GPUs (Ampere and newer), and
+nothing else does. That is the original's split: cuDNN's RNN, which computed its
+input and recurrent products, runs float32 RNNs in TF32 unless told otherwise
+(``torch.backends.cudnn.rnn.fp32_precision`` defaults to "tf32"), while its
+``nn.Linear`` readout and the loss ran in IEEE float32 (PyTorch's matmul default
+since 1.12). CPU products are unaffected: there ``tf32=True`` computes exactly
+what fp32 computes.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
 
 RECURRENCE_BACKENDS = ("block", "dense")
+
+
+@contextlib.contextmanager
+def tf32_products(enabled: bool):
+    """CUDA float32 matrix products in TF32 inside the block (when ``enabled``), IEEE
+    float32 again after it; CPU products are never changed. Uses the new
+    ``fp32_precision`` API only: torch refuses a mix of it and ``allow_tf32``."""
+    if not enabled:
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
+
+
+class LinearInTF32(torch.autograd.Function):
+    """x @ weight^T + bias with the forward and backward products in TF32 on CUDA
+    (``tf32_products``): the input projection of the recurrent layer under --tf32,
+    which autograd's own backward of ``F.linear`` would run outside the block.
+    x: (..., N, P), weight: (..., O, P), bias: (..., O) -> (..., N, O); the leading
+    dimensions (one per stacked model, or none) must match."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        with tf32_products(True):
+            return torch.matmul(x, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        with tf32_products(True):
+            grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+            grad_weight = grad.transpose(-1, -2) @ x
+        return grad_x, grad_weight, grad.sum(-2)
 
 
 def recurrence_blocks(backend: str, mask: torch.Tensor, row_groups: list[slice]):
@@ -72,12 +122,19 @@ def block_ranges(mask: torch.Tensor, row_groups: list[slice]) -> list[tuple[int,
 
 class ReluRecurrence(torch.autograd.Function):
     """Time-major ReLU recurrence. drive: (T, B, H) contiguous; weight: (H, H),
-    rows postsynaptic; blocks from ``block_ranges``. Returns h: (T, B, H)."""
+    rows postsynaptic; blocks from ``block_ranges``; tf32: products in TF32 on CUDA
+    (``tf32_products``). Returns h: (T, B, H)."""
 
     @staticmethod
-    def forward(ctx, drive, weight, blocks):
+    def forward(ctx, drive, weight, blocks, tf32=False):
         if drive.dtype != weight.dtype:
             raise TypeError(f"drive is {drive.dtype} but weight is {weight.dtype}: cast both to one dtype")
+        ctx.tf32 = tf32
+        with tf32_products(tf32):
+            return ReluRecurrence._forward(ctx, drive, weight, blocks)
+
+    @staticmethod
+    def _forward(ctx, drive, weight, blocks):
         T = drive.shape[0]
         h = torch.empty_like(drive)
         torch.clamp_min(drive[0], 0.0, out=h[0])
@@ -97,6 +154,11 @@ class ReluRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_h):
+        with tf32_products(ctx.tf32):
+            return ReluRecurrence._backward(ctx, grad_h) + (None,)
+
+    @staticmethod
+    def _backward(ctx, grad_h):
         h, weight = ctx.saved_tensors
         T, B, H = h.shape
         active = h > 0  # ReLU'(pre) as PyTorch evaluates it: where the output is positive

@@ -78,7 +78,8 @@ class TrainConfig:
     seed: int = _f(0, "seed for initialisation, shuffling and noise (the original seeded nothing)")
     device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available); under torchrun each "
                              "process takes the GPU of its LOCAL_RANK")
-    tf32: bool = _f(False, "allow TF32 matrix products on GPUs (faster, ~1e-3 relative error; paper: off)")
+    tf32: bool = _f(False, "TF32 products on Ampere+ GPUs as the original had them: the recurrent layer's (cuDNN's "
+                           "RNN default) but not the readout's (faster, ~1e-3 relative error; no effect on CPUs)")
     precision: str = _f("fp32", "fp32 (the paper's arithmetic) or bf16: bfloat16 matrix products with float32 "
                                 "accumulation, fp32 master weights, Adam state and loss (several times faster on "
                                 "CPUs with AMX and on GPUs; paper: fp32)")
@@ -201,6 +202,9 @@ def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
         raise UserInputError(f"unknown --loss {cfg.loss!r}: choose from {', '.join(sorted(LOSS_OFFSETS))}")
     if cfg.precision not in PRECISIONS:
         raise UserInputError(f"unknown --precision {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
+    if cfg.tf32 and cfg.precision != "fp32":
+        raise UserInputError(f"--tf32 changes only float32 products, and --precision {cfg.precision} has none: "
+                             "drop --tf32 or use --precision fp32")
     if cfg.recurrence not in ("auto", *RECURRENCE_BACKENDS):
         raise UserInputError(f"unknown --recurrence {cfg.recurrence!r}: choose from auto, {', '.join(RECURRENCE_BACKENDS)}")
     if len(cfg.frame_shape) != 2 or min(cfg.frame_shape) < 1:
@@ -320,16 +324,23 @@ def checked_model(cfg: TrainConfig, n_frames: int, data_path: Path):
 
 
 def set_arithmetic(model, cfg: TrainConfig, device: torch.device) -> str | None:
-    """Apply --precision and --recurrence to a model that has its own mixed-precision
-    path (the recurrent models); returns the recurrence backend used, or None.
+    """Apply --precision, --recurrence and --tf32; returns the recurrence backend
+    used, or None for a model without its own mixed-precision path.
+
+    --tf32 on the recurrent models is the original's split (their ``set_tf32``): the
+    recurrent layer in TF32, the readout and loss in IEEE float32, so torch's global
+    float32 products stay IEEE. The other models have no recurrent layer to single
+    out, and --tf32 lets all their float32 CUDA products use TF32.
 
     The rule for --recurrence auto: dense on CUDA (a GPU is bound by kernel launches,
     and dense needs 2 per time step against ~10 for block), block elsewhere (a CPU
     is bound by FLOPs, and block skips ~31% of them at the paper's sizes)."""
     if not model.own_mixed_precision:
+        torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")
         return None
+    torch.set_float32_matmul_precision("highest")
     backend = cfg.recurrence if cfg.recurrence != "auto" else "dense" if device.type == "cuda" else "block"
-    model.set_precision(cfg.precision).set_recurrence(backend)
+    model.set_precision(cfg.precision).set_recurrence(backend).set_tf32(cfg.tf32)
     return backend
 
 

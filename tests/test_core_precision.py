@@ -54,9 +54,9 @@ def test_bf16_runs_the_recurrence_in_bf16_on_fp32_master_weights(monkeypatch):
     model = make_model().set_precision("bf16")
     seen, original = [], recurrence.ReluRecurrence.forward
 
-    def spy(ctx, drive, weight, blocks):
+    def spy(ctx, drive, weight, blocks, tf32=False):
         seen.extend([drive.dtype, weight.dtype])
-        return original(ctx, drive, weight, blocks)
+        return original(ctx, drive, weight, blocks, tf32)
 
     monkeypatch.setattr(recurrence.ReluRecurrence, "forward", staticmethod(spy))
     model(torch.randn(2, 8, model.n_pixels))
