@@ -4,7 +4,8 @@
     python benchmarks/gpu_suite.py --smoke         # the same code on the CPU at tiny sizes (< 2 minutes)
 
 1. tests: tests/test_core_cuda.py (backends and precisions on the GPU against the
-   fp32 CPU model; they skip without CUDA);
+   fp32 CPU model; they skip without CUDA) and tests/test_core_tf32.py (--tf32's
+   split, with its GPU check);
 2. train step: benchmarks/bench_train.py at the paper's size (B=100, T=50, 20x20,
    3x800) for each recurrence backend (block, dense) x precision (fp32, tf32, bf16),
    with the dense fp32 masked reference in the same run;
@@ -53,14 +54,17 @@ SMOKE = {"bench": ["--batch", "4", "--frames", "8", "--frame-shape", "4", "4", "
          "sweep": ["--smoke"]}
 
 
+GPU_TESTS = ("tests/test_core_cuda.py", "tests/test_core_tf32.py")
+
+
 def section_tests(device, sizes):
-    """pytest on the CUDA test file; rows: passed / skipped / failed counts."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_core_cuda.py"],
+    """pytest on the GPU test files; rows: passed / skipped / failed counts."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GPU_TESTS],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|skipped|failed|error)", proc.stdout)}
     if proc.returncode not in (0, 5) or counts.get("failed") or counts.get("error"):
         raise RuntimeError(f"CUDA tests failed:\n{proc.stdout[-2000:]}")
-    return [{"name": "tests/test_core_cuda.py", **counts}]
+    return [{"name": " ".join(GPU_TESTS), **counts}]
 
 
 def section_bench_train(device, sizes):
