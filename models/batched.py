@@ -214,7 +214,7 @@ class StackedRecurrent(nn.Module):
         bias = (self.bias_ih + self.bias_hh).to(dtype)
         with torch.autocast(x.device.type, enabled=False):
             frames = x.transpose(1, 2).reshape(K, T * B, P).to(dtype)
-            tf32 = self.tf32 and dtype == torch.float32
+            tf32 = self._tf32_for(dtype)
             if tf32:  # the single model's --tf32 split: the recurrent layer in TF32, the readout not
                 drive0 = LinearInTF32.apply(frames, self.weight_ih, bias[:, :n0])
             else:
@@ -230,6 +230,7 @@ class StackedRecurrent(nn.Module):
         return preds, groups
 
     _compute_dtype = NetworkHierarchicalRecurrent._compute_dtype  # reads self.precision and self.weight_hh
+    _tf32_for = NetworkHierarchicalRecurrent._tf32_for  # reads self.tf32
 
     def weight_l1(self) -> torch.Tensor:
         """(K,): each model's sum of |W| over its weight matrices (not biases)."""

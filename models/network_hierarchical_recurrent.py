@@ -184,6 +184,10 @@ class NetworkHierarchicalRecurrent(TrainableModel):
         self.tf32 = bool(enabled)
         return self
 
+    def _tf32_for(self, dtype: torch.dtype) -> bool:
+        """Whether this step's products take --tf32's split: only float32 products do."""
+        return self.tf32 and dtype == torch.float32
+
     def _compute_dtype(self, device: torch.device) -> torch.dtype:
         """The dtype of the matrix products: bf16 when asked for, or when the caller
         runs the model under autocast (whose dtype then applies to the whole step)."""
@@ -240,7 +244,7 @@ class NetworkHierarchicalRecurrent(TrainableModel):
         bias = (self.bias_ih + self.bias_hh).to(dtype)
         with torch.autocast(x.device.type, enabled=False):  # the dtypes are chosen here, not per op
             frames = x.transpose(0, 1).to(dtype)
-            tf32 = self.tf32 and dtype == torch.float32
+            tf32 = self._tf32_for(dtype)
             if tf32:  # autograd would run F.linear's backward products outside TF32
                 drive0 = LinearInTF32.apply(frames.reshape(T * B, -1), self.weight_ih, bias[:n0]).view(T, B, n0)
             else:
