@@ -1,6 +1,6 @@
 """Train a hierarchical temporal-prediction model. Reads top to bottom:
 config -> data -> model -> loop (noise, forward, loss, backward, clip, mask,
-Adam) -> checkpoints. The maths is the original's (docs/faithfulness.md); what is new is
+Adam; on a GPU optionally replayed as a CUDA graph) -> checkpoints. The maths is the original's (docs/faithfulness.md); what is new is
 seeding, exact resume, atomic safe checkpoints and one host sync per epoch.
 Every epoch's losses go to the run's own log, RUN/logs/train.log.
 
@@ -30,10 +30,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from data.dataset import ClipSource, fits_on
+from models.cuda_graph import GraphedTrainStep
 from models.run_dir import RunDir
 from models.training import (RunWriter, StoppedBySignal, StopRequest, TrainingDiverged, TrainState, any_rank,
-                             append_row, divergence, format_means, init_distributed, monitor_receptive_fields,
-                             new_history, resumed_state, train_step, validate, validation_generator)
+                             append_row, divergence, format_means, init_distributed, make_optimizer,
+                             monitor_receptive_fields, new_history, resumed_state, train_step, validate,
+                             validation_generator)
 from models.training_config import TrainConfig, checked_data, checked_model, config_for, create_run_dir, set_arithmetic
 from models.training_config import build_parser as _config_parser
 from utils import UserInputError, run_cli, seed_everything
@@ -55,7 +57,10 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     model = checked_model(cfg, clips.shape[1], data_path).to(device)
     backend = set_arithmetic(model, cfg, device)
     components = ["L1"] + [f"mse{g}" for g in range(len(cfg.hidden_units))]
-    state = TrainState(model, torch.optim.Adam(model.parameters(), lr=cfg.lr),  # fp32 parameters in every precision
+    if cfg.cuda_graph and (device.type != "cuda" or world > 1):
+        raise UserInputError(f"--cuda-graph captures one process's steps on a GPU, and this run has {world} "
+                             f"process(es) on {device.type}: drop --cuda-graph")
+    state = TrainState(model, make_optimizer(model, cfg, device, graphed=cfg.cuda_graph),
                        shuffle_generator=torch.Generator().manual_seed(cfg.seed),
                        noise_generator=torch.Generator(device=device).manual_seed(cfg.seed + 1),
                        history=new_history(components))
@@ -97,6 +102,12 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                              "use fewer processes or another --batch-size")
     net = model if world == 1 else DistributedDataParallel(  # the buffers are constant masks: no re-sync per step
         model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
+    if cfg.cuda_graph:
+        take_step = GraphedTrainStep(model, state.optimizer, cfg)
+    else:
+        def take_step(batch, generator, global_step):
+            return train_step(model, state.optimizer, batch, generator, cfg, global_step, net=net, rank=rank,
+                              world=world)
     started, steps_here = time.monotonic(), 0
     bar = tqdm(total=max(cfg.epochs - state.epoch + 1, 0) * n_batches, desc=out.run.name, unit="step",
                disable=None if progress and rank == 0 else True, dynamic_ncols=True)
@@ -118,8 +129,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
             net.train()
             while state.step < n_batches:
                 rows = state.permutation[state.step * cfg.batch_size:(state.step + 1) * cfg.batch_size]
-                values = train_step(model, state.optimizer, train_src.batch(rows, device), state.noise_generator,
-                                    cfg, state.global_step, net=net, rank=rank, world=world)
+                values = take_step(train_src.batch(rows, device), state.noise_generator, state.global_step)
                 state.sums = values if state.sums is None else state.sums + values  # on the device: no sync
                 state.step, state.global_step, steps_here = state.step + 1, state.global_step + 1, steps_here + 1
                 bar.update()

@@ -12,8 +12,10 @@ first variant (this model in fp32), and its achieved GFLOP/s. The variants and t
 reference take their steps in turn, so a change in the machine's load hits all of
 them alike; the minimum is the least disturbed figure. "tf32" is train.py --tf32:
 the recurrent layer's products in TF32 and the readout's in fp32, the original's
-split on Ampere+ GPUs (the same as fp32 on a CPU). On a GPU it
-also estimates the hours for the paper's 2000 epochs at --dataset-clips clips.
+split on Ampere+ GPUs (the same as fp32 on a CPU). ``--graph off on`` (CUDA only)
+adds each variant replayed as a CUDA graph (train.py --cuda-graph), captured before
+the timed steps. On a GPU it also estimates the hours for the paper's 2000 epochs at
+--dataset-clips clips.
 """
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from dense_reference import DenseReference  # noqa: E402
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent  # noqa: E402
+from models.cuda_graph import EAGER_STEPS_PER_SHAPE, GraphedTrainStep  # noqa: E402
 from models.recurrence import tf32_products  # noqa: E402
-from models.training import train_step  # noqa: E402
+from models.training import make_optimizer, train_step  # noqa: E402
 from models.training_config import TrainConfig  # noqa: E402
 
 
@@ -97,21 +100,29 @@ def products_in(precision, products):
         products()
 
 
-def variant_step(args, device, groups, x, recurrence, precision):
+def variant_step(args, device, groups, x, recurrence, precision, graph=False):
     """A closure that takes one training step of this model with one backend and
-    precision ("tf32": train.py --tf32, the recurrent layer in TF32, the readout not)."""
+    precision ("tf32": train.py --tf32, the recurrent layer in TF32, the readout not),
+    eagerly or (``graph``) as a replayed CUDA graph, already captured."""
     torch.manual_seed(0)
     beta = (0.9,) + (0.1,) * (len(groups) - 1)
     model = NetworkHierarchicalRecurrent(frame_shape=args.frame_shape, hidden_units=groups, beta=beta).to(device)
     model.set_recurrence(recurrence).set_precision("bf16" if precision == "bf16" else "fp32")
     model.set_tf32(precision == "tf32")
     cfg = TrainConfig(precision="bf16" if precision == "bf16" else "fp32")  # the paper's lr and clip
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg, device, graphed=graph)
     gen = torch.Generator(device=device).manual_seed(0)
+    graphed = GraphedTrainStep(model, opt, cfg) if graph else None
 
     def step():  # train.py's step: noise, forward, loss, backward, clip, mask, Adam
-        train_step(model, opt, x, gen, cfg, global_step=0)
+        if graphed is None:
+            train_step(model, opt, x, gen, cfg, global_step=0)
+        else:
+            with tf32_products(precision == "tf32"):
+                graphed(x, gen, global_step=0)
 
+    for _ in range(EAGER_STEPS_PER_SHAPE + 1 if graph else 0):  # the eager warm-up and the capture
+        step()
     return model, step
 
 
@@ -158,6 +169,8 @@ def build_parser():
     ap.add_argument("--recurrence", nargs="+", choices=("block", "dense"), default=["block"])
     ap.add_argument("--precision", nargs="+", choices=PRECISION_CHOICES, default=["fp32", "bf16"],
                     help="the first is the baseline of the 'vs first' column")
+    ap.add_argument("--graph", nargs="+", choices=("off", "on"), default=["off"],
+                    help="eager steps (off) and/or steps replayed as CUDA graphs (on; CUDA only)")
     ap.add_argument("--floor", action="store_true",
                     help="also time the step's bare matrix products (the floor the step could reach)")
     return ap
@@ -171,21 +184,21 @@ def run(args):
     x = torch.randn(args.batch, args.frames, P, device=device)
     setup = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
              "batch": args.batch, "frames": args.frames, "frame_shape": list(args.frame_shape), "groups": list(groups)}
-    keys = [(rec, prec) for rec in args.recurrence for prec in args.precision]
-    built = [variant_step(args, device, groups, x, rec, prec) for rec, prec in keys]
+    keys = [(rec, prec, graph) for graph in args.graph for rec in args.recurrence for prec in args.precision]
+    built = [variant_step(args, device, groups, x, rec, prec, graph == "on") for rec, prec, graph in keys]
     shapes = [step_products(model, args.batch, args.frames) for model, _ in built]
     steps = [step for _, step in built]
     if args.floor:  # timed in the same rotation as the steps, under the same load
-        for (_, prec), shape_list in zip(keys, shapes):
+        for (_, prec, _), shape_list in zip(keys, shapes):
             products = bare_products(shape_list, torch.bfloat16 if prec == "bf16" else torch.float32, device)
             steps.append(lambda products=products, prec=prec: products_in(prec, products))
     if not args.skip_reference:
         steps.append(reference_step_closure(args, device, groups, x))
     times = interleaved_times(steps, device, args.warmup_steps, args.steps)
     variants = []
-    for i, ((rec, prec), shape_list) in enumerate(zip(keys, shapes)):
+    for i, ((rec, prec, graph), shape_list) in enumerate(zip(keys, shapes)):
         floor = min(times[len(keys) + i]) if args.floor else float("nan")
-        variants.append({"recurrence": rec, "precision": prec, "min_s": min(times[i]),
+        variants.append({"recurrence": rec, "precision": prec, "graph": graph, "min_s": min(times[i]),
                          "median_s": statistics.median(times[i]), "products_floor_s": floor,
                          "gflops": sum(2 * m * k * n for m, k, n in shape_list) / 1e9})
     reference = None if args.skip_reference else {"min_s": min(times[-1]), "median_s": statistics.median(times[-1])}
@@ -199,12 +212,12 @@ def print_results(result, dataset_clips=None):
     if ref:
         print(f"dense fp32 reference: min {ref['min_s']:.3f} s  median {ref['median_s']:.3f} s per step")
     first = variants[0]
-    print(f"{'backend':8} {'precision':9} {'min s':>7} {'median s':>8} {'vs ref':>13} {'vs first':>13} "
+    print(f"{'backend':8} {'precision':9} {'graph':5} {'min s':>7} {'median s':>8} {'vs ref':>13} {'vs first':>13} "
           f"{'GFLOP/s':>8} {'floor s':>8} {'floor GFLOP/s':>13}")
     for v in variants:
         vs_ref = f"{ref['min_s'] / v['min_s']:.2f}/{ref['median_s'] / v['median_s']:.2f}x" if ref else "-"
         vs_first = f"{first['min_s'] / v['min_s']:.2f}/{first['median_s'] / v['median_s']:.2f}x"
-        print(f"{v['recurrence']:8} {v['precision']:9} {v['min_s']:7.3f} {v['median_s']:8.3f} {vs_ref:>13} "
+        print(f"{v['recurrence']:8} {v['precision']:9} {v['graph']:5} {v['min_s']:7.3f} {v['median_s']:8.3f} {vs_ref:>13} "
               f"{vs_first:>13} {v['gflops'] / v['min_s']:8.1f} {v['products_floor_s']:8.3f} "
               f"{v['gflops'] / v['products_floor_s']:13.1f}")
     print("speed-ups as min/median ratios; GFLOP/s = the variant's own matrix products / min step time; "
@@ -221,6 +234,8 @@ def main():
     args = ap.parse_args()
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda was asked for but no GPU is visible: use --device cpu")
+    if "on" in args.graph and torch.device(args.device).type != "cuda":
+        ap.error("--graph on replays CUDA graphs: use --device cuda, or --graph off")
     print_results(run(args), args.dataset_clips)
 
 

@@ -4,11 +4,13 @@
     python benchmarks/gpu_suite.py --smoke         # the same code on the CPU at tiny sizes (< 2 minutes)
 
 1. tests: tests/test_core_cuda.py (backends and precisions on the GPU against the
-   fp32 CPU model; they skip without CUDA) and tests/test_core_tf32.py (--tf32's
-   split, with its GPU check);
+   fp32 CPU model; they skip without CUDA), tests/test_core_tf32.py (--tf32's
+   split, with its GPU check) and tests/test_core_cuda_graph.py (--cuda-graph's
+   steps against eager ones, and train.py with it);
 2. train step: benchmarks/bench_train.py at the paper's size (B=100, T=50, 20x20,
-   3x800) for each recurrence backend (block, dense) x precision (fp32, tf32, bf16),
-   with the dense fp32 masked reference in the same run;
+   3x800) for each recurrence backend (block, dense) x precision (fp32, tf32, bf16)
+   x CUDA graph (off, on; off only on a CPU), with the dense fp32 masked reference
+   in the same run;
 3. virtual physiology: benchmarks/bench_vphys.py --quick (3x100, 1,000 RWA clips);
 4. training: 2 minutes of train.py on the embedded natural-movie dataset (paper
    size, bf16, recurrence auto), then virtual_physiology.rf_summary on the run
@@ -54,7 +56,7 @@ SMOKE = {"bench": ["--batch", "4", "--frames", "8", "--frame-shape", "4", "4", "
          "sweep": ["--smoke"]}
 
 
-GPU_TESTS = ("tests/test_core_cuda.py", "tests/test_core_tf32.py")
+GPU_TESTS = ("tests/test_core_cuda.py", "tests/test_core_tf32.py", "tests/test_core_cuda_graph.py")
 
 
 def section_tests(device, sizes):
@@ -68,16 +70,18 @@ def section_tests(device, sizes):
 
 
 def section_bench_train(device, sizes):
-    """bench_train per backend x precision; rows: one per variant plus the reference."""
+    """bench_train per backend x precision x CUDA graph (on a GPU); rows: one per
+    variant plus the reference."""
+    graph = ["--graph", "off", "on"] if device.type == "cuda" else []
     args = bench_train.build_parser().parse_args(
         sizes["bench"] + ["--device", str(device), "--recurrence", "block", "dense",
-                          "--precision", "fp32", "tf32", "bf16"])
+                          "--precision", "fp32", "tf32", "bf16", *graph])
     result = bench_train.run(args)
     bench_train.print_results(result)
     ref = result["reference"]
     rows = [{"name": "dense fp32 reference", "min_s": ref["min_s"], "median_s": ref["median_s"]}]
     for v in result["variants"]:
-        rows.append({"name": f"{v['recurrence']} {v['precision']}", "min_s": v["min_s"], "median_s": v["median_s"],
+        rows.append({"name": f"{v['recurrence']} {v['precision']}" + (" graph" if v["graph"] == "on" else ""), "min_s": v["min_s"], "median_s": v["median_s"],
                      "vs_reference": ref["median_s"] / v["median_s"], "gflop_per_s": v["gflops"] / v["min_s"]})
     return rows
 

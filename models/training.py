@@ -69,16 +69,44 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.
     mine = slice(rank * n // world, (rank + 1) * n // world)
     share = (mine.stop - mine.start) / n
     x, y = (t[mine] for t in data)
+    set_learning_rate(optimizer, learning_rate(cfg, global_step))
+    return update_weights(model, optimizer, x, y, cfg, net=net, loss_scale=share * world) * share
+
+
+def update_weights(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg, *,
+                   net: nn.Module | None = None, loss_scale: float = 1.0, autocast_cache: bool = True) -> torch.Tensor:
+    """Steps 4-6 of ``train_step`` on noisy inputs ``x`` and targets ``y``, at the
+    learning rate already in the optimizer; returns the detached, unscaled
+    [loss, *components]. Free of host synchronisation, so a CUDA graph can capture
+    it (``models.cuda_graph``; there autocast's weight cache must be off)."""
     optimizer.zero_grad(set_to_none=True)
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, global_step)
-    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=uses_autocast(model, cfg)):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=uses_autocast(model, cfg),
+                        cache_enabled=autocast_cache):
         loss, components = model.get_loss((model if net is None else net)(x), (x, y))
-    (loss * (share * world)).backward()
+    (loss * loss_scale).backward()
     torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
     model.mask_gradients()
     optimizer.step()
-    return torch.stack([loss.detach(), *components.values()]) * share
+    return torch.stack([loss.detach(), *components.values()])
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every parameter group's lr <- ``lr``: in place when it is a tensor (a graphed
+    step's Adam reads it from the device at every replay)."""
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def make_optimizer(model: nn.Module, cfg, device: torch.device, graphed: bool = False) -> torch.optim.Optimizer:
+    """Adam over the fp32 parameters (in every precision), as the original. ``graphed``
+    (train.py --cuda-graph) makes it capturable, with its lr a device tensor, so a CUDA
+    graph can replay its step."""
+    if graphed:
+        return torch.optim.Adam(model.parameters(), lr=torch.tensor(cfg.lr, device=device), capturable=True)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
 def validation_generator(cfg, device: torch.device) -> torch.Generator:
@@ -162,6 +190,10 @@ class TrainState:
         different kinds)."""
         saved = read_state_file(path)
         self.model.load_state_dict(saved["model"])
+        for group, live in zip(saved["optimizer"]["param_groups"], self.optimizer.param_groups):
+            # this run's Adam kind, whichever saved the state (--cuda-graph may change on resume);
+            # the lr is rewritten before every step
+            group["capturable"], group["lr"] = live.get("capturable", False), live["lr"]
         self.optimizer.load_state_dict(saved["optimizer"])
         self.shuffle_generator.set_state(saved["rng"]["shuffle"])
         try:

@@ -86,6 +86,9 @@ class TrainConfig:
     recurrence: str = _f("auto", "recurrent products: block (skip W_hh's zero blocks; fastest on CPUs), dense (one "
                                  "product per time step; GPUs) or auto (dense on CUDA, block otherwise); the same "
                                  "maths, the choice is recorded as recurrence_backend")
+    cuda_graph: bool = _f(False, "replay each training step as one captured CUDA graph (one process on one GPU): "
+                                 "the step's hundreds of small kernels launch at once; the same maths, to float32 "
+                                 "rounding (the original: off, it had no such option)")
     amp: bool = _f(False, "deprecated alias of --precision bf16")
     save_dir: str = _f("model_checkpoints", "folder that receives the run folder")
     max_minutes: float = _f(0.0, "stop at the end of the epoch that passes this many minutes, with a normal "
@@ -116,9 +119,10 @@ _TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
 _LIST_METAVARS = {"frame_shape": "PIXELS", "hidden_units": "UNITS", "beta": "WEIGHT"}
 # Flags that may differ from the saved config when resuming; a new --dataset must hold
 # the same content (train() compares the saved dataset_identity). All keep the resume
-# bit-exact except --device and --recurrence, which change the summation order.
-_RESUME_OVERRIDES = {"epochs", "device", "recurrence", "checkpoint_every", "validate_every", "max_minutes",
-                     "stop_after_steps", "dataset", "rf_monitor_every", "rf_monitor_clips"}
+# bit-exact except --device and --recurrence, which change the summation order, and
+# --cuda-graph, whose capturable Adam rounds its bias correction differently.
+_RESUME_OVERRIDES = {"epochs", "device", "recurrence", "cuda_graph", "checkpoint_every", "validate_every",
+                     "max_minutes", "stop_after_steps", "dataset", "rf_monitor_every", "rf_monitor_clips"}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
