@@ -97,11 +97,14 @@ def test_graphed_steps_take_the_eager_steps(precision):
             assert set(graphed.graphs) == {(8, 12, 30), (3, 12, 30)}
             assert len(batches) - sum(graphed.eager_taken.values()) > 2 * EAGER_STEPS_PER_SHAPE  # replays ran
     reference, reference_values = results["eager capturable"]
-    for kind in ("graphed", "eager default"):
-        model, values = results[kind]
-        torch.testing.assert_close(values, reference_values, rtol=1e-4, atol=1e-6, msg=kind)
-        for (name, p), q in zip(model.named_parameters(), reference.parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=f"{kind}: {name}")
+    model, values = results["graphed"]  # the same kernels, replayed
+    torch.testing.assert_close(values, reference_values, rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    model, values = results["eager default"]  # another rounding of Adam's bias correction: close, not equal
+    torch.testing.assert_close(values, reference_values, rtol=1e-3, atol=1e-5)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert (p - q).norm() <= 1e-4 * q.norm(), name
     model = results["graphed"][0]
     assert torch.all(model.weight_hh.detach()[model.hh_mask == 0] == 0)
 
