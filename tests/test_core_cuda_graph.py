@@ -101,10 +101,13 @@ def test_graphed_steps_take_the_eager_steps(precision):
     torch.testing.assert_close(values, reference_values, rtol=1e-5, atol=1e-6)
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
-    model, values = results["eager default"]  # another rounding of Adam's bias correction: close, not equal
-    torch.testing.assert_close(values, reference_values, rtol=1e-3, atol=1e-5)
+    # the default Adam rounds its bias correction otherwise: close, not equal (bf16 products amplify
+    # a last-bit difference in a weight into a bf16 rounding step)
+    model, values = results["eager default"]
+    bound = 1e-4 if precision == "fp32" else 1e-2
+    torch.testing.assert_close(values, reference_values, rtol=10 * bound, atol=1e-5)
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
-        assert (p - q).norm() <= 1e-4 * q.norm(), name
+        assert (p - q).norm() <= bound * q.norm(), name
     model = results["graphed"][0]
     assert torch.all(model.weight_hh.detach()[model.hh_mask == 0] == 0)
 
