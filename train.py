@@ -1,7 +1,8 @@
 """Train a hierarchical temporal-prediction model. Reads top to bottom:
 config -> data -> model -> loop (noise, forward, loss, backward, clip, mask,
-Adam; on a GPU optionally replayed as a CUDA graph) -> checkpoints. The maths is the original's (docs/faithfulness.md); what is new is
-seeding, exact resume, atomic safe checkpoints and one host sync per epoch.
+Adam; with --cuda-graph replayed as a CUDA graph) -> checkpoints. The maths is
+the original's (docs/faithfulness.md); what is new is seeding, exact resume,
+atomic safe checkpoints and one host sync per epoch.
 Every epoch's losses go to the run's own log, RUN/logs/train.log.
 
     python train.py --name NAME --L1 -6               # same flags as submit_training_job.py

@@ -338,10 +338,12 @@ class _Run:
 def check_sweep(cfgs: list) -> None:
     """Refuse, before anything is written, a set of runs that cannot train as one stack:
     a model kind other than the recurrent ones, settings that differ in more than
-    --L1 and --seed, several processes (torchrun)."""
+    --L1 and --seed, several processes (torchrun), --cuda-graph."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserInputError("--batched trains every model in one process: run it without torchrun")
     first = cfgs[0]
+    if first.cuda_graph:
+        raise UserInputError("--cuda-graph captures a single run's steps, not a --batched stack: drop one of them")
     if first.model not in ("network_hierarchical_recurrent", "network_recurrent"):
         raise UserInputError(f"--batched stacks the recurrent models only, not --model {first.model}: drop --batched")
     if first.loss in LOSSES and LOSSES[first.loss].function is not offset_mse_loss:

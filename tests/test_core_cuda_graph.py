@@ -126,3 +126,10 @@ def test_train_py_with_cuda_graph_trains_and_resumes_without_it(tmp_path):
     train.train(cfg, resume=state, progress=False)
     history = json.loads((run / "loss_history.json").read_text())["train"]
     assert history["epoch"] == [1, 2, 3, 4] and np.isfinite(history["loss"]).all()
+
+
+def test_cuda_graph_with_a_batched_sweep_is_refused():
+    from models.batched import check_sweep
+
+    with pytest.raises(UserInputError, match="--cuda-graph captures a single run's steps"):
+        check_sweep([TrainConfig(L1=-5, cuda_graph=True), TrainConfig(L1=-4, cuda_graph=True)])
