@@ -117,9 +117,8 @@ def variant_step(args, device, groups, x, recurrence, precision, graph=False):
     def step():  # train.py's step: noise, forward, loss, backward, clip, mask, Adam
         if graphed is None:
             train_step(model, opt, x, gen, cfg, global_step=0)
-        else:
-            with tf32_products(precision == "tf32"):
-                graphed(x, gen, global_step=0)
+        else:  # the model applies --tf32's split itself, as in the eager step
+            graphed(x, gen, global_step=0)
 
     for _ in range(EAGER_STEPS_PER_SHAPE + 1 if graph else 0):  # the eager warm-up and the capture
         step()

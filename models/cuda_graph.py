@@ -10,8 +10,8 @@ do not depend on the flag; and the learning rate, written into Adam's tensor ``l
 before each replay.
 
 The graphed steps are the eager steps' kernels, replayed: they take the same steps
-as ``train_step`` with the same optimizer to float32 rounding (tests/test_core_cuda.py
-checks this on a GPU). A capturable Adam (``make_optimizer(..., graphed=True)``) keeps
+as ``train_step`` with the same optimizer to float32 rounding
+(tests/test_core_cuda_graph.py checks this on a GPU). A capturable Adam (``make_optimizer(..., graphed=True)``) keeps
 its step count on the device, so its bias correction rounds slightly differently from
 the default Adam's.
 """
