@@ -11,9 +11,9 @@ before each replay.
 
 The graphed steps are the eager steps' kernels, replayed: they take the same steps
 as ``train_step`` with the same optimizer to float32 rounding
-(tests/test_core_cuda_graph.py checks this on a GPU). A capturable Adam (``make_optimizer(..., graphed=True)``) keeps
-its step count on the device, so its bias correction rounds slightly differently from
-the default Adam's.
+(tests/test_core_cuda_graph.py checks this on a GPU). A capturable Adam
+(``make_optimizer(..., graphed=True)``) keeps its step count on the device, so its
+bias correction rounds slightly differently from the default Adam's.
 """
 from __future__ import annotations
 
