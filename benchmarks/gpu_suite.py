@@ -81,7 +81,8 @@ def section_bench_train(device, sizes):
     ref = result["reference"]
     rows = [{"name": "dense fp32 reference", "min_s": ref["min_s"], "median_s": ref["median_s"]}]
     for v in result["variants"]:
-        rows.append({"name": f"{v['recurrence']} {v['precision']}" + (" graph" if v["graph"] == "on" else ""), "min_s": v["min_s"], "median_s": v["median_s"],
+        name = f"{v['recurrence']} {v['precision']}" + (" graph" if v["graph"] == "on" else "")
+        rows.append({"name": name, "min_s": v["min_s"], "median_s": v["median_s"],
                      "vs_reference": ref["median_s"] / v["median_s"], "gflop_per_s": v["gflops"] / v["min_s"]})
     return rows
 

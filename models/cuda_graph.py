@@ -22,7 +22,7 @@ import collections
 import torch
 from torch import nn
 
-from models.training import learning_rate, set_learning_rate, update_weights
+from models.training import learning_rate, noisy_pair, set_learning_rate, update_weights
 
 EAGER_STEPS_PER_SHAPE = 3  # eager steps on a side stream before a shape is captured (cuBLAS workspaces, Adam's state)
 
@@ -47,7 +47,7 @@ class GraphedTrainStep:
         self.side_stream = torch.cuda.Stream()
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None, global_step: int) -> torch.Tensor:
-        x, y = (batch, batch) if generator is None else self.model.preprocess_data((batch, batch), generator)
+        x, y = noisy_pair(self.model, batch, generator)
         set_learning_rate(self.optimizer, learning_rate(self.cfg, global_step))
         shape = tuple(x.shape)
         if shape not in self.graphs and self.eager_taken[shape] < self.eager_steps:

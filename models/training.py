@@ -64,13 +64,19 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.
     sum over processes is the batch's mean loss, and nothing is synchronised with
     the host.
     """
-    data = (batch, batch) if generator is None else model.preprocess_data((batch, batch), generator)
+    data = noisy_pair(model, batch, generator)
     n = batch.shape[0]
     mine = slice(rank * n // world, (rank + 1) * n // world)
     share = (mine.stop - mine.start) / n
     x, y = (t[mine] for t in data)
     set_learning_rate(optimizer, learning_rate(cfg, global_step))
     return update_weights(model, optimizer, x, y, cfg, net=net, loss_scale=share * world) * share
+
+
+def noisy_pair(model: nn.Module, batch: torch.Tensor, generator: torch.Generator | None):
+    """(input, target) for a step on ``batch``: one noise sample on both
+    (``model.preprocess_data``), or the clean batch twice when ``generator`` is None."""
+    return (batch, batch) if generator is None else model.preprocess_data((batch, batch), generator)
 
 
 def update_weights(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg, *,
