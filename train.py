@@ -199,6 +199,8 @@ def main(argv=None):
     cfg, resume = config_for(args)
     try:
         run_dir = train(cfg, resume)
+        if dist.is_initialized():  # no process tears down gloo while a peer still has work in flight
+            dist.barrier()
     except StoppedBySignal as stop:
         sys.exit(128 + stop.signum)
     finally:
