@@ -39,7 +39,7 @@ from models.training import (RunWriter, StoppedBySignal, StopRequest, TrainingDi
                              validation_generator)
 from models.training_config import TrainConfig, checked_data, checked_model, config_for, create_run_dir, set_arithmetic
 from models.training_config import build_parser as _config_parser
-from utils import UserInputError, run_cli, seed_everything
+from utils import UserInputError, keep_freed_memory, run_cli, seed_everything
 
 
 # -------------------------------------------------------------------------------------------
@@ -49,6 +49,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     """Train (or resume) and return the run folder: a new one, or ``run_dir`` when given
     (submit_training_job.py decides it before submission, so a requeued job finds it).
     Under torchrun each process trains on its slice of every batch (init_distributed)."""
+    keep_freed_memory()  # every step reuses the last one's memory instead of faulting it in anew
     rank, world, device, control = init_distributed(cfg.device)
     clips, data_path, identity, train_rows, val_rows = checked_data(cfg, resume)
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None

@@ -10,7 +10,11 @@ Prints the minimum and median step time of each variant over --steps timed steps
 (after --warmup-steps untimed ones), its speed-up over the reference and over the
 first variant (this model in fp32), and its achieved GFLOP/s. The variants and the
 reference take their steps in turn, so a change in the machine's load hits all of
-them alike; the minimum is the least disturbed figure. "tf32" is train.py --tf32:
+them alike; the minimum is the least disturbed figure. It also prints each variant's
+page faults per step: ``--allocator keep`` (the default, as train.py) has the C
+library keep freed memory for the next step (utils.keep_freed_memory); run it once
+more with ``--allocator default`` for the allocator's own setting, whose steps take
+their memory from the kernel again each time. "tf32" is train.py --tf32:
 the recurrent layer's products in TF32 and the readout's in fp32, the original's
 split on Ampere+ GPUs (the same as fp32 on a CPU). ``--graph off on`` (CUDA only)
 adds each variant replayed as a CUDA graph (train.py --cuda-graph), captured before
@@ -20,6 +24,7 @@ the timed steps. On a GPU it also estimates the hours for the paper's 2000 epoch
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -36,6 +41,7 @@ from models.cuda_graph import EAGER_STEPS_PER_SHAPE, GraphedTrainStep  # noqa: E
 from models.recurrence import tf32_products  # noqa: E402
 from models.training import make_optimizer, train_step  # noqa: E402
 from models.training_config import TrainConfig  # noqa: E402
+from utils import keep_freed_memory  # noqa: E402
 
 
 PRECISION_CHOICES = ("fp32", "tf32", "bf16")
@@ -144,14 +150,17 @@ def reference_step_closure(args, device, groups, x):
 
 def interleaved_times(steps, device, n_warmup, n_steps):
     """Step times of several step functions, taken in turn (one step of each per
-    round), so that a change in the machine's load hits them all alike."""
-    times = [[] for _ in steps]
+    round), so that a change in the machine's load hits them all alike, and each
+    one's minor page faults per timed step."""
+    times, faults = [[] for _ in steps], [0] * len(steps)
     for i in range(n_warmup + n_steps):
-        for step, record in zip(steps, times):
+        for j, (step, record) in enumerate(zip(steps, times)):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t = time_steps(step, device, 0, 1)[0]
             if i >= n_warmup:
                 record.append(t)
-    return times
+                faults[j] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return times, [f / n_steps for f in faults]
 
 
 def build_parser():
@@ -170,6 +179,9 @@ def build_parser():
                     help="the first is the baseline of the 'vs first' column")
     ap.add_argument("--graph", nargs="+", choices=("off", "on"), default=["off"],
                     help="eager steps (off) and/or steps replayed as CUDA graphs (on; CUDA only)")
+    ap.add_argument("--allocator", choices=("keep", "default"), default="keep",
+                    help="keep: freed memory stays with the process, as in train.py (utils.keep_freed_memory); "
+                         "default: the C library's own setting")
     ap.add_argument("--floor", action="store_true",
                     help="also time the step's bare matrix products (the floor the step could reach)")
     return ap
@@ -178,11 +190,13 @@ def build_parser():
 def run(args):
     """All measurements of one invocation: {"setup": ..., "reference": ..., "variants": [...]}."""
     device = torch.device(args.device)
+    kept = keep_freed_memory() if args.allocator == "keep" else False
     groups = tuple(int(n) for n in args.hidden_units.split(","))
     P = args.frame_shape[0] * args.frame_shape[1]
     x = torch.randn(args.batch, args.frames, P, device=device)
     setup = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-             "batch": args.batch, "frames": args.frames, "frame_shape": list(args.frame_shape), "groups": list(groups)}
+             "batch": args.batch, "frames": args.frames, "frame_shape": list(args.frame_shape), "groups": list(groups),
+             "allocator": "keep" if kept else "default"}
     keys = [(rec, prec, graph) for graph in args.graph for rec in args.recurrence for prec in args.precision]
     built = [variant_step(args, device, groups, x, rec, prec, graph == "on") for rec, prec, graph in keys]
     shapes = [step_products(model, args.batch, args.frames) for model, _ in built]
@@ -193,12 +207,12 @@ def run(args):
             steps.append(lambda products=products, prec=prec: products_in(prec, products))
     if not args.skip_reference:
         steps.append(reference_step_closure(args, device, groups, x))
-    times = interleaved_times(steps, device, args.warmup_steps, args.steps)
+    times, faults = interleaved_times(steps, device, args.warmup_steps, args.steps)
     variants = []
     for i, ((rec, prec, graph), shape_list) in enumerate(zip(keys, shapes)):
         floor = min(times[len(keys) + i]) if args.floor else float("nan")
         variants.append({"recurrence": rec, "precision": prec, "graph": graph, "min_s": min(times[i]),
-                         "median_s": statistics.median(times[i]), "products_floor_s": floor,
+                         "median_s": statistics.median(times[i]), "products_floor_s": floor, "page_faults": faults[i],
                          "gflops": sum(2 * m * k * n for m, k, n in shape_list) / 1e9})
     reference = None if args.skip_reference else {"min_s": min(times[-1]), "median_s": statistics.median(times[-1])}
     return {"setup": setup, "reference": reference, "variants": variants}
@@ -207,20 +221,22 @@ def run(args):
 def print_results(result, dataset_clips=None):
     setup, ref, variants = result["setup"], result["reference"], result["variants"]
     print(f"device {setup['device']}, torch {setup['torch']}, threads {setup['threads']}; B={setup['batch']} "
-          f"T={setup['frames']} frame {tuple(setup['frame_shape'])} groups {tuple(setup['groups'])}")
+          f"T={setup['frames']} frame {tuple(setup['frame_shape'])} groups {tuple(setup['groups'])}; "
+          f"allocator {setup['allocator']}")
     if ref:
         print(f"dense fp32 reference: min {ref['min_s']:.3f} s  median {ref['median_s']:.3f} s per step")
     first = variants[0]
     print(f"{'backend':8} {'precision':9} {'graph':5} {'min s':>7} {'median s':>8} {'vs ref':>13} {'vs first':>13} "
-          f"{'GFLOP/s':>8} {'floor s':>8} {'floor GFLOP/s':>13}")
+          f"{'GFLOP/s':>8} {'floor s':>8} {'floor GFLOP/s':>13} {'faults':>7}")
     for v in variants:
         vs_ref = f"{ref['min_s'] / v['min_s']:.2f}/{ref['median_s'] / v['median_s']:.2f}x" if ref else "-"
         vs_first = f"{first['min_s'] / v['min_s']:.2f}/{first['median_s'] / v['median_s']:.2f}x"
         print(f"{v['recurrence']:8} {v['precision']:9} {v['graph']:5} {v['min_s']:7.3f} {v['median_s']:8.3f} {vs_ref:>13} "
               f"{vs_first:>13} {v['gflops'] / v['min_s']:8.1f} {v['products_floor_s']:8.3f} "
-              f"{v['gflops'] / v['products_floor_s']:13.1f}")
+              f"{v['gflops'] / v['products_floor_s']:13.1f} {v['page_faults']:7.0f}")
     print("speed-ups as min/median ratios; GFLOP/s = the variant's own matrix products / min step time; "
-          "floor = the same products run bare (torch.mm), timed in the same rotation (--floor)")
+          "floor = the same products run bare (torch.mm), timed in the same rotation (--floor); "
+          "faults = minor page faults per step")
     if setup["device"].startswith("cuda") and dataset_clips:
         best = min(v["median_s"] for v in variants)
         steps_per_epoch = -(-int(40 * dataset_clips / 44) // setup["batch"])

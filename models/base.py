@@ -196,7 +196,10 @@ class TrainableModel(ProbeableModel, metaclass=abc.ABCMeta):
         ``self.noise_std`` on both input and target (docs/faithfulness.md, "Same
         noise on input and target": the target's noise is unpredictable)."""
         x, y = data
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.noise_std
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype).mul_(self.noise_std)
+        if y is x:  # the usual case (next-frame targets are the clip itself): one sum serves both
+            noisy = noise.add_(x)
+            return noisy, noisy
         return x + noise, y + noise
 
     def get_loss(self, out, data):

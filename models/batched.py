@@ -54,7 +54,7 @@ from models.training import (RunWriter, StopRequest, TrainingDiverged, TrainStat
                              validation_generator)
 from models.training_config import (check_same_dataset, checked_data, checked_model, config_for, create_run_dir,
                                     read_run_config, set_arithmetic)
-from utils import UserInputError, resolve_device, seed_everything
+from utils import UserInputError, keep_freed_memory, resolve_device, seed_everything
 
 # config.json key naming the run folders trained together (siblings in one --save-dir)
 SWEEP_KEY = "batched_sweep"
@@ -224,8 +224,8 @@ class StackedRecurrent(nn.Module):
             bias_out = self.readout_bias.to(dtype)
             # one split, not a slice per group: each slice's backward fills a zero gradient the size of h
             groups = torch.split(h, tpl.group_sizes, dim=-1)
-            # product, then bias, as the single model's readout (in bf16 each rounds once)
-            preds = tuple((torch.bmm(hg.reshape(K, T * B, -1), w.to(dtype).transpose(1, 2)) + bias_out[:, None, out])
+            # the bias added inside the product, as the single model's readout (in bf16 the sum rounds once)
+            preds = tuple(torch.baddbmm(bias_out[:, None, out], hg.reshape(K, T * B, -1), w.to(dtype).transpose(1, 2))
                           .view(K, T, B, -1) for w, out, hg in zip(self.readout_weights, tpl.output_slices, groups))
         return preds, groups
 
@@ -383,6 +383,7 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
     if len({r is None for r in resumes}) > 1:
         raise UserInputError("a batched sweep either starts every run or resumes every run: give --path alone")
     first = cfgs[0]
+    keep_freed_memory()  # as train.py: every step reuses the last one's memory
     device = resolve_device(first.device)
     clips, data_path, identity, train_rows, val_rows = checked_data(first, resumes[0])
     for resume in resumes[1:]:

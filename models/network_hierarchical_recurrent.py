@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from losses import RECURRENT
 from models.base import SettingError, TrainableModel, contiguous_slices
 from models.io import load_model
-from models.recurrence import RECURRENCE_BACKENDS, LinearInTF32, ReluRecurrence, recurrence_blocks
+from models.readout import BlockReadout
+from models.recurrence import RECURRENCE_BACKENDS, InputDrive, ReluRecurrence, recurrence_blocks
 
 # --precision: the dtype of the matrix products (None: that of the parameters)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -238,18 +238,11 @@ class NetworkHierarchicalRecurrent(TrainableModel):
         if x.dim() != 3 or x.shape[-1] != self.n_pixels:
             raise ValueError(f"expected input of shape (batch, time, {self.n_pixels}), got {tuple(x.shape)}")
         self.project_weights_()
-        T, B = x.shape[1], x.shape[0]
-        n0 = self.group_sizes[0]
         dtype = self._compute_dtype(x.device)  # each .to() below is a no-op in fp32, one cast per step in bf16
         bias = (self.bias_ih + self.bias_hh).to(dtype)
+        tf32 = self._tf32_for(dtype)
         with torch.autocast(x.device.type, enabled=False):  # the dtypes are chosen here, not per op
-            frames = x.transpose(0, 1).to(dtype)
-            tf32 = self._tf32_for(dtype)
-            if tf32:  # autograd would run F.linear's backward products outside TF32
-                drive0 = LinearInTF32.apply(frames.reshape(T * B, -1), self.weight_ih, bias[:n0]).view(T, B, n0)
-            else:
-                drive0 = F.linear(frames, self.weight_ih.to(dtype), bias[:n0])
-            drive = torch.cat([drive0, bias[n0:].expand(T, B, self.n_hidden - n0)], dim=-1)
+            drive = InputDrive.apply(x, self.weight_ih.to(dtype), bias, tf32)  # only group 1 sees the frame
             return ReluRecurrence.apply(drive, self.weight_hh.to(dtype), self._blocks, tf32)
 
     def forward(self, x: torch.Tensor):
@@ -259,10 +252,9 @@ class NetworkHierarchicalRecurrent(TrainableModel):
         with the targets in float32 (``hidden_activity`` always returns float32)."""
         h = self._hidden(x)
         dtype = h.dtype
-        groups = torch.split(h, self.group_sizes, dim=-1)  # block-diagonal readout: group g -> block g
-        with torch.autocast(x.device.type, enabled=False):
-            pred = torch.cat([F.linear(hg, w.to(dtype)) for hg, w in zip(groups, self.readout_weights)], -1)
-            pred = pred + self.readout_bias.to(dtype)
+        with torch.autocast(x.device.type, enabled=False):  # block-diagonal readout: group g -> block g
+            pred = BlockReadout.apply(h, self.readout_bias.to(dtype), tuple(self.output_slices),
+                                      tuple(self.group_slices), *(w.to(dtype) for w in self.readout_weights))
         return pred.transpose(0, 1), h.transpose(0, 1)
 
     @torch.no_grad()

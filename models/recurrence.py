@@ -87,6 +87,47 @@ class LinearInTF32(torch.autograd.Function):
         return grad_x, grad_weight, grad.sum(-2)
 
 
+class InputDrive(torch.autograd.Function):
+    """The recurrent layer's drive before the recurrence, in one time-major buffer:
+    drive[t, b] = [x[b, t] @ weight^T, 0] + bias, so only the first n_in units (group 1)
+    receive the frame and every unit gets its bias.
+
+    x: (B, T, P); weight: (n_in, P); bias: (H,), in the dtype of the products (x is
+    cast while it is transposed). Returns (T, B, H), contiguous, as ``ReluRecurrence``
+    takes it. tf32: the forward and backward products in TF32 on CUDA
+    (``tf32_products``). Written by hand so that the frames are transposed once (and
+    kept for the weight gradient) and the product lands in its columns directly: the
+    autograd form transposes them twice and concatenates the drive."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, tf32=False):
+        B, T, P = x.shape
+        n_in, H = weight.shape[0], bias.shape[0]
+        frames = torch.empty(T, B, P, dtype=weight.dtype, device=x.device)
+        frames.copy_(x.transpose(0, 1))
+        frames = frames.view(T * B, P)
+        drive = torch.empty(T * B, H, dtype=weight.dtype, device=x.device)
+        with tf32_products(tf32):
+            torch.addmm(bias[:n_in], frames, weight.t(), out=drive[:, :n_in])
+        drive[:, n_in:] = bias[n_in:]
+        ctx.save_for_backward(frames, weight)
+        ctx.tf32, ctx.x_meta = tf32, (B, T, x.dtype)
+        return drive.view(T, B, H)
+
+    @staticmethod
+    def backward(ctx, grad_drive):
+        frames, weight = ctx.saved_tensors
+        B, T, x_dtype = ctx.x_meta
+        grad = grad_drive.reshape(T * B, -1)
+        grad_in = grad[:, :weight.shape[0]]
+        grad_x = None
+        with tf32_products(ctx.tf32):
+            if ctx.needs_input_grad[0]:
+                grad_x = (grad_in @ weight).view(T, B, -1).transpose(0, 1).to(x_dtype)
+            grad_weight = grad_in.t() @ frames
+        return grad_x, grad_weight, grad.sum(0), None
+
+
 def recurrence_blocks(backend: str, mask: torch.Tensor, row_groups: list[slice]):
     """The product layout for ``ReluRecurrence``: ``block_ranges`` for "block", or one
     block covering the whole matrix for "dense" (the masked entries are exact zeros

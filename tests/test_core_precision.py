@@ -150,11 +150,16 @@ def train_run(clips, save_dir, *extra):
     return train.train(cfg, resume, progress=False)
 
 
+# --recurrence auto's choice for bf16 on this CPU (auto_recurrence: dense with AMX tiles)
+AUTO_BF16 = "dense" if torch.cpu._is_amx_tile_supported() else "block"
+
+
 @pytest.mark.parametrize("flags, precision, backend", [
     ([], "fp32", "block"),
-    (["--precision", "bf16"], "bf16", "block"),
-    (["--amp"], "bf16", "block"),  # the deprecated alias
+    (["--precision", "bf16"], "bf16", AUTO_BF16),
+    (["--amp"], "bf16", AUTO_BF16),  # the deprecated alias
     (["--precision", "bf16", "--recurrence", "dense"], "bf16", "dense"),
+    (["--precision", "bf16", "--recurrence", "block"], "bf16", "block"),
 ])
 def test_the_run_config_records_precision_and_recurrence_backend(tmp_path, clips, flags, precision, backend):
     import json
@@ -163,12 +168,23 @@ def test_the_run_config_records_precision_and_recurrence_backend(tmp_path, clips
 
     run = train_run(clips, tmp_path, *flags)
     config = json.loads((run / "config.json").read_text())
-    assert (config["precision"], config["recurrence"], config["recurrence_backend"]) == (
-        precision, "dense" if "dense" in flags else "auto", backend)
+    asked = flags[flags.index("--recurrence") + 1] if "--recurrence" in flags else "auto"
+    assert (config["precision"], config["recurrence"], config["recurrence_backend"]) == (precision, asked, backend)
     weights = load_file(str(run / "1-epochs_model.safetensors"))
     assert weights["weight_hh"].dtype == torch.float32
     mask = NetworkHierarchicalRecurrent(frame_shape=(4, 4), hidden_units=(6, 5, 4)).hh_mask
     assert torch.all(weights["weight_hh"][mask == 0] == 0)
+
+
+@pytest.mark.parametrize("device, precision, amx, backend", [
+    ("cuda", "fp32", False, "dense"), ("cuda", "bf16", False, "dense"),
+    ("cpu", "fp32", True, "block"), ("cpu", "bf16", True, "dense"), ("cpu", "bf16", False, "block"),
+])
+def test_auto_recurrence_rule(monkeypatch, device, precision, amx, backend):
+    from models.training_config import auto_recurrence
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert auto_recurrence(torch.device(device), precision) == backend
 
 
 @pytest.mark.parametrize("flag, value", [("--precision", "fp16"), ("--recurrence", "cudnn")])

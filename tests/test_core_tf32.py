@@ -15,7 +15,7 @@ from models.training_config import TrainConfig, set_arithmetic
 from utils import UserInputError
 
 PRODUCTS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
-            torch.ops.aten.baddbmm.default}
+            torch.ops.aten.baddbmm.default, torch.ops.aten.mm.out, torch.ops.aten.addmm.out}
 
 
 class ProductSettings(TorchDispatchMode):
