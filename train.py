@@ -198,17 +198,29 @@ def build_parser(description: str = __doc__):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cfg, resume = config_for(args)
+    run_dir, code, distributed = None, 0, False
     try:
         run_dir = train(cfg, resume)
         if dist.is_initialized():  # no process tears down gloo while a peer still has work in flight
             dist.barrier()
     except StoppedBySignal as stop:
-        sys.exit(128 + stop.signum)
+        code = 128 + stop.signum
     finally:
         if dist.is_initialized():
+            distributed = True
             dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
+    if run_dir is not None and int(os.environ.get("RANK", "0")) == 0:
         print(f"run folder: {run_dir}")
+    if distributed:
+        # Every file is written and closed. A torchrun worker leaves without the C++
+        # exit-time destructors: in them, now and then, a gloo thread still joinable
+        # aborts the process (SIGABRT, "terminate called without an active
+        # exception", after Python has finalised), and torchrun then fails the job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -58,69 +58,65 @@ class OffsetSquaredErrors(torch.autograd.Function):
 
     Why a Function: written with one ``F.mse_loss`` per block, autograd builds
     each input's gradient from per-block pieces (a zero tensor the size of the
-    block for every slice, then a concatenation of the blocks), several full
-    passes over the largest tensors of the step. Here the forward pass writes
-    every error e = pred[:, w:T-k] - target once into one tensor laid out as
-    ``pred`` (zero outside the scored steps), and the backward pass turns it into
-    each input's gradient in one pass: dL/dpred = (2 g_b / N_b) e in block b,
-    and -(2 g_b / N_b) e, shifted k steps later, for the hidden group that is
-    block b's target. Same maths as the per-block form; only the summation
-    order of the means differs (float rounding).
+    whole input for every slice, then a concatenation of the blocks), several
+    full passes over the largest tensors of the step. Here the forward pass
+    writes each block's errors e_b = pred[:, w:T-k, block b] - its target once,
+    into a buffer of its own, and the
+    backward pass writes each input's gradient once: (2 g_b / N_b) e_b into block
+    b of dL/dpred, and -(2 g_b / N_b) e_b, k steps later, into the columns of the
+    target that block b predicts; zero elsewhere. Same maths as the per-block
+    form; only the summation order of the means differs (float rounding).
     """
 
     @staticmethod
     def forward(ctx, pred, hidden, target, output_slices, group_slices, warmup, offset, detach_targets):
         B, T = pred.shape[:2]
         source, future = slice(warmup, T - offset), slice(warmup + offset, T)
-        errors = torch.empty_like(pred, dtype=target.dtype)  # pred's strides: its gradient needs no copy
-        errors[:, :warmup].zero_()
-        errors[:, T - offset:].zero_()
-        torch.sub(pred[:, source, output_slices[0]], target[:, future], out=errors[:, source, output_slices[0]])
-        for g in range(1, len(output_slices)):
-            lower = hidden[:, future, group_slices[g - 1]].to(target.dtype)  # bf16 states compared in float32
-            torch.sub(pred[:, source, output_slices[g]], lower, out=errors[:, source, output_slices[g]])
-        column_sums = errors.square().sum(dim=(0, 1))
-        counts = [B * (T - warmup - offset) * (s.stop - s.start) for s in output_slices]
-        terms = torch.stack([column_sums[s].sum() / n for s, n in zip(output_slices, counts)])
-        ctx.save_for_backward(errors)
-        ctx.layout = dict(outputs=output_slices, groups=group_slices, source=source, future=future, counts=counts,
-                          pred=(pred.dtype, pred.stride()), hidden=(hidden.shape, hidden.stride(), hidden.dtype),
+        time_major = pred.stride(0) < pred.stride(1)  # as the model's predictions: buffers in pred's order
+        errors, terms = [], []
+        for b, out in enumerate(output_slices):
+            # bf16 hidden states are compared in float32, as the frames
+            lower = target[:, future] if b == 0 else hidden[:, future, group_slices[b - 1]].to(target.dtype)
+            width = out.stop - out.start
+            flat = torch.empty((T - warmup - offset, B, width) if time_major else (B, T - warmup - offset, width),
+                               dtype=target.dtype, device=pred.device)
+            error = flat.transpose(0, 1) if time_major else flat
+            torch.sub(pred[:, source, out], lower, out=error)
+            terms.append(flat.square().sum() / flat.numel())
+            errors.append(error)
+        ctx.save_for_backward(*errors)
+        ctx.layout = dict(outputs=output_slices, groups=group_slices, source=source, future=future,
+                          pred=(pred.shape, pred.stride(), pred.dtype), hidden=(hidden.shape, hidden.stride(), hidden.dtype),
                           target=(target.shape, target.stride(), target.dtype), detach=detach_targets)
-        return terms
+        return torch.stack(terms)
 
     @staticmethod
     def backward(ctx, grad_terms):
-        (errors,) = ctx.saved_tensors
+        errors = ctx.saved_tensors
         lay = ctx.layout
-        outputs, source, future = lay["outputs"], lay["source"], lay["future"]
-        # per output column: 2 g_b / N_b for the column's block b
-        scale = torch.cat([(2.0 / n) * grad_terms[b].expand(s.stop - s.start)
-                           for b, (s, n) in enumerate(zip(outputs, lay["counts"]))])
-        grads = [None] * 8
+        outputs, groups, source, future = lay["outputs"], lay["groups"], lay["source"], lay["future"]
+        scales = [(2.0 / e.numel()) * grad_terms[b] for b, e in enumerate(errors)]  # 2 g_b / N_b
 
-        def empty(shape, stride, dtype):
-            return torch.empty_strided(shape, stride, dtype=dtype, device=errors.device)
+        def gradient(meta, rows, blocks, sign):
+            """sign * scale_b * e_b in the given columns of ``rows`` for every (block, columns);
+            zero in the other rows and in the columns after the last block's (a prefix is written)."""
+            shape, stride, dtype = meta
+            grad = torch.empty_strided(shape, stride, dtype=dtype, device=errors[0].device)
+            grad[:, :rows.start].zero_()
+            grad[:, rows.stop:].zero_()
+            grad[:, rows, blocks[-1][1].stop:].zero_()
+            for b, columns in blocks:
+                if dtype == errors[b].dtype:
+                    torch.mul(errors[b], sign * scales[b], out=grad[:, rows, columns])
+                else:  # bf16: a product then a cast is faster than a product written out in bf16
+                    grad[:, rows, columns] = errors[b] * (sign * scales[b])
+            return grad
 
-        if ctx.needs_input_grad[0]:  # zero outside the scored steps, as the errors
-            pred_dtype = lay["pred"][0]
-            if pred_dtype == errors.dtype:
-                grads[0] = torch.mul(errors, scale, out=empty(errors.shape, lay["pred"][1], pred_dtype))
-            else:  # bf16: a product then a cast is faster than a product written out in bf16
-                grads[0] = (errors * scale).to(pred_dtype)
-        # the targets' gradient: minus the error's, at the target's (k steps later) time
-        targeted = [(2, lay["target"], None)]
-        if not lay["detach"]:
-            targeted.append((1, lay["hidden"], lay["groups"]))
-        for i, (shape, stride, dtype), groups in targeted:
-            if not ctx.needs_input_grad[i]:
-                continue
-            grad = empty(shape, stride, dtype)
-            grad[:, :future.start].zero_()
-            blocks = [(0, slice(None))] if groups is None else [(b, groups[b - 1]) for b in range(1, len(outputs))]
-            if groups is not None:
-                for untargeted in groups[len(outputs) - 1:]:
-                    grad[:, future, untargeted].zero_()
-            for b, cols in blocks:
-                torch.mul(errors[:, source, outputs[b]], -scale[outputs[b]], out=grad[:, future, cols])
-            grads[i] = grad
-        return tuple(grads)
+        grad_pred = grad_hidden = grad_target = None
+        if ctx.needs_input_grad[0]:
+            grad_pred = gradient(lay["pred"], source, list(enumerate(outputs)), 1.0)
+        if ctx.needs_input_grad[1] and not lay["detach"] and len(outputs) > 1:
+            grad_hidden = gradient(lay["hidden"], future, [(b, groups[b - 1]) for b in range(1, len(outputs))], -1.0)
+        if ctx.needs_input_grad[2]:
+            grad_target = gradient(lay["target"], future, [(0, slice(0, lay["target"][0][-1]))], -1.0)
+        return grad_pred, grad_hidden, grad_target, None, None, None, None, None
