@@ -61,11 +61,13 @@ class OffsetSquaredErrors(torch.autograd.Function):
     whole input for every slice, then a concatenation of the blocks), several
     full passes over the largest tensors of the step. Here the forward pass
     writes each block's errors e_b = pred[:, w:T-k, block b] - its target once,
-    into a buffer of its own, and the
-    backward pass writes each input's gradient once: (2 g_b / N_b) e_b into block
-    b of dL/dpred, and -(2 g_b / N_b) e_b, k steps later, into the columns of the
-    target that block b predicts; zero elsewhere. Same maths as the per-block
-    form; only the summation order of the means differs (float rounding).
+    into a buffer of its own, and the backward pass writes each input's gradient
+    once: (2 g_b / N_b) e_b into block b of dL/dpred, and -(2 g_b / N_b) e_b,
+    k steps later, into the columns of the target that block b predicts; zero
+    elsewhere. Same maths as the per-block form; only the summation order of the
+    means differs (float rounding). The blocks predict a prefix of each target's
+    columns, in order: the frame's pixels for block 0, groups 1 .. G-1 of
+    ``hidden`` for blocks 1 .. G-1 (the model's output layout).
     """
 
     @staticmethod
@@ -86,8 +88,8 @@ class OffsetSquaredErrors(torch.autograd.Function):
             errors.append(error)
         ctx.save_for_backward(*errors)
         ctx.layout = dict(outputs=output_slices, groups=group_slices, source=source, future=future,
-                          pred=(pred.shape, pred.stride(), pred.dtype), hidden=(hidden.shape, hidden.stride(), hidden.dtype),
-                          target=(target.shape, target.stride(), target.dtype), detach=detach_targets)
+                          detach=detach_targets, **{name: (t.shape, t.stride(), t.dtype) for name, t in
+                                                    (("pred", pred), ("hidden", hidden), ("target", target))})
         return torch.stack(terms)
 
     @staticmethod
