@@ -1,6 +1,6 @@
 """Small helpers shared by every entry point: user-facing errors, command-line flags
-from a dataclass, atomic writes, seeding, device choice, the allocator setting, and the numerics every
-package shares (Pearson correlations, the paired t-test)."""
+from a dataclass, atomic writes, seeding, device choice, the allocator setting, and
+the numerics every package shares (Pearson correlations, the paired t-test)."""
 from __future__ import annotations
 
 import argparse

@@ -84,9 +84,9 @@ class TrainConfig:
                                 "accumulation, fp32 master weights, Adam state and loss (several times faster on "
                                 "CPUs with AMX and on GPUs; paper: fp32)")
     recurrence: str = _f("auto", "recurrent products: block (skip W_hh's zero blocks; fastest for fp32 on CPUs), "
-                                 "dense (one product per time step; GPUs, bf16 on AMX CPUs) or auto (dense on CUDA "
-                                 "and for bf16 on AMX CPUs, block otherwise); the same maths, the choice is "
-                                 "recorded as recurrence_backend")
+                                 "dense (one product per time step; GPUs, small bf16 models on AMX CPUs) or auto (dense "
+                                 "on CUDA and for bf16 on AMX CPUs up to 1,200 units, block otherwise); the same "
+                                 "maths, the choice is recorded as recurrence_backend")
     cuda_graph: bool = _f(False, "replay each training step as one captured CUDA graph (one process on one GPU): "
                                  "the step's hundreds of small kernels launch at once; the same maths, to float32 "
                                  "rounding (the original: off, it had no such option)")
@@ -328,14 +328,22 @@ def checked_model(cfg: TrainConfig, n_frames: int, data_path: Path):
     return model
 
 
-def auto_recurrence(device: torch.device, precision: str) -> str:
+# --recurrence auto: the largest model (hidden units) that takes the dense backend
+# for bf16 on a CPU with AMX tiles (auto_recurrence)
+DENSE_BF16_CPU_MAX_HIDDEN = 1200
+
+
+def auto_recurrence(device: torch.device, precision: str, n_hidden: int) -> str:
     """--recurrence auto: "dense" on CUDA, where a step is bound by kernel launches
-    (dense takes 2 per time step, block ~10); "dense" for bf16 on a CPU with AMX
-    tiles, whose bf16 products cost so little that the calls saved outweigh the ~45%
-    more FLOPs (bench_train on a 2-core AMX CPU, 1 thread: 3x100 0.063 s against
-    0.079 s, 3x400 0.225 against 0.236, 3x800 a tie); "block" otherwise, where a CPU
-    is bound by FLOPs and block skips ~31% of them at the paper's sizes."""
-    if device.type == "cuda" or (precision == "bf16" and torch.cpu._is_amx_tile_supported()):
+    (dense takes 2 per time step, block ~10). On a CPU "block", which skips ~31% of
+    the FLOPs at the paper's sizes, except for bf16 on a CPU with AMX tiles up to
+    ``DENSE_BF16_CPU_MAX_HIDDEN`` units: there the bf16 products cost so little that
+    the calls saved outweigh the extra FLOPs (bench_train, 2-core AMX CPU, 1 thread,
+    dense against block: 3x100 0.051 s against 0.065, 3x400 0.195 against 0.198,
+    3x800 0.523 against 0.508)."""
+    if device.type == "cuda":
+        return "dense"
+    if precision == "bf16" and n_hidden <= DENSE_BF16_CPU_MAX_HIDDEN and torch.cpu._is_amx_tile_supported():
         return "dense"
     return "block"
 
@@ -354,7 +362,7 @@ def set_arithmetic(model, cfg: TrainConfig, device: torch.device) -> str | None:
         torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")
         return None
     torch.set_float32_matmul_precision("highest")
-    backend = cfg.recurrence if cfg.recurrence != "auto" else auto_recurrence(device, cfg.precision)
+    backend = cfg.recurrence if cfg.recurrence != "auto" else auto_recurrence(device, cfg.precision, model.n_hidden)
     model.set_precision(cfg.precision).set_recurrence(backend).set_tf32(cfg.tf32)
     return backend
 

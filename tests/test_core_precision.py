@@ -150,7 +150,7 @@ def train_run(clips, save_dir, *extra):
     return train.train(cfg, resume, progress=False)
 
 
-# --recurrence auto's choice for bf16 on this CPU (auto_recurrence: dense with AMX tiles)
+# --recurrence auto's choice for bf16 on this CPU at TINY_RUN's size (auto_recurrence: dense with AMX tiles)
 AUTO_BF16 = "dense" if torch.cpu._is_amx_tile_supported() else "block"
 
 
@@ -176,15 +176,16 @@ def test_the_run_config_records_precision_and_recurrence_backend(tmp_path, clips
     assert torch.all(weights["weight_hh"][mask == 0] == 0)
 
 
-@pytest.mark.parametrize("device, precision, amx, backend", [
-    ("cuda", "fp32", False, "dense"), ("cuda", "bf16", False, "dense"),
-    ("cpu", "fp32", True, "block"), ("cpu", "bf16", True, "dense"), ("cpu", "bf16", False, "block"),
+@pytest.mark.parametrize("device, precision, amx, n_hidden, backend", [
+    ("cuda", "fp32", False, 2400, "dense"), ("cuda", "bf16", False, 300, "dense"),
+    ("cpu", "fp32", True, 300, "block"), ("cpu", "bf16", True, 300, "dense"), ("cpu", "bf16", True, 1200, "dense"),
+    ("cpu", "bf16", True, 2400, "block"), ("cpu", "bf16", False, 300, "block"),
 ])
-def test_auto_recurrence_rule(monkeypatch, device, precision, amx, backend):
+def test_auto_recurrence_rule(monkeypatch, device, precision, amx, n_hidden, backend):
     from models.training_config import auto_recurrence
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert auto_recurrence(torch.device(device), precision) == backend
+    assert auto_recurrence(torch.device(device), precision, n_hidden) == backend
 
 
 @pytest.mark.parametrize("flag, value", [("--precision", "fp16"), ("--recurrence", "cudnn")])

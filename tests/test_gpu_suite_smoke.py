@@ -29,7 +29,7 @@ def test_gpu_suite_smoke_runs_every_section(tmp_path):
     assert all(row["median_s"] > 0 for row in sections["bench_train"]["rows"])
     assert "total" in [row["name"] for row in sections["vphys"]["rows"]]
     train_row, rf_row = sections["training"]["rows"]
-    auto_on_this_cpu = auto_recurrence(torch.device("cpu"), "bf16")
+    auto_on_this_cpu = auto_recurrence(torch.device("cpu"), "bf16", 6 + 5 + 4)  # the smoke training: 6,5,4 units
     assert (train_row["precision"], train_row["recurrence_backend"]) == ("bf16", auto_on_this_cpu)
     assert train_row["steps"] > 0 and rf_row["clean_mse"] > 0
     sweep = sections["sweep"]["rows"]
