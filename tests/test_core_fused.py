@@ -88,33 +88,41 @@ def test_fused_loss_under_no_grad_gives_the_terms():
     torch.testing.assert_close(torch.stack([components[f"mse{g}"] for g in range(3)]), torch.stack(ref_terms))
 
 
-def per_group_readout(h, bias, weights):
+PRODUCT_TOLERANCES = [(torch.float32, dict(rtol=1e-6, atol=1e-6)), (torch.bfloat16, dict(rtol=2e-2, atol=2e-2))]
+
+
+def assert_same_function(make_leaves, fused, autograd_form, names, tol):
+    """Output and leaf gradients of ``fused(*leaves)`` and ``autograd_form(*leaves)`` on the
+    same inputs (``make_leaves(gen)`` builds them) and the same random upstream gradient."""
+    results = []
+    for function in (fused, autograd_form):
+        gen = torch.Generator().manual_seed(0)
+        leaves = make_leaves(gen)
+        out = function(*leaves)
+        (out * torch.randn(out.shape, generator=gen).to(out.dtype)).sum().backward()
+        results.append([out.detach(), *(leaf.grad for leaf in leaves)])
+    for name, got, ref in zip(names, *results):
+        assert got.shape == ref.shape and got.dtype == ref.dtype and got.stride() == ref.stride(), name
+        torch.testing.assert_close(got.float(), ref.float(), **tol, msg=name)
+
+
+def per_group_readout(h, bias, *weights):
     """The readout as one F.linear per group, concatenated, then the bias."""
     groups = torch.split(h, GROUPS, dim=-1)
     return torch.cat([F.linear(hg, w) for hg, w in zip(groups, weights)], -1) + bias
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float32, dict(rtol=1e-6, atol=1e-6)),
-                                        (torch.bfloat16, dict(rtol=2e-2, atol=2e-2))])
+@pytest.mark.parametrize("dtype, tol", PRODUCT_TOLERANCES)
 def test_block_readout_equals_one_linear_per_group(dtype, tol):
-    gen = torch.Generator().manual_seed(0)
-    results = []
-    for fused in (True, False):
-        gen.manual_seed(0)
-        h = torch.randn(T, B, sum(GROUPS), generator=gen).relu().to(dtype).requires_grad_()
-        bias = torch.randn(sum(OUTPUTS), generator=gen).to(dtype).requires_grad_()
-        weights = [torch.randn(o, n, generator=gen).to(dtype).requires_grad_() for o, n in zip(OUTPUTS, GROUPS)]
-        if fused:
-            pred = BlockReadout.apply(h, bias, tuple(contiguous_slices(OUTPUTS)), tuple(contiguous_slices(GROUPS)),
-                                      *weights)
-        else:
-            pred = per_group_readout(h, bias, weights)
-        upstream = torch.randn(pred.shape, generator=gen).to(dtype)
-        (pred * upstream).sum().backward()
-        results.append([pred.detach(), h.grad, bias.grad, *(w.grad for w in weights)])
-    for name, got, ref in zip(["pred", "h", "bias"] + [f"W{g}" for g in range(3)], *results):
-        assert got.shape == ref.shape and got.dtype == ref.dtype, name
-        torch.testing.assert_close(got.float(), ref.float(), **tol, msg=name)
+    def leaves(gen):
+        h = torch.randn(T, B, sum(GROUPS), generator=gen).relu().to(dtype)
+        bias = torch.randn(sum(OUTPUTS), generator=gen).to(dtype)
+        weights = [torch.randn(o, n, generator=gen).to(dtype) for o, n in zip(OUTPUTS, GROUPS)]
+        return [t.requires_grad_() for t in (h, bias, *weights)]
+
+    slices = tuple(contiguous_slices(OUTPUTS)), tuple(contiguous_slices(GROUPS))
+    assert_same_function(leaves, lambda h, bias, *w: BlockReadout.apply(h, bias, *slices, *w), per_group_readout,
+                         ["pred", "h", "bias"] + [f"W{g}" for g in range(3)], tol)
 
 
 def autograd_drive(x, weight, bias):
@@ -124,25 +132,16 @@ def autograd_drive(x, weight, bias):
     return torch.cat([drive0, drive0.new_zeros(*drive0.shape[:2], H - n_in)], -1) + bias
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float32, dict(rtol=1e-6, atol=1e-6)),
-                                        (torch.bfloat16, dict(rtol=2e-2, atol=2e-2))])
+@pytest.mark.parametrize("dtype, tol", PRODUCT_TOLERANCES)
 def test_input_drive_equals_its_autograd_form(dtype, tol):
-    gen = torch.Generator().manual_seed(0)
-    results = []
-    for fused in (True, False):
-        gen.manual_seed(0)
-        x = torch.randn(B, T, PIXELS, generator=gen).requires_grad_()  # float32 frames, as the model gets them
-        weight = torch.randn(GROUPS[0], PIXELS, generator=gen).to(dtype).requires_grad_()
-        bias = torch.randn(sum(GROUPS), generator=gen).to(dtype).requires_grad_()
-        drive = InputDrive.apply(x, weight, bias) if fused else autograd_drive(x, weight, bias)
-        assert drive.shape == (T, B, sum(GROUPS)) and drive.dtype == dtype
-        upstream = torch.randn(drive.shape, generator=gen).to(dtype)
-        (drive * upstream).sum().backward()
-        results.append([drive.detach(), x.grad, weight.grad, bias.grad])
-    for name, got, ref in zip(["drive", "x", "weight", "bias"], *results):
-        assert got.shape == ref.shape and got.dtype == ref.dtype, name
-        torch.testing.assert_close(got.float(), ref.float(), **tol, msg=name)
-    assert results[0][0].is_contiguous()
+    def leaves(gen):
+        x = torch.randn(B, T, PIXELS, generator=gen)  # float32 frames, as the model gets them
+        weight = torch.randn(GROUPS[0], PIXELS, generator=gen).to(dtype)
+        bias = torch.randn(sum(GROUPS), generator=gen).to(dtype)
+        return [t.requires_grad_() for t in (x, weight, bias)]
+
+    assert InputDrive.apply(*leaves(torch.Generator())).is_contiguous()  # (T, B, H), as ReluRecurrence takes it
+    assert_same_function(leaves, InputDrive.apply, autograd_drive, ["drive", "x", "weight", "bias"], tol)
 
 
 FAULTS_SCRIPT = textwrap.dedent("""
