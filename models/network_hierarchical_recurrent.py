@@ -156,8 +156,9 @@ class NetworkHierarchicalRecurrent(TrainableModel):
 
     # ----- how the step is computed (not part of the model: never saved) ----------------
     def set_recurrence(self, backend: str):
-        """"block" (skip the zero blocks of W_hh; fastest on CPUs) or "dense" (one
-        product per time step with the whole masked W_hh; for GPUs). The same
+        """"block" (skip the zero blocks of W_hh; fastest for fp32 on CPUs) or "dense"
+        (one product per time step with the whole masked W_hh; for GPUs, and for small
+        bf16 models on AMX CPUs: ``training_config.auto_recurrence``). The same
         function and, after ``mask_gradients``, the same gradients."""
         if backend not in RECURRENCE_BACKENDS:
             raise ValueError(f"unknown recurrence backend {backend!r}: choose from {', '.join(RECURRENCE_BACKENDS)}")

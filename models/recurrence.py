@@ -17,10 +17,11 @@ differs, so agreement is to float32 rounding.
 Two layouts of the same products (``recurrence_blocks``):
 
 - ``block``: only the blocks that can be non-zero, several products per step.
-  Fastest on CPUs, where each product costs its FLOPs.
+  Fastest for fp32 on CPUs, where each product costs its FLOPs.
 - ``dense``: one product per step with the whole (masked, Dale-projected) W.
   ~1.45x the FLOPs at the paper's sizes but 2 kernels per step instead of ~10,
-  which is what a GPU needs (it is launch-bound, not FLOP-bound, at B = 100).
+  which is what a GPU needs (it is launch-bound, not FLOP-bound, at B = 100),
+  and what small bf16 models need on AMX CPUs, whose bf16 products are cheap.
   Its weight gradient also fills the masked entries (as nn.RNN's does); the
   model's ``mask_gradients`` zeroes them before the optimizer step, as in fp32.
 
