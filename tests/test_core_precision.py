@@ -150,8 +150,8 @@ def train_run(clips, save_dir, *extra):
     return train.train(cfg, resume, progress=False)
 
 
-# --recurrence auto's choice for bf16 on this CPU at TINY_RUN's size (auto_recurrence: dense with AMX tiles)
-AUTO_BF16 = "dense" if torch.cpu._is_amx_tile_supported() else "block"
+# --recurrence auto's choice for bf16 on this CPU at TINY_RUN's 6,5,4 units (the rule: test_auto_recurrence_rule)
+AUTO_BF16 = training_config.auto_recurrence(torch.device("cpu"), "bf16", 6 + 5 + 4)
 
 
 @pytest.mark.parametrize("flags, precision, backend", [
