@@ -68,10 +68,10 @@ def tf32_products(enabled: bool):
 
 class LinearInTF32(torch.autograd.Function):
     """x @ weight^T + bias with the forward and backward products in TF32 on CUDA
-    (``tf32_products``): the input projection of the recurrent layer under --tf32,
-    which autograd's own backward of ``F.linear`` would run outside the block.
-    x: (..., N, P), weight: (..., O, P), bias: (..., O) -> (..., N, O); the leading
-    dimensions (one per stacked model, or none) must match."""
+    (``tf32_products``): the batched stack's input projection under --tf32 (the single
+    model's is ``InputDrive``), which autograd's own backward of ``F.linear`` would run
+    outside the block. x: (..., N, P), weight: (..., O, P), bias: (..., O) -> (..., N, O);
+    the leading dimensions (one per stacked model, or none) must match."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
