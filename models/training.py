@@ -30,9 +30,12 @@ VALIDATION_SEED_OFFSET = 1_000_003  # validation's noise stream, apart from the 
 
 def learning_rate(cfg, global_step: int) -> float:
     """The learning rate of optimizer step ``global_step`` (counted from 0):
-    ``lr * 0.5 ** (global_step / lr_half_life)``, or ``lr`` when lr_half_life is 0
-    (the paper). A function of the step alone, so a resumed run takes the same steps."""
-    return cfg.lr * 0.5 ** (global_step / cfg.lr_half_life) if cfg.lr_half_life else cfg.lr
+    ``max(lr_floor, lr * 0.5 ** (global_step / lr_half_life))``, or ``lr`` when
+    lr_half_life is 0 (the paper). A function of the step alone, so a resumed run takes
+    the same steps. Configs written before lr_floor existed read as no floor."""
+    if not cfg.lr_half_life:
+        return cfg.lr
+    return max(getattr(cfg, "lr_floor", 0.0), cfg.lr * 0.5 ** (global_step / cfg.lr_half_life))
 
 
 def uses_autocast(model: nn.Module, cfg) -> bool:

@@ -71,6 +71,8 @@ class TrainConfig:
     lr: float = _f(1e-4, "Adam learning rate (paper: 1e-4)")
     lr_half_life: int = _f(0, "optimizer steps over which the learning rate halves, lr * 0.5**(step / this): a "
                               "function of the step count alone, so resuming stays exact; 0 = constant (paper)")
+    lr_floor: float = _f(0.0, "the decaying learning rate stops falling at this value (e.g. the paper's 1e-4, so a "
+                              "long run goes on at the paper's rate); 0 = no floor")
     batch_size: int = _f(100, "clips per step (paper: 100)")
     epochs: int = _f(2000, "epochs to train (paper: 2000); 0 saves the untrained model")
     validate_every: int = _f(10, "epochs between validation passes (paper: 10)")
@@ -221,7 +223,8 @@ def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
     if min(cfg.beta) < 0 or sum(cfg.beta) <= 0:
         raise UserInputError(f"--beta {cfg.beta} needs weights >= 0, at least one of them positive")
     checks = [("batch_size", cfg.batch_size >= 1), ("epochs", cfg.epochs >= 0), ("lr", cfg.lr > 0),
-              ("lr_half_life", cfg.lr_half_life >= 0), ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
+              ("lr_half_life", cfg.lr_half_life >= 0),
+              ("lr_floor", 0 <= cfg.lr_floor <= cfg.lr), ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
               ("warmup", cfg.warmup >= 0), ("noise_std", cfg.noise_std >= 0), ("grad_clip", cfg.grad_clip > 0),
               ("local_inhibitory_prop", 0 <= cfg.local_inhibitory_prop < 1), ("max_minutes", cfg.max_minutes >= 0),
               ("L1", cfg.L1 <= 300),  # lambda = 10 ** L1 must be a float

@@ -307,6 +307,8 @@ def test_learning_rate_halves_every_half_life_and_resume_stays_exact(tmp_path, c
     cfg = train.TrainConfig(lr=1e-3, lr_half_life=10)
     assert [learning_rate(cfg, s) for s in (0, 10, 20)] == pytest.approx([1e-3, 5e-4, 2.5e-4])
     assert learning_rate(train.TrainConfig(lr=1e-3), 10**6) == 1e-3  # 0: constant, as the paper
+    floored = train.TrainConfig(lr=1e-3, lr_half_life=10, lr_floor=2e-4)
+    assert [learning_rate(floored, s) for s in (0, 10, 20, 30, 10**6)] == pytest.approx([1e-3, 5e-4, 2.5e-4, 2e-4, 2e-4])
     full = final_weights(train_in_process(tmp_path / "full", clips, "--lr-half-life", "4"))
     constant = final_weights(train_in_process(tmp_path / "constant", clips))
     assert not torch.equal(full["weight_hh"], constant["weight_hh"])
