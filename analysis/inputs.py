@@ -12,6 +12,7 @@ import numpy as np
 from analysis.plotting import group_label
 from virtual_physiology.artefact import GRATING_RESPONSES
 from virtual_physiology.results import VirtualPhysiology
+from virtual_physiology.tuning import global_orientation_direction_indices
 
 
 @dataclass
@@ -53,7 +54,9 @@ def unit_table(vp: VirtualPhysiology, group: int) -> dict[str, np.ndarray]:
     the RWA, under its own name (the no-feedback rerun's as
     ``nofeedback_<name>``), plus ``hidden_unit_index`` (global column) and,
     when the grating stage is there, ``preferred_index`` (n, 3) grid indices
-    (sf, direction, tf) and ``preferred_direction`` in degrees. Without the
+    (sf, direction, tf), ``preferred_direction`` in degrees and the vector-sum
+    ``global_OSI``/``global_DSI`` (derived from the stored tuning curves for
+    artefacts that predate them). Without the
     rwa stage every unit of the group is in the table."""
     columns = np.arange(vp.n_units)[vp.group_slices[group]]
     if "rwa" in vp.stages:
@@ -70,6 +73,10 @@ def unit_table(vp: VirtualPhysiology, group: int) -> dict[str, np.ndarray]:
         table["preferred_direction"] = table["preferred_orientation"]
     if "preferred_index" not in table and "preferred_sf" in table:
         table["preferred_index"] = preferred_index(table, vp.grid)
+    if "global_OSI" not in table and "mean_grating_responses" in table:  # artefacts made before the gratings stage wrote them
+        index = table["preferred_index"]
+        table.update(global_orientation_direction_indices(
+            table["mean_grating_responses"], dict(sf_index=index[:, 0], tf_index=index[:, 2])))
     return table
 
 

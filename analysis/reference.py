@@ -62,7 +62,7 @@ def dataset(dataset_id: str) -> dict:
 def short_citation(dataset_id: str) -> str:
     """'Surname Year' for one author, 'A & B Year' for two, 'A et al. Year' for more."""
     source = dataset(dataset_id)["source"]
-    surnames = [name.strip().split()[0] for name in source["authors"].split(",")]
+    surnames = [name.strip().rsplit(" ", 1)[0] for name in source["authors"].split(",")]  # "De Valois RL" -> "De Valois"
     if len(surnames) == 1:
         who = surnames[0]
     elif len(surnames) == 2:
@@ -254,3 +254,48 @@ def _pick(options: dict, key: str, what: str):
     if key not in options:
         raise UserInputError(f"unknown {what} {key!r}: use one of {', '.join(options)}")
     return options[key]
+
+
+# --- single-neuron property distributions for the scorecard (analysis/scorecard.py) -------------
+
+MARQUES2020_IDS = {
+    "preferred_orientation": "devalois_1982a_V1_preferred_orientation",
+    "peak_sf": "devalois_1982b_V1_peak_spatial_frequency",
+    "sf_selective": "schiller_1976_V1_sf_selective",
+    "sf_bandwidth": "schiller_1976_V1_sf_bandwidth",
+    "surround_suppression_index": "cavanaugh_2002a_V1_surround_suppression_index",
+    "grating_summation_field": "cavanaugh_2002a_V1_grating_summation_field",
+    "surround_diameter": "cavanaugh_2002a_V1_surround_diameter",
+}
+
+
+def marques2020_histogram(name: str) -> dict:
+    """One of the 7 macaque V1 histograms that Brain-Score's Marques2020
+    benchmarks score (``MARQUES2020_IDS``): ``bins`` (K+1,) edges, ``counts``
+    (K,) cells per bin, ``n_draw`` (the rows of the benchmark's assembly; rows
+    beyond sum(counts) are cells without the property, e.g. not SF selective),
+    ``ceiling`` (the value the benchmark's tests state, +-0.005), ``label``,
+    ``citation`` and ``units``."""
+    dataset_id = _pick(MARQUES2020_IDS, name, "Marques2020 property")
+    d = dataset(dataset_id)
+    return dict(bins=np.asarray(d["bins"], float), counts=np.asarray(d["values"], float), n_draw=int(d["n_bootstrap_draw"]),
+                ceiling=float(d["ceiling"]), units=d["units"], citation=citation(dataset_id),
+                label=f"{_species(dataset_id)} V1 ({short_citation(dataset_id)})")
+
+
+RINGACH_RESPONSE_THRESHOLD = 5.0  # spikes/s above spontaneous: Brain-Score's selection of Ringach 2002 cells
+RINGACH_UNTUNED_BANDWIDTH = 90.0  # bandwidths above this mark untuned cells (NaN), as Brain-Score's packaging
+
+
+def ringach2002(measure: str) -> Samples:
+    """Macaque V1 (Ringach, Shapley & Hawken 2002), one value per cell that
+    responds more than 5 spikes/s above its spontaneous rate (304 of 308):
+    ``bandwidth`` (degrees; NaN for the 6 untuned cells, which stay in the
+    sample), ``circular_variance`` or ``modulation_ratio`` (F1/F0 at the
+    optimal orientation = maxfirst / maxdc)."""
+    dataset_id = "ringach_2002_V1_orientation"
+    v = {k: np.asarray(x, float) for k, x in dataset(dataset_id)["values"].items()}
+    responsive = v["maxdc"] > v["spont"] + RINGACH_RESPONSE_THRESHOLD
+    values = {"bandwidth": np.where(v["bw"] > RINGACH_UNTUNED_BANDWIDTH, np.nan, v["bw"]),
+              "circular_variance": v["orivar"], "modulation_ratio": v["maxfirst"] / v["maxdc"]}
+    return _samples(dataset_id, _pick(values, measure, "Ringach 2002 measure")[responsive], "V1")

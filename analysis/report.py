@@ -8,7 +8,8 @@ and DIR/report.html, one offline page with the figure, the tables, every
 figure the six notebooks made for this artefact and its checkpoint (run them
 with ``python -m analysis.run_notebooks``; ``--figures``, default DIR/figures)
 and the run folder's MODEL_CARD.md if it has one.
-Per group: Gabor-like receptive fields, orientation and direction selectivity,
+Per group: Gabor-like receptive fields, orientation and direction selectivity
+(peak-based fractions and vector-sum medians),
 modulation ratio (the figure's curve_fit variant), plaid pattern index and,
 for G1, surround suppression with and without feedback; then the distance of
 each model distribution to its literature counterpart, with the literature
@@ -70,6 +71,8 @@ def group_rows(units: list[dict]) -> list[dict]:
                    if np.isfinite(osi).any() else np.nan,
                    ds_fraction=float(np.mean(is_direction_selective(dsi[np.isfinite(dsi)])))
                    if np.isfinite(dsi).any() else np.nan,
+                   global_osi_median=_median(_nan_if_missing(table, "global_OSI")),
+                   global_dsi_median=_median(_nan_if_missing(table, "global_DSI")),
                    mr_n=int(np.isfinite(mr).sum()), mr_median=_median(mr),
                    mr_fraction_above_1=stats.fraction_above(mr, 1.0),
                    pi_mean=pi["mean"], pi_fraction_above_0=pi["fraction_above_0"],
@@ -143,7 +146,9 @@ def render_markdown(checkpoint, artefact, groups: list[dict], surround: dict, di
         "# Virtual-physiology report",
         f"Checkpoint `{checkpoint}`; artefact `{artefact}`.",
         "## Per group\nFractions are over units with a defined value. Gabor: fit r >= 0.7 (strict: also a real "
-        "oriented carrier and envelope); OS: OSI > 0.4; DS: DSI > 0.3; F1/F0 is the figure's curve_fit variant "
+        "oriented carrier and envelope); OS: OSI > 0.4; DS: DSI > 0.3 (peak-based); global OSI/DSI: vector sums over "
+        "directions at the preferred sf and tf (Allen g_osi_dg/g_dsi_dg; 1 - global OSI = circular variance); F1/F0 "
+        "is the figure's curve_fit variant "
         "(units kept if 0 <= F1/F0 <= 2); PI > 1.28 marks pattern cells.",
         _table(groups, list(groups[0])) if groups else "(no groups)",
         "## Surround suppression, G1 (SI %, with feedback removed; paired over units)",

@@ -262,21 +262,24 @@ def _run_gratings(pipeline: "Pipeline", out, notes) -> None:
     index = _preferred_index(preferred)
     fields = dict(mean_grating_responses=mean, preferred_index=index,
                   preferred_orientation=preferred["preferred_direction"],  # the original's name
-                  **preferred, **tuning.orientation_direction_indices(mean, preferred))
+                  **preferred, **tuning.orientation_direction_indices(mean, preferred),
+                  **tuning.global_orientation_direction_indices(mean, preferred))
     fields["optimum_grating_response"] = np.stack([writer.dataset[u, s, d, t] for u, (s, d, t) in enumerate(index)])
     write_per_unit(out, fields, pipeline.n_units)
 
 
 register(Stage(
     name="gratings",
-    summary="the full grating sweep (time courses kept), preferred sf/direction/tf, OSI, DSI, optimum time course",
+    summary="the full grating sweep (time courses kept), preferred sf/direction/tf, OSI, DSI (peak-based and "
+            "vector-sum), optimum time course",
     run=_run_gratings,
     writes=dict(grating_responses=f"(n_hidden, n_sf, n_dir, n_tf, {GRATING_FRAMES})",
                 mean_grating_responses="(n_hidden, n_sf, n_dir, n_tf)", max_mean_grating_response="(n_hidden,)",
                 optimum_grating_response=f"(n_hidden, {GRATING_FRAMES})", preferred_index="(n_hidden, 3)",
                 preferred_sf="(n_hidden,)", preferred_direction="(n_hidden,)", preferred_tf="(n_hidden,)",
                 preferred_orientation="(n_hidden,)", sf_index="(n_hidden,)", direction_index="(n_hidden,)",
-                tf_index="(n_hidden,)", OSI="(n_hidden,)", DSI="(n_hidden,)"),
+                tf_index="(n_hidden,)", OSI="(n_hidden,)", DSI="(n_hidden,)", global_OSI="(n_hidden,)",
+                global_DSI="(n_hidden,)"),
     settings=(BATCH_SIZE, Setting("compression", None, "compression of the grating time courses; none is fastest",
                                   choices=("none", "lzf", "gzip"))),
     recorded=lambda p: dict(n_frames=GRATING_FRAMES, warmup=plaid.WARMUP, compression=p.options.compression),

@@ -95,3 +95,40 @@ def suppression_index(curves: np.ndarray, radii=APERTURE_RADII) -> dict[str, np.
     size = np.asarray(radii, dtype=np.float64)[safe.argmax(axis=1)]
     return dict(surround_suppression_index=np.where(valid, index, np.nan),
                 preferred_size=np.where(valid, size, np.nan))
+
+
+GSF_LEVEL = 0.95  # the grating summation field reaches this fraction of the peak
+SURROUND_PLATEAU_TOLERANCE = 0.05  # the surround diameter comes within this fraction of |R_largest|
+STRONGLY_SUPPRESSED = 0.1  # GSF and surround diameter are defined for SSI above this
+
+
+def size_tuning_extents(curves: np.ndarray, radii=APERTURE_RADII) -> dict[str, np.ndarray]:
+    """Grating summation field and surround diameter of size-tuning ``curves``
+    (n, n_radii) over increasing aperture ``radii`` (px), as Brain-Score's
+    Marques2020 benchmarks read Cavanaugh, Bair & Movshon (2002):
+
+    - ``grating_summation_field``: the DIAMETER 2r of the smallest aperture
+      whose response is >= 0.95 x the curve's peak;
+    - ``surround_diameter``: the diameter of the first aperture larger than the
+      peak's whose response is <= R_largest + 0.05 |R_largest|, i.e. where the
+      curve has come down to its large-size plateau.
+
+    Both in px, quantised to the tested diameters, and defined only where the
+    peak is > 0 and the suppression index (peak - R_largest) / peak > 0.1 (NaN
+    otherwise, and for a curve holding NaN).
+    """
+    curves = np.asarray(curves, dtype=np.float64)
+    diameters = 2 * np.asarray(radii, dtype=np.float64)
+    valid = np.isfinite(curves).all(axis=1)
+    safe = np.where(valid[:, None], curves, 0.0)
+    peak_index = safe.argmax(axis=1)
+    peak = safe.max(axis=1)
+    largest = safe[:, -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        defined = valid & (peak > 0) & ((peak - largest) / peak > STRONGLY_SUPPRESSED)
+    reached = safe >= GSF_LEVEL * peak[:, None]
+    index = np.arange(curves.shape[1])
+    plateau = (safe <= (largest + SURROUND_PLATEAU_TOLERANCE * np.abs(largest))[:, None]) & (index > peak_index[:, None])
+    surround_index = np.where(plateau, index, curves.shape[1] - 1).min(axis=1)
+    return dict(grating_summation_field=np.where(defined, diameters[reached.argmax(axis=1)], np.nan),
+                surround_diameter=np.where(defined, diameters[surround_index], np.nan))
