@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from models.base import ProbeableModel
-from virtual_physiology.surround import APERTURE_RADII, circular_apertures, size_tuning_curves, suppression_index
+from virtual_physiology.surround import (APERTURE_RADII, circular_apertures, size_tuning_curves, size_tuning_extents,
+                                         suppression_index)
 
 FRAME = (20, 24)
 
@@ -77,3 +78,18 @@ def test_apertures_are_discs_of_the_given_radius():
     assert masks.shape == (1, 3, FRAME[0] * FRAME[1])
     assert masks[0].sum(axis=1).tolist() == [1, 5, 9]
     assert masks[0, 0].reshape(FRAME)[3, 2]
+
+
+def test_size_tuning_extents_read_the_curve_as_cavanaugh_and_brainscore():
+    """Radii 2, 6, 10, .., 38 px (diameters 4, 12, 20, ..): the first curve
+    reaches 0.95 x peak at r = 6 (GSF diameter 12) and comes within 5% of its
+    plateau 0.3 at r = 18 (surround diameter 36); the second is not
+    suppressed enough (SSI 0.05 <= 0.1), the third is silent, the fourth holds
+    NaN: all NaN."""
+    plateau = np.full(10, 0.3)
+    curves = np.stack([np.concatenate([[0.2, 0.96, 1.0, 0.5, 0.31], plateau[5:]]),
+                       np.concatenate([[0.5, 1.0], np.full(8, 0.95)]), np.zeros(10),
+                       np.concatenate([[np.nan], np.ones(9)])])
+    extents = size_tuning_extents(curves, APERTURE_RADII)
+    assert extents["grating_summation_field"][0] == 12 and extents["surround_diameter"][0] == 36
+    assert np.isnan(extents["grating_summation_field"][1:]).all() and np.isnan(extents["surround_diameter"][1:]).all()

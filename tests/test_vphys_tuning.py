@@ -8,8 +8,9 @@ from models.base import ProbeableModel
 from utils import UserInputError
 from virtual_physiology.modulation import modulation_ratio_curve_fit, modulation_ratio_vphys
 from virtual_physiology.stimuli import grating
-from virtual_physiology.tuning import (grating_sweep, is_direction_selective, is_orientation_selective,
-                                       orientation_direction_indices, preferred_parameters, responses_at)
+from virtual_physiology.tuning import (global_orientation_direction_indices, grating_sweep, is_direction_selective,
+                                       is_orientation_selective, orientation_bandwidth, orientation_direction_indices,
+                                       preferred_parameters, responses_at, spatial_frequency_tuning)
 
 FRAME, SF, TF, DIRECTION, WINDOW = (8, 8), 0.25, 0.1, 90.0, 10
 GRID = dict(sf=np.array([0.125, 0.25, 0.375]), directions=np.arange(0.0, 360.0, 15.0), tf=np.array([0.05, 0.1, 0.2]))
@@ -120,3 +121,60 @@ def test_simple_and_complex_units_have_the_expected_modulation_ratio(swept):
     simple, energy = modulation_ratio_vphys(optimum, seed=0), modulation_ratio_curve_fit(optimum)
     assert simple["MR_all"][0] > 1 and simple["MR_all"][1] < 1
     assert energy["F1F0"][0] > 1 and energy["F1F0"][1] < 1
+
+
+def _single_curve_table(curves: np.ndarray) -> tuple[np.ndarray, dict]:
+    """mean_responses (n, 1, D, 1) holding direction curves (n, D), and preferences at index 0."""
+    curves = np.asarray(curves, float)
+    zeros = np.zeros(len(curves), int)
+    return curves[:, None, :, None], dict(sf_index=zeros, direction_index=zeros, tf_index=zeros)
+
+
+def test_global_indices_of_cosine_tuning_have_the_known_values():
+    """r = 1 + cos(theta - 40) has only a first harmonic: global DSI = 1/2,
+    global OSI = 0; r = 1 + cos 2(theta - 40) the reverse; a one-direction
+    spike is 1 and 1; a silent unit NaN. Peak-based DSI of the first is 1."""
+    theta = np.deg2rad(np.arange(0, 360, 5.0))
+    curves = np.stack([1 + np.cos(theta - np.deg2rad(40)), 1 + np.cos(2 * (theta - np.deg2rad(40))),
+                       np.eye(72)[8], np.zeros(72)])
+    mean, pref = _single_curve_table(curves)
+    indices = global_orientation_direction_indices(mean, pref)
+    np.testing.assert_allclose(indices["global_DSI"][:3], [0.5, 0.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(indices["global_OSI"][:3], [0.0, 0.5, 1.0], atol=1e-12)
+    assert np.isnan(indices["global_OSI"][3]) and np.isnan(indices["global_DSI"][3])
+    assert orientation_direction_indices(mean, pref)["DSI"][0] == pytest.approx(1.0)
+
+
+def test_orientation_bandwidth_of_a_gaussian_is_its_half_width_at_1_over_sqrt2():
+    """An orientation curve exp(-d^2 / 2 sigma^2) (d the orientation distance
+    to 30 deg) falls to 1/sqrt(2) at d = sigma sqrt(ln 2); a flat curve and a
+    silent one are untuned (NaN), and the direction of motion does not matter
+    (both directions carry the orientation curve)."""
+    directions = np.arange(0, 360, 5.0)
+    distance = (directions - 30 + 90) % 180 - 90
+    widths = []
+    for sigma in (10.0, 20.0, 35.0):
+        widths.append(np.exp(-distance ** 2 / (2 * sigma ** 2)))
+    curves = np.stack(widths + [np.ones(72), np.zeros(72)])
+    bandwidth = orientation_bandwidth(curves)
+    np.testing.assert_allclose(bandwidth[:3], np.array([10.0, 20.0, 35.0]) * np.sqrt(np.log(2)), atol=0.6)
+    assert np.isnan(bandwidth[3:]).all()
+
+
+def test_spatial_frequency_tuning_finds_peak_and_octave_cutoffs():
+    """A Gaussian in log2 SF (sd s octaves) centred on 0.15 c/px peaks there and
+    is cut at 0.707 x peak s sqrt(2 ln(1/0.707)) octaves each side, so the
+    ratio low/high = 2^(-2 s sqrt(2 ln(1/0.707))). The smoothing acts per grid
+    step, and the grid is linear in SF (denser in log2 SF at its high end), so
+    it widens the curve a little and moves the peak up by ~4%. A monotonic curve is not selective; a silent one is NaN."""
+    sf = np.arange(1, 11) / 20
+    s = 0.8
+    gaussian = np.exp(-(np.log2(sf) - np.log2(0.15)) ** 2 / (2 * s ** 2))
+    result = spatial_frequency_tuning(np.stack([gaussian, sf, np.zeros(10)]), sf)
+    assert result["peak_sf"][0] == pytest.approx(0.15, rel=0.06)
+    expected_ratio = 100 * 2 ** (-2 * s * np.sqrt(2 * np.log(1 / 0.707)))
+    assert result["sf_bandwidth_ratio"][0] == pytest.approx(expected_ratio, rel=0.12)
+    assert result["low_cutoff"][0] < 0.15 < result["high_cutoff"][0]
+    assert result["sf_selective"][:2].tolist() == [1.0, 0.0] and np.isnan(result["sf_bandwidth_ratio"][1])
+    assert result["peak_sf"][1] == pytest.approx(0.5)
+    assert np.isnan(result["peak_sf"][2]) and np.isnan(result["sf_selective"][2])
