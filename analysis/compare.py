@@ -1,6 +1,7 @@
 """Several models on one literature scorecard, side by side.
 
     python -m analysis.compare ARTEFACT [ARTEFACT ...] [--out DIR] [--degrees-per-pixel 0.4] [--seed 0]
+                               [--allen-metrics brain_observatory_1.1_analysis_metrics.csv]
 
 Writes DIR/comparison.md and DIR/comparison.html (default DIR: ./comparison),
 one offline page (inline style, no script, nothing to load) and prints the
@@ -12,7 +13,10 @@ surround stage, fewer groups). The mean per model is over the rows every
 model has. Beneath: the paper's qualitative claims per model, measured, with
 the statistic; how the scores in degrees move with the degrees-per-pixel
 assumption; and each model's data recipe and training steps from the config
-its artefact recorded. Everything comes from the artefacts: no model is loaded.
+its artefact recorded. ``--allen-metrics`` adds mouse rows from the Allen
+Brain Observatory's per-unit metrics table (``python -m
+neural_fitting.allen_metrics`` downloads it). Everything comes from the
+artefacts: no model is loaded.
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ from scipy import stats as scipy_stats
 
 from analysis import gallery, inputs, scorecard
 from analysis.response_parameters import curve_fit_modulation_ratio
-from utils import UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli
+from analysis.reference import AllenMetricsError
+from utils import UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli, user_errors_from
 
 NEEDS = ("rwa", "gratings")  # the rest is optional: a property whose stage is missing is n/a
 SIGNIFICANCE = 0.05
@@ -138,8 +143,10 @@ def training_record(config: dict) -> tuple[dict, int | None]:
     return recipe, steps
 
 
-def model_column(artefact, settings: scorecard.ScorecardSettings) -> ModelColumn:
-    """Score one artefact (a ``UserInputError`` names a missing file or stage)."""
+def model_column(artefact, settings: scorecard.ScorecardSettings,
+                 properties: dict[str, scorecard.Property] | None = None) -> ModelColumn:
+    """Score one artefact on ``properties`` (default: every registered one); a
+    ``UserInputError`` names a missing file or stage."""
     data = inputs.load_inputs(artefact, NEEDS)
     try:
         vp = data.artefact
@@ -147,22 +154,35 @@ def model_column(artefact, settings: scorecard.ScorecardSettings) -> ModelColumn
         label = Path(vp.checkpoint["path"]).name + ("" if vp.ablation == "none" else f" ({vp.ablation})")
         recipe, steps = training_record(vp.metadata["model"].get("config", {}))
         return ModelColumn(label=label, artefact=str(artefact), recipe=recipe, steps=steps,
-                           scores=scorecard.scorecard(model, settings),
+                           scores=scorecard.scorecard(model, settings, properties),
                            claims={claim: measure(data.units) for claim, measure in CLAIMS.items()},
-                           sensitivity=scorecard.degrees_per_pixel_sensitivity(model, settings=settings))
+                           sensitivity=scorecard.degrees_per_pixel_sensitivity(model, settings=settings,
+                                                                               properties=properties))
     finally:
         data.artefact.close()
 
 
-def compare(artefacts, settings: scorecard.ScorecardSettings = scorecard.ScorecardSettings()) -> list[ModelColumn]:
-    """One ``ModelColumn`` per artefact, labels made unique (" #2", ...)."""
-    columns = [model_column(a, settings) for a in artefacts]
+@dataclass
+class Comparison:
+    """The models (columns), the properties (rows) and the settings they were scored with."""
+
+    columns: list[ModelColumn]
+    properties: dict[str, scorecard.Property]
+    settings: scorecard.ScorecardSettings
+
+
+def compare(artefacts, settings: scorecard.ScorecardSettings = scorecard.ScorecardSettings(),
+            properties: dict[str, scorecard.Property] | None = None) -> Comparison:
+    """One ``ModelColumn`` per artefact, labels made unique (" #2", ...), on
+    ``properties`` (default: every registered one)."""
+    properties = dict(scorecard.PROPERTIES) if properties is None else properties
+    columns = [model_column(a, settings, properties) for a in artefacts]
     seen: dict[str, int] = {}
     for column in columns:
         seen[column.label] = seen.get(column.label, 0) + 1
         if seen[column.label] > 1:
             column.label += f" #{seen[column.label]}"
-    return columns
+    return Comparison(columns, properties, settings)
 
 
 # --- the table -------------------------------------------------------------------------------------
@@ -174,23 +194,24 @@ def _ranked(score: scorecard.PropertyScore | None) -> float:
     return score.score if np.isfinite(score.score) else score.raw
 
 
-def best_models(columns: list[ModelColumn], name: str) -> set[str]:
+def best_models(comparison: Comparison, name: str) -> set[str]:
     """Labels of the model(s) with the highest score on property ``name`` (none if nobody has it)."""
-    ranked = {c.label: _ranked(c.scores[name]) for c in columns}
+    ranked = {c.label: _ranked(c.scores[name]) for c in comparison.columns}
     finite = [v for v in ranked.values() if np.isfinite(v)]
     return {label for label, v in ranked.items() if finite and v == max(finite)}
 
 
-def common_properties(columns: list[ModelColumn]) -> list[str]:
+def common_properties(comparison: Comparison) -> list[str]:
     """The properties with a ceiling-normalised score for every model (what the means average)."""
-    return [name for name in scorecard.PROPERTIES
-            if all(c.scores[name] is not None and np.isfinite(c.scores[name].score) for c in columns)]
+    return [name for name in comparison.properties
+            if all(c.scores[name] is not None and np.isfinite(c.scores[name].score) for c in comparison.columns)]
 
 
-def model_means(columns: list[ModelColumn]) -> dict[str, float]:
+def model_means(comparison: Comparison) -> dict[str, float]:
     """Mean score of each model over ``common_properties`` (NaN if none)."""
-    common = common_properties(columns)
-    return {c.label: float(np.mean([c.scores[n].score for n in common])) if common else float("nan") for c in columns}
+    common = common_properties(comparison)
+    return {c.label: float(np.mean([c.scores[n].score for n in common])) if common else float("nan")
+            for c in comparison.columns}
 
 
 def cell_text(score: scorecard.PropertyScore | None) -> str:
@@ -202,20 +223,21 @@ def cell_text(score: scorecard.PropertyScore | None) -> str:
     return f"{score.score:.2f} ± {score.spread:.2f} (n={score.n_units})"
 
 
-def table_rows(columns: list[ModelColumn]) -> list[list[str]]:
-    """[property title, reference label, one cell per model, best marker] for
-    every property, then the mean row; a best cell is marked ``**...**``."""
+def table_rows(comparison: Comparison) -> list[list[str]]:
+    """[property title, reference label, one cell per model] for every
+    property, then the mean row; a best cell is marked ``**...**``."""
+    columns = comparison.columns
     rows = []
-    for name, prop in scorecard.PROPERTIES.items():
-        best = best_models(columns, name)
+    for name, prop in comparison.properties.items():
+        best = best_models(comparison, name)
         cells = [cell_text(c.scores[name]) for c in columns]
         cells = [f"**{text}**" if c.label in best else text for c, text in zip(columns, cells)]
         rows.append([prop.title, prop.reference().label, *cells])
-    means = model_means(columns)
+    means = model_means(comparison)
     top = max((v for v in means.values() if np.isfinite(v)), default=float("nan"))
     mean_cells = ["n/a" if not np.isfinite(means[c.label]) else
                   (f"**{means[c.label]:.3f}**" if means[c.label] == top else f"{means[c.label]:.3f}") for c in columns]
-    rows.append([f"mean over the {len(common_properties(columns))} rows every model has", "", *mean_cells])
+    rows.append([f"mean over the {len(common_properties(comparison))} rows every model has", "", *mean_cells])
     return rows
 
 
@@ -229,9 +251,10 @@ def _settings_line(settings: scorecard.ScorecardSettings) -> str:
             f"{settings.n_bootstrap} bootstrap draws, seed {settings.seed}.")
 
 
-def _sensitivity_rows(columns: list[ModelColumn]) -> list[list[str]]:
+def _sensitivity_rows(comparison: Comparison) -> list[list[str]]:
+    columns = comparison.columns
     rows = []
-    for name, prop in scorecard.PROPERTIES.items():
+    for name, prop in comparison.properties.items():
         if prop.in_degrees:
             for dpp in columns[0].sensitivity[name]:
                 rows.append([prop.title, f"{dpp:g}"] + [
@@ -246,19 +269,23 @@ def _recipe_rows(columns: list[ModelColumn]) -> list[list[str]]:
     return rows + [[key, *[str(c.recipe.get(key, "n/a")) for c in columns]] for key in keys]
 
 
-def render_markdown(columns: list[ModelColumn], settings: scorecard.ScorecardSettings) -> str:
+def _claim_rows(columns: list[ModelColumn]) -> list[list[str]]:
+    return [[claim, *[f"{c.claims[claim].verdict}: {c.claims[claim].statistic}" for c in columns]] for claim in CLAIMS]
+
+
+def render_markdown(comparison: Comparison) -> str:
+    columns, settings = comparison.columns, comparison.settings
     labels = [c.label for c in columns]
-    claims = [[claim, *[f"{c.claims[claim].verdict}: {c.claims[claim].statistic}" for c in columns]] for claim in CLAIMS]
     return "\n\n".join([
         "# Literature scorecard",
         "Each cell: similarity to the data / the data's own ceiling (Brain-Score's 1 - KS/KS_max, bootstrapped), "
         "± its bootstrap spread, n = model units with a value; best per row in bold; n/a = the model lacks the "
         "measurement. " + _settings_line(settings),
-        _markdown_table(["property", "data", *labels], table_rows(columns)),
+        _markdown_table(["property", "data", *labels], table_rows(comparison)),
         "## The paper's claims, measured",
-        _markdown_table(["claim", *labels], claims),
+        _markdown_table(["claim", *labels], _claim_rows(columns)),
         "## Scores in degrees against the degrees-per-pixel assumption",
-        _markdown_table(["property", "deg/px", *labels], _sensitivity_rows(columns)),
+        _markdown_table(["property", "deg/px", *labels], _sensitivity_rows(comparison)),
         "## Data recipe and training",
         _markdown_table(["", *labels], _recipe_rows(columns)),
     ]) + "\n"
@@ -274,11 +301,11 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_html(columns: list[ModelColumn], settings: scorecard.ScorecardSettings) -> str:
+def render_html(comparison: Comparison) -> str:
     """The offline page: the same tables as ``render_markdown``, plus each property's source and citation."""
+    columns, settings = comparison.columns, comparison.settings
     labels = [c.label for c in columns]
-    claims = [[claim, *[f"{c.claims[claim].verdict}: {c.claims[claim].statistic}" for c in columns]] for claim in CLAIMS]
-    sources = [[p.title, p.source, p.reference().citation] for p in scorecard.PROPERTIES.values()]
+    sources = [[p.title, p.source, p.reference().citation] for p in comparison.properties.values()]
     style = gallery.STYLE + ".best{background:#e6f4e6;font-weight:bold}"
     return "\n".join([
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Literature scorecard</title>"
@@ -287,10 +314,10 @@ def render_html(columns: list[ModelColumn], settings: scorecard.ScorecardSetting
         "<p>Each cell: similarity to the data divided by the data's own ceiling (Brain-Score's 1 - KS/KS_max, "
         "bootstrapped), ± its bootstrap spread, n = model units with a value; ★ marks the best model per row; "
         f"n/a: the model lacks the measurement. {html.escape(_settings_line(settings))}</p>",
-        _html_table(["property", "data", *labels], table_rows(columns)),
-        "<h2>The paper's claims, measured</h2>", _html_table(["claim", *labels], claims),
+        _html_table(["property", "data", *labels], table_rows(comparison)),
+        "<h2>The paper's claims, measured</h2>", _html_table(["claim", *labels], _claim_rows(columns)),
         "<h2>Scores in degrees against the degrees-per-pixel assumption</h2>",
-        _html_table(["property", "deg/px", *labels], _sensitivity_rows(columns)),
+        _html_table(["property", "deg/px", *labels], _sensitivity_rows(comparison)),
         "<h2>Data recipe and training</h2>", _html_table(["", *labels], _recipe_rows(columns)),
         "<h2>How each property is measured, and its data</h2>",
         _html_table(["property", "model values", "data"], sources),
@@ -298,14 +325,14 @@ def render_html(columns: list[ModelColumn], settings: scorecard.ScorecardSetting
     ]) + "\n"
 
 
-def write_comparison(columns: list[ModelColumn], settings: scorecard.ScorecardSettings, out_dir) -> str:
+def write_comparison(comparison: Comparison, out_dir) -> str:
     """Write comparison.md and comparison.html into ``out_dir`` (each
     atomically); returns the Markdown."""
     out_dir = Path(out_dir)
-    markdown = render_markdown(columns, settings)
+    markdown = render_markdown(comparison)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in (("comparison.md", markdown), ("comparison.html", render_html(columns, settings))):
+        for name, text in (("comparison.md", markdown), ("comparison.html", render_html(comparison))):
             with atomic_path(out_dir / name) as tmp:
                 tmp.write_text(text, encoding="utf-8")
     except OSError as err:
@@ -323,12 +350,22 @@ def main(argv=None) -> None:
                         help="visual angle of one frame pixel, for the properties in degrees "
                              f"[default: {defaults.degrees_per_pixel}, Brain-Score's 8 deg over a 20-px frame]")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the bootstrap draws")
+    parser.add_argument("--allen-metrics", default=None, metavar="CSV",
+                        help="add mouse rows from the Allen Brain Observatory's per-unit metrics table "
+                             "(python -m neural_fitting.allen_metrics downloads it)")
     args = parser.parse_args(argv)
     if not (args.degrees_per_pixel > 0 and math.isfinite(args.degrees_per_pixel)):
         raise UserInputError(f"--degrees-per-pixel must be a positive number, got {args.degrees_per_pixel}")
     settings = scorecard.ScorecardSettings(**dict(asdict(defaults), degrees_per_pixel=args.degrees_per_pixel,
                                                   seed=args.seed))
-    print(write_comparison(compare(args.artefacts, settings), settings, args.out))
+    properties = dict(scorecard.PROPERTIES)
+    if args.allen_metrics:
+        allen = scorecard.allen_properties(args.allen_metrics)
+        with user_errors_from(AllenMetricsError):  # read the table now: a bad one is a one-line error
+            for prop in allen.values():
+                prop.reference()
+        properties.update(allen)
+    print(write_comparison(compare(args.artefacts, settings, properties), args.out))
 
 
 if __name__ == "__main__":

@@ -278,7 +278,8 @@ def marques2020_histogram(name: str) -> dict:
     ``citation`` and ``units``."""
     dataset_id = _pick(MARQUES2020_IDS, name, "Marques2020 property")
     d = dataset(dataset_id)
-    return dict(bins=np.asarray(d["bins"], float), counts=np.asarray(d["values"], float), n_draw=int(d["n_bootstrap_draw"]),
+    return dict(bins=np.asarray(d["bins"], float), counts=np.asarray(d["values"], float),
+                n_draw=int(d["n_bootstrap_draw"]),
                 ceiling=float(d["ceiling"]), units=d["units"], citation=citation(dataset_id),
                 label=f"{_species(dataset_id)} V1 ({short_citation(dataset_id)})")
 
@@ -299,3 +300,54 @@ def ringach2002(measure: str) -> Samples:
     values = {"bandwidth": np.where(v["bw"] > RINGACH_UNTUNED_BANDWIDTH, np.nan, v["bw"]),
               "circular_variance": v["orivar"], "modulation_ratio": v["maxfirst"] / v["maxdc"]}
     return _samples(dataset_id, _pick(values, measure, "Ringach 2002 measure")[responsive], "V1")
+
+
+# --- Allen Brain Observatory per-unit metrics (mouse, Neuropixels) -----------------------------------
+
+ALLEN_METRICS_FILE = "brain_observatory_1.1_analysis_metrics.csv"
+ALLEN_CITATION = ("Siegle JH, Jia X, Durand S, et al. (2021) Survey of spiking in the mouse visual system reveals "
+                  "functional hierarchy. Nature 592:86-92. doi:10.1038/s41586-020-03171-x (Allen Brain Observatory "
+                  f"Visual Coding Neuropixels, {ALLEN_METRICS_FILE})")
+ALLEN_AREA_COLUMNS = ("ecephys_structure_acronym", "area")  # the file's name for the area, and a short one
+
+
+class AllenMetricsError(ValueError):
+    """The Allen metrics table is unreadable or lacks a column."""
+
+
+@functools.cache
+def _allen_table(path: str) -> dict[str, list[str]]:
+    import csv
+
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise AllenMetricsError(f"cannot read the Allen metrics table {path} ({err}): give the "
+                                f"{ALLEN_METRICS_FILE} that python -m neural_fitting.allen_metrics downloads") from err
+    columns = rows[0].keys() if rows else []
+    area = next((c for c in ALLEN_AREA_COLUMNS if c in columns), None)
+    if area is None:
+        raise AllenMetricsError(f"the Allen metrics table {path} has no area column "
+                                f"({' or '.join(ALLEN_AREA_COLUMNS)}) or no rows: give the {ALLEN_METRICS_FILE} "
+                                "of the Allen Brain Observatory")
+    return {name: [row[name] for row in rows] for name in columns} | {"__area__": [row[area] for row in rows]}
+
+
+def allen_unit_metric(path, metric: str, area: str) -> Samples:
+    """One per-unit metric of the Allen Brain Observatory Neuropixels table
+    (e.g. ``g_osi_dg``, ``g_dsi_dg``, ``f1_f0_dg``, ``pref_sf_sg``) over the
+    units of one visual ``area`` (``VISp``, ``VISl``, ...), blanks and NaN
+    dropped (units the metric is undefined for). ``AllenMetricsError`` for an
+    unreadable table or a missing column."""
+    table = _allen_table(str(path))
+    if metric not in table:
+        raise AllenMetricsError(f"the Allen metrics table {path} has no column {metric!r}: give the "
+                                f"{ALLEN_METRICS_FILE} of the Allen Brain Observatory")
+    try:
+        values = np.array([float(v) if v.strip() else np.nan
+                           for v, a in zip(table[metric], table["__area__"]) if a == area], dtype=float)
+    except ValueError as err:
+        raise AllenMetricsError(f"column {metric!r} of the Allen metrics table {path} holds a non-number ({err}): "
+                                f"give the {ALLEN_METRICS_FILE} of the Allen Brain Observatory") from err
+    return Samples(values[np.isfinite(values)], f"mouse {area} (Allen Brain Observatory)", ALLEN_CITATION)

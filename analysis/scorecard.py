@@ -188,10 +188,10 @@ def score_values(values, ref: Reference, n_bootstrap: int = N_BOOTSTRAP,
 # --- per-unit model values from a unit table ------------------------------------------------------
 
 def responsive(table: dict) -> np.ndarray:
-    """Units (bool, (n,)) with a positive mean response to their best grating:
-    the model's stand-in for Brain-Score's "responds > 5 spikes/s"."""
-    best = np.asarray(table.get("max_mean_grating_response", np.full(len(table["hidden_unit_index"]), np.nan)), float)
-    return np.nan_to_num(best, nan=0.0) > 0
+    """Units (bool, (n,)) with a positive mean response to their best grating
+    (``max_mean_grating_response``; NaN counts as silent): the model's
+    stand-in for Brain-Score's "responds > 5 spikes/s"."""
+    return np.nan_to_num(np.asarray(table["max_mean_grating_response"], float), nan=0.0) > 0
 
 
 def _preferences(table: dict, keep: np.ndarray) -> dict:
@@ -224,13 +224,25 @@ def _group(model: ModelData, group: int, *fields: str) -> dict | None:
     return model.units[group]
 
 
-def _sf_tuning(model: ModelData) -> dict | None:
+def _responsive_tuning(model: ModelData) -> tuple[np.ndarray, dict] | None:
+    """G1's responsive units: their mean grating responses (n, n_sf, n_dir, n_tf) and preferences."""
     table = _group(model, 0, "mean_grating_responses", "preferred_index", "max_mean_grating_response")
     if table is None:
         return None
     keep = responsive(table)
-    curves = tuning.spatial_frequency_curves(np.asarray(table["mean_grating_responses"])[keep], _preferences(table, keep))
-    return tuning.spatial_frequency_tuning(curves, model.grid["sf"])
+    return np.asarray(table["mean_grating_responses"])[keep], _preferences(table, keep)
+
+
+def _sf_tuning(model: ModelData) -> dict | None:
+    found = _responsive_tuning(model)
+    if found is None:
+        return None
+    return tuning.spatial_frequency_tuning(tuning.spatial_frequency_curves(*found), model.grid["sf"])
+
+
+def _peak_sf_degrees(model: ModelData, settings: ScorecardSettings) -> np.ndarray | None:
+    sf = _sf_tuning(model)
+    return None if sf is None else sf["peak_sf"] / settings.degrees_per_pixel
 
 
 def _size_tuning(model: ModelData, field: str, settings: ScorecardSettings) -> np.ndarray | None:
@@ -242,12 +254,9 @@ def _size_tuning(model: ModelData, field: str, settings: ScorecardSettings) -> n
     return extents[field] * settings.degrees_per_pixel
 
 
-def _direction_curves(model: ModelData) -> np.ndarray | None:
-    table = _group(model, 0, "mean_grating_responses", "preferred_index", "max_mean_grating_response")
-    if table is None:
-        return None
-    keep = responsive(table)
-    return tuning.direction_curves(np.asarray(table["mean_grating_responses"])[keep], _preferences(table, keep))
+def _orientation_bandwidth(model: ModelData, settings: ScorecardSettings) -> np.ndarray | None:
+    found = _responsive_tuning(model)
+    return None if found is None else tuning.orientation_bandwidth(tuning.direction_curves(*found))
 
 
 def _field(group: int, name: str, transform: Callable[[np.ndarray], np.ndarray] = lambda x: x):
@@ -341,7 +350,8 @@ SI_BINS = np.arange(0.0, 111.0, 10.0)  # %, the report's SI histogram bins (Nass
 
 _G1_RESPONSIVE = "G1 units kept by the RWA with a positive mean response to their best drifting grating"
 _SF_SOURCE = (f"{_G1_RESPONSIVE}; mean response over the grid's SFs at the preferred direction and TF (F0, no blank "
-              "subtracted), smoothed and spline-interpolated in log2 SF (virtual_physiology.tuning.spatial_frequency_tuning)")
+              "subtracted), smoothed and spline-interpolated in log2 SF "
+              "(virtual_physiology.tuning.spatial_frequency_tuning)")
 _SIZE_SOURCE = ("G1 size-tuning curves (surround stage), aperture diameters 2r px x degrees_per_pixel, "
                 "defined where SSI > 0.1 (virtual_physiology.surround.size_tuning_extents)")
 
@@ -349,14 +359,13 @@ for _prop in (
     Property("preferred_orientation", "preferred orientation (deg)", 0, _preferred_orientation,
              _marques("preferred_orientation"),
              f"{_G1_RESPONSIVE}; preferred drifting direction - 90 deg, modulo 180"),
-    Property("peak_sf", "peak spatial frequency (c/deg)", 0,
-             lambda m, s: None if (t := _sf_tuning(m)) is None else t["peak_sf"] / s.degrees_per_pixel,
-             _marques("peak_sf"), _SF_SOURCE, in_degrees=True),
+    Property("peak_sf", "peak spatial frequency (c/deg)", 0, _peak_sf_degrees, _marques("peak_sf"), _SF_SOURCE,
+             in_degrees=True),
     Property("sf_selective", "SF selective (fraction)", 0,
-             lambda m, s: None if (t := _sf_tuning(m)) is None else t["sf_selective"],
+             lambda m, s: None if (sf := _sf_tuning(m)) is None else sf["sf_selective"],
              _marques("sf_selective"), _SF_SOURCE + "; selective = both 0.707 cut-offs inside the tested range"),
     Property("sf_bandwidth", "SF bandwidth (100 low/high cut-off)", 0,
-             lambda m, s: None if (t := _sf_tuning(m)) is None else t["sf_bandwidth_ratio"],
+             lambda m, s: None if (sf := _sf_tuning(m)) is None else sf["sf_bandwidth_ratio"],
              _marques("sf_bandwidth"), _SF_SOURCE + "; NaN (drawn, not histogrammed) for non-selective units"),
     Property("surround_suppression_index", "surround suppression index", 0,
              _field(0, "surround_suppression_index", lambda si: si / 100),
@@ -368,7 +377,7 @@ for _prop in (
              lambda m, s: _size_tuning(m, "surround_diameter", s),
              _marques("surround_diameter"), _SIZE_SOURCE, in_degrees=True),
     Property("orientation_bandwidth", "orientation bandwidth (deg)", 0,
-             lambda m, s: None if (c := _direction_curves(m)) is None else tuning.orientation_bandwidth(c),
+             _orientation_bandwidth,
              _samples(lambda: reference.ringach2002("bandwidth"), BANDWIDTH_BINS),
              f"{_G1_RESPONSIVE}; half-width at 1/sqrt(2) of the orientation curve at the preferred SF and TF "
              "(NaN, drawn, for untuned units)"),
@@ -385,7 +394,8 @@ for _prop in (
     Property("f1_f0_v2", "F1/F0, G2 vs V2 (Levitt)", 1, _f1_f0(1), _levitt_v2,
              "G2 F1/F0 (as G1); the V2 data are proportions without n: raw similarity only, no ceiling"),
     Property("pattern_index_v1", "pattern index, G1 vs V1", 0, _field(0, "plaid_pattern_index"),
-             _samples(lambda: reference.pattern_index("V1"), PATTERN_INDEX_BINS), "G1 plaid pattern index (plaid stage)"),
+             _samples(lambda: reference.pattern_index("V1"), PATTERN_INDEX_BINS),
+             "G1 plaid pattern index (plaid stage)"),
     Property("pattern_index_v2", "pattern index, G2 vs V2", 1, _field(1, "plaid_pattern_index"),
              _samples(lambda: reference.pattern_index("V2"), PATTERN_INDEX_BINS), "G2 plaid pattern index"),
     Property("pattern_index_mt", "pattern index, G3 vs MT", 2, _field(2, "plaid_pattern_index"),
@@ -409,15 +419,14 @@ for _prop in (
 # --- scorecards ----------------------------------------------------------------------------------------
 
 def scorecard(model: ModelData, settings: ScorecardSettings = ScorecardSettings(),
-              properties=None) -> dict[str, PropertyScore | None]:
-    """Every registered property (or those named in ``properties``) of one
-    model: {name: PropertyScore, or None where the model lacks the
-    measurement or no unit has a value}. Each property's draws use their own
-    generator seeded from ``settings.seed``, so a score does not depend on
+              properties: dict[str, Property] | None = None) -> dict[str, PropertyScore | None]:
+    """The ``properties`` (default: every registered one) of one model:
+    {name: PropertyScore, or None where the model lacks the measurement or
+    no unit has a value}. Each property's draws use their own generator
+    seeded from ``settings.seed`` and its name, so a score does not depend on
     which other properties were scored."""
     out = {}
-    for name in properties or PROPERTIES:
-        prop = PROPERTIES[name]
+    for name, prop in (PROPERTIES if properties is None else properties).items():
         values = prop.values(model, settings)
         rng = np.random.default_rng([settings.seed, zlib.crc32(name.encode())])
         out[name] = None if values is None else score_values(values, prop.reference(), settings.n_bootstrap, rng)
@@ -425,13 +434,51 @@ def scorecard(model: ModelData, settings: ScorecardSettings = ScorecardSettings(
 
 
 def degrees_per_pixel_sensitivity(model: ModelData, degrees_per_pixel=(0.1, 0.2, 0.4, 0.8),
-                                  settings: ScorecardSettings = ScorecardSettings()) -> dict[str, dict[float, float]]:
-    """How the scores of the properties in degrees move with the one unit
-    assumption: {property name: {degrees per pixel: score (NaN if none)}}."""
-    names = [name for name, prop in PROPERTIES.items() if prop.in_degrees]
-    out = {name: {} for name in names}
+                                  settings: ScorecardSettings = ScorecardSettings(),
+                                  properties: dict[str, Property] | None = None) -> dict[str, dict[float, float]]:
+    """How the scores of the properties in degrees (of ``properties``, default
+    every registered one) move with the one unit assumption: {property name:
+    {degrees per pixel: score (NaN if none)}}."""
+    in_degrees = {name: prop for name, prop in (PROPERTIES if properties is None else properties).items()
+                  if prop.in_degrees}
+    out = {name: {} for name in in_degrees}
     for dpp in degrees_per_pixel:
-        scores = scorecard(model, ScorecardSettings(**dict(asdict(settings), degrees_per_pixel=float(dpp))), names)
-        for name in names:
+        scores = scorecard(model, ScorecardSettings(**dict(asdict(settings), degrees_per_pixel=float(dpp))), in_degrees)
+        for name in in_degrees:
             out[name][float(dpp)] = scores[name].score if scores[name] is not None else float("nan")
+    return out
+
+
+# --- the mouse reference: Allen Brain Observatory per-unit metrics ------------------------------------
+
+ALLEN_SF_BINS = np.array([0.02, 0.04, 0.08, 0.16, 0.32, 0.64]) * 2 ** -0.5  # one octave bin per Allen static SF
+ALLEN_AREA_OF_GROUP = {0: "VISp"}  # the area each group is compared with (the peak SF row reads G1 only)
+
+
+def allen_properties(path) -> dict[str, Property]:
+    """Scorecard rows against the mouse units of the Allen Brain Observatory
+    metrics table at ``path`` (``reference.allen_unit_metric``): global OSI,
+    global DSI, F1/F0 (drifting gratings) and preferred SF (static gratings,
+    c/deg) of G1 against VISp. Not registered: pass them to ``scorecard``
+    beside ``PROPERTIES``. Reading the table is deferred to the first score."""
+    def allen(metric: str, area: str, bins) -> Callable[[], Reference]:
+        return lambda: Reference.from_samples(reference.allen_unit_metric(path, metric, area), bins)
+
+    out = {}
+    for group, area in ALLEN_AREA_OF_GROUP.items():
+        g = f"G{group + 1}"
+        source = "the Allen Brain Observatory's definition, at the preferred SF and TF"
+        for prop in (
+            Property(f"allen_global_osi_{area}", f"global OSI, {g} vs mouse {area}", group,
+                     _field(group, "global_OSI"), allen("g_osi_dg", area, CIRCULAR_VARIANCE_BINS),
+                     f"{g} vector-sum OSI over directions ({source})"),
+            Property(f"allen_global_dsi_{area}", f"global DSI, {g} vs mouse {area}", group,
+                     _field(group, "global_DSI"), allen("g_dsi_dg", area, CIRCULAR_VARIANCE_BINS),
+                     f"{g} vector-sum DSI over directions ({source})"),
+            Property(f"allen_f1_f0_{area}", f"F1/F0, {g} vs mouse {area}", group, _f1_f0(group),
+                     allen("f1_f0_dg", area, F1_F0_BINS), f"{g} F1/F0 at the preferred grating (curve_fit variant)"),
+            Property(f"allen_pref_sf_{area}", f"peak SF (c/deg), G1 vs mouse {area}", 0, _peak_sf_degrees,
+                     allen("pref_sf_sg", area, ALLEN_SF_BINS), _SF_SOURCE, in_degrees=True),
+        ):
+            out[prop.name] = prop
     return out

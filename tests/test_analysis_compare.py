@@ -48,9 +48,9 @@ def zoo(tmp_path_factory):
         values = pi[g1]
         values[finite] = quantiles
         pi[g1] = values
-    columns = compare.compare([full, other])
-    return dict(root=root, full=full, other=other, columns=columns,
-                markdown=compare.write_comparison(columns, scorecard.ScorecardSettings(), root / "out"))
+    comparison = compare.compare([full, other])
+    return dict(root=root, full=full, other=other, comparison=comparison, columns=comparison.columns,
+                markdown=compare.write_comparison(comparison, root / "out"))
 
 
 def test_every_property_is_a_row_with_a_cell_per_model(zoo):
@@ -73,12 +73,12 @@ def test_a_model_without_feedback_is_n_a_where_feedback_is_removed(zoo):
 
 def test_the_best_model_is_marked_and_the_means_cover_the_shared_rows(zoo):
     """The feedforward copy's G1 pattern indices are V1's quantiles: it wins that row."""
-    assert compare.best_models(zoo["columns"], "pattern_index_v1") == {"feedforward"}
+    assert compare.best_models(zoo["comparison"], "pattern_index_v1") == {"feedforward"}
     row = next(line for line in zoo["markdown"].splitlines() if line.startswith("| pattern index, G1 vs V1 |"))
     assert row.split("|")[4].strip().startswith("**") and not row.split("|")[3].strip().startswith("**")
-    common = compare.common_properties(zoo["columns"])
+    common = compare.common_properties(zoo["comparison"])
     assert "si_mouse_no_feedback" not in common and "f1_f0_v2" not in common and "circular_variance" in common
-    means = compare.model_means(zoo["columns"])
+    means = compare.model_means(zoo["comparison"])
     full = zoo["columns"][0]
     assert means["run"] == pytest.approx(np.mean([full.scores[n].score for n in common]))
 
@@ -165,3 +165,20 @@ def test_one_cell_recomputed_from_the_shipped_12x12_model(tmp_path):
         data.artefact.close()
     assert column.scores["circular_variance"] == expected
     assert 0 < expected.score <= 1.1 and expected.n_units > 150
+
+
+def test_allen_metrics_add_mouse_rows_and_a_bad_table_is_one_line(zoo, tmp_path):
+    good = tmp_path / "metrics.csv"
+    good.write_text("ecephys_unit_id,ecephys_structure_acronym,g_osi_dg,g_dsi_dg,pref_sf_sg,f1_f0_dg\n"
+                    "1,VISp,0.5,0.1,0.04,0.3\n2,VISp,0.2,0.3,0.08,1.2\n3,VISp,0.3,0.2,0.02,0.8\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("unit_id,g_osi_dg\n1,0.4\n")
+    run = lambda csv, out: subprocess.run(
+        [sys.executable, "-m", "analysis.compare", str(zoo["full"]), "--allen-metrics", str(csv), "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    done = run(good, tmp_path / "good")
+    assert done.returncode == 0, done.stderr
+    assert "| global OSI, G1 vs mouse VISp | mouse VISp (Allen Brain Observatory) |" in done.stdout
+    failed = run(bad, tmp_path / "bad")
+    assert failed.returncode == 2 and "no area column" in failed.stderr and len(failed.stderr.splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

@@ -97,7 +97,8 @@ def _tiny_model() -> scorecard.ModelData:
 
 def test_a_score_does_not_depend_on_the_other_rows():
     model = _tiny_model()
-    assert scorecard.scorecard(model, properties=["circular_variance"])["circular_variance"] == \
+    only = {"circular_variance": scorecard.PROPERTIES["circular_variance"]}
+    assert scorecard.scorecard(model, properties=only)["circular_variance"] == \
         scorecard.scorecard(model)["circular_variance"]
 
 
@@ -115,3 +116,24 @@ def test_old_artefacts_get_global_indices_derived_from_the_tuning_curves(tmp_pat
                 np.testing.assert_allclose(derived.units[g][name], new.units[g][name], rtol=1e-6)
     finally:
         new.artefact.close(), derived.artefact.close()
+
+
+def test_a_registered_property_becomes_a_row_of_the_comparison(tmp_path):
+    """A toy row: G1's best mean grating response against a made-up
+    histogram; registered, it is scored and printed by analysis.compare."""
+    from analysis import compare
+
+    toy = scorecard.Property(
+        "toy_best_response", "best grating response (toy)", 0,
+        lambda model, settings: np.asarray(model.units[0]["max_mean_grating_response"], float),
+        lambda: scorecard.Reference(np.linspace(0, 2, 5), np.array([5.0, 10, 10, 5]), 30, "toy data", "nobody (2026)"),
+        "G1 max_mean_grating_response")
+    scorecard.register(toy)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            scorecard.register(toy)
+        markdown = compare.write_comparison(compare.compare([tiny_run()["artefact"]]), tmp_path)
+    finally:
+        del scorecard.PROPERTIES["toy_best_response"]
+    row = next(line for line in markdown.splitlines() if line.startswith("| best grating response (toy) |"))
+    assert "| toy data |" in row and "n=12" in row

@@ -128,7 +128,8 @@ def size_tuning_extents(curves: np.ndarray, radii=APERTURE_RADII) -> dict[str, n
         defined = valid & (peak > 0) & ((peak - largest) / peak > STRONGLY_SUPPRESSED)
     reached = safe >= GSF_LEVEL * peak[:, None]
     index = np.arange(curves.shape[1])
-    plateau = (safe <= (largest + SURROUND_PLATEAU_TOLERANCE * np.abs(largest))[:, None]) & (index > peak_index[:, None])
+    near_plateau = safe <= (largest + SURROUND_PLATEAU_TOLERANCE * np.abs(largest))[:, None]
+    plateau = near_plateau & (index > peak_index[:, None])
     surround_index = np.where(plateau, index, curves.shape[1] - 1).min(axis=1)
     return dict(grating_summation_field=np.where(defined, diameters[reached.argmax(axis=1)], np.nan),
                 surround_diameter=np.where(defined, diameters[surround_index], np.nan))
