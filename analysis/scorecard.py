@@ -146,7 +146,8 @@ class Reference:
 def ceiling(ref: Reference, n_bootstrap: int = N_BOOTSTRAP, rng: np.random.Generator | None = None) -> float:
     """The data's similarity to itself: mean over ``n_bootstrap`` resamples of
     its ``n_draw`` rows of ``ks_similarity`` to its own histogram (Brain-Score's
-    NeuronalPropertyCeiling). NaN when the data's n is unknown."""
+    NeuronalPropertyCeiling; ``rng`` default: seed 0). NaN when the data's n
+    is unknown."""
     if ref.n_draw is None:
         return float("nan")
     rng = np.random.default_rng(0) if rng is None else rng
@@ -172,7 +173,10 @@ class PropertyScore:
 def score_values(values, ref: Reference, n_bootstrap: int = N_BOOTSTRAP,
                  rng: np.random.Generator | None = None) -> PropertyScore | None:
     """Score per-unit model ``values`` (n,) (NaN = a unit without the property,
-    drawn as an undefined row) against ``ref``. None when no unit has a value."""
+    drawn as an undefined row) against ``ref``, drawing from ``rng``. The
+    ceiling is the stated one or ``ceiling(ref)`` with its own fixed seed, so
+    every model of a comparison is divided by the same number. None when no
+    unit has a value."""
     values = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(values).any():
         return None
@@ -180,7 +184,7 @@ def score_values(values, ref: Reference, n_bootstrap: int = N_BOOTSTRAP,
     similarities = draw_similarities(bin_index(values, ref.bins), ref.proportions, ref.n_draw or len(values),
                                      n_bootstrap, rng)
     raw, raw_sd = _summarise(similarities)
-    ceil = ref.stated_ceiling if ref.stated_ceiling is not None else ceiling(ref, n_bootstrap, rng)
+    ceil = ref.stated_ceiling if ref.stated_ceiling is not None else ceiling(ref, n_bootstrap)
     return PropertyScore(raw=raw, raw_sd=raw_sd, ceiling=ceil, score=raw / ceil, spread=raw_sd / ceil,
                          n_units=int(np.isfinite(values).sum()), n_rows=len(values))
 

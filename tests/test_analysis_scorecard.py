@@ -137,3 +137,10 @@ def test_a_registered_property_becomes_a_row_of_the_comparison(tmp_path):
         del scorecard.PROPERTIES["toy_best_response"]
     row = next(line for line in markdown.splitlines() if line.startswith("| best grating response (toy) |"))
     assert "| toy data |" in row and "n=12" in row
+
+
+def test_every_model_is_divided_by_the_same_ceiling():
+    ref = scorecard.PROPERTIES["si_mouse"].reference()
+    a = scorecard.score_values(np.linspace(0, 90, 40), ref, rng=np.random.default_rng(3))
+    b = scorecard.score_values(np.linspace(10, 50, 7), ref, rng=np.random.default_rng(4))
+    assert a.ceiling == b.ceiling == scorecard.ceiling(ref)
