@@ -151,7 +151,9 @@ def model_column(artefact, settings: scorecard.ScorecardSettings,
     try:
         vp = data.artefact
         model = scorecard.ModelData(data.units, vp.grid)
-        label = Path(vp.checkpoint["path"]).name + ("" if vp.ablation == "none" else f" ({vp.ablation})")
+        checkpoint = Path(vp.checkpoint["path"])
+        run = checkpoint.parent if checkpoint.suffix in (".safetensors", ".pt") else checkpoint  # a weights file's folder
+        label = run.name + ("" if vp.ablation == "none" else f" ({vp.ablation})")
         recipe, steps = training_record(vp.metadata["model"].get("config", {}))
         return ModelColumn(label=label, artefact=str(artefact), recipe=recipe, steps=steps,
                            scores=scorecard.scorecard(model, settings, properties),
