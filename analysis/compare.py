@@ -264,6 +264,17 @@ def _sensitivity_rows(comparison: Comparison) -> list[list[str]]:
     return rows
 
 
+def budget_note(columns: list[ModelColumn]) -> str:
+    """Whether every model saw the same data file for the same number of
+    optimizer steps: the comparison is fair only then."""
+    budgets = {(c.recipe.get("dataset"), c.steps) for c in columns}
+    if len(budgets) == 1 and None not in next(iter(budgets)):
+        dataset, steps = next(iter(budgets))
+        return f"Every model was trained on {dataset} for {steps:,} optimizer steps."
+    return ("The models differ in training data or steps (or do not record them): see the last table; "
+            "differences between columns may come from the budget, not the model.")
+
+
 def _recipe_rows(columns: list[ModelColumn]) -> list[list[str]]:
     rows = [["artefact", *[c.artefact for c in columns]],
             ["optimizer steps", *["n/a" if c.steps is None else f"{c.steps:,}" for c in columns]]]
@@ -289,6 +300,7 @@ def render_markdown(comparison: Comparison) -> str:
         "## Scores in degrees against the degrees-per-pixel assumption",
         _markdown_table(["property", "deg/px", *labels], _sensitivity_rows(comparison)),
         "## Data recipe and training",
+        budget_note(columns),
         _markdown_table(["", *labels], _recipe_rows(columns)),
     ]) + "\n"
 
@@ -320,7 +332,8 @@ def render_html(comparison: Comparison) -> str:
         "<h2>The paper's claims, measured</h2>", _html_table(["claim", *labels], _claim_rows(columns)),
         "<h2>Scores in degrees against the degrees-per-pixel assumption</h2>",
         _html_table(["property", "deg/px", *labels], _sensitivity_rows(comparison)),
-        "<h2>Data recipe and training</h2>", _html_table(["", *labels], _recipe_rows(columns)),
+        "<h2>Data recipe and training</h2>", f"<p>{html.escape(budget_note(columns))}</p>",
+        _html_table(["", *labels], _recipe_rows(columns)),
         "<h2>How each property is measured, and its data</h2>",
         _html_table(["property", "model values", "data"], sources),
         "</body></html>",

@@ -94,6 +94,9 @@ def test_recipe_and_steps_come_from_the_recorded_config(zoo):
     full, feedforward = zoo["columns"]
     assert feedforward.steps == 10 * 3 and feedforward.recipe["frame_shape"] == [8, 8]
     assert "| optimizer steps | n/a | 30 |" in zoo["markdown"]
+    assert "The models differ in training data or steps" in zoo["markdown"]
+    same = compare.ModelColumn("a", "a.h5", {"dataset": "clips.npy"}, 20_000, {}, {}, {})
+    assert compare.budget_note([same, same]) == "Every model was trained on clips.npy for 20,000 optimizer steps."
 
 
 def test_the_page_is_offline_and_holds_the_tables(zoo):
