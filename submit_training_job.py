@@ -43,7 +43,7 @@ from models.run_dir import RunDir
 from models.training import StoppedBySignal
 from models.training_config import (TrainConfig, add_config_arguments, config_for, create_run_dir, find_resume_state,
                                     preflight, run_name)
-from train import train
+from train import receptive_field_monitor, train
 from utils import UserInputError, run_cli
 
 ROOT = Path(__file__).resolve().parent
@@ -233,7 +233,8 @@ def run_batched(jobs, args) -> list[Path]:
     """Every job as one batched computation in this process (models.batched)."""
     from models.batched import sweep_jobs, train_batched
 
-    run_dirs = train_batched(sweep_jobs(jobs, args))
+    sweep = sweep_jobs(jobs, args)
+    run_dirs = train_batched(sweep, monitor=receptive_field_monitor(sweep[0][0]))
     for run_dir in run_dirs:
         print(f"run folder: {run_dir}")
     return run_dirs

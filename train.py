@@ -33,13 +33,30 @@ from tqdm.auto import tqdm
 from data.dataset import ClipSource, fits_on
 from models.cuda_graph import GraphedTrainStep
 from models.run_dir import RunDir
-from models.training import (RunWriter, StoppedBySignal, StopRequest, TrainingDiverged, TrainState, any_rank,
-                             append_row, divergence, format_means, init_distributed, make_optimizer,
-                             monitor_receptive_fields, new_history, resumed_state, train_step, validate,
-                             validation_generator)
+from models.training import (Monitor, RunWriter, StoppedBySignal, StopRequest, TrainingDiverged, TrainState,
+                             any_rank, append_row, divergence, format_means, init_distributed, make_optimizer,
+                             new_history, resumed_state, run_monitor, train_step, validate, validation_generator)
 from models.training_config import TrainConfig, checked_data, checked_model, config_for, create_run_dir, set_arithmetic
 from models.training_config import build_parser as _config_parser
 from utils import UserInputError, keep_freed_memory, run_cli, seed_everything
+from virtual_physiology.rf_summary import monitor_line, monitor_row
+
+
+# -------------------------------------------------------------------------------------------
+# The receptive-field monitor: built here, where the commands meet the probes, and handed to
+# the training loop (models/ measures nothing itself: docs/architecture.md, "Layers")
+# -------------------------------------------------------------------------------------------
+def receptive_field_monitor(cfg: TrainConfig) -> Monitor | None:
+    """The ``--rf-monitor-every`` check (``rf_summary.monitor_row`` from
+    ``--rf-monitor-clips`` white-noise clips, and its log line), or None when off."""
+    if not cfg.rf_monitor_every:
+        return None
+
+    def monitor(model, clips, run_cfg: TrainConfig) -> tuple[dict, str]:
+        row = monitor_row(model, clips, run_cfg.warmup, n_clips=run_cfg.rf_monitor_clips)
+        return row, monitor_line(row)
+
+    return monitor
 
 
 # -------------------------------------------------------------------------------------------
@@ -58,6 +75,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     seed_everything(cfg.seed)
     model = checked_model(cfg, clips.shape[1], data_path).to(device)
     backend = set_arithmetic(model, cfg, device)
+    monitor = receptive_field_monitor(cfg)
     components = ["L1"] + [f"mse{g}" for g in range(len(cfg.hidden_units))]
     if cfg.cuda_graph and (device.type != "cuda" or world > 1):
         raise UserInputError(f"--cuda-graph captures one process's steps on a GPU, and this run has {world} "
@@ -159,8 +177,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 append_row(state.history["validation"], state.epoch, val_means)
                 line += " | validation " + format_means(val_means)
             if cfg.rf_monitor_every and state.epoch % cfg.rf_monitor_every == 0 and rank == 0:
-                line += " | " + monitor_receptive_fields(model, clips, cfg, state.history, state.epoch,
-                                                         state.global_step)
+                line += " | " + run_monitor(monitor, model, clips, cfg, state.history, state.epoch,
+                                            state.global_step)
             out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
             stop_if_diverged(means, val_means)
             bar.set_postfix(epoch=state.epoch, loss=f"{means['loss']:.4f}", mse0=f"{means['mse0']:.4f}")

@@ -19,22 +19,22 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from virtual_physiology.gabor import original_gabor
+
 SHORT_RANGE = (0.0, 2.5)
 LONG_RANGE = (5.0, 9.166)
 
 
 def select_units(gabor_r, gabor_params, n_excitatory: int, r_min: float = 0.7, log_variance_min: float = 0.5):
     """Units the original keeps: excitatory (index < n_excitatory), Gabor fit
-    r > r_min and both envelope log-variances (gabor_params[:, 4:6]) > 0.5.
+    r > r_min and both envelope log-variances (gabor_params[:, 4:6]) > 0.5
+    (``virtual_physiology.gabor.original_gabor`` without its centre-in-frame test).
 
     gabor_r: (n,); gabor_params: (n, 8) in the original's order
     (amplitude, x, y, theta, log var x, log var y, log k, phase). nan fails.
     Returns a bool mask (n,).
     """
-    gabor_r = np.asarray(gabor_r, float)
-    params = np.asarray(gabor_params, float)
-    with np.errstate(invalid="ignore"):
-        keep = (gabor_r > r_min) & (params[:, 4] > log_variance_min) & (params[:, 5] > log_variance_min)
+    keep = original_gabor(gabor_params, gabor_r, min_r=r_min, min_log_variance=log_variance_min)
     keep[n_excitatory:] = False
     return keep
 

@@ -1,4 +1,5 @@
-"""Prediction quality: next-frame error on held-out clips and multi-frame
+"""Prediction quality: next-frame error on held-out clips (``virtual_physiology.prediction``,
+re-exported here) and multi-frame
 rollouts on moving bars, as the original's mse notebook with its fixes
 (docs/faithfulness.md, "Prediction-error baselines").
 
@@ -17,6 +18,7 @@ from scipy import ndimage
 from data.dataset import load_clips, split_indices
 from models.base import ProbeableModel
 from utils import UserInputError
+from virtual_physiology.prediction import next_frame_errors, temporal_offset  # noqa: F401 (this module's API)
 
 
 def split_clips(path, frame_shape, split: str, max_clips: int | None = None, min_frames: int = 6) -> np.ndarray:
@@ -28,40 +30,6 @@ def split_clips(path, frame_shape, split: str, max_clips: int | None = None, min
     train, validation = split_indices(len(clips))
     index = {"validation": validation, "train": train, "full": np.arange(len(clips))}[split]
     return np.asarray(clips[index[:max_clips]], dtype=np.float32)
-
-
-def temporal_offset(model) -> int:
-    """How many frames ahead the model's readout predicts (``ProbeableModel.temporal_offset``:
-    1 unless its loss says otherwise)."""
-    return int(model.temporal_offset)
-
-
-@torch.no_grad()
-def next_frame_errors(model: ProbeableModel, clips, warmup: int = 4, batch_size: int = 200) -> dict[str, np.ndarray]:
-    """Per-clip mean squared error of the model's next-frame prediction and of
-    copying the last frame, on the same targets.
-
-    clips: (N, T, P), noise-free. Targets are frames t + offset for
-    t = warmup .. T - 1 - offset; the model predicts them from frames <= t,
-    the baseline copies frame t + offset - 1 (the last frame seen; for
-    offset 0 it has nothing to copy and is nan). Returns 'model' and
-    'copy_last', each (N,).
-    """
-    clips = torch.as_tensor(np.asarray(clips, np.float32))
-    offset, n_pixels = temporal_offset(model), model.n_pixels
-    T = clips.shape[1]
-    if T - offset <= warmup:
-        raise UserInputError(f"clips of {T} frames leave nothing to score after warm-up {warmup}: use longer clips")
-    steps = slice(warmup, T - offset)
-    targets = clips[:, warmup + offset:]
-    errors = []
-    for chunk in torch.split(clips, batch_size):
-        pred = model(chunk.to(model.device))[0][:, steps, :n_pixels].cpu()
-        errors.append(((pred - targets[: len(chunk)]) ** 2).mean(dim=(1, 2)))
-        targets = targets[len(chunk):]
-    copy = (((clips[:, warmup + offset - 1:T - 1] - clips[:, warmup + offset:]) ** 2).mean(dim=(1, 2))
-            if offset > 0 else torch.full((clips.shape[0],), float("nan")))
-    return dict(model=torch.cat(errors).numpy(), copy_last=copy.numpy())
 
 
 def moving_bar(angle_deg: float, n_frames: int, frame_shape=(20, 20), bar_width: int = 3, speed: float = 1.0,

@@ -49,8 +49,8 @@ from losses import LOSSES, offset_mse_loss
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from models.recurrence import LinearInTF32, recurrence_blocks, tf32_products
 from models.run_dir import RunDir
-from models.training import (RunWriter, StopRequest, TrainingDiverged, TrainState, append_row, divergence, format_means,
-                             learning_rate, monitor_receptive_fields, new_history, resumed_state, validate,
+from models.training import (Monitor, RunWriter, StopRequest, TrainingDiverged, TrainState, append_row, divergence,
+                             format_means, learning_rate, new_history, resumed_state, run_monitor, validate,
                              validation_generator)
 from models.training_config import (check_same_dataset, checked_data, checked_model, config_for, create_run_dir,
                                     read_run_config, set_arithmetic)
@@ -371,9 +371,10 @@ def sweep_jobs(jobs: list, args: argparse.Namespace) -> list:
     return [config_for(argparse.Namespace(**{**overrides, "path": str(run_dir.parent / name)})) for name in names]
 
 
-def train_batched(jobs: list, progress: bool = True) -> list[Path]:
+def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = None) -> list[Path]:
     """Train (or resume) the runs ``jobs`` = [(TrainConfig, state file or None)]
-    as one stack; returns their run folders, in order. Every run gets its own folder,
+    as one stack; returns their run folders, in order. ``monitor`` measures each
+    run every ``rf_monitor_every`` epochs (train.py's ``receptive_field_monitor``). Every run gets its own folder,
     log, config.json (with ``batched_sweep``: the folder names of all K runs),
     weights and train.py-format resume states, all written at the same steps."""
 
@@ -504,7 +505,7 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
 
             all_means = (sums / n_batches).tolist()  # one host sync per epoch
             validating = epoch % first.validate_every == 0
-            monitoring = first.rf_monitor_every and epoch % first.rf_monitor_every == 0
+            monitoring = monitor is not None and first.rf_monitor_every and epoch % first.rf_monitor_every == 0
             if validating or monitoring:
                 sync_models()
             for k, run in enumerate(runs):
@@ -519,8 +520,8 @@ def train_batched(jobs: list, progress: bool = True) -> list[Path]:
                     append_row(run.state.history["validation"], epoch, val_means)
                     line += " | validation " + format_means(val_means)
                 if monitoring:
-                    line += " | " + monitor_receptive_fields(run.state.model, clips, run.cfg, run.state.history,
-                                                                   epoch, global_step)
+                    line += " | " + run_monitor(monitor, run.state.model, clips, run.cfg, run.state.history,
+                                                epoch, global_step)
                 run.out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
                 stop_if_diverged(k, means, val_means)
             bar.set_postfix(epoch=epoch, loss=f"{min(m[0] for m in all_means):.4f} (best)")

@@ -16,7 +16,9 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -282,7 +284,7 @@ def format_means(means: dict) -> str:
 
 def save_loss_curve(run_dir: Path, history: dict) -> None:
     """One log-scale panel per loss component (train and validation against epoch),
-    then, if the history has receptive-field monitor rows, their two panels; a PNG
+    then, if the history has monitor rows, their panels (``plot_monitor``); a PNG
     written atomically to the run folder's loss_curve.png."""
     import matplotlib
 
@@ -291,7 +293,8 @@ def save_loss_curve(run_dir: Path, history: dict) -> None:
 
     keys = [k for k in history["train"] if k != "epoch"]
     monitor = history.get("rf_monitor") or {"epoch": []}
-    n_panels = len(keys) + (2 if monitor["epoch"] else 0)
+    panels = monitor_panels(monitor) if monitor["epoch"] else []
+    n_panels = len(keys) + len(panels)
     fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for split in ("train", "validation"):
@@ -302,23 +305,79 @@ def save_loss_curve(run_dir: Path, history: dict) -> None:
         ax.set_xlabel("epoch")
     if history["train"]["epoch"]:
         axes[0][0].legend(frameon=False)
-    if monitor["epoch"]:  # the RF monitor beside the losses
-        quality, error = axes[0][len(keys)], axes[0][len(keys) + 1]
-        quality.plot(monitor["epoch"], monitor["fraction_strict_gabor"], "o-", label="strict-Gabor fraction")
-        quality.plot(monitor["epoch"], monitor["median_orientation_index"], "s-", label="median orientation index")
-        quality.set_ylim(0, 1)
-        quality.set_title("group-1 receptive fields")
-        quality.legend(frameon=False, fontsize=7)
-        error.plot(monitor["epoch"], monitor["clean_mse"], "o-", label="model")
-        error.plot(monitor["epoch"], monitor["copy_last_frame_mse"], "--", label="copy last frame")
-        error.set_title("clean next-frame MSE")
-        error.legend(frameon=False, fontsize=7)
-        for ax in (quality, error):
-            ax.set_xlabel("epoch")
+    plot_monitor(axes[0][len(keys):], monitor, panels)
     fig.tight_layout()
     with atomic_path(RunDir(run_dir).curve_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+# The monitor's panels: (title, y scale, y limits, lines); a line is (key, style, label), and a key
+# ending in "*" stands for every key with that prefix (one per group or block). A panel shows only
+# the keys a history holds, so older histories (fewer keys) plot too.
+MONITOR_PANELS = (
+    ("group-1 receptive fields", "linear", (0, 1),
+     (("fraction_original_gabor", "o-", "Gabor-like (original's test)"),
+      ("median_orientation_index", "s-", "median orientation index"),
+      ("f1f0_above_1", "^-", "F1/F0 > 1 (simple)"),
+      ("fraction_strict_gabor", ":", "strict Gabor (diagnostic)"))),
+    ("clean next-frame MSE", "linear", None,
+     (("clean_mse", "o-", "model"), ("copy_last_frame_mse", "--", "copy last frame"))),
+    ("feedback removed / with", "linear", None,
+     (("feedback_peak_ratio", "o-", "G1 peak grating response"),
+      ("clean_mse_no_feedback_ratio", "s-", "clean MSE"))),
+    ("units responsive to white noise", "linear", None, (("responsive_G*", "o-", None),)),
+    ("mean |w| of W_hh blocks", "log", None, (("w_*", "-", None),)),
+)
+
+
+def monitor_panels(rows: dict) -> list[tuple]:
+    """The ``MONITOR_PANELS`` that ``rows`` (a monitor history: {"epoch": [...], key:
+    [...]}) has data for, each with its lines expanded to the keys present."""
+    panels = []
+    for title, scale, limits, lines in MONITOR_PANELS:
+        present = []
+        for key, style, label in lines:
+            keys = sorted(k for k in rows if k.startswith(key[:-1])) if key.endswith("*") else [key]
+            present += [(k, style, label or k) for k in keys
+                        if any(v is not None and math.isfinite(v) for v in rows.get(k, []))]
+        if present:
+            panels.append((title, scale, limits, present))
+    return panels
+
+
+def plot_monitor(axes, rows: dict, panels: list[tuple]) -> None:
+    """Draw ``panels`` (``monitor_panels(rows)``) against epoch, one per axis; missing
+    values (None: a row that did not measure the key) are gaps."""
+    for ax, (title, scale, limits, lines) in zip(axes, panels):
+        for key, style, label in lines:
+            values = [float("nan") if v is None else v for v in rows[key]]
+            ax.plot(rows["epoch"], values, style, label=label)
+        if title.startswith("feedback"):
+            ax.axhline(1.0, color="grey", lw=0.5)
+        ax.set_yscale(scale)
+        if limits:
+            ax.set_ylim(*limits)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.legend(frameon=False, fontsize=6)
+
+
+def append_monitor_row(rows: dict, epoch: int, step: int, row: dict) -> None:
+    """Append one monitor ``row`` (key -> float) at ``epoch``/``step`` to ``rows``
+    ({"epoch": [...], "step": [...], key: [...]}), in place. A key new to ``rows``
+    is filled with None for the earlier rows, a key the row lacks gets None: a
+    history can hold rows of different monitor versions (or clip counts, which each
+    row records as ``rwa_clips``)."""
+    rows.setdefault("epoch", [])
+    rows.setdefault("step", [None] * len(rows["epoch"]))
+    for key in row:
+        rows.setdefault(key, [None] * len(rows["epoch"]))
+    rows["epoch"].append(epoch)
+    rows["step"].append(step)
+    for key, values in rows.items():
+        if key not in ("epoch", "step"):
+            values.append(row.get(key))
 
 
 # -------------------------------------------------------------------------------------------
@@ -344,17 +403,19 @@ def resumed_state(state: TrainState, path: Path, rank: int) -> TrainState:
     return state
 
 
-def monitor_receptive_fields(model, clips, cfg: TrainConfig, history: dict, epoch: int, global_step: int) -> str:
-    """Append one RF-quality row (``rf_summary.rf_quality``) to ``history["rf_monitor"]``
-    and return it as a log fragment. Its generators are its own: the training
-    trajectory is the same with the monitor on or off."""
-    from virtual_physiology.rf_summary import MONITOR_KEYS, rf_quality
+# A monitor (built above this layer: train.py's ``receptive_field_monitor``): model, the run's
+# clips and its config -> (row of floats, log fragment). The loop only calls it and records its rows.
+Monitor = Callable[[nn.Module, np.ndarray, TrainConfig], tuple[dict, str]]
 
-    row = rf_quality(model, clips, cfg.warmup, n_clips=cfg.rf_monitor_clips)
-    rows = history.setdefault("rf_monitor", {"epoch": [], "step": [], **{k: [] for k in MONITOR_KEYS}})
-    append_row(rows, epoch, {"step": global_step, **row})
-    return ("group-1 RFs: strict Gabor {fraction_strict_gabor:.3f} orientation index {median_orientation_index:.3f} "
-            "| clean MSE {clean_mse:.4f} (copy-last {copy_last_frame_mse:.4f})".format(**row))
+
+def run_monitor(monitor: Monitor, model, clips, cfg: TrainConfig, history: dict, epoch: int,
+                global_step: int) -> str:
+    """Append the row ``monitor`` measures to ``history["rf_monitor"]`` and return its
+    log fragment. A monitor draws from its own generators: the training trajectory is
+    the same with it on or off."""
+    row, line = monitor(model, clips, cfg)
+    append_monitor_row(history.setdefault("rf_monitor", {"epoch": [], "step": []}), epoch, global_step, row)
+    return line
 
 
 def divergence(cfg: TrainConfig, run_dir: Path, epoch: int, means: dict, val_means: dict) -> str | None:

@@ -98,8 +98,10 @@ class TrainConfig:
                                  "(resumable) checkpoint; 0 = no limit")
     stop_after_steps: int = _f(0, "stop cleanly after this many optimizer steps in this process, as on "
                                   "Ctrl-C (for tests and time-boxed jobs); 0 = no limit")
-    rf_monitor_every: int = _f(0, "epochs between receptive-field checks (strict-Gabor fraction, orientation "
-                                  "index, clean MSE against copy-last), logged and plotted; 0 = off (paper: off)")
+    rf_monitor_every: int = _f(0, "epochs between monitor checks (group 1's Gabor-like fraction by the original's "
+                                  "test and orientation index, units responsive per group, F1/F0 > 1 on a reduced "
+                                  "grating set, feedback reliance, W_hh block weights, clean MSE against copy-last), "
+                                  "logged and plotted; 0 = off (paper: off)")
     rf_monitor_clips: int = _f(1000, "white-noise clips per receptive-field check")
     preset: str = _f("", "named preset applied before explicit flags: 'demo' (a ~10-minute CPU run)")
 

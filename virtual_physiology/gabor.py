@@ -108,6 +108,28 @@ def strict_gabor(params, r, frame_shape: tuple[int, int], min_r: float = 0.7, mi
                 & (gabor_frequency(lkx) * sigma_along >= min_cycles_per_sigma))
 
 
+def original_gabor(params, r, frame_shape: tuple[int, int] | None = None, min_r: float = 0.7,
+                   min_log_variance: float = 0.5) -> np.ndarray:
+    """The original's test of a Gabor-like RF (its connectivity notebook's unit
+    selection): (n,) bool, r > ``min_r`` and both envelope log-variances
+    (``params[:, 4:6]``, px^2) > ``min_log_variance``, i.e. sigma > e^0.25 = 1.28 px
+    along and across the carrier. With ``frame_shape`` (H, W) the fitted centre
+    must also lie inside the frame (-0.5 <= x0 <= W - 0.5, -0.5 <= y0 <= H - 0.5),
+    as a receptive field must. ``params`` (n, 8) are ``gabor_params``, ``r`` (n,)
+    the fits' Pearson r. NaN fits fail. Unlike ``strict_gabor`` it sets no upper
+    width and no carrier cycles per envelope, so one- and two-subregion fields
+    (most of macaque V1's: Ringach 2002, nx < 0.5) pass.
+    """
+    params, r = np.asarray(params, dtype=np.float64), np.asarray(r, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        passes = (r > min_r) & (params[:, 4] > min_log_variance) & (params[:, 5] > min_log_variance)
+        if frame_shape is not None:
+            height, width = frame_shape
+            x0, y0 = params[:, 1], params[:, 2]
+            passes &= (x0 >= -0.5) & (x0 <= width - 0.5) & (y0 >= -0.5) & (y0 <= height - 0.5)
+    return passes
+
+
 def orientation_index(rwa: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
     """Orientation selectivity of each RF from its 2-D power spectrum: (n,).
 
