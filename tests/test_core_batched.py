@@ -228,3 +228,13 @@ def test_a_registered_loss_other_than_the_offset_mse_is_refused_not_replaced(mon
     check_sweep([TrainConfig(L1=-5), TrainConfig(L1=-4)])  # the paper's loss stacks
     with pytest.raises(UserInputError, match="offset-MSE losses only"):
         check_sweep([TrainConfig(L1=-5, loss="toy_loss"), TrainConfig(L1=-4, loss="toy_loss")])
+
+
+def test_a_sweep_records_the_monitor_it_is_given_for_every_run(tmp_path, clips):
+    jobs = [config(tmp_path, clips, L1, seed, "--rf-monitor-every", "2", "--rf-monitor-clips", "10")
+            for L1, seed in SWEEP[:2]]
+    runs = train_batched(jobs, progress=False, monitor=train.receptive_field_monitor(jobs[0][0]))
+    for run in runs:
+        rows = json.loads((run / "loss_history.json").read_text())["rf_monitor"]
+        assert rows["epoch"] == [2] and rows["rwa_clips"] == [10] and "f1f0_above_1" in rows
+        assert "Gabor-like (original's test)" in (run / "logs" / "train.log").read_text()

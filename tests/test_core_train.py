@@ -239,30 +239,36 @@ def test_receptive_field_summary_of_a_run(tmp_path, clips, uninterrupted):
 
 
 def test_rf_monitor_logs_rows_and_leaves_the_trajectory_unchanged(tmp_path, clips, uninterrupted):
-    from virtual_physiology.rf_summary import next_frame_errors, receptive_field_stats
+    from virtual_physiology.rf_summary import monitor_row, next_frame_errors, receptive_field_stats
 
     run = train_in_process(tmp_path, clips, "--rf-monitor-every", "2", "--rf-monitor-clips", "20")
     monitored, plain = final_weights(run), final_weights(uninterrupted)
     assert all(torch.equal(monitored[k], plain[k]) for k in plain)  # its generators are its own
     rows = json.loads((run / "loss_history.json").read_text())["rf_monitor"]
     assert rows["epoch"] == [2] and rows["step"] == [10]  # 3 epochs of 5 steps, every 2nd epoch checked
-    # the row is what the two measurements give on the epoch-2 weights
+    assert rows["rwa_clips"] == [20]  # each row records its clip count
+    # the row is what the measurements give on the epoch-2 weights
     model, config, _ = load_model(run / "2-epochs_model.safetensors")
     stats = receptive_field_stats(model, 20)["stats"]
     errors = next_frame_errors(model, np.load(clips), config["warmup"])
     assert rows["fraction_strict_gabor"][0] == stats["fraction_strict_gabor"]
+    assert rows["fraction_original_gabor"][0] == stats["fraction_original_gabor"]
     assert rows["median_orientation_index"][0] == pytest.approx(stats["median_orientation_index"])
     assert rows["clean_mse"][0] == pytest.approx(errors["model"], rel=1e-5)
     assert rows["copy_last_frame_mse"][0] == pytest.approx(errors["copy_last_frame"], rel=1e-5)
-    assert "group-1 RFs: strict Gabor" in (run / "logs" / "train.log").read_text()
+    again = monitor_row(model, np.load(clips), config["warmup"], n_clips=20)
+    assert set(again) == set(rows) - {"epoch", "step"}
+    for key in ("responsive_G1", "f1f0_above_1", "feedback_peak_ratio", "clean_mse_no_feedback_ratio", "w_G2_to_G1"):
+        assert rows[key][0] == pytest.approx(again[key], rel=1e-5, nan_ok=True), key
+    assert "group-1 RFs: Gabor-like (original's test)" in (run / "logs" / "train.log").read_text()
 
 
 def test_summary_verdict_follows_the_numbers():
     from virtual_physiology.rf_summary import verdict
 
-    assert verdict({"fraction_strict_gabor": 0.6, "median_orientation_index": 0.1}).startswith("Most")
-    assert "oriented, but most fail" in verdict({"fraction_strict_gabor": 0.02, "median_orientation_index": 0.39})
-    assert "not yet oriented" in verdict({"fraction_strict_gabor": 0.0, "median_orientation_index": 0.12})
+    assert verdict({"fraction_original_gabor": 0.8, "median_orientation_index": 0.4}).startswith("Most")
+    assert "fewer than 60%" in verdict({"fraction_original_gabor": 0.5, "median_orientation_index": 0.39})
+    assert "not yet oriented" in verdict({"fraction_original_gabor": 0.9, "median_orientation_index": 0.12})
 
 
 @pytest.mark.parametrize("loss, offset", [("loss_hierarchical_autoencoder", 0), ("loss_hierarchical_temporal_prediction_t5", 5)])
@@ -287,18 +293,34 @@ def test_rf_curve_measures_every_checkpoint_and_remeasures_a_corrupt_cache(tmp_p
     import shutil
 
     from utils import UserInputError
-    from virtual_physiology.rf_summary import main as rf_main, rf_curve, rf_quality
+    from virtual_physiology.rf_summary import main as rf_main, monitor_row, rf_curve
 
     run = Path(shutil.copytree(uninterrupted, tmp_path / "run"))
     (run / "rf_curve.json").write_text("{not json")
     curve = rf_curve(run, n_clips=20)
     assert curve["epoch"] == [2, 3] and curve["step"] == [10, 15]  # 5 steps per epoch
     model, config, _ = load_model(run / "3-epochs_model.safetensors")
-    assert curve["median_orientation_index"][1] == pytest.approx(
-        rf_quality(model, np.load(clips), config["warmup"], n_clips=20)["median_orientation_index"])
+    row = monitor_row(model, np.load(clips), config["warmup"], n_clips=20)
+    for key in ("median_orientation_index", "fraction_original_gabor", "f1f0_above_1", "responsive_G2", "w_G1_G1"):
+        assert curve[key][1] == pytest.approx(row[key], nan_ok=True), key
     assert json.loads((run / "rf_curve.json").read_text()) == curve
+    assert (run / "rf_curve.png").stat().st_size > 0
     with pytest.raises(UserInputError, match="--clips 0"):
         rf_main([str(run), "--curve", "--clips", "0"])
+
+
+def test_rf_curve_measures_again_a_cache_of_the_monitor_before_it_measured_gratings(tmp_path, uninterrupted):
+    import shutil
+
+    from virtual_physiology.rf_summary import rf_curve
+
+    run = Path(shutil.copytree(uninterrupted, tmp_path / "run"))
+    old = {"rwa_clips": 20, "epoch": [2, 3], "step": [10, 15], "fraction_strict_gabor": [0.0, 0.0],
+           "median_orientation_index": [0.1, 0.1], "median_gabor_r": [0.3, 0.3], "clean_mse": [1.0, 1.0],
+           "copy_last_frame_mse": [2.0, 2.0]}  # rf_curve.json as the RF-only monitor wrote it
+    (run / "rf_curve.json").write_text(json.dumps(old))
+    curve = rf_curve(run, n_clips=20)
+    assert curve["version"] == 2 and curve["epoch"] == [2, 3] and len(curve["f1f0_above_1"]) == 2
 
 
 def test_learning_rate_halves_every_half_life_and_resume_stays_exact(tmp_path, clips):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from models.io import load_model
+from virtual_physiology.monitors import grating_monitor
 from virtual_physiology.rf_summary import receptive_field_stats
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "model_checkpoints" / "pretrained"
@@ -24,6 +25,11 @@ def test_card_statistics_are_what_the_weights_give(folder):
     assert summary["epoch"] == config["checkpoint_epoch"]  # the card describes the latest weights
     stats = receptive_field_stats(model, summary["rwa_clips"])["stats"]
     recorded = summary["group1_receptive_fields"]["trained"]
-    for key in ("fraction_strict_gabor", "fraction_r_above_0.7", "median_orientation_index", "median_gabor_r"):
+    for key in ("fraction_original_gabor", "median_orientation_index", "fraction_strict_gabor",
+                "fraction_r_above_0.7", "median_gabor_r"):
         assert stats[key] == pytest.approx(recorded[key], abs=0.01), key
+        assert f"{recorded[key]:.2f}" in card, f"the card does not quote {key} = {recorded[key]:.2f}"
+    gratings, recorded = grating_monitor(model.eval()), summary["group1_reduced_gratings"]["trained"]
+    for key in ("f1f0_above_1", "feedback_peak_ratio"):
+        assert gratings[key] == pytest.approx(recorded[key], abs=0.01), key
         assert f"{recorded[key]:.2f}" in card, f"the card does not quote {key} = {recorded[key]:.2f}"

@@ -226,8 +226,8 @@ def summary_table(summary: dict) -> str:
             ("diagnostic: strict Gabor-like fraction", rf, "fraction_strict_gabor", "", ""),
             ("diagnostic: fraction with Gabor r >= 0.7", rf, "fraction_r_above_0.7", "", ""),
             ("diagnostic: median Gabor r", rf, "median_gabor_r", "", "")]
-    lines = [f"group 1 ({rf['trained']['responsive']} of {rf['trained']['units']} units respond){'':<13}"
-             "trained  untrained  macaque V1  original"]
+    header = f"group 1 ({rf['trained']['responsive']} of {rf['trained']['units']} units respond)"
+    lines = [f"{header:<52} trained  untrained  macaque V1  original"]
     for label, source, key, monkey, theirs in rows:
         lines.append(f"  {label:<50} {source['trained'][key]:7.2f}   {source['untrained'][key]:7.2f}"
                      f"   {monkey:>9}  {theirs:>8}")
