@@ -132,3 +132,12 @@ def test_reference_values_carry_their_citations():
     assert "Ringach" in ref["ringach_2002_macaque_V1"]["citation"]
     assert ref["ringach_2002_macaque_V1"]["f1_f0"]["fraction_above_1"] == pytest.approx(124 / 308, abs=1e-4)
     assert ref["original_TP_full"]["f1f0_above_1_G1"] == pytest.approx(141 / 795, abs=1e-4)
+
+
+def test_monitor_line_shows_what_a_row_holds():
+    from virtual_physiology.rf_summary import monitor_line
+
+    row = {"fraction_original_gabor": 0.5, "median_orientation_index": 0.25, "clean_mse": 0.7,
+           "copy_last_frame_mse": 1.2, "w_G1_G1": 0.03}
+    assert monitor_line(row) == ("group-1 RFs: Gabor-like (original's test) 0.500 orientation index 0.250 "
+                                 "| clean MSE 0.7000 (copy-last 1.2000)")

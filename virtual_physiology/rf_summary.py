@@ -91,15 +91,15 @@ def receptive_field_stats(model, n_clips: int, seed: int = 0) -> dict:
                       "fraction_strict_gabor": float(np.mean(fits["strict_gabor"]))}}
 
 
-# The training monitor's log line: (key, label, format) of what it shows of a row.
-_LINE = (("fraction_original_gabor", "group-1 RFs: Gabor-like (original's test)", ".3f"),
-         ("median_orientation_index", "orientation index", ".3f"),
-         ("fraction_strict_gabor", "strict Gabor", ".3f"),
-         ("f1f0_above_1", "| F1/F0 > 1", ".3f"),
-         ("feedback_peak_ratio", "| no-feedback/full: peak", ".3f"),
-         ("clean_mse_no_feedback_ratio", "clean MSE", ".3f"),
-         ("clean_mse", "| clean MSE", ".4f"),
-         ("copy_last_frame_mse", "(copy-last", ".4f"))
+# The training monitor's log line: (key, template) of what it shows of a row, in order.
+_LINE = (("fraction_original_gabor", "group-1 RFs: Gabor-like (original's test) {:.3f}"),
+         ("median_orientation_index", "orientation index {:.3f}"),
+         ("fraction_strict_gabor", "strict Gabor {:.3f}"),
+         ("f1f0_above_1", "| F1/F0 > 1 {:.3f}"),
+         ("feedback_peak_ratio", "| no-feedback/full: peak {:.3f}"),
+         ("clean_mse_no_feedback_ratio", "clean MSE {:.3f}"),
+         ("clean_mse", "| clean MSE {:.4f}"),
+         ("copy_last_frame_mse", "(copy-last {:.4f})"))
 
 
 def monitor_row(model, clips: np.ndarray, warmup: int, n_clips: int = 1000, seed: int = 0) -> dict:
@@ -147,7 +147,7 @@ def monitor_row(model, clips: np.ndarray, warmup: int, n_clips: int = 1000, seed
 def monitor_line(row: dict) -> str:
     """The log fragment of a ``monitor_row``: the headline measures, F1/F0, feedback
     reliance and the clean error."""
-    return " ".join(f"{label} {row[key]:{fmt}}" for key, label, fmt in _LINE if key in row) + ")"
+    return " ".join(template.format(row[key]) for key, template in _LINE if key in row)
 
 
 def _nanmedian(values: np.ndarray) -> float:
