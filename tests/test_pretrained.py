@@ -7,7 +7,7 @@ import pytest
 
 from models.io import load_model
 from virtual_physiology.monitors import grating_monitor
-from virtual_physiology.rf_summary import receptive_field_stats
+from virtual_physiology.rf_summary import SUMMARY_DIRECTIONS, receptive_field_stats
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "model_checkpoints" / "pretrained"
 SHIPPED = sorted(p.parent for p in PRETRAINED.glob("*/rf_summary.json"))
@@ -29,7 +29,8 @@ def test_card_statistics_are_what_the_weights_give(folder):
                 "fraction_r_above_0.7", "median_gabor_r"):
         assert stats[key] == pytest.approx(recorded[key], abs=0.01), key
         assert f"{recorded[key]:.2f}" in card, f"the card does not quote {key} = {recorded[key]:.2f}"
-    gratings, recorded = grating_monitor(model.eval()), summary["group1_reduced_gratings"]["trained"]
+    gratings = grating_monitor(model.eval(), n_directions=SUMMARY_DIRECTIONS)
+    recorded = summary["group1_reduced_gratings"]["trained"]
     for key in ("f1f0_above_1", "feedback_peak_ratio"):
         assert gratings[key] == pytest.approx(recorded[key], abs=0.01), key
         assert f"{recorded[key]:.2f}" in card, f"the card does not quote {key} = {recorded[key]:.2f}"

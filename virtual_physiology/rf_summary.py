@@ -17,9 +17,10 @@ the run folder and prints:
   envelope log-variances > 0.5, centre inside the frame) and the median
   orientation index of the RWAs, from their 2-D power spectra without any fit
   (``gabor.orientation_index``: 1 for a grating, 0 for an isotropic blob);
-- on a reduced drifting-grating set (``monitors.grating_monitor``), the
-  fraction of group-1 units with F1/F0 > 1 and their median circular variance,
-  beside macaque V1 (Ringach et al. 2002) and the original's trained model;
+- on a reduced drifting-grating set (``monitors.grating_monitor``, 24
+  directions), the fraction of group-1 units with F1/F0 > 1, their median
+  circular variance and orientation bandwidth, beside macaque V1 (Ringach et
+  al. 2002) and the original's trained model;
 - diagnostics: the bare fraction with r >= 0.7 and this project's stricter
   test (``gabor.strict_gabor``: an envelope of 1 px to 30% of the frame and half
   a carrier cycle per sigma). The strict test rejects one- and two-subregion
@@ -178,6 +179,9 @@ def _grid_png(path: Path, panels: list[tuple[str, np.ndarray]], frame_shape, n_s
     plt.close(fig)
 
 
+SUMMARY_DIRECTIONS = 24  # 15 degree steps: fine enough for an orientation bandwidth (V1's median: 23.5 degrees)
+
+
 def summarise(run_dir, n_clips: int = 2000) -> dict:
     """Measure a run's latest weights beside an untrained network of the same size
     (see the module docstring); writes rf_summary.json and .png and prints them."""
@@ -190,7 +194,8 @@ def summarise(run_dir, n_clips: int = 2000) -> dict:
               "untrained": next_frame_errors(untrained, clips, config["warmup"])}
     trained_rf = receptive_field_stats(model, n_clips)
     untrained_rf = receptive_field_stats(untrained, n_clips)
-    gratings = {"trained": grating_monitor(model.eval()), "untrained": grating_monitor(untrained)}
+    gratings = {"trained": grating_monitor(model.eval(), n_directions=SUMMARY_DIRECTIONS),
+                "untrained": grating_monitor(untrained, n_directions=SUMMARY_DIRECTIONS)}
     summary = {"epoch": config.get("checkpoint_epoch"), "clean_validation_next_frame_mse": errors,
                "group1_receptive_fields": {"trained": trained_rf["stats"], "untrained": untrained_rf["stats"]},
                "group1_reduced_gratings": gratings, "rwa_clips": n_clips}
@@ -221,6 +226,8 @@ def summary_table(summary: dict) -> str:
              f"{v1['f1_f0']['fraction_above_1']:.2f}", f"{original['f1f0_above_1_G1']:.2f}"),
             ("median circular variance, reduced gratings", gratings, "circular_variance_median",
              f"{v1['circular_variance']['median']:.2f}", ""),
+            ("median orientation bandwidth (degrees)", gratings, "orientation_bandwidth_median",
+             f"{v1['orientation_bandwidth_deg']['median']:.1f}", ""),
             ("peak response without feedback / with", gratings, "feedback_peak_ratio", "",
              f"{original['feedback_peak_ratio_G1']:.2f}"),
             ("diagnostic: strict Gabor-like fraction", rf, "fraction_strict_gabor", "", ""),
