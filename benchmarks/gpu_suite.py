@@ -129,7 +129,7 @@ def section_training(device, sizes):
     return [{"name": "train", "epochs": epochs, "steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
              "recurrence_backend": config["recurrence_backend"], "precision": config["precision"]},
             {"name": "rf_summary", "clean_mse": errors["model"], "copy_last_frame_mse": errors["copy_last_frame"],
-             "fraction_strict_gabor": rf["fraction_strict_gabor"],
+             "fraction_original_gabor": rf["fraction_original_gabor"], "fraction_strict_gabor": rf["fraction_strict_gabor"],
              "median_orientation_index": rf["median_orientation_index"], "median_gabor_r": rf["median_gabor_r"]}]
 
 
