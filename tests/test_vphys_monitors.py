@@ -11,9 +11,8 @@ from models.base import ProbeableModel
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from models.training import append_monitor_row, monitor_panels
 from virtual_physiology.gabor import original_gabor
-from virtual_physiology.monitors import (block_weight_mass, circular_variance, grating_monitor, model_weight_mass,
-                                         orientation_bandwidth, reduced_grating_grid, reference_values,
-                                         responsive_units_per_group)
+from virtual_physiology.monitors import (block_weight_mass, grating_monitor, model_weight_mass, reduced_grating_grid,
+                                         reference_values, responsive_units_per_group)
 from virtual_physiology.stimuli import grating
 
 
@@ -54,31 +53,6 @@ def test_reduced_grid_spreads_the_full_grids_frequencies():
     assert len(grid["tf"]) == 12
     with pytest.raises(ValueError, match="multiple of 4"):
         reduced_grating_grid((20, 20), n_directions=6)
-
-
-def test_circular_variance_known_answers():
-    directions = np.arange(0, 360, 45)
-    one_orientation = np.array([1.0, 0, 0, 0, 1, 0, 0, 0])  # 0 and 180 degrees: one orientation
-    cos_tuned = 1 + np.cos(2 * np.deg2rad(directions))  # |sum r e^2it| / sum r = 4 / 8
-    cv = circular_variance(np.stack([one_orientation, np.ones(8), cos_tuned, np.zeros(8)]), directions)
-    np.testing.assert_allclose(cv[:3], [0.0, 1.0, 0.5], atol=1e-12)
-    assert np.isnan(cv[3])
-
-
-def test_orientation_bandwidth_is_the_half_width_at_1_over_root_2():
-    directions = np.arange(0, 360, 5.0)
-    orientation = np.mod(directions, 180)
-
-    def triangle(centre, half_base):  # linear fall: r = 1/sqrt(2) at half_base * (1 - 1/sqrt(2)) from the peak
-        distance = np.minimum(np.abs(orientation - centre), 180 - np.abs(orientation - centre))
-        return np.maximum(0, 1 - distance / half_base)
-
-    curves = np.stack([triangle(40, 60), triangle(175, 30), np.ones(72), np.zeros(72)])
-    widths = orientation_bandwidth(curves, directions)
-    np.testing.assert_allclose(widths[:2], [60 * (1 - 2 ** -0.5), 30 * (1 - 2 ** -0.5)], rtol=1e-9)  # across 180 too
-    assert widths[2] == 180.0 and np.isnan(widths[3])  # untuned: the database's 180; silent: NaN
-    with pytest.raises(ValueError, match="even number"):
-        orientation_bandwidth(np.ones((1, 5)), np.arange(5) * 72.0)
 
 
 class SimpleAndComplexCell(ProbeableModel):

@@ -21,7 +21,8 @@ from models.ablation import without_feedback
 from models.base import ProbeableModel
 from virtual_physiology.modulation import modulation_ratio_curve_fit
 from virtual_physiology.stimuli import grating_grid
-from virtual_physiology.tuning import grating_sweep, responses_at
+from virtual_physiology.tuning import (direction_curves, global_orientation_direction_indices, grating_sweep,
+                                      orientation_bandwidth, responses_at)
 
 GRATING_WARMUP, GRATING_FRAMES = 4, 50  # the full virtual physiology's (stages.GRATING_FRAMES, plaid.WARMUP)
 
@@ -109,13 +110,13 @@ def grating_monitor(model: ProbeableModel, group: int = 0, n_sf: int = 4, n_dire
     - ``f1f0_above_1``: fraction of kept units with F1/F0 > 1 (the original's
       TP_full G1: 0.18; macaque V1, Ringach 2002: 0.40);
     - ``f1f0_median``: their median F1/F0;
-    - ``circular_variance_median``: 1 - |sum_k r_k e^(2 i theta_k)| / sum_k r_k
-      over the directions theta_k at the preferred sf and best TF (Ringach 2002's
+    - ``circular_variance_median``: 1 - global OSI (``tuning.global_orientation_direction_indices``)
+      of the direction curve at the preferred sf and best TF (Ringach 2002's
       measure; 0 sharply tuned, 1 flat), median over responsive units;
-    - ``orientation_bandwidth_median`` (degrees, ``orientation_bandwidth``) of the
-      same curves, median over responsive units: at 8 directions (45 degree
-      steps) it cannot fall below about 12 degrees and widens sharp tuning, so
-      ``rf_summary`` measures it at 24;
+    - ``orientation_bandwidth_median`` (degrees, ``tuning.orientation_bandwidth``:
+      NaN for untuned units) of the same curves, median over the tuned
+      responsive units: at 8 directions (45 degree steps) the interpolated curve
+      widens sharp tuning, so ``rf_summary`` measures it at 24;
     - ``feedback_peak_ratio``: median over responsive units (mean response > 0
       with feedback) of mean response without / with feedback at the preferred
       grating (the original's 0.55 compares size-tuning peaks, which the full
@@ -138,9 +139,9 @@ def grating_monitor(model: ProbeableModel, group: int = 0, n_sf: int = 4, n_dire
 
     ratio = modulation_ratio_curve_fit(optimum, progress=False)
     kept = ratio["keep"] & responsive
-    curves = mean[np.arange(len(units)), sf_index, :, best_tf]  # (n, n_dir)
-    cv = circular_variance(curves, grid["directions"])[responsive]
-    bandwidth = orientation_bandwidth(curves, grid["directions"])[responsive]
+    preferred = dict(sf_index=sf_index, tf_index=np.full(len(units), best_tf))
+    cv = 1 - global_orientation_direction_indices(mean, preferred)["global_OSI"][responsive]
+    bandwidth = orientation_bandwidth(direction_curves(mean, preferred))[responsive]
 
     peak_ratio = float("nan")
     if model.supports_feedback_ablation and responsive.any():
@@ -155,62 +156,6 @@ def grating_monitor(model: ProbeableModel, group: int = 0, n_sf: int = 4, n_dire
                                               else float("nan")),
                 feedback_peak_ratio=peak_ratio, best_tf=float(grid["tf"][best_tf]),
                 grating_units=int(responsive.sum()))
-
-
-def circular_variance(curves, directions_deg) -> np.ndarray:
-    """Circular variance of orientation tuning (Ringach, Shapley & Hawken 2002):
-    CV = 1 - |sum_k r_k e^(2 i theta_k)| / sum_k r_k, theta_k the stimulus
-    directions (doubled angles, so opposite directions count as one
-    orientation). curves: (n, n_directions) mean responses >= 0; returns (n,),
-    0 for a response at one orientation only, 1 for a flat curve, NaN where
-    the responses sum to 0."""
-    curves = np.asarray(curves, dtype=np.float64)
-    phase = np.exp(2j * np.deg2rad(np.asarray(directions_deg, dtype=np.float64)))
-    total = curves.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, 1 - np.abs(curves @ phase) / total, np.nan)
-
-
-def orientation_bandwidth(curves, directions_deg, resolution_deg: float = 0.5) -> np.ndarray:
-    """Orientation bandwidth (Ringach, Shapley & Hawken 2002): the half-width, in
-    degrees, of the orientation tuning curve at 1/sqrt(2) of its peak.
-
-    curves: (n, n_directions) mean responses at ``directions_deg`` (evenly spaced
-    over 360 degrees, an even number of them). The orientation curve is the mean of
-    opposite directions, r(o) = (c(o) + c(o + 180)) / 2 over o in [0, 180); it is
-    interpolated linearly (and periodically) on a ``resolution_deg`` grid, and the
-    half-width is the mean distance from the peak to where r first falls below
-    peak / sqrt(2) on either side (linear between the two grid points around it). A curve that never falls that
-    low is untuned and gets 180, the database's convention; a curve whose peak is
-    not above 0 gets NaN. Coarse sampling widens narrow tuning (the interpolation
-    cannot fall faster than between two samples).
-    """
-    curves = np.asarray(curves, dtype=np.float64)
-    n_dir = curves.shape[1]
-    if n_dir % 2:
-        raise ValueError(f"{n_dir} directions have no opposite directions: give an even number over 360 degrees")
-    orientation = (curves[:, : n_dir // 2] + curves[:, n_dir // 2:]) / 2  # (n, n_dir / 2) over [0, 180)
-    step = 360.0 / n_dir
-    fine = np.arange(0.0, 180.0, resolution_deg)
-    samples = np.concatenate([orientation, orientation[:, :1]], axis=1)  # periodic: 180 = 0
-    at = np.stack([np.interp(fine, np.arange(samples.shape[1]) * step, row) for row in samples])
-    peak = at.argmax(axis=1)
-    threshold = at[np.arange(len(at)), peak] / np.sqrt(2)
-    widths = np.full(len(at), np.nan)
-    half = len(fine) // 2
-    for unit, (curve, p, low) in enumerate(zip(at, peak, threshold)):
-        if not curve[p] > 0:
-            continue
-        sides = (np.roll(curve, -p)[:half + 1], np.roll(curve[::-1], p + 1)[:half + 1])  # offsets 0 .. 90 degrees
-        if not all((side < low).any() for side in sides):
-            widths[unit] = 180.0
-            continue
-        crossings = []
-        for side in sides:  # where the line between the last sample above and the first below crosses
-            k = int(np.argmax(side < low))
-            crossings.append(k - 1 + (side[k - 1] - low) / (side[k - 1] - side[k]))
-        widths[unit] = np.mean(crossings) * resolution_deg
-    return widths
 
 
 @functools.cache
