@@ -155,7 +155,7 @@ def test_a_batched_runs_state_resumes_as_a_single_run(tmp_path, clips, singles, 
 def run_cli(args):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "submit_training_job.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
 
 
 def test_cli_batched_sweep_and_its_refusals(tmp_path, clips):

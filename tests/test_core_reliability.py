@@ -135,7 +135,7 @@ def test_divergence_exits_non_zero_in_one_line(tmp_path):
     data = tmp_path / "clips.npy"
     np.save(data, np.full((44, 12, 16), 1e20, np.float32))
     proc = subprocess.run([sys.executable, "train.py", "--dataset", str(data), "--save-dir", str(tmp_path / "r"),
-                           *BASE], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           *BASE], cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: training diverged"), proc.stderr
@@ -367,7 +367,7 @@ def test_a_hugging_face_checkpoint_given_to_run_bash_is_one_line(tmp_path):
     save_file(tiny_tensors(), str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "hidden_size": 8}))
     proc = subprocess.run(["bash", str(ROOT / "run.bash"), str(folder / "model.safetensors"), "--no-progress"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "names no model kind" in lines[0], proc.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]

@@ -19,7 +19,7 @@ def test_a_module_run_as_a_file_names_the_module_form_in_one_line(script, tmp_pa
     module = ".".join(script.relative_to(ROOT).with_suffix("").parts)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, str(script), "anything"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and f"python -m {module}" in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written

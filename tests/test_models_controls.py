@@ -124,7 +124,7 @@ def test_the_command_line_run_equals_the_same_run_in_process(runs, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "submit_training_job.py", "--name", "hier_ff", "--dataset",
                            str(runs["base"] / "tiny.npy"), "--save-dir", str(tmp_path), *TINY, *flags],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     (run,) = tmp_path.iterdir()
     from_cli, _, _ = load_model(run)

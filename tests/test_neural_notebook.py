@@ -7,7 +7,7 @@ import pytest
 
 from neural_fitting.model_responses import ResponseSet, save_responses
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(900)
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "neural_fitting" / "RSA.ipynb"
 N_BINS = 24

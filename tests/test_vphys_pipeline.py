@@ -53,7 +53,7 @@ def run(tmp_path_factory):
     workdir = base / "elsewhere"
     workdir.mkdir()
     done = subprocess.run(["bash", str(ROOT / "run.bash"), str(weights.parent), "out/a.h5", *TINY],
-                          cwd=workdir, capture_output=True, text=True, timeout=300)
+                          cwd=workdir, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     return dict(base=base, weights=weights, artefact=workdir / "out" / "a.h5", stdout=done.stdout)
 
@@ -161,7 +161,7 @@ def _fails_cleanly(argv, capsys, stage=None):
 
 def test_missing_checkpoint_is_a_one_line_error_from_run_bash(tmp_path):
     done = subprocess.run(["bash", str(ROOT / "run.bash"), str(tmp_path / "nope"), str(tmp_path / "x.h5")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 

@@ -166,13 +166,13 @@ def test_run_bash_and_the_entry_points_list_the_registered_stages_in_order():
 
 def test_run_bash_help_and_an_entry_point_read_the_registry(tmp_path):
     done = subprocess.run(["bash", str(ROOT / "run.bash"), "--help"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=900)
     assert done.returncode == 0, done.stderr
     listed = re.findall(r"^  ([a-z_]+) +\S", done.stdout.split("stages, in order")[1], flags=re.M)
     assert listed == list(STAGES)
     assert "--noise-clips" not in done.stdout  # the example probe is registered in this process only
     assert "--rwa-clips N" in done.stdout and "--stage STAGE" in done.stdout
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "virtual_physiology.run_surround", "--help"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: python -m virtual_physiology.run_surround") and "--stage" not in done.stdout

@@ -46,13 +46,16 @@ def test_wait_queues_behind_the_holder_and_then_completes(complete, tmp_path):
     def hold():
         with artefact_lock(artefact):
             held.set()
-            release.wait(30)
+            release.wait()
 
     holder = threading.Thread(target=hold)
     holder.start()
-    held.wait(30)
+    assert held.wait(900), "waited 900 s for the holder thread to take the lock"
     threading.Timer(1.0, release.set).start()
-    main([str(weights), str(artefact), "--wait", *TINY])  # blocks until the holder lets go
+    try:
+        main([str(weights), str(artefact), "--wait", *TINY])  # blocks until the holder lets go
+    finally:
+        release.set()  # the holder never outlives a failed test
     holder.join()
     assert VirtualPhysiology.load(artefact).stages == list(STAGES)
 
@@ -63,7 +66,7 @@ def test_two_run_bash_at_once_with_wait_both_succeed_with_one_complete_artefact(
     procs = [subprocess.Popen(["bash", str(ROOT / "run.bash"), str(weights), str(artefact), "--wait", *TINY],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=dict(os.environ, OMP_NUM_THREADS="1")) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    results = [(p.wait(timeout=900), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in results), results
     assert VirtualPhysiology.load(artefact).stages == list(STAGES)
     assert not artefact.with_name("both.h5.parts").exists()
