@@ -116,10 +116,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the
     block finishes, so a crash or Ctrl-C never leaves a half-written file.
 
-    The temporary is named ``.NAME.partial-HOST-PID-RANDOM.tmp`` and gets the mode
-    a plain ``open`` would (0666 less the process umask), not mkstemp's 0600, so a
-    group-shared folder stays readable. Before writing, temporaries in the same
-    folder left by dead processes of this host (``kill -9``) are removed.
+    The temporary is named ``.NAME.partial-HOST-PID-RANDOM.tmp``; the file renamed
+    onto ``path`` gets the mode a plain ``open`` would (0666 less the process umask),
+    not mkstemp's 0600, so a group-shared folder stays readable. The mode is set
+    again after the block, because a writer may have replaced the temporary
+    (safetensors' ``save_file`` does, with mode 0600). Before writing, temporaries
+    in the same folder left by dead processes of this host (``kill -9``) are removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +130,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    mode = 0o666 & ~_umask()
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, mode)
         yield tmp
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

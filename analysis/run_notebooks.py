@@ -1,6 +1,7 @@
 """Run the six analysis notebooks on a model's virtual-physiology artefact.
 
     python -m analysis.run_notebooks ARTEFACT [--figures DIR] [--quick] [--only NAME ...]
+    python -m analysis.run_notebooks --quick --only nback,mse ARTEFACT   # the artefact may also come last
 
 Each notebook runs through papermill with output_dir DIR/<notebook> (default
 DIR: ``<artefact name>.report/figures``, where ``python -m analysis.report``
@@ -99,12 +100,31 @@ def run_notebooks(artefact, figures_dir=None, quick=False, only=None, log=print)
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("artefact", help="the virtual-physiology artefact (.vphys.h5) of a model")
+    parser.add_argument("artefact", nargs="?", help="the virtual-physiology artefact (.vphys.h5) of a model")
     parser.add_argument("--figures", default=None, help="output folder [default: <ARTEFACT>.report/figures]")
     parser.add_argument("--quick", action="store_true", help="small settings: every figure, not the real numbers")
-    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help=f"run only these notebooks (space- or comma-separated: {', '.join(NOTEBOOKS)})")
     args = parser.parse_args(argv)
-    print(run_notebooks(args.artefact, args.figures, args.quick, args.only))
+    artefact, only = split_only(args.artefact, args.only)
+    print(run_notebooks(artefact, args.figures, args.quick, only))
+
+
+def split_only(artefact: str | None, only: list[str] | None) -> tuple[str, list[str] | None]:
+    """The artefact and the notebooks of ``--only``. ``--only`` takes every word
+    after it, so in ``--only nback ARTEFACT`` the artefact is its last word: a word
+    that names no notebook, given when the artefact is missing, is taken back."""
+    names = [name for word in only or [] for name in word.split(",") if name]
+    if artefact is None and names and names[-1] not in NOTEBOOKS:
+        artefact = names.pop()
+    if artefact is None:
+        raise UserInputError("no ARTEFACT given: python -m analysis.run_notebooks ARTEFACT [--only NAME ...]")
+    unknown = [name for name in names if name not in NOTEBOOKS]
+    if unknown:
+        raise UserInputError(f"--only {unknown[0]!r} is not a notebook: choose from {', '.join(NOTEBOOKS)}")
+    if only is not None and not names:
+        raise UserInputError(f"--only needs at least one notebook: {', '.join(NOTEBOOKS)}")
+    return artefact, names or None
 
 
 if __name__ == "__main__":

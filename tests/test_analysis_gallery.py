@@ -171,3 +171,40 @@ def test_run_notebooks_refuses_another_checkpoint_before_any_notebook(tmp_path, 
         run_cli(lambda: run_notebooks.main([artefact, "--only", "mse", "plaid_motion", "--figures", str(tmp_path / "f")]))
     assert exit_info.value.code == 2 and "(its SHA-256 differs)" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
+
+
+def test_only_before_the_artefact_does_not_swallow_it(tmp_path, capsys):
+    """`--only nback ARTEFACT` (the order a user types) reaches the artefact: here the
+    refusal of its mismatched checkpoint, not argparse's "the following arguments are required"."""
+    from analysis import run_notebooks
+    from utils import run_cli
+
+    artefact = copied_run(tmp_path, weights_from="other_checkpoint")["artefact"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: run_notebooks.main(["--quick", "--only", "nback", artefact]))
+    assert exit_info.value.code == 2 and "(its SHA-256 differs)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("artefact,only,expected", [
+    (None, ["nback", "a.h5"], ("a.h5", ["nback"])),
+    (None, ["nback,mse", "a.h5"], ("a.h5", ["nback", "mse"])),
+    ("a.h5", ["mse", "plaid_motion"], ("a.h5", ["mse", "plaid_motion"])),
+    ("a.h5", None, ("a.h5", None)),
+])
+def test_split_only_takes_the_artefact_back_from_only(artefact, only, expected):
+    from analysis.run_notebooks import split_only
+
+    assert split_only(artefact, only) == expected
+
+
+@pytest.mark.parametrize("artefact,only,fragment", [
+    ("a.h5", ["nbakc"], "--only 'nbakc' is not a notebook"),
+    (None, ["nback", "mse"], "no ARTEFACT given"),
+    (None, ["typo", "a.h5"], "--only 'typo' is not a notebook"),
+])
+def test_split_only_names_the_problem(artefact, only, fragment):
+    from analysis.run_notebooks import split_only
+    from utils import UserInputError
+
+    with pytest.raises(UserInputError, match=re.escape(fragment)):
+        split_only(artefact, only)

@@ -309,6 +309,19 @@ def test_atomic_writes_get_the_mode_the_umask_gives(tmp_path, umask):
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_every_file_of_a_run_checkpoints_included_gets_the_mode_the_umask_gives(tmp_path, clips, umask):
+    old = os.umask(umask)
+    try:
+        run_dir = run(tmp_path, clips, "--epochs", "2")
+    finally:
+        os.umask(old)
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files) and any(p.name.endswith("_state.pt") for p in files)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in files}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes  # safetensors' save_file alone would give 0o600
+
+
 def test_stale_temporaries_of_dead_processes_go_at_the_next_write(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)

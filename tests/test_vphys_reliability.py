@@ -14,7 +14,7 @@ import pytest
 from test_vphys_pipeline import TINY, _checkpoint, _part_ids
 from utils import UserInputError
 from virtual_physiology.artefact import STAGES, VirtualPhysiology
-from virtual_physiology.pipeline import artefact_lock, lock_path, main
+from virtual_physiology.pipeline import _names_open_file, artefact_lock, lock_path, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def test_two_run_bash_at_once_with_wait_both_succeed_with_one_complete_artefact(
     assert all(code == 0 for code, _ in results), results
     assert VirtualPhysiology.load(artefact).stages == list(STAGES)
     assert not artefact.with_name("both.h5.parts").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] and not lock_path(artefact).exists()
 
 
 def test_a_stage_that_would_drop_later_stages_keeps_the_complete_artefact_and_fails(complete, tmp_path):
@@ -108,9 +108,22 @@ def test_an_artefact_on_a_full_disk_is_one_line_and_leaves_no_temporary(complete
             json.loads(f.attrs["part"])
 
 
-def test_the_lock_file_sits_beside_the_artefact_and_is_released(complete, tmp_path):
+def test_the_lock_file_sits_beside_the_artefact_and_is_released_and_removed(complete, tmp_path):
     artefact = tmp_path / "x.h5"
     with artefact_lock(artefact):
         assert lock_path(artefact).parent == tmp_path and str(os.getpid()) in lock_path(artefact).read_text()
+    assert not lock_path(artefact).exists()  # a finished run leaves no lock file
     with artefact_lock(artefact):  # released: taken again at once
         pass
+
+
+def test_a_lock_whose_file_was_deleted_or_replaced_is_not_taken_as_the_artefacts_lock(tmp_path):
+    """A waiter blocks on the file it opened; when the holder deletes that file and
+    lets go, the waiter's lock is of a deleted file and must be taken again."""
+    path = tmp_path / ".x.h5.lock"
+    with open(path, "a+") as handle:
+        assert _names_open_file(path, handle)
+        path.unlink()
+        assert not _names_open_file(path, handle)  # deleted
+        path.write_text("")
+        assert not _names_open_file(path, handle)  # another file now has the name

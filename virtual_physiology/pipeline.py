@@ -111,22 +111,29 @@ def artefact_lock(artefact: Path, wait: bool = False) -> Iterator[None]:
     The holder writes its pid, host and start time into the lock file; a second
     pipeline names them in a one-line error, or with ``wait`` blocks until the
     first finishes. The kernel drops the lock when its process dies (even on
-    ``kill -9``), so a lock is never stale; the small file itself stays.
+    ``kill -9``), so a lock is never stale. The holder deletes the file before it
+    lets go; a waiter that then gets the lock of the deleted file sees that the
+    path no longer names it and locks the path anew.
     """
     path = lock_path(artefact)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
-    except OSError as err:
-        raise UserInputError(f"cannot create the lock {path} ({err.strerror}): choose another ARTEFACT_PATH") from err
-    with handle:
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")
+        except OSError as err:
+            raise UserInputError(f"cannot create the lock {path} ({err.strerror}): choose another ARTEFACT_PATH") from err
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError as err:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            handle.close()
             raise UserInputError(f"{artefact} is being written by {holder}: wait for it to finish, or pass --wait "
                                  "to start when it has") from err
+        if _names_open_file(path, handle):
+            break
+        handle.close()  # locked a file its holder had deleted: try the path again
+    with handle:
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         handle.seek(0)
         handle.truncate()
@@ -135,8 +142,18 @@ def artefact_lock(artefact: Path, wait: bool = False) -> Iterator[None]:
         try:
             yield
         finally:
-            handle.truncate(0)
+            path.unlink(missing_ok=True)  # while still locked, so no one else holds this file
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _names_open_file(path: Path, handle) -> bool:
+    """Whether ``path`` is still the file open as ``handle`` (not deleted or replaced)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def default_artefact(weights: Path, ablation: str = "none") -> Path:
