@@ -41,9 +41,9 @@ import torch.distributed as dist
 
 from models.run_dir import RunDir
 from models.training import StoppedBySignal
-from models.training_config import (TrainConfig, add_config_arguments, config_for, create_run_dir, find_resume_state,
-                                    preflight, run_name)
-from train import receptive_field_monitor, train
+from models.training_config import (TrainConfig, add_config_arguments, config_for, create_run_dir, cut_short_note,
+                                    find_resume_state, preflight, run_name)
+from train import confirm_long_cpu_run, receptive_field_monitor, train
 from utils import UserInputError, run_cli
 
 ROOT = Path(__file__).resolve().parent
@@ -225,6 +225,9 @@ def run_here(jobs) -> list[Path]:
             from virtual_physiology.rf_summary import summarise
 
             summarise(run_dir)
+        note = cut_short_note(run_dir)
+        if note:  # the last line says that the run is not finished, and how to continue it
+            print(note, file=sys.stderr)
         run_dirs.append(run_dir)
     return run_dirs
 
@@ -265,6 +268,9 @@ def main(argv=None):
                    for cfg, resume in jobs]
         print(job_table([("-", path, cfg.L1, cfg.seed) for path, (cfg, _) in zip(planned, jobs)]))
     elif args.cluster is None:
+        for cfg, resume in jobs:
+            if resume is None and not args.batched:
+                confirm_long_cpu_run(args, cfg)
         try:
             run_dirs = run_batched(jobs, args) if args.batched else run_here(jobs)
         except StoppedBySignal as stop:  # saved and stopped: no summary, and a status a shell sees as a stop

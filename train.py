@@ -30,15 +30,16 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from data.dataset import ClipSource, fits_on
+from data.dataset import ClipSource, fits_on, split_indices
 from models.cuda_graph import GraphedTrainStep
 from models.run_dir import RunDir
 from models.training import (Monitor, RunWriter, StoppedBySignal, StopRequest, TrainingDiverged, TrainState,
                              any_rank, append_row, divergence, format_means, init_distributed, make_optimizer,
                              new_history, resumed_state, run_monitor, train_step, validate, validation_generator)
-from models.training_config import TrainConfig, checked_data, checked_model, config_for, create_run_dir, set_arithmetic
+from models.training_config import (TrainConfig, checked_data, checked_model, config_for, create_run_dir,
+                                    cut_short_note, load_dataset, resume_command, set_arithmetic)
 from models.training_config import build_parser as _config_parser
-from utils import UserInputError, keep_freed_memory, run_cli, seed_everything
+from utils import UserInputError, keep_freed_memory, resolve_device, run_cli, seed_everything
 from virtual_physiology.rf_summary import monitor_line, monitor_row
 
 
@@ -131,6 +132,12 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     started, steps_here = time.monotonic(), 0
     bar = tqdm(total=max(cfg.epochs - state.epoch + 1, 0) * n_batches, desc=out.run.name, unit="step",
                disable=None if progress and rank == 0 else True, dynamic_ncols=True)
+    epoch_lines = progress and rank == 0 and bar.disable  # no bar (stderr is not a terminal): one line per epoch
+
+    def say_cut_short(reason):
+        if rank == 0:
+            out.log(f"{reason}; {cut_short_note(run_dir) or 'continue with: ' + resume_command(run_dir)}",
+                    stderr=True)
 
     def mean_losses(n_steps):  # one host sync
         return dict(zip(["loss", *components], (state.sums / n_steps).tolist()))
@@ -161,8 +168,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                         stop_if_diverged(mean_losses(state.step), {})
                     out.checkpoint(state, None)
                     bar.close()
-                    out.log(f"stop request: saved a resumable state in {run_dir}; continue with --path {run_dir}",
-                            stderr=True)
+                    say_cut_short(f"stop request: saved a resumable state in {run_dir}")
                     stop.saved = run_dir
                     return run_dir
 
@@ -179,7 +185,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
             if cfg.rf_monitor_every and state.epoch % cfg.rf_monitor_every == 0 and rank == 0:
                 line += " | " + run_monitor(monitor, model, clips, cfg, state.history, state.epoch,
                                             state.global_step)
-            out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
+            out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started", stderr=epoch_lines)
             stop_if_diverged(means, val_means)
             bar.set_postfix(epoch=state.epoch, loss=f"{means['loss']:.4f}", mse0=f"{means['mse0']:.4f}")
             completed = state.epoch  # the state resumes at the next epoch, from its first batch
@@ -190,7 +196,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                 out.checkpoint(state, completed)
             if out_of_time and state.epoch <= cfg.epochs:
                 bar.close()
-                out.log(f"time limit: stopped after epoch {completed}; continue with --path {run_dir}", stderr=True)
+                say_cut_short(f"time limit ({cfg.max_minutes:g} min) reached")
                 return run_dir
     bar.close()
     if steps_here == 0 and resume is not None:
@@ -199,6 +205,48 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     else:
         out.log(f"finished epoch {state.epoch - 1}")
     return run_dir
+
+
+CONFIRM_ABOVE_HOURS = 1.0  # a CPU run without --name or --preset that would take longer asks for --name first
+
+
+def confirm_long_cpu_run(args, cfg: TrainConfig) -> None:
+    """The first command a user guesses, with no --name and no --preset, is the
+    paper's run (3 x 800 units, 2000 epochs): on a machine without a GPU that takes
+    weeks. Such a run longer than CONFIRM_ABOVE_HOURS by a 3-step timing stops here,
+    saying what it would train and for how long, and asks for --name to confirm."""
+    if args.name is not None or args.preset is not None or resolve_device(cfg.device).type != "cpu":
+        return
+    clips, _ = load_dataset(cfg)
+    n_steps = cfg.epochs * math.ceil(len(split_indices(len(clips))[0]) / cfg.batch_size)
+    seconds = n_steps * step_seconds(cfg, clips.shape[1])
+    if seconds <= 3600 * CONFIRM_ABOVE_HOURS:
+        return
+    groups = "+".join(map(str, cfg.hidden_units))
+    raise UserInputError(f"no --name: this would train {cfg.model} with {groups} units on {cfg.frame_shape[0]}x"
+                         f"{cfg.frame_shape[1]} frames for {cfg.epochs} epochs ({n_steps:,} steps) on the CPU, about "
+                         f"{_duration(seconds)} by a 3-step timing; give --name NAME to start it, or try --preset demo")
+
+
+def step_seconds(cfg: TrainConfig, n_frames: int, steps: int = 3) -> float:
+    """Median seconds of ``steps`` training steps of ``cfg``'s model on the CPU, on
+    random clips (a step's cost does not depend on their content); torch's RNG is
+    left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        model = checked_model(cfg, n_frames, Path(cfg.dataset))
+        set_arithmetic(model, cfg, torch.device("cpu"))
+        optimizer = make_optimizer(model, cfg, torch.device("cpu"))
+        batch = torch.randn(cfg.batch_size, n_frames, cfg.frame_shape[0] * cfg.frame_shape[1])
+        generator, times = torch.Generator().manual_seed(0), []
+        for step in range(steps):
+            start = time.perf_counter()
+            train_step(model, optimizer, batch, generator, cfg, step)
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 86400:.1f} days" if seconds > 2 * 86400 else f"{seconds / 3600:.1f} hours"
 
 
 def _new_run_dir(cfg: TrainConfig, rank: int, control) -> Path:
@@ -216,6 +264,8 @@ def build_parser(description: str = __doc__):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cfg, resume = config_for(args)
+    if resume is None and "WORLD_SIZE" not in os.environ:
+        confirm_long_cpu_run(args, cfg)
     run_dir, code, distributed = None, 0, False
     try:
         run_dir = train(cfg, resume)
@@ -229,6 +279,9 @@ def main(argv=None):
             dist.destroy_process_group()
     if run_dir is not None and int(os.environ.get("RANK", "0")) == 0:
         print(f"run folder: {run_dir}")
+        note = cut_short_note(run_dir)
+        if note:  # the last line says that the run is not finished, and how to continue it
+            print(note, file=sys.stderr)
     if distributed:
         # Every file is written and closed. A torchrun worker leaves without the C++
         # exit-time destructors: in them, now and then, a gloo thread still joinable

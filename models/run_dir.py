@@ -73,12 +73,20 @@ def read_state_file(path: Path) -> dict:
         raise ValueError(f"resume state {path} is unreadable ({type(err).__name__})") from err
 
 
-def state_global_step(path: Path) -> int:
-    """Optimizer steps taken when the state file ``path`` was saved: from its sidecar,
-    or, for a state older than sidecars (or with a damaged one), from the file itself."""
+def state_position(path: Path) -> dict:
+    """{"epoch", "step", "global_step"} of the state file ``path`` (the epoch it
+    resumes in, the steps done in it, the steps done in all): from its sidecar, or,
+    for a state older than sidecars (or with a damaged one), from the file itself."""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return int(json.loads(position_path(path).read_text())["global_step"])
-    return int(read_state_file(path)["global_step"])
+        position = json.loads(position_path(path).read_text())
+        return {k: int(position[k]) for k in ("epoch", "step", "global_step")}
+    state = read_state_file(path)
+    return {k: int(state[k]) for k in ("epoch", "step", "global_step")}
+
+
+def state_global_step(path: Path) -> int:
+    """Optimizer steps taken when the state file ``path`` was saved (``state_position``)."""
+    return state_position(path)["global_step"]
 
 
 class RunFoldersExhausted(FileExistsError):

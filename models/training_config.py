@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from models import MODELS, build_model, describe_model_defaults, with_model_defa
 from models.base import flag_wording
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
-from models.run_dir import RunDir, RunFoldersExhausted
+from models.run_dir import RunDir, RunFoldersExhausted, state_position
 from utils import UserInputError, os_error_reason
 
 
@@ -111,13 +112,12 @@ class TrainConfig:
 
 
 PRESETS = {
-    # A small model for a 2-core CPU: 2,760 steps in ~5 minutes (max_minutes caps slower
-    # machines). Too short for oriented, Gabor-like receptive fields (a few thousand
-    # steps give localized ON/OFF blobs); it shows the whole pipeline and the
-    # prediction error falling below the copy-last-frame baseline.
+    # A small model for a 2-core CPU: 2,760 steps (DEMO_TIME), always all 60 epochs, so
+    # its summary never silently describes a shorter run. Too short for oriented,
+    # Gabor-like receptive fields (a few thousand steps give localized ON/OFF blobs); it
+    # shows the whole pipeline and the prediction error falling below the copy-last baseline.
     "demo": dict(name="demo", hidden_units=(100, 100, 100), L1=-4.0, lr=3e-3, epochs=60,
-                 validate_every=10, checkpoint_every=20, max_minutes=12.0, rf_monitor_every=30,
-                 rf_monitor_clips=500),
+                 validate_every=10, checkpoint_every=20, rf_monitor_every=30, rf_monitor_clips=500),
 }
 
 _TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
@@ -411,6 +411,31 @@ def find_resume_state(path: Path) -> Path:
         raise UserInputError(f"no resumable state (*_state.pt) in {path}: it was not written by train.py") from err
     except ValueError as err:
         raise UserInputError(f"{err}: use an earlier checkpoint") from err
+
+
+def resume_command(run_dir) -> str:
+    """The command that continues the run in ``run_dir``."""
+    return f"python submit_training_job.py --path {shlex.quote(str(run_dir))}"
+
+
+def cut_short_note(run_dir) -> str | None:
+    """One line for a run that stopped before its last epoch (--max-minutes,
+    --stop-after-steps, a signal): how far it got and the command that continues
+    it; None for a finished run or a folder without a readable state and config."""
+    run = RunDir(run_dir)
+    try:
+        config, position = run.read_config(), state_position(run.latest_state())
+    except (OSError, ValueError, TypeError):
+        return None
+    epochs, done = int(config["epochs"]), position["epoch"] - 1  # the state resumes in epoch done + 1
+    if done >= epochs:
+        return None
+    where = f"after epoch {done}" if position["step"] == 0 else f"during epoch {done + 1}"
+    total = ""
+    if config.get("n_train") and config.get("batch_size"):
+        total = f" of {epochs * math.ceil(config['n_train'] / config['batch_size']):,}"
+    return (f"cut short {where} of {epochs} (optimizer step {position['global_step']:,}{total}); "
+            f"continue with: {resume_command(run_dir)}")
 
 
 @contextlib.contextmanager

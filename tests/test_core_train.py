@@ -142,11 +142,43 @@ def test_time_limit_stops_between_epochs_with_a_normal_checkpoint(tmp_path, clip
     assert all(torch.equal(full[k], weights[k]) for k in full)
 
 
+@pytest.mark.parametrize("limit,where", [(["--max-minutes", "1e-6"], "after epoch 1 of 3 (optimizer step 5 of 15)"),
+                                         (["--stop-after-steps", "7"], "during epoch 2 of 3 (optimizer step 7 of 15)")])
+def test_a_run_cut_short_ends_with_how_far_it_got_and_the_command_that_continues_it(tmp_path, clips, limit, where):
+    proc = run_cli(["--name", "cut", "--dataset", str(clips), "--save-dir", str(tmp_path), "--epochs", "3", *TINY,
+                    *limit])
+    (run,) = tmp_path.iterdir()
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"cut short {where}; continue with: python submit_training_job.py --path {run}", proc.stderr
+
+
+def test_a_finished_run_has_no_cut_short_line_and_prints_one_line_per_epoch_without_a_terminal(tmp_path, clips):
+    proc = run_cli(["--name", "whole", "--dataset", str(clips), "--save-dir", str(tmp_path), "--epochs", "2", *TINY])
+    assert "cut short" not in proc.stderr
+    epochs = [line for line in proc.stderr.splitlines() if line.startswith("epoch ")]  # stderr is a pipe: no bar
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"], proc.stderr
+
+
+def test_the_demo_always_trains_all_its_epochs():
+    demo = training_config.TrainConfig(**training_config.PRESETS["demo"])
+    assert demo.max_minutes == 0 and demo.stop_after_steps == 0 and demo.epochs == 60
+
+
+def test_no_name_on_a_cpu_asks_for_name_with_what_would_run_and_a_timed_estimate(tmp_path, clips):
+    """The paper's units and a huge epoch count: days by any 3-step timing."""
+    proc = run_cli(["--dataset", str(clips), "--save-dir", str(tmp_path), "--frame-shape", "4", "4",
+                    "--batch-size", "8", "--device", "cpu", "--epochs", "10000000"], check=False)
+    assert_one_line_error(proc, "no --name: this would train network_hierarchical_recurrent with 800+800+800 units",
+                          "10000000 epochs (50,000,000 steps) on the CPU, about", "days by a 3-step timing",
+                          "give --name NAME to start it")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("signum,preset", [(signal.SIGINT, []), (signal.SIGTERM, ["--preset", "demo"])])
 def test_a_signal_saves_a_resumable_state_and_exits_128_plus_signal(tmp_path, clips, signum, preset):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "submit_training_job.py", "--dataset", str(clips), "--save-dir",
-                             str(tmp_path), "--epochs", "100000", "--checkpoint-every", "1", *preset, *TINY],
+                             str(tmp_path), "--epochs", "100000", "--checkpoint-every", "1", *preset, *TINY, "--name", "sig"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # a normal checkpoint first (the demo would summarise it after the stop); the bound only guards against a hang
     deadline = time.monotonic() + 900
@@ -242,6 +274,7 @@ def test_receptive_field_summary_of_a_run(tmp_path, clips, uninterrupted):
         assert stats["units"] == 6 and 0 <= stats["fraction_strict_gabor"] <= stats["fraction_r_above_0.7"] <= 1
     assert (uninterrupted / "rf_summary.png").stat().st_size > 0
     assert json.loads((uninterrupted / "rf_summary.json").read_text())["rwa_clips"] == 50
+    assert (summary["epoch"], summary["epochs"], summary["step"]) == (3, 3, 15)  # 5 steps per epoch
 
 
 def test_rf_monitor_logs_rows_and_leaves_the_trajectory_unchanged(tmp_path, clips, uninterrupted):

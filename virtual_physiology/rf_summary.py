@@ -196,16 +196,21 @@ def summarise(run_dir, n_clips: int = 2000) -> dict:
     untrained_rf = receptive_field_stats(untrained, n_clips)
     gratings = {"trained": grating_monitor(model.eval(), n_directions=SUMMARY_DIRECTIONS),
                 "untrained": grating_monitor(untrained, n_directions=SUMMARY_DIRECTIONS)}
-    summary = {"epoch": config.get("checkpoint_epoch"), "clean_validation_next_frame_mse": errors,
+    epoch = config.get("checkpoint_epoch")
+    step = epoch * -(-config["n_train"] // config["batch_size"]) if epoch is not None and "n_train" in config else None
+    summary = {"epoch": epoch, "epochs": config.get("epochs"), "step": step,
+               "clean_validation_next_frame_mse": errors,
                "group1_receptive_fields": {"trained": trained_rf["stats"], "untrained": untrained_rf["stats"]},
                "group1_reduced_gratings": gratings, "rwa_clips": n_clips}
     write_json(run_dir / "rf_summary.json", summary)
+    measured = f"epoch {epoch} of {config.get('epochs')}" + (f", step {step:,}" if step is not None else "")
     _grid_png(run_dir / "rf_summary.png",
-              [(f"trained (epoch {summary['epoch']}): group-1 response-weighted averages", trained_rf["rwa"]),
+              [(f"trained ({measured}): group-1 response-weighted averages", trained_rf["rwa"]),
                ("untrained network of the same size", untrained_rf["rwa"])], tuple(config["frame_shape"]))
 
     e, t, u = errors["trained"], trained_rf["stats"], untrained_rf["stats"]
-    print(f"\nclean validation next-frame MSE: model {e['model']:.3f} | copy last frame {e['copy_last_frame']:.3f}"
+    print(f"\nRF summary of the checkpoint at {measured}")
+    print(f"clean validation next-frame MSE: model {e['model']:.3f} | copy last frame {e['copy_last_frame']:.3f}"
           f" | predict zero {e['predict_zero']:.3f} | untrained model {errors['untrained']['model']:.3f}")
     print(summary_table(summary))
     print(f"receptive-field grid: {run_dir / 'rf_summary.png'}")
