@@ -29,14 +29,17 @@ import argparse
 import dataclasses
 import itertools
 import math
+import os
 import re
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
-import submitit
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: as train.py, and for the jobs it starts
+
+import submitit  # noqa: E402
+import torch  # noqa: E402
 import torch.distributed as dist
 
 from models.run_dir import RunDir

@@ -25,7 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+# Idle OpenMP threads sleep instead of spinning: with other jobs on the CPU, spinning
+# threads made a step 3-13x slower (benchmarks/bench_load.py). Read when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -37,9 +41,10 @@ from models.training import (Monitor, RunWriter, StoppedBySignal, StopRequest, T
                              any_rank, append_row, divergence, format_means, init_distributed, make_optimizer,
                              new_history, resumed_state, run_monitor, train_step, validate, validation_generator)
 from models.training_config import (TrainConfig, checked_data, checked_model, config_for, create_run_dir,
-                                    cut_short_note, load_dataset, resume_command, set_arithmetic)
+                                    cut_short_note, load_dataset, recorded_dataset, resume_command,
+                                    set_arithmetic, slow_bf16_warning)
 from models.training_config import build_parser as _config_parser
-from utils import UserInputError, keep_freed_memory, resolve_device, run_cli, seed_everything
+from utils import UserInputError, keep_freed_memory, resolve_device, run_cli, seed_everything, set_threads
 from virtual_physiology.rf_summary import monitor_line, monitor_row
 
 
@@ -68,6 +73,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     (submit_training_job.py decides it before submission, so a requeued job finds it).
     Under torchrun each process trains on its slice of every batch (init_distributed)."""
     keep_freed_memory()  # every step reuses the last one's memory instead of faulting it in anew
+    threads = set_threads(cfg.threads)
     rank, world, device, control = init_distributed(cfg.device)
     clips, data_path, identity, train_rows, val_rows = checked_data(cfg, resume)
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
@@ -90,16 +96,20 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
         run_dir = resume.parent
     else:
         run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(cfg, rank, control)
-    config = dataclasses.asdict(cfg) | {"dataset_path": str(data_path.absolute()), "dataset_identity": identity,
+    config = dataclasses.asdict(cfg) | recorded_dataset(cfg, data_path) | {"dataset_identity": identity,
                                          "n_clips": len(clips), "n_train": len(train_rows),
                                          "n_validation": len(val_rows), "processes": world,
-                                         "torch_version": torch.__version__, "recurrence_backend": backend}
+                                         "torch_version": torch.__version__, "recurrence_backend": backend,
+                                         "torch_threads": threads}
     out = RunWriter(RunDir(run_dir), config, rank, control)
     if resume is not None and state.epoch > cfg.epochs:  # config.json keeps the settings the run trained with
         out.log(f"nothing to train: the run already has {state.epoch - 1} complete epochs and --epochs is "
                 f"{cfg.epochs}; give a larger --epochs to continue", stderr=True)
         return run_dir
     out.start()
+    warning = slow_bf16_warning(cfg, device)
+    if warning:
+        out.log(warning, stderr=True)
     if resume is None:
         out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
                 f"{world} process(es) on {device.type}")

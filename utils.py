@@ -216,6 +216,43 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1)) & bool(mallopt(M_MMAP_MAX, 0))
 
 
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+def portable_path(path: str | os.PathLike) -> str:
+    """A path as a run's config records it: relative to the repository when it lies
+    inside it (so a copied checkout or a shipped model names no folder of the machine
+    that wrote it), else absolute."""
+    absolute = Path(os.path.abspath(os.path.expanduser(path)))
+    try:
+        return str(absolute.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(absolute)
+
+
+def recorded_path(text: str) -> Path:
+    """A path from a run's config (``portable_path``): a relative one is the repository's."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def set_threads(setting: str) -> int:
+    """Apply a --threads setting and return torch's CPU thread count: "auto" keeps
+    torch's default, one thread per core (the entry points make idle OpenMP threads
+    sleep, OMP_WAIT_POLICY=PASSIVE, so sharing the CPU costs its share and no more:
+    docs/benchmarks.md, "Training under load"); a positive whole number sets it.
+    ValueError for anything else."""
+    if setting != "auto":
+        try:
+            count = int(setting)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError(f"threads {setting!r} is neither 'auto' nor a positive whole number")
+        torch.set_num_threads(count)
+    return torch.get_num_threads()
+
+
 def resolve_device(name: str | None) -> torch.device:
     """'auto' (or None) picks CUDA when available, else the CPU."""
     if name in (None, "auto"):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.build_notebooks import NOTEBOOKS
-from utils import UserInputError, atomic_path
+from utils import UserInputError, atomic_path, portable_path
 STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}
 th{background:#f0f0f0}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}figure{margin:1em 0}
@@ -112,12 +112,14 @@ def render_gallery(checkpoint, artefact, report_png, tables: list[tuple[str, lis
                    figures_dir) -> str:
     """The whole page: title and paths, the report figure, ``tables`` as
     (heading, rows, columns), the notebooks' figures and the model card."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Report: {html.escape(str(checkpoint))}</title>"
+    shown = {name: html.escape(portable_path(path)) for name, path in  # a shipped page names no folder of this machine
+             (("checkpoint", checkpoint), ("artefact", artefact), ("figures", figures_dir))}
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Report: {shown['checkpoint']}</title>"
              f"<style>{STYLE}</style></head><body>",
              "<h1>Virtual-physiology report</h1>",
-             f"<p>Checkpoint <code>{html.escape(str(checkpoint))}</code>; artefact "
-             f"<code>{html.escape(str(artefact))}</code>; notebook figures from "
-             f"<code>{html.escape(str(figures_dir))}</code>.</p>",
+             f"<p>Checkpoint <code>{shown['checkpoint']}</code>; artefact "
+             f"<code>{shown['artefact']}</code>; notebook figures from "
+             f"<code>{shown['figures']}</code>.</p>",
              f'<figure><img src="{png_data_uri(report_png)}" alt="report"><figcaption>report</figcaption></figure>']
     for heading, rows, columns in tables:
         parts.append(f"<h2>{html.escape(heading)}</h2>" + html_table(rows, columns))

@@ -36,7 +36,7 @@ from analysis import gallery, inputs, plotting, reference, stats  # noqa: E402
 from analysis.plaid_motion import pattern_index_summary  # noqa: E402
 from analysis.response_parameters import binned_distance_to_histogram, curve_fit_modulation_ratio  # noqa: E402
 from analysis.surround_suppression import SI_EDGES  # noqa: E402
-from utils import UserInputError, atomic_path, os_error_reason, run_cli  # noqa: E402
+from utils import UserInputError, atomic_path, os_error_reason, portable_path, run_cli  # noqa: E402
 from virtual_physiology.tuning import is_direction_selective, is_orientation_selective  # noqa: E402
 
 GABOR_R = 0.7
@@ -144,7 +144,7 @@ def render_markdown(checkpoint, artefact, groups: list[dict], surround: dict, di
     surround_row = {k: v for k, v in surround.items() if not isinstance(v, np.ndarray)}
     return "\n\n".join([
         "# Virtual-physiology report",
-        f"Checkpoint `{checkpoint}`; artefact `{artefact}`.",
+        f"Checkpoint `{portable_path(checkpoint)}`; artefact `{portable_path(artefact)}`.",  # no folder of this machine
         "## Per group\nFractions are over units with a defined value. Gabor: fit r >= 0.7 (strict: also a real "
         "oriented carrier and envelope); OS: OSI > 0.4; DS: DSI > 0.3 (peak-based); global OSI/DSI: vector sums over "
         "directions at the preferred sf and tf (Allen g_osi_dg/g_dsi_dg; 1 - global OSI = circular variance); F1/F0 "

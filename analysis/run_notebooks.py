@@ -9,8 +9,9 @@ looks for them to build its gallery); the executed notebook is saved beside
 its figures. Four notebooks read the artefact; ``mse`` and ``nback`` read the
 checkpoint it was made from (found and checked against its recorded SHA-256
 by ``VirtualPhysiology.checked_weights``), and ``mse`` scores the model on the
-training dataset of its recorded config (the embedded dataset for
-``--dataset default``). ``--quick`` uses small settings (few shuffles, short
+training dataset of its recorded config: the recorded file, or the embedded
+dataset rebuilt in the cache from the config's recipe and checked against its
+fingerprint (``data.default_dataset.training_data``). ``--quick`` uses small settings (few shuffles, short
 n-back readout training, bundled digits) to check that every figure is drawn
 in minutes; its numbers are not the analysis's.
 """
@@ -28,7 +29,8 @@ import os
 from pathlib import Path
 
 from analysis.build_notebooks import NOTEBOOKS
-from utils import UserInputError, os_error_reason, run_cli
+from data.default_dataset import TrainingDataError, training_data
+from utils import UserInputError, os_error_reason, run_cli, user_errors_from
 from virtual_physiology.results import VirtualPhysiology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,21 +48,12 @@ def default_figures_dir(artefact) -> Path:
     return artefact.with_name(artefact.name + ".report") / "figures"
 
 
-def training_dataset(config: dict) -> str:
-    """The clips file a model with this (recorded) config was trained on (the
-    embedded dataset's cache for 'default')."""
-    if config.get("dataset", "default") == "default":
-        from data.default_dataset import default_dataset_path
-
-        return str(default_dataset_path(tuple(config["frame_shape"])))
-    return str(config["dataset"])
-
-
 def parameters(name: str, vp: VirtualPhysiology, out: Path, quick: bool) -> dict:
     """papermill parameters of notebook ``name`` on the artefact ``vp``."""
     if name == "mse":
-        params = dict(checkpoints=[["this model", str(vp.checked_weights())]],
-                      dataset=training_dataset(vp.metadata["model"]["config"]))
+        with user_errors_from(TrainingDataError):  # not here and not rebuildable: one line naming the command
+            dataset = training_data(vp.metadata["model"]["config"])
+        params = dict(checkpoints=[["this model", str(vp.checked_weights())]], dataset=str(dataset))
     elif name == "nback":
         params = dict(checkpoint=str(vp.checked_weights()))
     else:

@@ -59,7 +59,7 @@ import skimage.io
 from tqdm import tqdm
 
 from data import pipeline
-from utils import UserInputError, atomic_path, run_cli, write_json
+from utils import UserInputError, atomic_path, recorded_path, run_cli, write_json
 
 VERSION = 1  # bump when the recipe changes, so old caches are not reused
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
@@ -114,7 +114,94 @@ def default_dataset_path(frame_shape: tuple[int, int] = (20, 20), *, cache_dir: 
     return path
 
 
-def _config(frame_shape, params: dict) -> dict:
+# -------------------------------------------------------------------------------------------
+# Recipes: a build named by the flags of this module's command, so a run's config can
+# name its data without a path of the machine that trained it
+# -------------------------------------------------------------------------------------------
+class TrainingDataError(ValueError):
+    """The data a run trained on is neither on this machine nor rebuildable as it was."""
+
+
+def recipe_of(path: str | Path) -> dict | None:
+    """The flags of ``python -m data.default_dataset`` that build the cache file
+    ``path``: {"frame_shape", "frame_step", "more_photos", "system_footage"}, read
+    from its sidecar. None for a file that is not a build of this VERSION, or whose
+    parameters those flags cannot give (e.g. another video subset)."""
+    path = Path(path)
+    try:
+        stats = json.loads(path.with_suffix(".json").read_text())
+        config = dict(stats["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    more_photos = {tuple(IMAGES): False, tuple(IMAGES) + tuple(EXTRA_IMAGES): True}.get(tuple(config.get("images", ())))
+    if stats.get("version") != VERSION or more_photos is None:
+        return None
+    recipe = {"frame_shape": [int(n) for n in config["frame_shape"]], "frame_step": int(config["frame_step"]),
+              "more_photos": more_photos, "system_footage": bool(config.get("system_footage"))}
+    if recipe["system_footage"]:  # the footage found here may differ: its fingerprint tells
+        return recipe
+    rebuilt = _config(recipe["frame_shape"], recipe_parameters(recipe))
+    return recipe if rebuilt == config else None
+
+
+def recipe_parameters(recipe: dict) -> dict:
+    """``default_dataset_path`` parameters (beyond the frame shape) of a recipe."""
+    return dict(frame_step=int(recipe["frame_step"]),
+                **(dict(images=IMAGES + tuple(EXTRA_IMAGES)) if recipe.get("more_photos") else {}),
+                **(dict(system_footage=find_system_footage()) if recipe.get("system_footage") else {}))
+
+
+def build_from_recipe(recipe: dict, cache_dir: str | Path | None = None) -> Path:
+    """The cache file of ``recipe``, built if absent (``default_dataset_path``)."""
+    return default_dataset_path(tuple(recipe["frame_shape"]), cache_dir=cache_dir, **recipe_parameters(recipe))
+
+
+def recipe_command(recipe: dict) -> str:
+    """The command that builds ``recipe``'s cache file."""
+    h, w = recipe["frame_shape"]
+    return (f"python -m data.default_dataset --frame-shape {h} {w} --frame-step {recipe['frame_step']}"
+            + (" --more-photos" if recipe.get("more_photos") else "")
+            + (" --system-footage" if recipe.get("system_footage") else ""))
+
+
+def training_data(config: dict, cache_dir: str | Path | None = None) -> Path:
+    """The clips file a run with this recorded config (config.json) trained on:
+
+    1. its recorded ``dataset_path`` (or ``dataset``; a relative path is the
+       repository's, ``utils.recorded_path``), if that file exists here;
+    2. else the embedded dataset built in the cache from ``dataset_recipe`` (a run
+       on ``--dataset default`` without one: the default recipe at its frame shape),
+       checked against the recorded fingerprint (``dataset_identity``; a run older
+       than fingerprints: its clip count ``n_clips``).
+
+    TrainingDataError when neither gives the data: the message names the file and the
+    command that builds (or the flag that replaces) it."""
+    from data.dataset import dataset_identity, same_dataset
+
+    recorded = config.get("dataset_path") or config.get("dataset", "default")
+    if recorded != "default" and recorded_path(recorded).exists():
+        return recorded_path(recorded)
+    recipe = config.get("dataset_recipe")
+    if recipe is None and config.get("dataset", "default") == "default":
+        recipe = {"frame_shape": list(config["frame_shape"]), "frame_step": DEFAULTS["frame_step"],
+                  "more_photos": False, "system_footage": False}
+    if recipe is None:
+        raise TrainingDataError(f"the training data {recorded} is not on this machine and the run records no recipe "
+                                "for it: copy that file there, or pass its path where the command asks for data")
+    path = build_from_recipe(recipe, cache_dir)
+    clips = np.load(path, mmap_mode="r")
+    if config.get("dataset_identity"):
+        difference = same_dataset(config["dataset_identity"], dataset_identity(path, clips))
+    else:
+        n_clips = config.get("n_clips")
+        difference = None if n_clips in (None, len(clips)) else f"clips {n_clips} -> {len(clips)}"
+    if difference is not None:
+        raise TrainingDataError(f"{path}, built by `{recipe_command(recipe)}`, is not the data the run trained on "
+                                f"({difference}): the footage or packages on this machine differ")
+    return path
+
+
+def _config(frame_shape, params: dict) -> dict:def _config(frame_shape, params: dict) -> dict:
     """Validated, JSON-ready build parameters (the cache key)."""
     unknown = set(params) - set(DEFAULTS)
     if unknown:
@@ -227,10 +314,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    recipe = dict(frame_shape=list(args.frame_shape), frame_step=args.frame_step, more_photos=args.more_photos,
+                  system_footage=args.system_footage)
     path = default_dataset_path(tuple(args.frame_shape), cache_dir=args.cache_dir, force=args.force,
-                                frame_step=args.frame_step,
-                                **(dict(images=IMAGES + tuple(EXTRA_IMAGES)) if args.more_photos else {}),
-                                **(dict(system_footage=find_system_footage()) if args.system_footage else {}))
+                                **recipe_parameters(recipe))
     stats = json.loads(path.with_suffix(".json").read_text())
     print(f"dataset        {path}")
     print(f"clips          {stats['shape'][0]} x {stats['shape'][1]} frames x {stats['shape'][2]} pixels "

@@ -53,8 +53,8 @@ from models.training import (Monitor, RunWriter, StopRequest, TrainingDiverged, 
                              format_means, learning_rate, new_history, resumed_state, run_monitor, validate,
                              validation_generator)
 from models.training_config import (check_same_dataset, checked_data, checked_model, config_for, create_run_dir,
-                                    read_run_config, set_arithmetic)
-from utils import UserInputError, keep_freed_memory, resolve_device, seed_everything
+                                    read_run_config, recorded_dataset, set_arithmetic)
+from utils import UserInputError, keep_freed_memory, resolve_device, seed_everything, set_threads
 
 # config.json key naming the run folders trained together (siblings in one --save-dir)
 SWEEP_KEY = "batched_sweep"
@@ -385,6 +385,7 @@ def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = N
         raise UserInputError("a batched sweep either starts every run or resumes every run: give --path alone")
     first = cfgs[0]
     keep_freed_memory()  # as train.py: every step reuses the last one's memory
+    threads = set_threads(first.threads)  # as train.py; one setting for the whole sweep
     device = resolve_device(first.device)
     clips, data_path, identity, train_rows, val_rows = checked_data(first, resumes[0])
     for resume in resumes[1:]:
@@ -422,10 +423,11 @@ def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = N
         create_run_dir(run.cfg) for run in runs]
     names = [d.name for d in run_dirs]
     for run, run_dir, resume in zip(runs, run_dirs, resumes):
-        config = dataclasses.asdict(run.cfg) | {
-            "dataset_path": str(data_path.absolute()), "dataset_identity": identity, "n_clips": len(clips),
+        config = dataclasses.asdict(run.cfg) | recorded_dataset(run.cfg, data_path) | {
+            "dataset_identity": identity, "n_clips": len(clips),
             "n_train": len(train_rows), "n_validation": len(val_rows), "processes": 1,
-            "torch_version": torch.__version__, "recurrence_backend": backend, SWEEP_KEY: names}
+            "torch_version": torch.__version__, "recurrence_backend": backend, "torch_threads": threads,
+            SWEEP_KEY: names}
         run.out = RunWriter(RunDir(run_dir), config, 0, None)
         run.out.start()
         run.out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "

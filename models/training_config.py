@@ -34,7 +34,7 @@ from models.base import flag_wording
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
 from models.run_dir import RunDir, RunFoldersExhausted, state_position
-from utils import UserInputError, os_error_reason
+from utils import UserInputError, os_error_reason, portable_path, recorded_path
 
 
 def _f(default, help):
@@ -93,6 +93,10 @@ class TrainConfig:
     cuda_graph: bool = _f(False, "replay each training step as one captured CUDA graph (one process on one GPU): "
                                  "the step's hundreds of small kernels launch at once; the same maths, to float32 "
                                  "rounding (the original: off, it had no such option)")
+    threads: str = _f("auto", "CPU threads of the training process: auto (torch's default, one per core; idle "
+                              "threads sleep, OMP_WAIT_POLICY=PASSIVE, unless the environment sets it, so other "
+                              "jobs on the CPU slow a step by their share only) or a number; the count used is "
+                              "recorded as torch_threads")
     amp: bool = _f(False, "deprecated alias of --precision bf16")
     save_dir: str = _f("model_checkpoints", "folder that receives the run folder")
     max_minutes: float = _f(0.0, "stop at the end of the epoch that passes this many minutes, with a normal "
@@ -124,9 +128,9 @@ _TUPLE_FIELDS = {"frame_shape": int, "hidden_units": int, "beta": float}
 _LIST_METAVARS = {"frame_shape": "PIXELS", "hidden_units": "UNITS", "beta": "WEIGHT"}
 # Flags that may differ from the saved config when resuming; a new --dataset must hold
 # the same content (train() compares the saved dataset_identity). All keep the resume
-# bit-exact except --device and --recurrence, which change the summation order, and
+# bit-exact except --device, --recurrence and --threads, which change the summation order, and
 # --cuda-graph, whose capturable Adam rounds its bias correction differently.
-_RESUME_OVERRIDES = {"epochs", "device", "recurrence", "cuda_graph", "checkpoint_every", "validate_every",
+_RESUME_OVERRIDES = {"epochs", "device", "recurrence", "cuda_graph", "threads", "checkpoint_every", "validate_every",
                      "max_minutes", "stop_after_steps", "dataset", "rf_monitor_every", "rf_monitor_clips"}
 
 
@@ -211,6 +215,8 @@ def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
         raise UserInputError(f"unknown --loss {cfg.loss!r}: choose from {', '.join(sorted(LOSS_OFFSETS))}")
     if cfg.precision not in PRECISIONS:
         raise UserInputError(f"unknown --precision {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
+    if cfg.threads != "auto" and not (cfg.threads.isdigit() and int(cfg.threads) >= 1):
+        raise UserInputError(f"--threads {cfg.threads!r} is neither auto nor a positive whole number: e.g. --threads 1")
     if cfg.tf32 and cfg.precision != "fp32":
         raise UserInputError(f"--tf32 changes only float32 products, and --precision {cfg.precision} has none: "
                              "drop --tf32 or use --precision fp32")
@@ -257,6 +263,8 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
     used_then = {"recurrence": "block"}
     values = {f.name: saved.get(f.name, used_then.get(f.name, f.default)) for f in dataclasses.fields(TrainConfig)}
     values.update(max_minutes=0.0, stop_after_steps=0)  # limits of the interrupted process, not of the run
+    if values["dataset"] != "default":  # recorded relative to the repository (recorded_dataset)
+        values["dataset"] = str(recorded_path(values["dataset"]))
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name, None)
         if given is None or f.name == "preset":
@@ -288,6 +296,18 @@ def load_dataset(cfg: TrainConfig):
         path = Path(cfg.dataset)
     min_frames = min_clip_frames(cfg.warmup, cfg.loss)
     return load_clips(path, tuple(cfg.frame_shape), min_frames), path
+
+
+def recorded_dataset(cfg: TrainConfig, data_path: Path) -> dict:
+    """How config.json names the run's data and folders: ``dataset``, ``dataset_path``
+    and ``save_dir`` relative to the repository when inside it (utils.portable_path),
+    and ``dataset_recipe``, the flags that rebuild an embedded-dataset build anywhere
+    (data.default_dataset.recipe_of; None for other data)."""
+    from data.default_dataset import recipe_of
+
+    return {"dataset": cfg.dataset if cfg.dataset == "default" else portable_path(cfg.dataset),
+            "dataset_path": portable_path(data_path), "dataset_recipe": recipe_of(data_path),
+            "save_dir": portable_path(cfg.save_dir)}
 
 
 def check_same_dataset(run_dir: Path, data_path: Path, identity: dict) -> None:
@@ -351,6 +371,21 @@ def auto_recurrence(device: torch.device, precision: str, n_hidden: int) -> str:
     if precision == "bf16" and n_hidden <= DENSE_BF16_CPU_MAX_HIDDEN and torch.cpu._is_amx_tile_supported():
         return "dense"
     return "block"
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AMX tiles or AVX512-BF16)."""
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
+def slow_bf16_warning(cfg: TrainConfig, device: torch.device) -> str | None:
+    """One line when --precision bf16 would run on a CPU without native bf16 products,
+    where it is several times slower than fp32 (bench_train on an AVX2 CPU, 3 x 100:
+    fp32 0.20 s, bf16 2.3 s per step); None otherwise."""
+    if cfg.precision != "bf16" or device.type != "cpu" or native_bf16_cpu():
+        return None
+    return ("warning: this CPU has no native bf16 matrix products (no AMX, no AVX512-BF16), so --precision bf16 "
+            "runs several times slower than fp32 here: use --precision fp32")
 
 
 def set_arithmetic(model, cfg: TrainConfig, device: torch.device) -> str | None:

@@ -515,3 +515,34 @@ def test_config_json_is_written_once_per_training_process(tmp_path, clips, monke
     run = train_in_process(tmp_path, clips)  # checkpoints at epochs 2 and 3
     assert written.count("config.json") == 1 and written.count("loss_history.json") == 2
     assert sorted(models.run_dir.RunDir(run).weights_by_epoch()) == [2, 3]
+
+
+def test_threads_are_applied_and_recorded_and_a_bad_value_is_one_line(tmp_path, clips):
+    run_cli(["--name", "t", "--dataset", str(clips), "--save-dir", str(tmp_path / "one"), "--epochs", "1", *TINY,
+             "--threads", "1"])
+    (run,) = (tmp_path / "one").iterdir()
+    config = json.loads((run / "config.json").read_text())
+    assert config["threads"] == "1" and config["torch_threads"] == 1
+    proc = run_cli(["--name", "t", "--dataset", str(clips), "--save-dir", str(tmp_path / "bad"), *TINY,
+                    "--threads", "0"], check=False)
+    assert_one_line_error(proc, "--threads '0' is neither auto nor a positive whole number")
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("given,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_entry_points_make_idle_openmp_threads_sleep_unless_the_environment_says_otherwise(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    for module in ("train", "submit_training_job"):
+        proc = subprocess.run([sys.executable, "-c", f"import os, {module}; print(os.environ['OMP_WAIT_POLICY'])"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.stdout.strip() == expected, (module, proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize("precision,native,warns", [("bf16", False, True), ("bf16", True, False),
+                                                     ("fp32", False, False)])
+def test_bf16_on_a_cpu_without_native_bf16_products_warns_in_one_line(monkeypatch, precision, native, warns):
+    monkeypatch.setattr(training_config, "native_bf16_cpu", lambda: native)
+    warning = training_config.slow_bf16_warning(training_config.TrainConfig(precision=precision), torch.device("cpu"))
+    assert (warning is not None) == warns
+    if warns:
+        assert "\n" not in warning and "use --precision fp32" in warning

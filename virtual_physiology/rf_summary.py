@@ -41,11 +41,12 @@ import numpy as np
 import torch
 
 from data.dataset import load_clips, split_indices
+from data.default_dataset import TrainingDataError, training_data
 from models import build_model
 from models.ablation import without_feedback
 from models.io import load_model
 from models.training import append_monitor_row, monitor_panels, plot_monitor
-from utils import UserInputError, atomic_path, run_cli, write_json
+from utils import UserInputError, atomic_path, run_cli, user_errors_from, write_json
 from virtual_physiology.gabor import fit_gabors, orientation_index, original_gabor
 from virtual_physiology.monitors import (grating_monitor, model_weight_mass, reference_values,
                                          responsive_units_per_group)
@@ -189,7 +190,7 @@ def summarise(run_dir, n_clips: int = 2000) -> dict:
     model, config, _ = load_model(run_dir)
     torch.manual_seed(config["seed"] + 12345)
     untrained = build_model(config).eval()
-    clips = load_clips(config["dataset_path"], tuple(config["frame_shape"]), config["warmup"] + 2)
+    clips = load_clips(training_data(config), tuple(config["frame_shape"]), config["warmup"] + 2)
     errors = {"trained": next_frame_errors(model, clips, config["warmup"]),
               "untrained": next_frame_errors(untrained, clips, config["warmup"])}
     trained_rf = receptive_field_stats(model, n_clips)
@@ -289,7 +290,7 @@ def rf_curve(run_dir, n_clips: int = 1000) -> dict:
             continue
         model, config, _ = load_model(run_dir / f"{epoch}-epochs_model.safetensors")
         if clips is None:
-            clips = load_clips(config["dataset_path"], tuple(config["frame_shape"]), config["warmup"] + 2)
+            clips = load_clips(training_data(config), tuple(config["frame_shape"]), config["warmup"] + 2)
         row = monitor_row(model, clips, config["warmup"], n_clips=n_clips)
         step = epoch * -(-len(split_indices(len(clips))[0]) // config["batch_size"])
         append_monitor_row(rows, epoch, step, row)
@@ -331,10 +332,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.clips is not None and args.clips < 1:
         raise UserInputError(f"--clips {args.clips}: give at least 1 white-noise clip")
-    if args.curve:
-        rf_curve(args.run, args.clips or 1000)
-    else:
-        summarise(args.run, args.clips or 2000)
+    with user_errors_from(TrainingDataError):  # the run's data is missing here: one line naming the command
+        if args.curve:
+            rf_curve(args.run, args.clips or 1000)
+        else:
+            summarise(args.run, args.clips or 2000)
 
 
 if __name__ == "__main__":
