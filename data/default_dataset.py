@@ -167,24 +167,27 @@ def recipe_command(recipe: dict) -> str:
 def training_data(config: dict, cache_dir: str | Path | None = None) -> Path:
     """The clips file a run with this recorded config (config.json) trained on:
 
-    1. its recorded ``dataset_path`` (or ``dataset``; a relative path is the
-       repository's, ``utils.recorded_path``), if that file exists here;
-    2. else the embedded dataset built in the cache from ``dataset_recipe`` (a run
-       on ``--dataset default`` without one: the default recipe at its frame shape),
-       checked against the recorded fingerprint (``dataset_identity``; a run older
-       than fingerprints: its clip count ``n_clips``).
+    1. for an embedded-dataset run, its build in the cache (``cache_dir``, default
+       CACHE_DIR), made there from ``dataset_recipe`` if missing (a run on
+       ``--dataset default`` without a recipe: the default recipe at its frame
+       shape), and checked against the recorded fingerprint (``dataset_identity``; a
+       run older than fingerprints: its clip count ``n_clips``); with system footage,
+       which differs between machines, the recorded file comes first when it exists;
+    2. otherwise its recorded ``dataset_path`` (or ``dataset``; a relative path is
+       the repository's, ``utils.recorded_path``).
 
     TrainingDataError when neither gives the data: the message names the file and the
     command that builds (or the flag that replaces) it."""
     from data.dataset import dataset_identity, same_dataset
 
     recorded = config.get("dataset_path") or config.get("dataset", "default")
-    if recorded != "default" and recorded_path(recorded).exists():
-        return recorded_path(recorded)
     recipe = config.get("dataset_recipe")
     if recipe is None and config.get("dataset", "default") == "default":
         recipe = {"frame_shape": list(config["frame_shape"]), "frame_step": DEFAULTS["frame_step"],
                   "more_photos": False, "system_footage": False}
+    on_file = recorded != "default" and recorded_path(recorded).exists()
+    if on_file and (recipe is None or recipe.get("system_footage")):
+        return recorded_path(recorded)
     if recipe is None:
         raise TrainingDataError(f"the training data {recorded} is not on this machine and the run records no recipe "
                                 "for it: copy that file there, or pass its path where the command asks for data")
@@ -201,7 +204,7 @@ def training_data(config: dict, cache_dir: str | Path | None = None) -> Path:
     return path
 
 
-def _config(frame_shape, params: dict) -> dict:def _config(frame_shape, params: dict) -> dict:
+def _config(frame_shape, params: dict) -> dict:
     """Validated, JSON-ready build parameters (the cache key)."""
     unknown = set(params) - set(DEFAULTS)
     if unknown:

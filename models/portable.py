@@ -14,8 +14,8 @@ recipe, so its analyses run on any machine (models written since train.py record
   by building it and comparing the recorded fingerprint or clip count;
 - ``logs/*.log`` and ``report/*.md|html``: an absolute path under a machine's
   working folders (``/tmp/``, ``/work/``, ``/home/``, ...) becomes ``data/cache/NAME``
-  for a cache file, the repository-relative path inside this checkout, else its
-  last component.
+  for a cache file, ``model_checkpoints/...`` for a checkout's run folder, the
+  repository-relative path inside this checkout, else its last component.
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ def portable_text_path(path: str) -> str:
     parts = Path(path).parts
     if len(parts) >= 3 and parts[-3:-1] == ("data", "cache"):
         return "data/cache/" + parts[-1]
+    if "model_checkpoints" in parts:  # a checkout's run folder: from the repository root on
+        return str(Path(*parts[parts.index("model_checkpoints"):]))
     local = portable_path(path)
     return local if not Path(local).is_absolute() else parts[-1]
 

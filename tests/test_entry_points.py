@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE_ONLY = sorted([*ROOT.glob("virtual_physiology/run_*.py"), ROOT / "data" / "prepare_dataset.py",
                       *(ROOT / "analysis" / f"{name}.py" for name in ("report", "compare", "run_notebooks",
                                                                        "build_notebooks")),
-                      ROOT / "neural_fitting" / "allen_metrics.py"])
+                      ROOT / "neural_fitting" / "allen_metrics.py", ROOT / "models" / "portable.py"])
 
 
 @pytest.mark.parametrize("script", MODULE_ONLY, ids=lambda p: str(p.relative_to(ROOT)))
