@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from models.run_dir import CONFIG_FILE, HISTORY_FILE, WEIGHTS_PATTERN, RunDir, write_state_file  # noqa: F401
+from models.run_dir import CONFIG_FILE, HISTORY_FILE, WEIGHTS_PATTERN, RunDir, resume_command, write_state_file  # noqa: F401
 from utils import UserInputError
 
 
@@ -42,9 +42,13 @@ def save_model(run_dir, model, config: dict, epoch: int, history: dict | None = 
 
 def latest_weights(run_dir: Path) -> Path:
     """The weights file of the highest epoch in a run folder."""
+    run = RunDir(run_dir)
     try:
-        return RunDir(run_dir).latest_weights()
+        return run.latest_weights()
     except FileNotFoundError as err:
+        if run.state_files():  # stopped before its first checkpoint
+            raise UserInputError(f"{err}, only the state of an interrupted training: finish or continue it with "
+                                 f"{resume_command(run_dir)}") from err
         raise UserInputError(f"{err}: train one first") from err
 
 

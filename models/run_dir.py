@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -87,6 +88,11 @@ def state_position(path: Path) -> dict:
 def state_global_step(path: Path) -> int:
     """Optimizer steps taken when the state file ``path`` was saved (``state_position``)."""
     return state_position(path)["global_step"]
+
+
+def resume_command(run_dir) -> str:
+    """The command that continues the training run in ``run_dir``."""
+    return f"python submit_training_job.py --path {shlex.quote(str(run_dir))}"
 
 
 class RunFoldersExhausted(FileExistsError):

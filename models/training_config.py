@@ -20,7 +20,6 @@ import dataclasses
 import math
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from models import MODELS, build_model, describe_model_defaults, with_model_defa
 from models.base import flag_wording
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
-from models.run_dir import RunDir, RunFoldersExhausted, state_position
+from models.run_dir import RunDir, RunFoldersExhausted, resume_command, state_position
 from utils import UserInputError, os_error_reason, portable_path, recorded_path
 
 
@@ -446,11 +445,6 @@ def find_resume_state(path: Path) -> Path:
         raise UserInputError(f"no resumable state (*_state.pt) in {path}: it was not written by train.py") from err
     except ValueError as err:
         raise UserInputError(f"{err}: use an earlier checkpoint") from err
-
-
-def resume_command(run_dir) -> str:
-    """The command that continues the run in ``run_dir``."""
-    return f"python submit_training_job.py --path {shlex.quote(str(run_dir))}"
 
 
 def cut_short_note(run_dir) -> str | None:

@@ -3,6 +3,7 @@ exit when the artefact is not complete, a complete artefact never replaced by a
 less complete one, and one-line errors for an artefact that cannot be written."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from test_vphys_pipeline import TINY, _checkpoint, _part_ids
+from test_vphys_pipeline import TINY, TINY_OPTIONS, _checkpoint, _part_ids
 from utils import UserInputError
 from virtual_physiology.artefact import STAGES, VirtualPhysiology
 from virtual_physiology.pipeline import _names_open_file, artefact_lock, lock_path, main
@@ -127,3 +128,32 @@ def test_a_lock_whose_file_was_deleted_or_replaced_is_not_taken_as_the_artefacts
         assert not _names_open_file(path, handle)  # deleted
         path.write_text("")
         assert not _names_open_file(path, handle)  # another file now has the name
+
+
+def test_the_pipeline_says_what_it_will_cost_before_it_runs_and_numbers_each_stage(complete, tmp_path):
+    from virtual_physiology.pipeline import Pipeline
+
+    weights, _ = complete
+    lines = []
+    Pipeline(weights, tmp_path / "costed.h5", options=TINY_OPTIONS).run(log=lines.append)
+    assert lines[0].startswith(f"all {len(STAGES)} stages to run for ") and " min on 2 quiet cores" in lines[0]
+    assert " GB (scaled from 5.4 min and 4.2 GB at 2,400 units)" in lines[0]
+    assert f"[rwa] running (1 of {len(STAGES)})" in lines
+
+
+def test_expected_cost_scales_with_hidden_units():
+    from virtual_physiology.pipeline import expected_cost
+
+    assert "about 5.4 min" in expected_cost(2400, 8) and "about 4.2 GB" in expected_cost(2400, 8)
+    assert "about 2.7 min" in expected_cost(1200, 8) and "about 2.1 GB" in expected_cost(1200, 8)
+    assert expected_cost(1200, 3).startswith("3 of ")
+
+
+def test_run_bash_on_a_folder_with_only_an_interrupted_state_says_how_to_resume_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "interrupted_state.pt").write_bytes(b"")
+    with pytest.raises(UserInputError, match=rf"only the state of an interrupted training: finish or continue it "
+                                             rf"with python submit_training_job.py --path {re.escape(str(run))}$"):
+        main([str(run)])

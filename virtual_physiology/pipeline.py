@@ -218,9 +218,13 @@ class Pipeline:
     def _run_locked(self, stages, force_stages, log) -> bool:
         if self.ablation != "none":
             log(f"probing {type(self.model).__name__} with ablation {self.ablation}")
+        to_run = [s for s in with_needs(stages) if s in force_stages or not self.store.current(s, self.settings(s))]
+        if to_run:
+            log(expected_cost(self.n_units, len(to_run)))
         ran = False
         for stage in with_needs(stages):
-            if stage in force_stages or not self.store.current(stage, self.settings(stage)):
+            if stage in to_run:
+                log(f"[{stage}] running ({to_run.index(stage) + 1} of {len(to_run)})")
                 start = time.perf_counter()
                 self.run_stage(stage)
                 ran = True
@@ -270,6 +274,23 @@ class Pipeline:
             versions=dict(python=platform.python_version(), torch=torch.__version__, numpy=np.__version__,
                           scipy=scipy.__version__, h5py=h5py.__version__),
         )
+
+
+# The whole pipeline at the paper's size (3 x 800 units, 20,000 RWA clips) on the project's
+# 2-core CPU, quiet (benchmarks/bench_vphys.py, README "Measured speed and memory"): its
+# time and its artefact grow about in proportion to the hidden units.
+REFERENCE_UNITS, REFERENCE_MINUTES, REFERENCE_GB = 2400, 5.4, 4.2
+
+
+def expected_cost(n_units: int, n_stages: int) -> str:
+    """One line, before the stages run: the whole pipeline's expected time and disk at
+    the default settings, scaled from the paper's size by hidden units."""
+    scale = n_units / REFERENCE_UNITS
+    stages = f"{n_stages} of {len(STAGES)} stages" if n_stages < len(STAGES) else f"all {n_stages} stages"
+    return (f"{stages} to run for {n_units:,} hidden units; at the default settings the whole pipeline takes about "
+            f"{max(REFERENCE_MINUTES * scale, 0.1):.1f} min on 2 quiet cores (several times longer under load) and "
+            f"writes about {max(REFERENCE_GB * scale, 0.01):.2g} GB (scaled from {REFERENCE_MINUTES} min and "
+            f"{REFERENCE_GB} GB at {REFERENCE_UNITS:,} units)")
 
 
 def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
