@@ -36,6 +36,11 @@ from models.run_dir import RunDir, RunFoldersExhausted, resume_command, state_po
 from utils import UserInputError, os_error_reason, portable_path, recorded_path
 
 
+# The demo's duration, quoted verbatim by the README, submit_training_job.py's docstring
+# and --help (tests/test_core_train.py checks all three): measured with --preset demo.
+DEMO_TIME = "DEMO_TIME_PLACEHOLDER"
+
+
 def _f(default, help):
     return field(default=default, metadata={"help": help})
 
@@ -107,7 +112,8 @@ class TrainConfig:
                                   "grating set, feedback reliance, W_hh block weights, clean MSE against copy-last), "
                                   "logged and plotted; 0 = off (paper: off)")
     rf_monitor_clips: int = _f(1000, "white-noise clips per receptive-field check")
-    preset: str = _f("", "named preset applied before explicit flags: 'demo' (a ~10-minute CPU run)")
+    preset: str = _f("", f"named preset applied before explicit flags: 'demo' (3 x 100 units, 60 epochs, "
+                         f"then an RF summary; {DEMO_TIME})")
 
     def __post_init__(self):
         if self.amp:  # the deprecated --amp is --precision bf16, and the saved config says so

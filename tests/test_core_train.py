@@ -546,3 +546,12 @@ def test_bf16_on_a_cpu_without_native_bf16_products_warns_in_one_line(monkeypatc
     assert (warning is not None) == warns
     if warns:
         assert "\n" not in warning and "use --precision fp32" in warning
+
+
+def test_one_demo_time_everywhere():
+    import submit_training_job
+
+    help_text = " ".join(submit_training_job.build_parser().format_help().split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for where, text in (("--help", help_text), ("the docstring", submit_training_job.__doc__), ("README", readme)):
+        assert training_config.DEMO_TIME in text, f"{where} does not quote the demo time {training_config.DEMO_TIME!r}"
