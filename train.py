@@ -217,21 +217,17 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     return run_dir
 
 
-CONFIRM_ABOVE_HOURS = 1.0  # a CPU run without --name or --preset that would take longer asks for --name first
-
-
 def confirm_long_cpu_run(args, cfg: TrainConfig) -> None:
-    """The first command a user guesses, with no --name and no --preset, is the
-    paper's run (3 x 800 units, 2000 epochs): on a machine without a GPU that takes
-    weeks. Such a run longer than CONFIRM_ABOVE_HOURS by a 3-step timing stops here,
-    saying what it would train and for how long, and asks for --name to confirm."""
-    if args.name is not None or args.preset is not None or resolve_device(cfg.device).type != "cpu":
+    """The first command a user guesses, with no --name, --preset, --hidden-units or
+    --epochs, is the paper's run (3 x 800 units, 2000 epochs): weeks on a machine
+    without a GPU. There it stops, saying what it would train and for how long by a
+    3-step timing, and asks for --name to confirm."""
+    guessed = all(getattr(args, flag, None) is None for flag in ("name", "preset", "hidden_units", "epochs"))
+    if not guessed or resolve_device(cfg.device).type != "cpu":
         return
     clips, _ = load_dataset(cfg)
     n_steps = cfg.epochs * math.ceil(len(split_indices(len(clips))[0]) / cfg.batch_size)
     seconds = n_steps * step_seconds(cfg, clips.shape[1])
-    if seconds <= 3600 * CONFIRM_ABOVE_HOURS:
-        return
     groups = "+".join(map(str, cfg.hidden_units))
     raise UserInputError(f"no --name: this would train {cfg.model} with {groups} units on {cfg.frame_shape[0]}x"
                          f"{cfg.frame_shape[1]} frames for {cfg.epochs} epochs ({n_steps:,} steps) on the CPU, about "

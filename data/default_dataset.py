@@ -192,12 +192,12 @@ def training_data(config: dict, cache_dir: str | Path | None = None) -> Path:
         raise TrainingDataError(f"the training data {recorded} is not on this machine and the run records no recipe "
                                 "for it: copy that file there, or pass its path where the command asks for data")
     path = build_from_recipe(recipe, cache_dir)
-    clips = np.load(path, mmap_mode="r")
+    difference = None
     if config.get("dataset_identity"):
-        difference = same_dataset(config["dataset_identity"], dataset_identity(path, clips))
-    else:
-        n_clips = config.get("n_clips")
-        difference = None if n_clips in (None, len(clips)) else f"clips {n_clips} -> {len(clips)}"
+        difference = same_dataset(config["dataset_identity"], dataset_identity(path, np.load(path, mmap_mode="r")))
+    elif config.get("n_clips"):
+        n_clips = len(np.load(path, mmap_mode="r"))
+        difference = None if n_clips == config["n_clips"] else f"clips {config['n_clips']} -> {n_clips}"
     if difference is not None:
         raise TrainingDataError(f"{path}, built by `{recipe_command(recipe)}`, is not the data the run trained on "
                                 f"({difference}): the footage or packages on this machine differ")

@@ -129,7 +129,8 @@ def test_run_notebooks_parameters_point_every_notebook_at_the_run(tmp_path, monk
     from data import default_dataset
 
     # the tiny run trained on the embedded dataset: mse gets its cache file for the run's frame shape
-    monkeypatch.setattr(default_dataset, "default_dataset_path", lambda shape: tmp_path / f"embedded_{shape}.npy")
+    monkeypatch.setattr(default_dataset, "build_from_recipe",
+                        lambda recipe, cache_dir=None: tmp_path / f"embedded_{tuple(recipe['frame_shape'])}.npy")
     run = tiny_run()
     weights = str(Path(run["checkpoint"]).resolve() / "1-epochs_model.safetensors")
     with VirtualPhysiology.load(run["artefact"]) as vp:

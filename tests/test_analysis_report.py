@@ -5,14 +5,15 @@ import pytest
 
 from analysis import report
 from tests.analysis_helpers import copied_run, tiny_run
-from utils import run_cli
+from utils import portable_path, run_cli
 
 
 def test_report_prints_and_saves(tmp_path, capsys):
     run = tiny_run()
     run_cli(lambda: report.main([run["artefact"], "--out", str(tmp_path)]))
-    printed = capsys.readouterr().out
-    assert (tmp_path / "report.md").read_text() == printed.rstrip("\n") + "\n"
+    printed, page_line = capsys.readouterr().out.rstrip("\n").rsplit("\n", 1)
+    assert (tmp_path / "report.md").read_text() == printed + "\n"
+    assert page_line == f"report page: {(tmp_path / 'report.html').resolve().as_uri()} (open it in any browser; it needs no network)"
     assert (tmp_path / "report.png").stat().st_size > 1000
     for needle in ("| G1 |", "| G3 |", "macaque V1 (Mata & Ringach 2005)", "macaque MT (Movshon & Newsome 1996)",
                    "mouse V1 feedback suppressed (laser on)", "G1 no feedback"):
@@ -60,4 +61,6 @@ def test_the_report_reads_only_the_artefact(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(models.io, "load_model", lambda *args, **kwargs: pytest.fail("the report loaded a model"))
     other = copied_run(tmp_path, weights_from="other_checkpoint")
     run_cli(lambda: report.main([other["artefact"], "--out", str(tmp_path / "other")]))
-    assert capsys.readouterr().out == right.replace(run["artefact"], other["artefact"])
+    other_out = capsys.readouterr().out
+    markdown = [out.rstrip("\n").rsplit("\n", 1)[0] for out in (right, other_out)]  # the last line: the page's path
+    assert markdown[1] == markdown[0].replace(portable_path(run["artefact"]), portable_path(other["artefact"]))

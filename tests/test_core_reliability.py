@@ -137,7 +137,7 @@ def test_divergence_exits_non_zero_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "train.py", "--dataset", str(data), "--save-dir", str(tmp_path / "r"),
                            *BASE], cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
-    lines = proc.stderr.strip().splitlines()
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("epoch ")]  # progress lines
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: training diverged"), proc.stderr
 
 
