@@ -155,11 +155,11 @@ def test_models_portable_rewrites_the_paths_and_keeps_the_tensors(tmp_path):
     from train import TrainConfig
 
     config = dataclasses.asdict(TrainConfig(frame_shape=(4, 4), hidden_units=(6, 5, 4))) | {
-        "dataset": "/tmp/wt/data/cache/c.npy", "dataset_path": "/tmp/wt/data/cache/c.npy", "save_dir": "/work/runs"}
+        "dataset": "/tmp/elsewhere/data/cache/c.npy", "dataset_path": "/tmp/elsewhere/data/cache/c.npy", "save_dir": "/home/someone/runs"}
     run = tmp_path / "run"
     weights = save_model(run, build_model(config), config, epoch=1)
     (run / "logs").mkdir()
-    (run / "logs" / "train.log").write_text("clips from /tmp/wt/data/cache/c.npy; continue with --path /work/runs/r_1\n")
+    (run / "logs" / "train.log").write_text("clips from /tmp/elsewhere/data/cache/c.npy; continue with --path /home/someone/runs/r_1\n")
     before = load_file(str(weights))
     make_portable(run)
     with safe_open(str(weights), framework="pt") as f:
