@@ -12,8 +12,9 @@ def test_report_prints_and_saves(tmp_path, capsys):
     run = tiny_run()
     run_cli(lambda: report.main([run["artefact"], "--out", str(tmp_path)]))
     printed, page_line = capsys.readouterr().out.rstrip("\n").rsplit("\n", 1)
-    assert (tmp_path / "report.md").read_text() == printed + "\n"
-    assert page_line == f"report page: {(tmp_path / 'report.html').resolve().as_uri()} (open it in any browser; it needs no network)"
+    assert (tmp_path / "report.md").read_text() == printed.rstrip("\n") + "\n"
+    page = (tmp_path / "report.html").resolve().as_uri()
+    assert page_line == f"report page: {page} (open it in any browser; it needs no network)"
     assert (tmp_path / "report.png").stat().st_size > 1000
     for needle in ("| G1 |", "| G3 |", "macaque V1 (Mata & Ringach 2005)", "macaque MT (Movshon & Newsome 1996)",
                    "mouse V1 feedback suppressed (laser on)", "G1 no feedback"):
