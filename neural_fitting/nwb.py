@@ -17,6 +17,15 @@ namespace. What is read:
   presence_ratio >= 0.95, isi_violations <= 0.5 (a NaN metric fails, as there).
 - ``intervals/<movie>_presentations``: start_time, stop_time, frame and, if
   present, a ``repeat`` column (otherwise repeats are inferred from time order).
+  Spikes are counted by two binary searches per unit, which assume well-formed
+  intervals, so a table is refused, naming its row, unless every time is finite,
+  no presentation starts before the session (NWB times count from the session's
+  reference time, so they are >= 0) or stops before it starts (``read_session``),
+  and each pass through the movie (one repeat) shows its frames in order, without
+  a pause of more than ``MAX_PASS_PAUSE`` median presentation durations between
+  two frames (``check_passes``: a movie is played continuously; a start moved far
+  out of place, e.g. to 1e12 s, would otherwise give a frame no spikes, or give
+  the spikes to another frame).
 """
 from __future__ import annotations
 
@@ -36,6 +45,12 @@ QUALITY_LIMITS = {  # allensdk's UNIT_FILTER_DEFAULTS: column -> (comparison, li
     "presence_ratio": (np.greater_equal, 0.95),
     "isi_violations": (np.less_equal, 0.5),
 }
+MAX_PASS_PAUSE = 100  # median presentation durations between two frames of one pass (Allen: 3.3 s)
+
+
+class MalformedTable(ValueError):
+    """A table whose values cannot be counted from (a NaN time, a stop before its
+    start ...): the message names the table and the row, and is passed on as is."""
 
 
 @dataclass
@@ -46,6 +61,7 @@ class Presentations:
     stop: np.ndarray
     frame: np.ndarray  # int64
     repeat: np.ndarray  # int64, 0-based
+    rows: np.ndarray  # int64: each presentation's row in the file's table, for messages
 
 
 @dataclass
@@ -66,6 +82,8 @@ def read_session(path: str | Path, areas: list[str], movies: list[str],
     try:
         with h5py.File(path, "r") as f:
             return _read(f, path, areas, movies, channel_areas or {}, quality_filter)
+    except MalformedTable:
+        raise
     except (OSError, KeyError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"{path}: not a readable NWB session file ({reason}); it may be truncated or "
@@ -158,15 +176,57 @@ def _presentations(f, path, movie) -> Presentations:
     frame = _numbers(table["frame"])
     shown = np.isfinite(frame) & (frame >= 0)  # blank/"null" rows are not movie frames
     order = np.argsort(start[shown], kind="stable")
-    start, stop, frame = start[shown][order], stop[shown][order], frame[shown][order].astype(np.int64)
+    rows = np.flatnonzero(shown)[order]  # each presentation's row in the file's table
+    start, stop, frame = start[rows], stop[rows], frame[rows].astype(np.int64)
     for column, values in (("start_time", start), ("stop_time", stop)):
         _require_finite(values, path, f"{movie}_presentations", column, "a presentation")
     if "repeat" in table:
-        repeat = _numbers(table["repeat"])[shown][order].astype(np.int64)
+        repeat = _numbers(table["repeat"])[rows].astype(np.int64)
         repeat -= repeat.min() if len(repeat) else 0
     else:
         repeat = repeat_index(frame, start)
-    return Presentations(start, stop, frame, repeat)
+    _check_intervals(f"{path}: the {movie}_presentations table", start, stop, rows)
+    return Presentations(start, stop, frame, repeat, rows)
+
+
+def _check_intervals(table: str, start, stop, rows) -> None:
+    """MalformedTable naming the first row that starts before the session or stops
+    before it starts. (P,) arrays; ``rows`` are their rows in the file."""
+    fix = "fix or drop that row, or download the session again"
+    early = np.flatnonzero(start < 0)
+    if len(early):
+        i = early[0]
+        raise MalformedTable(f"{table}, row {rows[i]}: start_time {start[i]:g} s lies before the session's start "
+                             f"(0 s): {fix}")
+    backwards = np.flatnonzero(stop < start)
+    if len(backwards):
+        i = backwards[0]
+        raise MalformedTable(f"{table}, row {rows[i]}: stop_time {stop[i]:g} s is before its start_time "
+                             f"{start[i]:g} s: {fix}")
+
+
+def check_passes(presentations: Presentations, table: str) -> None:
+    """MalformedTable unless each pass through the movie (one repeat) shows its
+    frames in order, with no pause longer than ``MAX_PASS_PAUSE`` median
+    presentation durations between two of them (module docstring). Made once
+    every (repeat, frame) is known to occur exactly once
+    (``spikes.trials_array``), so that a missing row is reported as missing,
+    not as the shift of the inferred repeats it causes. ``table`` names the table."""
+    p = presentations
+    by_pass = np.lexsort((p.frame, p.repeat))  # each repeat's frames in frame order
+    same_pass = p.repeat[by_pass][1:] == p.repeat[by_pass][:-1]
+    step = np.diff(p.start[by_pass])
+    longest = MAX_PASS_PAUSE * max(float(np.median(p.stop - p.start)) if len(p.start) else 0.0, 1e-3)
+    # the pause first: a start moved far away is named itself, not the frame it now follows
+    for bad, what in ((same_pass & (step > longest), "after"), (same_pass & (step <= 0), "before")):
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            a, b = by_pass[k], by_pass[k + 1]
+            pause = f" (a pause longer than {longest:g} s inside one pass through the movie)" if what == "after" else ""
+            raise MalformedTable(
+                f"{table}, row {p.rows[b]} (frame {p.frame[b]}, repeat {p.repeat[b]}) starts at {p.start[b]:g} s, "
+                f"{what} row {p.rows[a]} (frame {p.frame[a]}, repeat {p.repeat[a]}) at {p.start[a]:g} s{pause}: the "
+                "frames of a pass must follow each other in order: fix or drop those rows, or download the session again")
 
 
 def _require_finite(values: np.ndarray, path: Path, table: str, column: str, what: str) -> None:
@@ -174,7 +234,7 @@ def _require_finite(values: np.ndarray, path: Path, table: str, column: str, wha
     naming the table. (A NaN *frame* marks a blank row and is skipped, not refused.)"""
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
-        raise ValueError(f"{path}: the {table} table has {len(bad)} NaN or infinite {column} value(s) "
+        raise MalformedTable(f"{path}: the {table} table has {len(bad)} NaN or infinite {column} value(s) "
                          f"(first in {what}): fix or drop those rows, or download the session again")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neural_fitting.nwb import read_session
+from neural_fitting.nwb import check_passes, read_session
 from neural_fitting.spikes import (NOISE_RATIO_MAX, NOISE_RATIO_REPEATS, noise_ratio, passes_noise_filter,
                                    presentation_counts, trials_array)
 from neural_fitting.stimuli import MovieSpec, StimulusLayout, bin_mean
@@ -80,8 +80,10 @@ def process_session(path: str | Path, areas: list[str], config: ProcessingConfig
 def _movie_trials(session, movie: MovieSpec, path) -> np.ndarray:
     table = session.presentations[movie.name]
     counts = presentation_counts(session.spike_times, table.start, table.stop)
-    return trials_array(counts, table.frame, table.repeat, movie.n_frames, movie.n_repeats,
-                        table=f"{path}: {movie.name}_presentations")
+    trials = trials_array(counts, table.frame, table.repeat, movie.n_frames, movie.n_repeats,
+                          table=f"{path}: {movie.name}_presentations")
+    check_passes(table, f"{path}: the {movie.name}_presentations table")  # once each (repeat, frame) is known
+    return trials
 
 
 def process_sessions(paths: list[str | Path], areas: list[str], out: str | Path,

@@ -61,3 +61,48 @@ def test_a_movie_template_with_nan_pixels_is_refused(tmp_path):
     movie[4, 1, 2] = 0
     np.save(tmp_path / "natural_movie_one.npy", movie)
     assert load_movie(tmp_path, "natural_movie_one", 6).shape == (6, 4, 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed presentation intervals: refused naming the table and the row (counting by
+# searchsorted(stop) - searchsorted(start) would give negative or misplaced counts)
+# ---------------------------------------------------------------------------------------------
+def edited(clean_session, tmp_path, edit):
+    path = tmp_path / "edited.nwb"
+    shutil.copy(clean_session, path)
+    with h5py.File(path, "r+") as f:
+        edit(f["intervals/natural_movie_one_presentations"])
+    return path
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda t: t["stop_time"].__setitem__(5, t["start_time"][5] - 0.5),
+     r"natural_movie_one_presentations table, row 5: stop_time .* is before its start_time"),
+    (lambda t: t["start_time"].__setitem__(3, 1e12),
+     r"natural_movie_one_presentations table, row 3: stop_time .* is before its start_time"),
+    (lambda t: t["start_time"].__setitem__(0, -2.0),
+     r"natural_movie_one_presentations table, row 0: start_time -2 s lies before the session's start"),
+    (lambda t: [t["start_time"].__setitem__(3, 1e12), t["stop_time"].__setitem__(3, 1e12 + 0.03)],
+     r"natural_movie_one_presentations table, row 3 \(frame 3, repeat 3\) starts at 1e\+12 s, after row 20 "
+     r"\(frame 2, repeat 3\) at .* \(a pause longer than"),
+    (lambda t: [t["start_time"].__setitem__(3, 1.2), t["stop_time"].__setitem__(3, 1.21)],
+     r"natural_movie_one_presentations table, row 4 \(frame 4, repeat 0\) starts at 1.13333 s, before row 3 "
+     r"\(frame 3, repeat 0\) at 1.2 s"),
+    (lambda t: [t["start_time"].__setitem__(23, 1e12), t["stop_time"].__setitem__(23, 1e12 + 0.03)],
+     r"natural_movie_one_presentations table, row 23 \(frame 5, repeat 3\) starts at 1e\+12 s, after row 22 "
+     r"\(frame 4, repeat 3\)"),
+])
+def test_malformed_presentation_intervals_are_refused_naming_the_row(clean_session, tmp_path, edit, match):
+    _fails_cleanly([edited(clean_session, tmp_path, edit)], ["VISp"], tmp_path / "out", match)
+
+
+def test_well_formed_intervals_with_a_short_pause_still_count(clean_session, tmp_path):
+    """A pass that pauses for a few frames (a dropped-frame hiccup) is no error."""
+    from neural_fitting.nwb import read_session
+
+    def pause(table):
+        table["start_time"][8:12] = table["start_time"][8:12] + 0.1
+        table["stop_time"][8:12] = table["stop_time"][8:12] + 0.1
+    presentations = read_session(edited(clean_session, tmp_path, pause), ["VISp"],
+                                 ["natural_movie_one"]).presentations["natural_movie_one"]
+    assert len(presentations.start) == 24
