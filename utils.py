@@ -108,6 +108,27 @@ def os_error_reason(err: Exception) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
+def cannot_create(path: str | os.PathLike) -> str | None:
+    """Why nothing can be created at ``path`` (a file or folder still to be made), or
+    None: its nearest existing ancestor is a file, or is not writable (a read-only
+    file system, or no permission). Judged before long work, so that it fails at once;
+    a disk that fills later is still the writer's to report."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable" + (" (a read-only file system)" if _read_only(existing) else "")
+    return None
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 _TMP_MARK = ".partial-"  # temporaries are .NAME.partial-HOST-PID-RANDOM.tmp
 
 

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from neural_fitting.stimuli import StimulusLayout, bin_mean
-from utils import UserInputError, add_flags, atomic_path, flag, options_from, resolve_device, run_cli, user_errors_from
+from utils import (UserInputError, add_flags, atomic_path, cannot_create, flag, options_from, os_error_reason,
+                   resolve_device, run_cli, user_errors_from)
 
 FRAME_BATCH = 100  # frames resized at once: bounds the float copy of a 304x608 movie
 
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None, layout: StimulusLayout = StimulusLayout(
 def write_model_responses(args: ResponseOptions, layout: StimulusLayout) -> None:
     """Compute the responses the options ask for and save them to ``args.out``."""
     device = resolve_device(args.device)
+    problem = cannot_create(args.out.parent)
+    if problem is not None:  # before the (long) forward passes
+        raise UserInputError(f"cannot write --out {args.out}: {problem}: choose another --out")
     meta = {"movie_dir": str(args.movie_dir), "interpolation": args.interpolation, "layout": layout.to_dict()}
     if args.vgg_weights is not None:
         from neural_fitting.vgg import LAYER_NAMES, load_vgg19
@@ -218,7 +222,11 @@ def write_model_responses(args: ResponseOptions, layout: StimulusLayout) -> None
         groups = model_group_responses(model, chunks, layout.bin_frames)
         names = [f"group {g + 1}" for g in range(len(groups))]
         meta.update(source=str(args.model), frame_shape=list(model.frame_shape), model_config=config)
-    save_responses(args.out, ResponseSet(args.label, names, groups, meta))
+    try:
+        save_responses(args.out, ResponseSet(args.label, names, groups, meta))
+    except OSError as err:  # a full disk: atomic_path has removed its temporary
+        raise UserInputError(f"cannot write --out {args.out} ({os_error_reason(err)}): free space or choose another "
+                             "--out, then run again (nothing was written)") from err
     print(f"wrote {len(groups)} groups of {groups[0].shape[0]} bins to {args.out}")
 
 

@@ -28,7 +28,8 @@ from neural_fitting.nwb import check_passes, read_session
 from neural_fitting.spikes import (NOISE_RATIO_MAX, NOISE_RATIO_REPEATS, noise_ratio, passes_noise_filter,
                                    presentation_counts, trials_array)
 from neural_fitting.stimuli import MovieSpec, StimulusLayout, bin_mean
-from utils import UserInputError, add_flags, atomic_path, flag, options_from, run_cli, user_errors_from, write_json
+from utils import (UserInputError, add_flags, atomic_path, cannot_create, flag, options_from, os_error_reason, run_cli,
+                   user_errors_from, write_json)
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,9 @@ def process_sessions(paths: list[str | Path], areas: list[str], out: str | Path,
     if not areas:
         raise ValueError("no areas given: name some Allen areas, e.g. VISp VISl VISrl")
     out = Path(out)
-    blocker = next((p for p in (out, *out.absolute().parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:  # checked before the (long) processing, so it fails at once
-        raise ValueError(f"output folder {out} is a file or lies under one ({blocker}): give a folder")
+    problem = cannot_create(out)
+    if problem is not None:  # checked before the (long) processing, so it fails at once
+        raise ValueError(f"cannot write --out {out}: {problem}: give a writable folder")
     results, skipped = {}, {}
     for path in paths:
         try:
@@ -119,16 +120,21 @@ def process_sessions(paths: list[str | Path], areas: list[str], out: str | Path,
                          f"(Allen acronyms such as VISp) or add sessions that recorded them")
 
     written = []
-    for session_id, (path, arrays, info) in results.items():
-        target = out / f"session_{session_id}.npz"
-        with atomic_path(target) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez_compressed(handle, **arrays)
-        write_json(target.with_suffix(".json"), {"session_id": session_id, "source": str(path), "areas": info,
-                                                 "config": config.to_dict()})
-        written.append(target)
-    write_json(out / "summary.json", {"sessions": sorted(results), "skipped": skipped, "areas": areas,
-                                      "config": config.to_dict()})
+    try:
+        for session_id, (path, arrays, info) in results.items():
+            target = out / f"session_{session_id}.npz"
+            with atomic_path(target) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.savez_compressed(handle, **arrays)
+            write_json(target.with_suffix(".json"), {"session_id": session_id, "source": str(path), "areas": info,
+                                                     "config": config.to_dict()})
+            written.append(target)
+        write_json(out / "summary.json", {"sessions": sorted(results), "skipped": skipped, "areas": areas,
+                                          "config": config.to_dict()})
+    except OSError as err:  # a full disk, or the folder made read-only meanwhile; each file is whole or absent
+        raise ValueError(f"cannot write --out {out} ({os_error_reason(err)}): free space or choose another --out, "
+                         f"then run again ({len(written)} of {len(results)} sessions were written, each complete; "
+                         "summary.json is written last)") from err
     return written
 
 

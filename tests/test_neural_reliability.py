@@ -106,3 +106,83 @@ def test_well_formed_intervals_with_a_short_pause_still_count(clean_session, tmp
     presentations = read_session(edited(clean_session, tmp_path, pause), ["VISp"],
                                  ["natural_movie_one"]).presentations["natural_movie_one"]
     assert len(presentations.start) == 24
+
+
+# ---------------------------------------------------------------------------------------------
+# --out on a read-only or full file system: one line, before the long work where it can be told
+# ---------------------------------------------------------------------------------------------
+def model_run(tmp_path):
+    from models import build_model
+    from models.io import save_model
+
+    config = dict(model="network_hierarchical_recurrent", frame_shape=[2, 4], hidden_units=[5, 6, 7],
+                  beta=[0.9, 0.1, 0.1], warmup=4, local_inhibitory_prop=0.2, L1=-6.0,
+                  loss="loss_hierarchical_temporal_prediction", detach_targets=False, noise_std=0.5011)
+    save_model(tmp_path / "run", build_model(config), config, epoch=1)
+    return tmp_path / "run"
+
+
+def response_argv(tmp_path, out):
+    from test_neural_model_responses import LAYOUT
+
+    movies = tmp_path / "movies"
+    movies.mkdir(exist_ok=True)
+    for spec in LAYOUT.movies:
+        np.save(movies / f"{spec.name}.npy", np.random.default_rng(0).random((spec.n_frames, 6, 8), np.float32))
+    return ["--movie-dir", str(movies), "--model", str(model_run(tmp_path)), "--label", "TP", "--out", str(out)], LAYOUT
+
+
+def cli_error(main, argv, layout, capsys):
+    from utils import run_cli
+
+    with pytest.raises(SystemExit) as code:
+        run_cli(lambda: main(argv, layout=layout))
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and err.count("\n") == 1, err
+    return err
+
+
+def test_model_responses_into_a_read_only_folder_is_one_line(tmp_path, tmpfs, capsys):
+    from neural_fitting.model_responses import main
+
+    read_only = tmpfs("size=1m,ro")
+    argv, layout = response_argv(tmp_path, read_only / "r.npz")
+    assert "cannot write --out" in cli_error(main, argv, layout, capsys)
+
+
+def test_model_responses_on_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from neural_fitting import model_responses
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(model_responses.np, "savez", full)
+    argv, layout = response_argv(tmp_path, tmp_path / "r.npz")
+    err = cli_error(model_responses.main, argv, layout, capsys)
+    assert "cannot write --out" in err and "No space left on device" in err
+    assert not list(tmp_path.glob("*.npz")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_process_sessions_into_a_read_only_folder_is_one_line(clean_session, tmpfs, capsys):
+    from neural_fitting.process_sessions import main
+    from test_neural_pipeline import CONFIG
+
+    read_only = tmpfs("size=1m,ro")
+    argv = ["--nwb", str(clean_session), "--areas", "VISp", "--out", str(read_only / "out")]
+    assert "cannot write --out" in cli_error(main, argv, CONFIG.layout, capsys)
+
+
+def test_process_sessions_on_a_full_disk_is_one_line(clean_session, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from neural_fitting import process_sessions
+    from test_neural_pipeline import CONFIG
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(process_sessions.np, "savez_compressed", full)
+    argv = ["--nwb", str(clean_session), "--areas", "VISp", "--out", str(tmp_path / "out")]
+    err = cli_error(process_sessions.main, argv, CONFIG.layout, capsys)
+    assert "cannot write --out" in err and "No space left on device" in err
+    assert not [p for p in (tmp_path / "out").iterdir()]  # the first write failed: no file, no temporary
