@@ -60,7 +60,7 @@ def test_process_sessions_out_that_is_a_file_is_refused_before_processing(tmp_pa
     blocker = tmp_path / "out"
     blocker.write_text("x")
     for out in (blocker, blocker / "sub"):
-        with pytest.raises(ValueError, match="is a file or lies under one"):
+        with pytest.raises(ValueError, match=r"cannot write --out .* is a file: give a writable folder"):
             process_sessions([tmp_path / "s.nwb"], ["VISp"], out)
     assert not processed and blocker.read_text() == "x"
 
