@@ -209,8 +209,11 @@ def write_json(path: str | os.PathLike, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+MAX_SEED = 2**32 - 1  # NumPy's global seed (np.random.seed) takes 0 .. 2**32 - 1; every command's --seed does too
+
+
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    """Seed Python, NumPy and torch (CPU and every GPU); ``seed`` in 0 .. MAX_SEED."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

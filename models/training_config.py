@@ -33,7 +33,7 @@ from models.base import flag_wording
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
 from models.run_dir import RunDir, RunFoldersExhausted, resume_command, state_position
-from utils import UserInputError, os_error_reason, portable_path, recorded_path
+from utils import MAX_SEED, UserInputError, os_error_reason, portable_path, recorded_path
 
 
 # The demo's duration, quoted verbatim by the README, submit_training_job.py's docstring
@@ -82,7 +82,7 @@ class TrainConfig:
     epochs: int = _f(2000, "epochs to train (paper: 2000); 0 saves the untrained model")
     validate_every: int = _f(10, "epochs between validation passes (paper: 10)")
     checkpoint_every: int = _f(1000, "epochs between checkpoints (paper: 1000); the last epoch is always saved")
-    seed: int = _f(0, "seed for initialisation, shuffling and noise (the original seeded nothing)")
+    seed: int = _f(0, "seed for initialisation, shuffling and noise, 0 to 4294967295 (the original seeded nothing)")
     device: str = _f("auto", "cpu, cuda, cuda:N, or auto (cuda when available); under torchrun each "
                              "process takes the GPU of its LOCAL_RANK")
     tf32: bool = _f(False, "TF32 products on Ampere+ GPUs as the original had them: the recurrent layer's (cuDNN's "
@@ -241,10 +241,12 @@ def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
               ("warmup", cfg.warmup >= 0), ("noise_std", cfg.noise_std >= 0), ("grad_clip", cfg.grad_clip > 0),
               ("local_inhibitory_prop", 0 <= cfg.local_inhibitory_prop < 1), ("max_minutes", cfg.max_minutes >= 0),
               ("L1", cfg.L1 <= 300),  # lambda = 10 ** L1 must be a float
+              ("seed", 0 <= cfg.seed <= MAX_SEED),
               ("rf_monitor_every", cfg.rf_monitor_every >= 0), ("rf_monitor_clips", cfg.rf_monitor_clips >= 1)]
     for name, ok in checks:
         if not ok:
-            raise UserInputError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is out of range: see --help")
+            fix = f"seeds are 0 to {MAX_SEED}" if name == "seed" else "see --help"
+            raise UserInputError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is out of range: {fix}")
 
 
 def run_name(cfg: TrainConfig) -> str:

@@ -509,3 +509,19 @@ def test_a_noise_state_from_another_kind_of_device_is_one_line(tmp_path, clips):
     torch.save(state, state_file)
     with pytest.raises(UserInputError, match="saved on another kind of device"):
         resume(run_dir)
+
+
+@pytest.mark.parametrize("seed", ["-1", "18446744073709551616", "4294967296"])
+def test_a_seed_out_of_range_is_refused_before_any_folder(tmp_path, clips, seed):
+    with pytest.raises(UserInputError, match=rf"--seed {seed} is out of range: seeds are 0 to 4294967295"):
+        run(tmp_path / "runs", clips, "--seed", seed)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_with_a_seed_out_of_range_is_one_line(tmp_path, clips):
+    import submit_training_job
+
+    with pytest.raises(UserInputError, match=r"--seed -1 is out of range"):
+        submit_training_job.main(["--dataset", str(clips), "--save-dir", str(tmp_path / "runs"), *BASE,
+                                  "--seed", "0", "-1"])
+    assert not (tmp_path / "runs").exists()

@@ -157,3 +157,20 @@ def test_run_bash_on_a_folder_with_only_an_interrupted_state_says_how_to_resume_
     with pytest.raises(UserInputError, match=rf"only the state of an interrupted training: finish or continue it "
                                              rf"with python submit_training_job.py --path {re.escape(str(run))}$"):
         main([str(run)])
+
+
+@pytest.mark.parametrize("seed", ["-1", "18446744073709551616", "4294967296"])
+def test_a_seed_out_of_range_is_refused_before_any_stage_runs(complete, tmp_path, seed):
+    weights, _ = complete
+    artefact = tmp_path / "seed.h5"
+    with pytest.raises(UserInputError, match=rf"--seed must be between 0 and 4294967295, got {seed}"):
+        main([str(weights), str(artefact), *TINY, "--seed", seed])
+    assert not list(tmp_path.iterdir())
+
+
+def test_run_bash_refuses_a_bad_seed_in_one_line_before_any_stage(complete, tmp_path):
+    weights, _ = complete
+    done = subprocess.run(["bash", str(ROOT / "run.bash"), str(weights), str(tmp_path / "a.h5"), *TINY,
+                           "--seed", "-1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--seed" in done.stderr, done.stderr
+    assert "[rwa]" not in done.stdout and not list(tmp_path.iterdir())

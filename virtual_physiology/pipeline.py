@@ -350,13 +350,15 @@ def parse_args(argv=None, stage: str | None = None) -> argparse.Namespace:
 
 def options_from(args: argparse.Namespace) -> Options:
     """The ``Options`` of parsed arguments: each setting's value, ``none``
-    as None where the default is None; a one-line error for a value below
-    its setting's minimum."""
+    as None where the default is None; a one-line error for a value outside
+    its setting's bounds (every stage's, before any runs)."""
     values = {}
     for name, setting in all_settings().items():
         value = getattr(args, name)
-        if setting.minimum is not None and value < setting.minimum:
-            raise UserInputError(f"{setting.flag} must be at least {setting.minimum}, got {value}")
+        low, high = setting.minimum, setting.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise UserInputError(f"{setting.flag} must be {bounds}, got {value}")
         values[name] = None if setting.default is None and value == "none" else value
     return Options(**values)
 

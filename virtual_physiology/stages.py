@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from models.ablation import ABLATION_SPECS, without_feedback
+from utils import MAX_SEED
 from virtual_physiology import gabor, modulation, plaid, rwa, surround, tuning
 from virtual_physiology.connectivity import excitatory_weights, has_recurrent_weights
 from virtual_physiology.fields import GratingResponseWriter, check_free_space, write_per_unit
@@ -41,7 +42,8 @@ class Setting:
     the command line, with ``reason`` as its help.
 
     ``default`` decides the kind: an int or str takes a value (``choices``
-    limit it, ``minimum`` bounds an int, ``metavar`` names it in the help); a
+    limit it, ``minimum`` and ``maximum`` bound an int, ``metavar`` names it in
+    the help; the pipeline checks every value before any stage runs); a
     bool is a switch (``--no-<name>`` turns a True default off, ``--<name>``
     turns a False one on); a None default is an optional str whose
     command-line word ``none`` means None.
@@ -51,6 +53,7 @@ class Setting:
     reason: str
     choices: tuple = ()
     minimum: int | None = None
+    maximum: int | None = None
     metavar: str | None = None
 
     @property
@@ -192,7 +195,7 @@ def kept_units(pipeline: "Pipeline", groups=None) -> np.ndarray:
 # ----- the built-in stages ----------------------------------------------------------
 RWA_FRAMES = 54
 GRATING_FRAMES = 50
-SEED = Setting("seed", 0, "seed of the noise and of the fits")
+SEED = Setting("seed", 0, "seed of the noise and of the fits", minimum=0, maximum=MAX_SEED)
 BATCH_SIZE = Setting("batch_size", 256, "grating and plaid clips per forward pass", minimum=1)
 SURROUND_BATCH = Setting("surround_batch", 250, "(unit, radius) aperture clips per forward pass", minimum=1)
 
