@@ -45,7 +45,8 @@ import torch.distributed as dist
 from models.run_dir import RunDir
 from models.training import StoppedBySignal
 from models.training_config import (TrainConfig, add_config_arguments, config_for, create_run_dir, cut_short_note,
-                                    find_resume_state, preflight, run_name)
+                                    find_resume_state, preflight, run_name,
+                                    tell_deprecations)
 from train import confirm_long_cpu_run, receptive_field_monitor, train
 from utils import UserInputError, run_cli
 
@@ -259,6 +260,7 @@ def submit(jobs, cluster: str, options: dict) -> list:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    tell_deprecations(args)
     if args.batched and args.cluster is not None:
         raise UserInputError("--batched trains the whole sweep in this process: drop --cluster (or --batched)")
     options = cluster_options(args)

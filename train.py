@@ -42,7 +42,7 @@ from models.training import (Monitor, RunWriter, StoppedBySignal, StopRequest, T
                              new_history, resumed_state, run_monitor, train_step, validate, validation_generator)
 from models.training_config import (TrainConfig, checked_data, checked_model, config_for, create_run_dir,
                                     cut_short_note, load_dataset, recorded_dataset, resume_command,
-                                    set_arithmetic, slow_bf16_warning)
+                                    set_arithmetic, slow_bf16_warning, tell_deprecations)
 from models.training_config import build_parser as _config_parser
 from utils import UserInputError, keep_freed_memory, resolve_device, run_cli, seed_everything, set_threads
 from virtual_physiology.rf_summary import monitor_line, monitor_row
@@ -269,6 +269,7 @@ def build_parser(description: str = __doc__):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    tell_deprecations(args)
     cfg, resume = config_for(args)
     if resume is None and "WORLD_SIZE" not in os.environ:
         confirm_long_cpu_run(args, cfg)

@@ -299,6 +299,18 @@ def find_system_footage() -> list[tuple[str, int]]:
     return [(path, os.path.getsize(path)) for path in sorted(found)]
 
 
+def describe_system_footage(found: list[tuple[str, int]]) -> str:
+    """What ``find_system_footage`` found, in words: the files by kind, or that there are
+    none and where it looked (so --system-footage never passes silently for the plain set)."""
+    if not found:
+        looked = "; ".join(f"{kind}s in {', '.join(patterns)}" for kind, patterns in SYSTEM_FOOTAGE.items())
+        return f"none found on this machine (looked for {looked}): building the plain dataset"
+    kinds = [_system_kind(path) for path, _ in found]
+    counts = ", ".join(f"{n} {kind}{'' if n == 1 else 's'}" for kind in SYSTEM_FOOTAGE for n in [kinds.count(kind)])
+    return (f"{len(found)} file{'' if len(found) == 1 else 's'} found ({counts}): "
+            f"{', '.join(path for path, _ in found)}")
+
+
 def _system_kind(path: str) -> str:
     return next(kind for kind, patterns in SYSTEM_FOOTAGE.items()
                 if any(fnmatch.fnmatch(path, pattern) for pattern in patterns))
@@ -319,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     recipe = dict(frame_shape=list(args.frame_shape), frame_step=args.frame_step, more_photos=args.more_photos,
                   system_footage=args.system_footage)
+    if args.system_footage:
+        print(f"system footage {describe_system_footage(find_system_footage())}")
     path = default_dataset_path(tuple(args.frame_shape), cache_dir=args.cache_dir, force=args.force,
                                 **recipe_parameters(recipe))
     stats = json.loads(path.with_suffix(".json").read_text())

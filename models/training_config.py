@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +184,9 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             raise UserInputError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
         values.update(PRESETS[preset])
     values.update(explicit)
+    if explicit.get("amp") and explicit.get("precision", "bf16") != "bf16":
+        raise UserInputError(f"--amp (the deprecated alias of --precision bf16) contradicts --precision "
+                             f"{explicit['precision']}: drop one")
     for name in _TUPLE_FIELDS:
         if name in values:
             values[name] = parse_number_list(name, values[name])
@@ -257,6 +261,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     return parser
+
+
+def tell_deprecations(args: argparse.Namespace) -> None:
+    """Say once per command (not once per job of a sweep) which given flags are deprecated."""
+    if getattr(args, "amp", None):
+        print("warning: --amp is deprecated: use --precision bf16 (the same arithmetic)", file=sys.stderr)
 
 
 def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:

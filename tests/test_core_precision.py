@@ -195,3 +195,20 @@ def test_unknown_precision_or_recurrence_flag_is_a_one_line_error(flag, value):
 
     with pytest.raises(UserInputError, match=f"unknown {flag} '{value}': choose from"):
         training_config.resolve_config(train.build_parser().parse_args([flag, value]))
+
+
+def test_amp_with_precision_fp32_is_refused_in_one_line(tmp_path, clips):
+    from utils import UserInputError
+
+    with pytest.raises(UserInputError, match=r"--amp .* contradicts --precision fp32: drop one"):
+        train_run(clips, tmp_path / "runs", "--amp", "--precision", "fp32")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_amp_prints_its_deprecation_once_per_command(tmp_path, clips, capsys):
+    import submit_training_job
+
+    submit_training_job.main(["--dataset", str(clips), "--save-dir", str(tmp_path), *TINY_RUN[:-2], "--amp",
+                              "--seed", "0", "1", "2", "--dry-run"])
+    err = capsys.readouterr().err
+    assert err.count("--amp is deprecated") == 1, err

@@ -91,3 +91,28 @@ def test_system_footage_is_used_when_asked_for_and_recorded_in_the_sidecar(tmp_p
     assert stats["counts"][found[0][0]] > 5 and stats["counts"][found[1][0]] > 20
     plain = default_dataset.default_dataset_path((12, 12), cache_dir=tmp_path / "cache", **TINY)
     assert plain != path and "system_footage" not in json.loads(plain.with_suffix(".json").read_text())["config"]
+
+
+@pytest.mark.parametrize("present", [False, True])
+def test_system_footage_flag_says_what_it_found_and_that_nothing_was(tmp_path, monkeypatch, capsys, present):
+    wallpapers = tmp_path / "wallpapers"
+    wallpapers.mkdir()
+    if present:
+        (wallpapers / "forest.jpg").write_bytes(b"not read: the build is stubbed")
+    monkeypatch.setattr(default_dataset, "SYSTEM_FOOTAGE", dict(video=(str(tmp_path / "opencv/*.avi"),),
+                                                                photo=(str(wallpapers / "*.jpg"),)))
+    real = default_dataset.default_dataset_path
+    asked = []
+
+    def tiny_build(frame_shape, **options):
+        asked.append(options.get("system_footage"))
+        return real((12, 12), cache_dir=tmp_path / "cache", **TINY)
+    monkeypatch.setattr(default_dataset, "default_dataset_path", tiny_build)
+    default_dataset.main(["--system-footage"])
+    out = capsys.readouterr().out
+    if present:
+        assert f"system footage 1 file found (0 videos, 1 photo): {wallpapers / 'forest.jpg'}" in out
+        assert [path for path, _ in asked[0]] == [str(wallpapers / "forest.jpg")]
+    else:
+        assert "system footage none found on this machine (looked for " in out and "the plain dataset" in out
+        assert asked == [[]]
