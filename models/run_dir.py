@@ -58,11 +58,17 @@ def position_path(state_path: Path) -> Path:
 def write_state_file(path: Path, state: dict) -> None:
     """``torch.save`` ``state`` atomically, then its position sidecar. The old
     sidecar goes first, so a crash between the two writes leaves a state without
-    a sidecar (read the slow way), never a sidecar that names another state."""
+    a sidecar (read the slow way), never a sidecar that names another state.
+    A failed write is an OSError: torch's zip writer reports a full disk as a
+    RuntimeError ("unexpected pos", "file write failed"), which is made one."""
     path = Path(path)
     position_path(path).unlink(missing_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # serialising a dict of tensors fails only in the writer
+            detail = " ".join(str(err).split())[-120:]
+            raise OSError(f"torch.save could not write the file, the disk may be full ({detail})") from err
     write_json(position_path(path), {k: int(state[k]) for k in ("epoch", "step", "global_step")})
 
 

@@ -442,7 +442,8 @@ class RunWriter:
         self.run, self.config, self.rank, self.control = run, config, rank, control
 
     def writing(self, what="write to"):
-        return writing(self.run.path, what, f"free space or fix the folder, then resume with --path {self.run.path}")
+        return writing(self.run.path, what, "free space or fix the folder (the files already there are intact), then "
+                                            f"resume with --path {self.run.path}")
 
     def start(self) -> None:
         """Create the folder and write config.json (once per training process)."""

@@ -525,3 +525,32 @@ def test_a_sweep_with_a_seed_out_of_range_is_one_line(tmp_path, clips):
         submit_training_job.main(["--dataset", str(clips), "--save-dir", str(tmp_path / "runs"), *BASE,
                                   "--seed", "0", "-1"])
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("writer,error", [
+    ("torch.save", RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4480 vs 4370")),
+    ("torch.save", RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")),
+    ("save_file", OSError(28, "No space left on device")),
+])
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_earlier_files_intact(tmp_path, clips, monkeypatch,
+                                                                                       writer, error):
+    from models import run_dir as run_dir_module
+
+    run_dir = run(tmp_path / "runs", clips, "--epochs", "2", "--checkpoint-every", "1")
+    before = folder_snapshot(run_dir)
+
+    def full(*args, **kwargs):
+        raise error
+    if writer == "torch.save":
+        monkeypatch.setattr(run_dir_module.torch, "save", full)
+    else:
+        monkeypatch.setattr(run_dir_module, "save_file", full)
+    with pytest.raises(UserInputError) as err:
+        resume(run_dir, "--epochs", "3")
+    message = str(err.value)
+    assert "\n" not in message and "cannot write a checkpoint to" in message, message
+    assert "the files already there are intact" in message and f"resume with --path {run_dir}" in message
+    after = folder_snapshot(run_dir)
+    kept = [k for k in before if "epochs" in str(k) or k.name == "loss_history.json"]  # config.json: rewritten on resume
+    assert len(kept) == 7 and all(after[k] == before[k] for k in kept)
+    assert not [k for k in after if str(k).endswith(".tmp")]
