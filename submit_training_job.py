@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import torch.distributed as dist
 
 from models.run_dir import RunDir
-from models.training import StoppedBySignal
+from models.training import EXIT_CUT_SHORT, StoppedBySignal
 from models.training_config import (TrainConfig, add_config_arguments, config_for, create_run_dir, cut_short_note,
                                     find_resume_state, preflight, run_name,
                                     tell_deprecations)
@@ -282,6 +282,8 @@ def main(argv=None):
             sys.exit(128 + stop.signum)
         if len(jobs) > 1:
             print(job_table([("-", d, cfg.L1, cfg.seed) for d, (cfg, _) in zip(run_dirs, jobs)]))
+        if any(cut_short_note(d) for d in run_dirs):  # each said so in its last line
+            sys.exit(EXIT_CUT_SHORT)
     else:
         submitted = submit(jobs, args.cluster, options)
         if args.cluster == "local":  # the subprocesses end with this command: wait for them

@@ -37,9 +37,10 @@ from tqdm.auto import tqdm
 from data.dataset import ClipSource, fits_on, split_indices
 from models.cuda_graph import GraphedTrainStep
 from models.run_dir import RunDir
-from models.training import (Monitor, RunWriter, StoppedBySignal, StopRequest, TrainingDiverged, TrainState,
-                             any_rank, append_row, divergence, format_means, init_distributed, make_optimizer,
-                             new_history, resumed_state, run_monitor, train_step, validate, validation_generator)
+from models.training import (EXIT_CUT_SHORT, Monitor, RunWriter, StoppedBySignal, StopRequest, TrainingDiverged,
+                             TrainState, any_rank, append_row, divergence, format_means, init_distributed,
+                             make_optimizer, new_history, resumed_state, run_monitor, train_step, validate,
+                             validation_generator)
 from models.training_config import (TrainConfig, checked_data, checked_model, config_for, create_run_dir,
                                     cut_short_note, load_dataset, recorded_dataset, resume_command,
                                     set_arithmetic, slow_bf16_warning, tell_deprecations)
@@ -277,7 +278,8 @@ def main(argv=None):
     try:
         run_dir = train(cfg, resume)
         if dist.is_initialized():  # no process tears down gloo while a peer still has work in flight
-            dist.barrier()
+            dist.barrier()  # (and process 0's checkpoint is written before any process judges the folder)
+        code = EXIT_CUT_SHORT if cut_short_note(run_dir) else 0  # stopped by a limit before its last epoch
     except StoppedBySignal as stop:
         code = 128 + stop.signum
     finally:

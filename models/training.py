@@ -232,6 +232,9 @@ class StoppedBySignal(Exception):
         self.signum, self.run_dir = signum, run_dir
 
 
+EXIT_CUT_SHORT = 3  # the exit status of a run that a limit (--max-minutes, --stop-after-steps) ended before its last epoch
+
+
 class StopRequest:
     """SIGINT/SIGTERM/SIGUSR2 ask the loop to save a resumable checkpoint and stop
     after the current step; a second Ctrl-C aborts at once. SIGUSR2 is SLURM's

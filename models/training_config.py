@@ -105,9 +105,9 @@ class TrainConfig:
     amp: bool = _f(False, "deprecated alias of --precision bf16")
     save_dir: str = _f("model_checkpoints", "folder that receives the run folder")
     max_minutes: float = _f(0.0, "stop at the end of the epoch that passes this many minutes, with a normal "
-                                 "(resumable) checkpoint; 0 = no limit")
+                                 "(resumable) checkpoint, and exit with status 3 if epochs remain; 0 = no limit")
     stop_after_steps: int = _f(0, "stop cleanly after this many optimizer steps in this process, as on "
-                                  "Ctrl-C (for tests and time-boxed jobs); 0 = no limit")
+                                  "Ctrl-C, and exit with status 3 (for tests and time-boxed jobs); 0 = no limit")
     rf_monitor_every: int = _f(0, "epochs between monitor checks (group 1's Gabor-like fraction by the original's "
                                   "test and orientation index, units responsive per group, F1/F0 > 1 on a reduced "
                                   "grating set, feedback reliance, W_hh block weights, clean MSE against copy-last), "
@@ -244,6 +244,7 @@ def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
               ("lr_floor", 0 <= cfg.lr_floor <= cfg.lr), ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
               ("warmup", cfg.warmup >= 0), ("noise_std", cfg.noise_std >= 0), ("grad_clip", cfg.grad_clip > 0),
               ("local_inhibitory_prop", 0 <= cfg.local_inhibitory_prop < 1), ("max_minutes", cfg.max_minutes >= 0),
+              ("stop_after_steps", cfg.stop_after_steps >= 0),
               ("L1", cfg.L1 <= 300),  # lambda = 10 ** L1 must be a float
               ("seed", 0 <= cfg.seed <= MAX_SEED),
               ("rf_monitor_every", cfg.rf_monitor_every >= 0), ("rf_monitor_clips", cfg.rf_monitor_clips >= 1)]

@@ -42,6 +42,13 @@ def resume(run_dir, *extra):
     return run_dir
 
 
+def cut_short(command, *args):
+    """``command(*args)`` for a run stopped by --stop-after-steps: it exits 3 (unfinished)."""
+    with pytest.raises(SystemExit) as stop:
+        command(*args)
+    assert stop.value.code == 3
+
+
 def weights(run_dir, epoch=3):
     return load_file(str(run_dir / f"{epoch}-epochs_model.safetensors"))
 
@@ -145,7 +152,9 @@ def test_divergence_exits_non_zero_in_one_line(tmp_path):
 # Resume: the same dataset only, and exact under every allowed override
 # ---------------------------------------------------------------------------------------------
 def interrupted_run(tmp_path, clips, steps=7):  # 5 steps per epoch: mid-way through epoch 2
-    return run(tmp_path / "runs", clips, "--stop-after-steps", str(steps))
+    cut_short(run, tmp_path / "runs", clips, "--stop-after-steps", str(steps))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
 
 
 @pytest.mark.parametrize("change", ["fewer_clips", "more_clips", "new_content", "other_dtype"])
@@ -169,7 +178,8 @@ def test_resume_accepts_the_same_content_elsewhere_and_from_another_folder(tmp_p
     start.mkdir()
     shutil.copy(clips, start / "clips.npy")
     monkeypatch.chdir(start)
-    run_dir = run(tmp_path / "runs", "clips.npy", "--stop-after-steps", "7")  # a relative --dataset
+    cut_short(run, tmp_path / "runs", "clips.npy", "--stop-after-steps", "7")  # a relative --dataset
+    (run_dir,) = (tmp_path / "runs").iterdir()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["dataset"] == str(start / "clips.npy") and config["dataset_identity"]["shape"] == [44, 12, 16]
     monkeypatch.chdir(tmp_path)
@@ -196,9 +206,11 @@ def test_resume_is_exact_under_every_allowed_override(tmp_path, clips, uninterru
         if override[1] == "COPY":
             override = ["--dataset", str(shutil.copy(clips, tmp_path / "copy.npy"))]
         run_dir = interrupted_run(tmp_path, clips)
-        resume(run_dir, *override)
         if override[0] == "--stop-after-steps":
+            cut_short(resume, run_dir, *override)
             resume(run_dir)
+        else:
+            resume(run_dir, *override)
     full, resumed = weights(uninterrupted), weights(run_dir)
     assert all(torch.equal(full[k], resumed[k]) for k in full), override
     a, b = (json.loads((d / "loss_history.json").read_text())["train"] for d in (uninterrupted, run_dir))
@@ -554,3 +566,38 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_earlier_files_in
     kept = [k for k in before if "epochs" in str(k) or k.name == "loss_history.json"]  # config.json: rewritten on resume
     assert len(kept) == 7 and all(after[k] == before[k] for k in kept)
     assert not [k for k in after if str(k).endswith(".tmp")]
+
+
+# ---------------------------------------------------------------------------------------------
+# A run cut short by a limit exits 3 (not 0), so `train && bash run.bash RUN` stops there
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("limit", [["--max-minutes", "0.0001"], ["--stop-after-steps", "7"]])
+def test_a_run_cut_short_by_a_limit_exits_3_naming_where_to_continue(tmp_path, clips, capsys, limit):
+    with pytest.raises(SystemExit) as stop:
+        run(tmp_path / "runs", clips, *limit)
+    assert stop.value.code == 3
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    err = capsys.readouterr().err.splitlines()
+    where = "after epoch 1 of 3 (optimizer step 5 " if limit[0] == "--max-minutes" else "during epoch 2 of 3 (optimizer step 7 "
+    assert err[-1].startswith(f"cut short {where}") and f"--path {run_dir}" in err[-1], err[-1]
+    resume(run_dir)  # finishes: exit 0 (no SystemExit)
+    assert (run_dir / "3-epochs_model.safetensors").exists()
+
+
+def test_a_sweep_with_a_job_cut_short_runs_the_others_and_exits_3(tmp_path, clips, capsys):
+    import submit_training_job
+
+    with pytest.raises(SystemExit) as stop:
+        submit_training_job.main(["--dataset", str(clips), "--save-dir", str(tmp_path / "runs"), *BASE,
+                                  "--seed", "0", "1", "--stop-after-steps", "3"])
+    assert stop.value.code == 3
+    assert capsys.readouterr().err.count("cut short during epoch 1 of 3 (optimizer step 3 ") >= 2  # one per job
+    assert all((d / "interrupted_state.pt").exists() for d in (tmp_path / "runs").iterdir())
+
+
+def test_negative_stop_after_steps_is_refused_and_zero_means_no_limit(tmp_path, clips):
+    with pytest.raises(UserInputError, match=r"--stop-after-steps -1 is out of range"):
+        run(tmp_path / "runs", clips, "--stop-after-steps", "-1")
+    assert not (tmp_path / "runs").exists()
+    run_dir = run(tmp_path / "runs", clips, "--stop-after-steps", "0", "--max-minutes", "0")
+    assert (run_dir / "3-epochs_model.safetensors").exists()

@@ -31,11 +31,15 @@ def args_for(clips, save_dir, *extra):
     return [a.replace("{clips}", str(clips)) for a in RUN] + ["--save-dir", str(save_dir), *extra]
 
 
-def torchrun(args, nproc=2):
+def torchrun(args, nproc=2, finished=True):
+    """train.py under torchrun; a run not ``finished`` (cut short by a limit) has its processes exit 3, which
+    torchrun reports as a failure of the job."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "train.py", *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                           timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == finished, proc.stderr[-3000:]
+    if not finished:
+        assert "exitcode  : 3" in proc.stderr, proc.stderr[-3000:]
     return proc
 
 
@@ -55,9 +59,10 @@ def test_two_processes_take_the_same_steps_stop_and_resume_as_one(tmp_path, clip
     single_state = torch.load(single / "interrupted_state.pt", weights_only=True)
     in_process(["--path", str(single)])
 
-    stopped = torchrun(args_for(clips, tmp_path / "ddp", "--stop-after-steps", "3"))
+    stopped = torchrun(args_for(clips, tmp_path / "ddp", "--stop-after-steps", "3"), finished=False)
     (run,) = (tmp_path / "ddp").iterdir()  # process 1 created no folder of its own
     assert stopped.stderr.count("stop request: saved a resumable state") == 1  # only process 0 reports
+    assert "cut short during epoch 1 of" in stopped.stderr
     state = torch.load(run / "interrupted_state.pt", weights_only=True)
     assert state["global_step"] == 3
     assert_close(state["model"], single_state["model"])  # 3 steps, uneven slices of the batch
