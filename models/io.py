@@ -21,8 +21,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from models.run_dir import CONFIG_FILE, HISTORY_FILE, WEIGHTS_PATTERN, RunDir, resume_command, write_state_file  # noqa: F401
-from utils import UserInputError
+from models.run_dir import (CHECKSUMS_FILE, CONFIG_FILE, HISTORY_FILE, WEIGHTS_PATTERN, RunDir,  # noqa: F401
+                            resume_command, write_state_file)
+from utils import UserInputError, sha256_of
 
 
 def save_model(run_dir, model, config: dict, epoch: int, history: dict | None = None,
@@ -70,6 +71,7 @@ def load_model(path, device="cpu", frame_shape=None):
     weights = latest_weights(path) if path.is_dir() else path
     if weights.suffix != ".safetensors":
         raise UserInputError(f"{weights} is not a .safetensors weights file: pass the run folder instead")
+    _check_recorded_sha256(weights)
     try:
         with safe_open(str(weights), framework="pt") as f:
             meta = f.metadata() or {}
@@ -83,6 +85,7 @@ def load_model(path, device="cpu", frame_shape=None):
     else:
         raise UserInputError(f"{weights} carries no config and {run.config_path} is missing")
     model, config = _model_from_config(config, source)
+    require_finite(state, weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -90,6 +93,32 @@ def load_model(path, device="cpu", frame_shape=None):
     history = json.loads(run.history_path.read_text()) if run.history_path.exists() else {}
     config["checkpoint_epoch"] = int(meta.get("epoch", -1))
     return model.to(device).eval(), config, history
+
+
+def _check_recorded_sha256(weights: Path) -> None:
+    """A weights file that its folder's SHA256SUMS lists (a shipped pretrained model)
+    must have that hash: one flipped bit can leave every value finite and still
+    wreck every response."""
+    run = RunDir(weights.parent)
+    try:
+        recorded = run.recorded_sha256(weights)
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"{err}: restore it (git checkout) or remove it") from err
+    if recorded is not None and sha256_of(weights) != recorded:
+        raise UserInputError(f"{weights} does not match its SHA-256 in {run.path / CHECKSUMS_FILE}: the file is "
+                             "corrupt or was changed; restore it (git checkout, or copy it again)")
+
+
+def require_finite(tensors: dict, source) -> None:
+    """One line naming ``source`` and the first tensor holding NaN or inf: such weights
+    give NaN or infinite responses everywhere downstream."""
+    for name, tensor in tensors.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise UserInputError(f"{source}: tensor {name!r} holds {bad} non-finite value{'s' * (bad > 1)} "
+                                     "(NaN or inf): the file is corrupt or its run diverged; load an earlier "
+                                     "checkpoint or retrain")
 
 
 def _model_from_config(text, source: str):
@@ -173,6 +202,7 @@ def _original_model(path: Path, folder: Path, hp: dict, frame_shape, device):
     model = NetworkHierarchicalRecurrent.from_config(config)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        require_finite(state, path)
         model.from_original_state_dict(state)
     except (RuntimeError, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__

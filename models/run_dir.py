@@ -11,7 +11,10 @@ A run folder holds
 - beside each state file, ``{same stem}.json``: its position ``{"epoch",
   "step", "global_step"}``, so the latest state is found without unpickling
   every state file (a state without one, from an older run, is opened instead);
-- ``loss_history.json``, ``loss_curve.png`` and ``logs/train.log``.
+- ``loss_history.json``, ``loss_curve.png`` and ``logs/train.log``;
+- in a shipped pretrained folder, ``SHA256SUMS``: the SHA-256 of each weights
+  file in ``sha256sum``'s format (``write_checksums``; ``sha256sum -c SHA256SUMS``
+  checks it too), verified whenever one of them is loaded (models.io.load_model).
 
 Library code: errors are ``FileNotFoundError``, ``FileExistsError``,
 ``ValueError`` or ``TypeError`` in terms of the folder; the commands turn them into their own
@@ -30,13 +33,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from utils import atomic_path, write_json
+from utils import atomic_path, sha256_of, write_json
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "loss_history.json"
 CURVE_FILE = "loss_curve.png"
 LOG_FILE = Path("logs") / "train.log"  # beside submitit's job logs
 INTERRUPTED_STATE = "interrupted_state.pt"
+CHECKSUMS_FILE = "SHA256SUMS"
 WEIGHTS_PATTERN = re.compile(r"^(\d+)-epochs_model\.(safetensors|pt)$")  # .pt: the original code's layout
 _STATE_PATTERN = re.compile(r"^(\d+)-epochs_state\.pt$")
 MAX_SAME_SECOND_RUNS = 1000
@@ -212,6 +216,30 @@ class RunDir:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata={"config": json.dumps(config), "epoch": str(epoch)})
         return path
+
+    def write_checksums(self) -> Path:
+        """Write ``SHA256SUMS``: one ``<sha256>  <file name>`` line per weights file, in
+        epoch order (for a folder about to be shipped; training never writes it)."""
+        lines = "".join(f"{sha256_of(p)}  {p.name}\n" for p in self.weights_by_epoch().values())
+        path = self.path / CHECKSUMS_FILE
+        with atomic_path(path) as tmp:
+            tmp.write_text(lines)
+        return path
+
+    def recorded_sha256(self, weights: Path) -> str | None:
+        """The SHA-256 that ``SHA256SUMS`` lists for the weights file ``weights`` of this
+        folder, or None when there is no manifest or it does not list the file;
+        ValueError for a manifest that is not in sha256sum's format."""
+        path = self.path / CHECKSUMS_FILE
+        if not path.is_file():
+            return None
+        listed = {}
+        for line in path.read_text(errors="replace").splitlines():
+            digest, _, name = line.partition("  ")
+            if not re.fullmatch(r"[0-9a-f]{64}", digest) or not name:
+                raise ValueError(f"{path} is not a SHA256SUMS manifest (a line reads {line[:80]!r})")
+            listed[name] = digest
+        return listed.get(Path(weights).name)
 
     def append_log(self, message: str) -> None:
         """Append a time-stamped line to logs/train.log: every run keeps its own log,

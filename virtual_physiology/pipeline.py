@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import datetime
 import fcntl
-import hashlib
 import os
 import platform
 import textwrap
@@ -50,7 +49,7 @@ import torch
 
 from models.ablation import apply_ablation
 from models.io import latest_weights, load_model
-from utils import UserInputError, os_error_reason, resolve_device, run_cli
+from utils import UserInputError, os_error_reason, resolve_device, run_cli, sha256_of
 from virtual_physiology import stimuli
 from virtual_physiology.artefact import FORMAT, FORMAT_VERSION, StageStore
 from virtual_physiology.fields import check_free_space
@@ -78,14 +77,6 @@ class Options:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Options) and vars(self) == vars(other)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2 ** 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def canonical_ablation(spec: str) -> str:
