@@ -174,3 +174,102 @@ def test_run_bash_refuses_a_bad_seed_in_one_line_before_any_stage(complete, tmp_
                            "--seed", "-1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--seed" in done.stderr, done.stderr
     assert "[rwa]" not in done.stdout and not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite results: the model's responses must be finite for every unit a stage probed
+# ---------------------------------------------------------------------------------------------
+def overflowing_checkpoint(folder):
+    """Finite weights (load_model accepts them) whose responses overflow to inf, as one
+    flipped exponent bit in the recurrent biases of a corrupted copy gives."""
+    from safetensors.torch import load_file, save_file
+
+    from test_vphys_pipeline import CONFIG
+
+    weights = _checkpoint(folder, seed=0)
+    tensors = load_file(str(weights))
+    tensors["bias_hh"][:] = 1.8e38
+    save_file(tensors, str(weights), metadata={"config": json.dumps(CONFIG), "epoch": "1"})
+    return weights
+
+
+def test_a_model_with_infinite_responses_stops_at_the_first_stage_storing_nothing(tmp_path):
+    weights = overflowing_checkpoint(tmp_path / "run")
+    artefact = tmp_path / "inf.h5"
+    with pytest.raises(UserInputError, match=r"stage rwa: rwa_total_response holds 30 non-finite values for the 30 "
+                                             r"units it probed \(first: unit 0\).*nothing of the stage was stored"):
+        main([str(weights), str(artefact), *TINY])
+    assert not artefact.exists() and not list(artefact.with_name("inf.h5.parts").glob("*.h5"))
+
+
+def test_non_finite_rule_measured_responses_of_probed_units_only(tmp_path):
+    """Statistics may be NaN (a silent unit's OSI is 0/0) or inf (|r| = 1 gives z = inf), and units a
+    stage did not probe hold NaN; the model's responses for the probed units must be finite."""
+    import numpy as np
+
+    from virtual_physiology.fields import write_per_unit
+    from virtual_physiology.stages import NonFiniteResults, Stage
+
+    stage = Stage(name="toy", summary="", run=None, writes=dict(response="(n_hidden, 3)", OSI="(n_hidden,)"),
+                  measured=("response",))
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        ok = f.create_group("ok")
+        write_per_unit(ok, dict(response=np.ones((2, 3)), OSI=np.array([np.nan, np.inf])), 5, units=[1, 3])
+        stage.check_written(ok)  # NaN rows of units 0, 2, 4 are fill; the statistics are not judged
+        for bad_value, what in ((np.nan, "NaN"), (np.inf, "inf")):
+            bad = f.create_group(f"bad_{what}")
+            response = np.ones((2, 3))
+            response[1, 2] = bad_value
+            write_per_unit(bad, dict(response=response, OSI=np.zeros(2)), 5, units=[1, 3])
+            with pytest.raises(NonFiniteResults, match=r"stage toy: response holds 1 non-finite value for the 2 "
+                                                       r"units it probed \(first: unit 3\)"):
+                stage.check_written(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flipped bytes in an artefact: every dataset carries HDF5's Fletcher-32 checksum, the metadata
+# its SHA-256; reading a damaged one is one line
+# ---------------------------------------------------------------------------------------------
+def flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_every_dataset_of_an_artefact_is_checksummed(complete):
+    _, artefact = complete
+    with h5py.File(artefact, "r") as f:
+        datasets = []
+        f.visititems(lambda name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+        assert datasets and all(d.fletcher32 for d in datasets), [d.name for d in datasets if not d.fletcher32]
+
+
+@pytest.mark.parametrize("field", ["gratings/OSI", "rwa/kept", "gratings/grating_responses", "connectivity/weights"])
+def test_a_flipped_byte_in_a_field_is_one_line_when_read(complete, tmp_path, field):
+    from virtual_physiology.results import VirtualPhysiology as Loaded
+
+    _, artefact = complete
+    copy = Path(shutil.copy(artefact, tmp_path / "flipped.h5"))
+    with h5py.File(copy, "r") as f:
+        offset = f[field].id.get_chunk_info(0).byte_offset
+    flip_byte(copy, offset + 5)
+    stage, name = field.split("/")
+    with Loaded.load(copy) as vp, pytest.raises(UserInputError) as err:
+        if name == "grating_responses":
+            vp.grating_responses(0)
+        elif name == "kept":
+            vp.array("OSI", kept_only=True)
+        else:
+            vp.arrays(stage)[name]
+    message = str(err.value)
+    assert "\n" not in message and f"/{field} fails its checksum" in message and "bash run.bash" in message, message
+
+
+def test_flipped_metadata_is_one_line(complete, tmp_path):
+    _, artefact = complete
+    copy = Path(shutil.copy(artefact, tmp_path / "flipped.h5"))
+    data = copy.read_bytes()
+    flip_byte(copy, data.index(b'"created": "') + len(b'"created": "') + 3)  # a digit of the year: still JSON
+    with pytest.raises(UserInputError, match=r"flipped.h5: its metadata fails its checksum, so the file is corrupt: "
+                                             r"make it again with bash run.bash"):
+        VirtualPhysiology.load(copy)

@@ -16,6 +16,11 @@ File layout
   Per-unit fields have the unit as first axis: the global hidden-unit index
   0 .. n_hidden-1 (group g is ``group_slices[g]``); units a stage did not
   probe hold NaN (floats), -1 (integers) or False (booleans).
+- integrity: every dataset carries HDF5's Fletcher-32 checksum on each chunk
+  (``fields.create_field``), and the root attribute ``metadata_sha256`` the
+  SHA-256 of the metadata's JSON, so flipped bytes are a one-line error when
+  they are read (``read_field``, ``read_metadata``), not numbers; artefacts
+  written before this have neither and read as before;
 - ``gratings/grating_responses`` (n_hidden, n_sf, n_dir, n_tf, 50) float32,
   the full time courses (4.1 GB at paper size), is chunked as 8 units x 1 sf
   x 18 directions x n_tf x 50 frames: it is streamed in during the sweep and
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import shutil
 import time
@@ -47,7 +53,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from utils import UserInputError, atomic_path
+from utils import UserInputError, atomic_path, os_error_reason
 from virtual_physiology.fields import GRATING_RESPONSES
 from virtual_physiology.stages import STAGES
 
@@ -55,17 +61,22 @@ FORMAT = "virtual_physiology"
 FORMAT_VERSION = 1
 _METADATA_KEYS = ("model", "stages", "grid", "checkpoint")  # what readers of an artefact rely on
 _MODEL_KEYS = ("frame_shape", "group_sizes")
+METADATA_SHA256 = "metadata_sha256"
 
 
 def read_metadata(path: Path) -> dict:
     """The metadata of an existing artefact; a one-line error if ``path`` is
-    not one (it is then never overwritten)."""
+    not one (it is then never overwritten), or if its metadata fails its checksum."""
     try:
         with h5py.File(path, "r") as f:
-            meta = json.loads(f.attrs["metadata"])
+            text, recorded = f.attrs["metadata"], f.attrs.get(METADATA_SHA256)
+            meta = json.loads(text)
     except (OSError, KeyError, ValueError) as err:
         raise UserInputError(f"{path} exists and is not a virtual-physiology artefact: "
                              "choose another ARTEFACT_PATH or move that file away") from err
+    if recorded is not None and hashlib.sha256(text.encode()).hexdigest() != recorded:
+        raise UserInputError(f"{path}: its metadata fails its checksum, so the file is corrupt: make it again with "
+                             "bash run.bash MODEL_CHECKPOINT ARTEFACT_PATH --force")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserInputError(f"{path} is not a virtual-physiology artefact: choose another ARTEFACT_PATH")
     missing = [key for key in _METADATA_KEYS if key not in meta]
@@ -73,6 +84,17 @@ def read_metadata(path: Path) -> dict:
         raise UserInputError(f"{path} claims to be a virtual-physiology artefact but its metadata lacks "
                              f"{', '.join(missing) or 'model or stage records'}: move it away and run the pipeline again")
     return meta
+
+
+def read_field(dataset: h5py.Dataset, selection=()) -> np.ndarray:
+    """``dataset[selection]``; a chunk whose bytes no longer match its checksum (or
+    cannot be read) is a one-line error naming the field and the fix."""
+    try:
+        return dataset[selection]
+    except OSError as err:
+        raise UserInputError(f"{dataset.file.filename}: {dataset.name} fails its checksum or cannot be read "
+                             f"({os_error_reason(err)}), so the file is corrupt: make it again with bash run.bash "
+                             "MODEL_CHECKPOINT ARTEFACT_PATH --force") from err
 
 
 class StageStore:
@@ -145,7 +167,7 @@ class StageStore:
         """Fields of a stage as arrays (all but the grating time courses when none are named)."""
         with self.read(stage) as group:
             names = fields or [k for k in group.keys() if k != GRATING_RESPONSES]
-            return {name: group[name][()] for name in names}
+            return {name: read_field(group[name]) for name in names}
 
     @contextlib.contextmanager
     def write(self, stage: str, settings: dict, inputs=(), notes=None) -> Iterator[h5py.File]:
@@ -180,7 +202,9 @@ class StageStore:
                     stages[stage] = {k: v for k, v in (record or {}).items()
                                      if k not in ("source", "group", "checkpoint_sha256")}
                     stages[stage]["complete"] = complete
-                out.attrs["metadata"] = json.dumps(dict(metadata, stages=stages))
+                text = json.dumps(dict(metadata, stages=stages))
+                out.attrs["metadata"] = text
+                out.attrs[METADATA_SHA256] = hashlib.sha256(text.encode()).hexdigest()
         self.assembled = {k: v for k, v in stages.items() if v["complete"]}
         done = all(v["complete"] for v in stages.values())
         if done and self.parts.exists():
@@ -291,20 +315,20 @@ class VirtualPhysiology:
         if not dataset.attrs.get("per_unit", False):
             if group is not None or kept_only:
                 raise KeyError(f"{name} is not a per-unit field: pass no group or kept_only")
-            return dataset[()]
+            return read_field(dataset)
         rows = np.zeros(self.n_units, bool)
         rows[self.group_slices[group] if group is not None else slice(None)] = True
         if kept_only:
             rows &= self._kept
-        return dataset[np.flatnonzero(rows)] if not rows.all() else dataset[()]
+        return read_field(dataset, np.flatnonzero(rows) if not rows.all() else ())
 
     @cached_property
     def _kept(self) -> np.ndarray:
-        return self._file["rwa/kept"][()]
+        return read_field(self._file["rwa/kept"])
 
     def grating_responses(self, unit: int) -> np.ndarray:
         """Time courses of one unit (global index): (n_sf, n_dir, n_tf, 50)."""
-        return self._file[f"gratings/{GRATING_RESPONSES}"][unit]
+        return read_field(self._file[f"gratings/{GRATING_RESPONSES}"], unit)
 
     @cached_property
     def data(self) -> list[list[UnitData]]:
@@ -317,7 +341,7 @@ class VirtualPhysiology:
                 continue
             for name, dataset in self._file[stage].items():
                 if dataset.attrs.get("per_unit", False) and name not in (GRATING_RESPONSES, "kept"):
-                    columns[prefix + name] = dataset[()]
+                    columns[prefix + name] = read_field(dataset)
         has_time_courses = "gratings" in self.stages
         out = []
         for g, units in enumerate(self.group_slices):
@@ -337,7 +361,7 @@ class VirtualPhysiology:
         """What the connectivity analyses need: ``weights`` (E, E) [post, pre]
         among group 1's excitatory ``units`` (E,) and, for those units, the
         Gabor centre and fit and the grating preferences and indices."""
-        out = {"weights": self._file["connectivity/weights"][()], "units": self._file["connectivity/units"][()]}
+        out = {name: read_field(self._file[f"connectivity/{name}"]) for name in ("weights", "units")}
         for name in ("gabor_x", "gabor_y", "gabor_r", "gabor_params", "preferred_orientation", "OSI", "DSI"):
             with contextlib.suppress(KeyError):
                 out[name] = self.array(name)[out["units"]]

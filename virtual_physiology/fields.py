@@ -28,23 +28,43 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
                              "free space or choose another ARTEFACT_PATH, then rerun (finished stages are kept)")
 
 
+def create_field(group: h5py.Group, name: str, **options) -> h5py.Dataset:
+    """``group.create_dataset(name, **options)`` with HDF5's Fletcher-32 checksum on
+    every chunk (HDF5 then refuses to read a chunk whose bytes changed), except for
+    a scalar or empty field, which HDF5 cannot chunk."""
+    data = options.get("data")
+    shape = np.shape(data) if data is not None else options.get("shape", ())
+    checksummed = len(shape) > 0 and int(np.prod(shape)) > 0
+    return group.create_dataset(name, fletcher32=checksummed, **options)
+
+
 def _fill_value(dtype: np.dtype):
     if dtype == np.bool_:
         return False
     return -1 if np.issubdtype(dtype, np.integer) else np.nan
 
 
+PROBED = "probed"  # a per-unit field's attribute: which rows hold results (absent: every row)
+
+
 def write_per_unit(group: h5py.Group, fields: dict, n_units: int, units=None) -> None:
     """Write each array of ``fields`` as a dataset whose first axis is the
     global unit. ``units`` (n,) are the units the arrays' rows belong to (all
-    units when None); the others get the fill value (NaN, -1 or False)."""
+    units when None); the others get the fill value (NaN, -1 or False), and
+    the dataset's ``probed`` attribute, (n_units,) bool, says which rows are results."""
     for name, values in fields.items():
         values = np.asarray(values)
+        probed = None
         if units is not None:
             full = np.full((n_units,) + values.shape[1:], _fill_value(values.dtype), dtype=values.dtype)
             full[np.asarray(units, dtype=np.int64)] = values
             values = full
-        group.create_dataset(name, data=values).attrs["per_unit"] = True
+            probed = np.zeros(n_units, bool)
+            probed[np.asarray(units, dtype=np.int64)] = True
+        dataset = create_field(group, name, data=values)
+        dataset.attrs["per_unit"] = True
+        if probed is not None:
+            dataset.attrs[PROBED] = probed
 
 
 class GratingResponseWriter:
@@ -64,8 +84,8 @@ class GratingResponseWriter:
         self.grid_shape, self.n_units, self.n_frames = tuple(grid_shape), n_units, n_frames
         n_sf, n_dir, n_tf = self.grid_shape
         self.block = min(_DIRECTION_CHUNK, n_dir)
-        self.dataset = group.create_dataset(
-            GRATING_RESPONSES, shape=(n_units, n_sf, n_dir, n_tf, n_frames), dtype=np.float32,
+        self.dataset = create_field(
+            group, GRATING_RESPONSES, shape=(n_units, n_sf, n_dir, n_tf, n_frames), dtype=np.float32,
             chunks=(min(_UNIT_CHUNK, n_units), 1, self.block, n_tf, n_frames), compression=compression)
         self.dataset.attrs["per_unit"] = True
         self.pending: dict[tuple[int, int], list] = {}  # (sf, first direction) -> [buffer, combinations filled]

@@ -53,7 +53,7 @@ from utils import UserInputError, os_error_reason, resolve_device, run_cli, sha2
 from virtual_physiology import stimuli
 from virtual_physiology.artefact import FORMAT, FORMAT_VERSION, StageStore
 from virtual_physiology.fields import check_free_space
-from virtual_physiology.stages import STAGES, Setting, all_settings, with_needs
+from virtual_physiology.stages import STAGES, NonFiniteResults, Setting, all_settings, with_needs
 
 
 class Options:
@@ -364,6 +364,9 @@ def main(argv=None, stage: str | None = None) -> None:
                         wait=args.wait)
     try:
         complete = pipeline.run(asked, force_stages=asked if args.force else ())
+    except NonFiniteResults as err:
+        raise UserInputError(f"{err}; nothing of the stage was stored: check the checkpoint {pipeline.weights} "
+                             "(an earlier epoch, or the original file)") from err
     except OSError as err:  # the folder went away, or the disk filled after the free-space checks
         raise UserInputError(f"cannot write {pipeline.artefact} or its parts ({os_error_reason(err)}): free space "
                              "or choose another ARTEFACT_PATH, then rerun (finished stages are kept)") from err

@@ -37,7 +37,7 @@ class StageArrays(Mapping):
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._read:
-            self._read[name] = self._group[name][()]
+            self._read[name] = artefact.read_field(self._group[name])
         return self._read[name]
 
     def __iter__(self) -> Iterator[str]:

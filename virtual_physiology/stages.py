@@ -30,7 +30,7 @@ from models.ablation import ABLATION_SPECS, without_feedback
 from utils import MAX_SEED
 from virtual_physiology import gabor, modulation, plaid, rwa, surround, tuning
 from virtual_physiology.connectivity import excitatory_weights, has_recurrent_weights
-from virtual_physiology.fields import GratingResponseWriter, check_free_space, write_per_unit
+from virtual_physiology.fields import PROBED, GratingResponseWriter, check_free_space, create_field, write_per_unit
 
 if TYPE_CHECKING:
     from virtual_physiology.pipeline import Pipeline
@@ -87,6 +87,15 @@ class Stage:
       None records the value of each of its ``settings`` under its name;
     - ``quirks``: behaviour of the original reproduced on purpose (written
       into the artefact's metadata);
+    - ``measured``: the fields that hold the model's own responses (or
+      weights), not statistics computed from them. Before a stage is stored,
+      every value of these fields in the rows of the units it probed must be
+      finite (``check_written``): NaN or inf there means the weights are
+      corrupt or the model diverged. The rule for the rest: rows of units a
+      stage did not probe hold the fill value (NaN), and statistics may be NaN
+      or inf where their formula is undefined (the OSI of a silent unit is
+      0/0, a partial correlation of 1 has Fisher z = inf, the RWA of a unit
+      with no response is 0/0), so they are not judged; their inputs are;
     - ``data_prefix``: its per-unit fields appear in
       ``VirtualPhysiology.data`` under this prefix; None keeps them out. A
       stage with a prefix measures another stage's fields again, so
@@ -101,6 +110,7 @@ class Stage:
     recorded: Callable[["Pipeline"], dict] | None = None
     quirks: tuple[str, ...] = ()
     data_prefix: str | None = ""
+    measured: tuple[str, ...] = ()
 
     def record_of(self, pipeline: "Pipeline") -> dict:
         """The values stored in this stage's record (``recorded``)."""
@@ -120,8 +130,33 @@ class Stage:
             ("left out the declared fields", sorted(set(declared) - set(written))),
             ("gave another number of axes than declared to",
              sorted(n for n in set(written) & set(declared) if written[n] != declared[n]))) if names]
+        unchecked = sorted(n for n in group if group[n].ndim and group[n].size and not group[n].fletcher32)
+        if unchecked:
+            problems.append(f"wrote without a checksum {unchecked}")
         if problems:
-            raise ValueError(f"stage {self.name} {'; '.join(problems)}: make its Stage.writes match what it writes")
+            raise ValueError(f"stage {self.name} {'; '.join(problems)}: make its Stage.writes match what it writes, "
+                             "and write with fields.write_per_unit or fields.create_field")
+        for name in self.measured:
+            if name in group:
+                self._check_finite(group[name])
+
+    def _check_finite(self, dataset: h5py.Dataset) -> None:
+        """NonFiniteResults unless every value in the probed rows (``fields.PROBED``) is finite."""
+        probed = dataset.attrs.get(PROBED)
+        units = np.flatnonzero(probed) if probed is not None else np.arange(dataset.shape[0] if dataset.ndim else 1)
+        values = dataset[()] if dataset.ndim else np.asarray([dataset[()]])
+        bad = ~np.isfinite(values[units].astype(np.float64))
+        if bad.any():
+            per_unit = bad.reshape(len(units), -1).any(axis=1)
+            n_bad = int(bad.sum())
+            raise NonFiniteResults(
+                f"stage {self.name}: {dataset.name.rsplit('/', 1)[-1]} holds {n_bad} non-finite value"
+                f"{'s' * (n_bad > 1)} for the {len(units)} units it probed (first: unit {units[per_unit][0]}): the "
+                "model's responses are NaN or infinite, so its weights are corrupt or it diverged")
+
+
+class NonFiniteResults(ValueError):
+    """A stage's measured responses hold NaN or inf for a unit it probed (``Stage.measured``)."""
 
 
 def _axes(shape: str) -> int:
@@ -221,6 +256,7 @@ register(Stage(
               Setting("rwa_chunk", 250, "RWA clips per forward pass", minimum=1), SEED),
     recorded=lambda p: dict(n_clips=p.options.rwa_clips, n_frames=RWA_FRAMES, seed=p.options.seed,
                             lags=list(p.model.group_lags)),
+    measured=("rwa_total_response",),  # the RWA itself is NaN (0/0) for a unit with no response
     quirks=("RWA: lag = group index, lagged pairs cross clip boundaries, warm-up frames included; units with zero "
             "summed response are dropped from data",)))
 
@@ -286,6 +322,9 @@ register(Stage(
     settings=(BATCH_SIZE, Setting("compression", None, "compression of the grating time courses; none is fastest",
                                   choices=("none", "lzf", "gzip"))),
     recorded=lambda p: dict(n_frames=GRATING_FRAMES, warmup=plaid.WARMUP, compression=p.options.compression),
+    # the time courses are judged by their means (any NaN or inf in them makes its mean non-finite),
+    # which costs no second pass over 4 GB
+    measured=("mean_grating_responses", "optimum_grating_response", "max_mean_grating_response"),
     quirks=("OSI/DSI/preferred parameters use the first argmax",)))
 
 # modulation.modulation_ratio_vphys's fields under the original's names
@@ -327,6 +366,8 @@ _PLAID_FIELDS = dict(plaid_pattern_index="(n_hidden,)", plaid_zp="(n_hidden,)", 
                      zp_by_angle="(n_hidden, n_angles)", zc_by_angle="(n_hidden, n_angles)")
 _SURROUND_FIELDS = dict(size_tuning_curve="(n_hidden, n_radii)", surround_suppression_index="(n_hidden,)",
                         preferred_size="(n_hidden,)")
+_PLAID_RESPONSES = ("plaid_response", "response_by_angle")
+_SURROUND_RESPONSES = ("size_tuning_curve",)
 
 
 def _plaid_fields(pipeline: "Pipeline", model, tuning_fields: dict) -> tuple[np.ndarray, dict]:
@@ -347,6 +388,7 @@ def _run_plaid(pipeline: "Pipeline", out, notes) -> None:
 register(Stage(
     name="plaid", summary="plaid pattern index of every kept unit",
     run=_run_plaid, needs=("rwa", "gratings"), writes=_PLAID_FIELDS, settings=(BATCH_SIZE,),
+    measured=_PLAID_RESPONSES,
     recorded=lambda p: dict(angles=list(plaid.PLAID_ANGLES), n_frames=plaid.PLAID_FRAMES),
     quirks=("plaid: shift int((A/2)/30), components z-scored separately and summed without renormalising, 50 frames; "
             "plaid_rp, plaid_rc and plaid_response are for A = 150 only, every angle is in *_by_angle",)))
@@ -374,6 +416,7 @@ def _run_surround(pipeline: "Pipeline", out, notes) -> None:
 register(Stage(
     name="surround", summary="size tuning and surround suppression of group 1's kept units",
     run=_run_surround, needs=("rwa", "gabor", "gratings"), writes=_SURROUND_FIELDS, settings=(SURROUND_BATCH,),
+    measured=_SURROUND_RESPONSES,
     recorded=lambda p: dict(groups=[0], radii=surround.APERTURE_RADII.tolist(), n_frames=surround.SURROUND_FRAMES,
                             amplitude=surround.GRATING_AMPLITUDE),
     quirks=("surround: aperture RADIUS 2..38 px centred at (gabor_x - 0.5, gabor_y - 0.5), un-normalised grating of "
@@ -407,6 +450,7 @@ register(Stage(
             "(docs/faithfulness.md, \"No-feedback plaids use the full model's tuning\"); skipped, and recorded so, "
             "for a model without feedback",
     run=_run_nofeedback, needs=("rwa", "gabor", "gratings"), writes=dict(_PLAID_FIELDS, **_SURROUND_FIELDS),
+    measured=_PLAID_RESPONSES + _SURROUND_RESPONSES,
     settings=(Setting("nofeedback_tuning", "full", "tuning for the no-feedback plaids: the full model's (the "
                       "original) or a new sweep", choices=("full", "ablated")), BATCH_SIZE, SURROUND_BATCH),
     recorded=lambda p: dict(tuning_from=p.options.nofeedback_tuning, angles=list(plaid.PLAID_ANGLES),
@@ -419,11 +463,11 @@ def _run_connectivity(pipeline: "Pipeline", out, notes) -> None:
         notes.append(f"skipped: {type(pipeline.model).__name__} has no recurrent weight matrix")
         return
     for name, values in excitatory_weights(pipeline.model, group=0).items():
-        out.create_dataset(name, data=values)
+        create_field(out, name, data=values)
 
 
 register(Stage(
     name="connectivity", summary="group 1's excitatory recurrent weights",
     run=_run_connectivity,
-    writes=dict(weights="(n_excitatory, n_excitatory)", units="(n_excitatory,)"),
+    writes=dict(weights="(n_excitatory, n_excitatory)", units="(n_excitatory,)"), measured=("weights",),
     recorded=lambda p: dict(groups=[0]), data_prefix=None))
