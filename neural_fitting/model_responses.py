@@ -222,6 +222,11 @@ def write_model_responses(args: ResponseOptions, layout: StimulusLayout) -> None
         groups = model_group_responses(model, chunks, layout.bin_frames)
         names = [f"group {g + 1}" for g in range(len(groups))]
         meta.update(source=str(args.model), frame_shape=list(model.frame_shape), model_config=config)
+    for name, values in zip(names, groups):
+        bad = int((~np.isfinite(values)).sum())
+        if bad:  # finite but corrupt weights can overflow; NaN or inf would poison every RSA downstream
+            raise UserInputError(f"the {name} responses of {meta['source']} hold {bad} non-finite values (NaN or "
+                                 "inf): its weights are corrupt or it diverged; nothing was written")
     try:
         save_responses(args.out, ResponseSet(args.label, names, groups, meta))
     except OSError as err:  # a full disk: atomic_path has removed its temporary

@@ -186,3 +186,20 @@ def test_process_sessions_on_a_full_disk_is_one_line(clean_session, tmp_path, mo
     err = cli_error(process_sessions.main, argv, CONFIG.layout, capsys)
     assert "cannot write --out" in err and "No space left on device" in err
     assert not [p for p in (tmp_path / "out").iterdir()]  # the first write failed: no file, no temporary
+
+
+def test_model_responses_of_a_model_with_infinite_responses_is_one_line(tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from neural_fitting.model_responses import main
+
+    argv, layout = response_argv(tmp_path, tmp_path / "r.npz")
+    weights = next((tmp_path / "run").glob("*.safetensors"))
+    tensors = load_file(str(weights))
+    with safe_open(str(weights), "pt") as f:
+        metadata = f.metadata()
+    tensors["bias_hh"][:] = 1.8e38  # finite weights whose responses overflow
+    save_file(tensors, str(weights), metadata=metadata)
+    err = cli_error(main, argv, layout, capsys)
+    assert "non-finite" in err and "nothing was written" in err and not (tmp_path / "r.npz").exists()
