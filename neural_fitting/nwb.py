@@ -20,7 +20,8 @@ namespace. What is read:
   Spikes are counted by two binary searches per unit, which assume well-formed
   intervals, so a table is refused, naming its row, unless every time is finite,
   no presentation starts before the session (NWB times count from the session's
-  reference time, so they are >= 0) or stops before it starts (``read_session``),
+  reference time, so they are >= 0), stops before it starts, lasts more than
+  ``MAX_PASS_PAUSE`` median presentations or overlaps the next one (``read_session``),
   and each pass through the movie (one repeat) shows its frames in order, without
   a pause of more than ``MAX_PASS_PAUSE`` median presentation durations between
   two frames (``check_passes``: a movie is played continuously; a start moved far
@@ -190,8 +191,11 @@ def _presentations(f, path, movie) -> Presentations:
 
 
 def _check_intervals(table: str, start, stop, rows) -> None:
-    """MalformedTable naming the first row that starts before the session or stops
-    before it starts. (P,) arrays; ``rows`` are their rows in the file."""
+    """MalformedTable naming the first row that starts before the session, stops
+    before it starts, lasts more than ``MAX_PASS_PAUSE`` median presentations or
+    runs past the next presentation's start (by more than half a median one: a
+    frame's spikes would be counted twice). (P,) arrays in time order; ``rows``
+    are their rows in the file."""
     fix = "fix or drop that row, or download the session again"
     early = np.flatnonzero(start < 0)
     if len(early):
@@ -203,6 +207,18 @@ def _check_intervals(table: str, start, stop, rows) -> None:
         i = backwards[0]
         raise MalformedTable(f"{table}, row {rows[i]}: stop_time {stop[i]:g} s is before its start_time "
                              f"{start[i]:g} s: {fix}")
+    typical = float(np.median(stop - start)) if len(start) else 0.0
+    long = np.flatnonzero(stop - start > MAX_PASS_PAUSE * max(typical, 1e-3))
+    if len(long):
+        i = long[0]
+        raise MalformedTable(f"{table}, row {rows[i]}: lasts {stop[i] - start[i]:g} s, more than {MAX_PASS_PAUSE} "
+                             f"times the median presentation ({typical:g} s): {fix}")
+    overlap = np.flatnonzero(stop[:-1] > start[1:] + typical / 2)  # in time order: one frame on screen at a time
+    if len(overlap):
+        i = overlap[0]
+        raise MalformedTable(f"{table}, row {rows[i]}: stop_time {stop[i]:g} s runs past the start of the next "
+                             f"presentation (row {rows[i + 1]}, {start[i + 1]:g} s) by more than half a median "
+                             f"presentation: {fix}")
 
 
 def check_passes(presentations: Presentations, table: str) -> None:

@@ -80,6 +80,11 @@ def edited(clean_session, tmp_path, edit):
      r"natural_movie_one_presentations table, row 5: stop_time .* is before its start_time"),
     (lambda t: t["start_time"].__setitem__(3, 1e12),
      r"natural_movie_one_presentations table, row 3: stop_time .* is before its start_time"),
+    (lambda t: t["stop_time"].__setitem__(7, 1e12),
+     r"natural_movie_one_presentations table, row 7: lasts 1e\+12 s, more than 100 times the median presentation"),
+    (lambda t: t["stop_time"].__setitem__(7, t["start_time"][9]),
+     r"natural_movie_one_presentations table, row 7: stop_time 1.3 s runs past the start of the next presentation "
+     r"\(row 8, 1.26667 s\)"),
     (lambda t: t["start_time"].__setitem__(0, -2.0),
      r"natural_movie_one_presentations table, row 0: start_time -2 s lies before the session's start"),
     (lambda t: [t["start_time"].__setitem__(3, 1e12), t["stop_time"].__setitem__(3, 1e12 + 0.03)],
@@ -100,9 +105,9 @@ def test_well_formed_intervals_with_a_short_pause_still_count(clean_session, tmp
     """A pass that pauses for a few frames (a dropped-frame hiccup) is no error."""
     from neural_fitting.nwb import read_session
 
-    def pause(table):
-        table["start_time"][8:12] = table["start_time"][8:12] + 0.1
-        table["stop_time"][8:12] = table["stop_time"][8:12] + 0.1
+    def pause(table):  # everything from row 8 on is shown 0.1 s later
+        table["start_time"][8:] = table["start_time"][8:] + 0.1
+        table["stop_time"][8:] = table["stop_time"][8:] + 0.1
     presentations = read_session(edited(clean_session, tmp_path, pause), ["VISp"],
                                  ["natural_movie_one"]).presentations["natural_movie_one"]
     assert len(presentations.start) == 24

@@ -2,6 +2,7 @@
 arrays read lazily and equal to the file's, the recorded settings, and the
 probed model found from the artefact alone, its hash checked once and its
 ablation applied; every refusal is one line naming the fix."""
+import hashlib
 from pathlib import Path
 
 import h5py
@@ -100,9 +101,10 @@ def test_weights_that_are_nowhere_are_one_line(tmp_path):
     moved = copied_run(tmp_path)
     artefact = tmp_path / "elsewhere.vphys.h5"
     Path(moved["artefact"]).rename(artefact)
-    with h5py.File(artefact, "a") as f:  # as if the recorded run folder had gone too
+    with h5py.File(artefact, "a") as f:  # as if the recorded run folder had gone too (checksum rewritten with it)
         f.attrs["metadata"] = f.attrs["metadata"].replace(str(Path(tiny_run()["checkpoint"]).resolve()),
                                                           str(tmp_path / "gone"))
+        f.attrs["metadata_sha256"] = hashlib.sha256(f.attrs["metadata"].encode()).hexdigest()
     with VirtualPhysiology.load(artefact) as vp:
         with pytest.raises(UserInputError, match="the weights file .*gone/1-epochs_model.safetensors that artefact "
                                                  ".* was made from is not there: put 1-epochs_model.safetensors beside"):
