@@ -18,6 +18,7 @@ import pytest
 from analysis import compare, inputs, reference, scorecard
 from benchmarks.check_gallery import chromium_binary, render
 from tests.analysis_helpers import tiny_run
+from virtual_physiology.artefact import write_metadata
 from virtual_physiology.pipeline import Options, Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def zoo(tmp_path_factory):
         meta = json.loads(f.attrs["metadata"])
         meta["checkpoint"]["path"] = str(root / "feedforward")
         meta["model"]["config"].update(checkpoint_epoch=10, n_train=250, batch_size=100)
-        f.attrs["metadata"] = json.dumps(meta)
+        write_metadata(f, meta)  # with its checksum
         for name in list(f["nofeedback"].keys()):
             del f["nofeedback"][name]
         pi = f["plaid/plaid_pattern_index"]

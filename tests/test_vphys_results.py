@@ -2,7 +2,7 @@
 arrays read lazily and equal to the file's, the recorded settings, and the
 probed model found from the artefact alone, its hash checked once and its
 ablation applied; every refusal is one line naming the fix."""
-import hashlib
+import json
 from pathlib import Path
 
 import h5py
@@ -16,6 +16,7 @@ from models.io import load_model
 from tests.analysis_helpers import copied_run, tiny_run
 from utils import UserInputError
 from virtual_physiology import pipeline
+from virtual_physiology.artefact import write_metadata
 from virtual_physiology.pipeline import Options, Pipeline
 from virtual_physiology.results import VirtualPhysiology
 
@@ -101,10 +102,9 @@ def test_weights_that_are_nowhere_are_one_line(tmp_path):
     moved = copied_run(tmp_path)
     artefact = tmp_path / "elsewhere.vphys.h5"
     Path(moved["artefact"]).rename(artefact)
-    with h5py.File(artefact, "a") as f:  # as if the recorded run folder had gone too (checksum rewritten with it)
-        f.attrs["metadata"] = f.attrs["metadata"].replace(str(Path(tiny_run()["checkpoint"]).resolve()),
-                                                          str(tmp_path / "gone"))
-        f.attrs["metadata_sha256"] = hashlib.sha256(f.attrs["metadata"].encode()).hexdigest()
+    with h5py.File(artefact, "a") as f:  # as if the recorded run folder had gone too
+        write_metadata(f, json.loads(f.attrs["metadata"].replace(str(Path(tiny_run()["checkpoint"]).resolve()),
+                                                                 str(tmp_path / "gone"))))
     with VirtualPhysiology.load(artefact) as vp:
         with pytest.raises(UserInputError, match="the weights file .*gone/1-epochs_model.safetensors that artefact "
                                                  ".* was made from is not there: put 1-epochs_model.safetensors beside"):

@@ -86,6 +86,14 @@ def read_metadata(path: Path) -> dict:
     return meta
 
 
+def write_metadata(f: h5py.File, metadata: dict) -> None:
+    """Store ``metadata`` as the artefact's JSON attribute with its SHA-256 beside it
+    (``read_metadata`` checks the two agree)."""
+    text = json.dumps(metadata)
+    f.attrs["metadata"] = text
+    f.attrs[METADATA_SHA256] = hashlib.sha256(text.encode()).hexdigest()
+
+
 def read_field(dataset: h5py.Dataset, selection=()) -> np.ndarray:
     """``dataset[selection]``; a chunk whose bytes no longer match its checksum (or
     cannot be read) is a one-line error naming the field and the fix."""
@@ -202,9 +210,7 @@ class StageStore:
                     stages[stage] = {k: v for k, v in (record or {}).items()
                                      if k not in ("source", "group", "checkpoint_sha256")}
                     stages[stage]["complete"] = complete
-                text = json.dumps(dict(metadata, stages=stages))
-                out.attrs["metadata"] = text
-                out.attrs[METADATA_SHA256] = hashlib.sha256(text.encode()).hexdigest()
+                write_metadata(out, dict(metadata, stages=stages))
         self.assembled = {k: v for k, v in stages.items() if v["complete"]}
         done = all(v["complete"] for v in stages.values())
         if done and self.parts.exists():
