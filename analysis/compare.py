@@ -39,7 +39,7 @@ from scipy import stats as scipy_stats
 from analysis import gallery, inputs, scorecard
 from analysis.response_parameters import curve_fit_modulation_ratio
 from analysis.reference import AllenMetricsError
-from utils import UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli, user_errors_from
+from utils import MAX_SEED, UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli, user_errors_from
 
 NEEDS = ("rwa", "gratings")  # the rest is optional: a property whose stage is missing is n/a
 SIGNIFICANCE = 0.05
@@ -371,6 +371,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if not (args.degrees_per_pixel > 0 and math.isfinite(args.degrees_per_pixel)):
         raise UserInputError(f"--degrees-per-pixel must be a positive number, got {args.degrees_per_pixel}")
+    if not 0 <= args.seed <= MAX_SEED:  # numpy's generators refuse negative seeds with a traceback
+        raise UserInputError(f"--seed must be between 0 and {MAX_SEED}, got {args.seed}")
     settings = scorecard.ScorecardSettings(**dict(asdict(defaults), degrees_per_pixel=args.degrees_per_pixel,
                                                   seed=args.seed))
     properties = dict(scorecard.PROPERTIES)

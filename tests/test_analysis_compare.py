@@ -111,6 +111,8 @@ def test_the_page_is_offline_and_holds_the_tables(zoo):
     (["missing.vphys.h5"], "does not exist"),
     (["not_an_artefact.vphys.h5"], "is not a virtual-physiology artefact"),
     (["ARTEFACT", "--degrees-per-pixel", "0"], "--degrees-per-pixel must be a positive number"),
+    (["ARTEFACT", "--seed", "-1"], "--seed must be between 0 and 4294967295, got -1"),
+    (["ARTEFACT", "--seed", "18446744073709551616"], "--seed must be between 0 and 4294967295"),
 ])
 def test_bad_input_is_one_line_and_exit_2(zoo, tmp_path, argv, message):
     (tmp_path / "not_an_artefact.vphys.h5").write_text("no")
