@@ -59,6 +59,9 @@ def portable_config(config: dict, run_dir: Path, recipe: dict | None) -> dict:
         if config.get(key) not in (None, "default") and Path(config[key]).is_absolute():
             config[key] = portable_text_path(config[key])
     config["save_dir"] = portable_path(run_dir.parent)
+    if config.get("stacked_from"):  # TP_FF's stack folders: a record only (the stacked weights hold every stack)
+        config["stacked_from"] = [portable_text_path(run) if Path(run).is_absolute() else run
+                                  for run in config["stacked_from"]]
     if recipe is not None:
         config["dataset_recipe"] = recipe
     return config

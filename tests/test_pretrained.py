@@ -145,6 +145,14 @@ def test_paths_are_recorded_relative_to_the_repository_when_inside_it():
     assert recorded_path("/elsewhere/a.npy") == Path("/elsewhere/a.npy")
 
 
+def test_portable_config_names_tp_ff_stack_folders_without_the_machine_s_folders(tmp_path):
+    from models.portable import portable_config
+
+    config = portable_config({"stacked_from": ["/work/runs/zoo/ff0_run", "/home/x/repo/model_checkpoints/ff1_run",
+                                               "ff2_run"]}, tmp_path / "run", None)
+    assert config["stacked_from"] == ["ff0_run", "model_checkpoints/ff1_run", "ff2_run"]
+
+
 def test_models_portable_rewrites_the_paths_and_keeps_the_tensors(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file
