@@ -39,6 +39,7 @@ from scipy import stats as scipy_stats
 from analysis import gallery, inputs, scorecard
 from analysis.response_parameters import curve_fit_modulation_ratio
 from analysis.reference import AllenMetricsError
+from models.io import optimizer_steps
 from utils import MAX_SEED, UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli, user_errors_from
 
 NEEDS = ("rwa", "gratings")  # the rest is optional: a property whose stage is missing is n/a
@@ -132,15 +133,13 @@ CLAIMS = {
 
 def training_record(config: dict) -> tuple[dict, int | None]:
     """The data recipe (``RECIPE_KEYS`` of the training config; the dataset as
-    its file name) and the optimizer steps: checkpoint epoch x ceil(training
-    clips / batch size), None where the config lacks one of them."""
+    its file name) and the optimizer steps (``models.io.optimizer_steps``: all
+    stacks of a TP_FF checkpoint, 0 for an untrained one, None where the config
+    lacks what it takes)."""
     recipe = {key: config[key] for key in RECIPE_KEYS if key in config}
     if "dataset" in recipe:
         recipe["dataset"] = Path(str(recipe["dataset"])).name
-    epoch, n_train, batch = (config.get(k) for k in ("checkpoint_epoch", "n_train", "batch_size"))
-    steps = epoch * math.ceil(n_train / batch) if all(isinstance(v, int) and v > 0 for v in (epoch, n_train, batch)) \
-        else None
-    return recipe, steps
+    return recipe, optimizer_steps(config)
 
 
 def model_column(artefact, settings: scorecard.ScorecardSettings,
@@ -265,12 +264,15 @@ def _sensitivity_rows(comparison: Comparison) -> list[list[str]]:
 
 
 def budget_note(columns: list[ModelColumn]) -> str:
-    """Whether every model saw the same data file for the same number of
-    optimizer steps: the comparison is fair only then."""
-    budgets = {(c.recipe.get("dataset"), c.steps) for c in columns}
+    """Whether every trained model saw the same data file for the same number of
+    optimizer steps: the comparison is fair only then. Untrained baselines (0
+    steps) are named apart; they are the floor, not a competitor."""
+    untrained = [c.label for c in columns if c.steps == 0]
+    budgets = {(c.recipe.get("dataset"), c.steps) for c in columns if c.steps != 0}
     if len(budgets) == 1 and None not in next(iter(budgets)):
         dataset, steps = next(iter(budgets))
-        return f"Every model was trained on {dataset} for {steps:,} optimizer steps."
+        return (f"Every trained model was trained on {dataset} for {steps:,} optimizer steps"
+                + (f"; untrained baseline: {', '.join(untrained)}." if untrained else "."))
     return ("The models differ in training data or steps (or do not record them): see the last table; "
             "differences between columns may come from the budget, not the model.")
 

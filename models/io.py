@@ -53,6 +53,19 @@ def latest_weights(run_dir: Path) -> Path:
         raise UserInputError(f"{err}: train one first") from err
 
 
+def optimizer_steps(config: dict) -> int | None:
+    """Optimizer steps behind a checkpoint: its epoch x ceil(training clips / batch
+    size); for a stacked TP_FF checkpoint, the sum over its stacks (``stack_steps``,
+    each stack trained in its own run). 0 for an untrained checkpoint; None where
+    the config lacks what it takes (checkpoints written before these fields)."""
+    if config.get("stack_steps"):
+        return sum(config["stack_steps"]) if None not in config["stack_steps"] else None
+    epoch, n_train, batch = (config.get(k) for k in ("checkpoint_epoch", "n_train", "batch_size"))
+    if not all(isinstance(v, int) for v in (epoch, n_train, batch)) or epoch < 0 or n_train < 1 or batch < 1:
+        return None
+    return epoch * -(-n_train // batch)
+
+
 def load_model(path, device="cpu", frame_shape=None):
     """Load a checkpoint -> (model, config, history).
 

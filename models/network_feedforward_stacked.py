@@ -16,14 +16,15 @@ import argparse
 from pathlib import Path
 
 from models.base import SettingError, flag_wording
-from models.io import save_model
+from models.io import load_model, optimizer_steps, save_model
 from models.network_feedforward import stack_runs
 from utils import UserInputError, run_cli
 
 
 def save_stacked(runs, out) -> Path:
     """Stack ``runs`` and save the result as a checkpoint in folder ``out``;
-    returns the weights file. The config is the top run's, re-labelled. A
+    returns the weights file. The config is the top run's, re-labelled, with each
+    run's optimizer steps (``stack_steps``: the budget of the whole model). A
     non-empty ``out`` (or a file there) is a ``SettingError``, runs that do not
     stack a ValueError (``stack_runs``)."""
     out = Path(out)
@@ -33,7 +34,8 @@ def save_stacked(runs, out) -> Path:
     config = {k: v for k, v in top_config.items() if k != "checkpoint_epoch"}
     config.update(model="network_feedforward_stacked", hidden_units=list(stacked.group_sizes),
                   beta=[1.0] * len(stacked.group_sizes), lower_stacks="",
-                  stacked_from=[str(Path(run).resolve()) for run in runs])
+                  stacked_from=[str(Path(run).resolve()) for run in runs],
+                  stack_steps=[optimizer_steps(load_model(run)[1]) for run in runs])  # each stack's own run
     return save_model(out, stacked, config, epoch=max(0, top_config["checkpoint_epoch"]))
 
 

@@ -97,7 +97,20 @@ def test_recipe_and_steps_come_from_the_recorded_config(zoo):
     assert "| optimizer steps | n/a | 30 |" in zoo["markdown"]
     assert "The models differ in training data or steps" in zoo["markdown"]
     same = compare.ModelColumn("a", "a.h5", {"dataset": "clips.npy"}, 20_000, {}, {}, {})
-    assert compare.budget_note([same, same]) == "Every model was trained on clips.npy for 20,000 optimizer steps."
+    assert compare.budget_note([same, same]) == "Every trained model was trained on clips.npy for 20,000 optimizer steps."
+    untrained = compare.ModelColumn("u", "u.h5", {"dataset": "clips.npy"}, 0, {}, {}, {})
+    assert compare.budget_note([same, untrained, same]) == (
+        "Every trained model was trained on clips.npy for 20,000 optimizer steps; untrained baseline: u.")
+
+
+def test_optimizer_steps_count_every_stack_of_tp_ff_and_zero_for_an_untrained_model():
+    from models.io import optimizer_steps
+
+    assert optimizer_steps({"checkpoint_epoch": 3, "n_train": 250, "batch_size": 100}) == 9  # ceil(2.5) = 3 per epoch
+    assert optimizer_steps({"checkpoint_epoch": 0, "n_train": 250, "batch_size": 100}) == 0
+    assert optimizer_steps({"checkpoint_epoch": 3, "n_train": 250, "batch_size": 100, "stack_steps": [9, 6, 3]}) == 18
+    assert optimizer_steps({"stack_steps": [9, None]}) is None  # a stack from before the record
+    assert optimizer_steps({"n_train": 250}) is None
 
 
 def test_the_page_is_offline_and_holds_the_tables(zoo):

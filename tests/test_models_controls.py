@@ -152,6 +152,8 @@ def test_tp_ff_stacks_chain_into_one_self_contained_model(runs, tmp_path):
         shutil.move(tmp_path / "away", runs["tp_ff0"])
     assert type(stacked).__name__ == "NetworkFeedforwardStacked" and config["checkpoint_epoch"] == 2
     assert config["stacked_from"] == [str(runs["tp_ff0"].resolve()), str(runs["tp_ff1"].resolve())]
+    each_stack = [load_model(runs[name])[1] for name in ("tp_ff0", "tp_ff1")]
+    assert config["stack_steps"] == [c["checkpoint_epoch"] * -(-c["n_train"] // c["batch_size"]) for c in each_stack]
     torch.testing.assert_close(stacked.hidden_activity(x), expected)
     torch.testing.assert_close(stacked(x), stack1(x))
     with pytest.raises(UserInputError, match="not trained on top"):
