@@ -7,6 +7,8 @@ import argparse
 import contextlib
 import ctypes
 import dataclasses
+import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -31,12 +33,17 @@ class UserInputError(Exception):
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    """Run ``main`` and turn a ``UserInputError`` into a one-line error and exit 2."""
+    """Run ``main`` and turn a ``UserInputError`` into a one-line error and exit 2,
+    and Ctrl-C into one line (the interruption's own message, e.g. training's "stopping
+    now; the last saved state is ...") and exit 130 (128 + SIGINT, as a shell reports it)."""
     try:
         main()
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as err:
+        print(str(err) or "interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 @contextlib.contextmanager
@@ -211,6 +218,78 @@ def sha256_of(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(2 ** 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class LockHeld(ValueError):
+    """Another process holds the lock; ``holder`` is what it wrote ('pid N on HOST, started T')."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is held by {holder}")
+        self.path, self.holder = path, holder
+
+
+class FileLock:
+    """An exclusive advisory lock (``flock``) on the file ``path``: one holder at a
+    time among processes, also across hosts where the file system supports flock.
+
+    ``acquire`` creates the file and writes 'pid N on HOST, started T' into it;
+    while it is held, another ``acquire`` raises ``LockHeld`` naming that holder, or
+    with ``wait`` blocks until it is released. ``release`` removes the file. The
+    kernel drops the lock of a process that dies, even by kill -9, but its file and
+    line stay: the next ``acquire`` takes the lock over and returns that line (the
+    stale holder, to note), else None. OSError if the file cannot be created or
+    locked. As a context manager: ``acquire()`` without waiting, then ``release()``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path, self._handle = Path(path), None
+
+    def acquire(self, wait: bool = False) -> str | None:
+        while True:
+            handle = open(self.path, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise LockHeld(self.path, holder) from None
+            except BaseException:
+                handle.close()
+                raise
+            if self._names(handle):
+                break
+            handle.close()  # the holder we waited for removed this file on release: lock the new one
+        handle.seek(0)
+        stale = handle.read().strip() or None
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}")
+        handle.flush()
+        self._handle = handle
+        return stale
+
+    def _names(self, handle) -> bool:
+        """Whether ``self.path`` is still the file ``handle`` has open."""
+        try:
+            here, there = os.fstat(handle.fileno()), os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still held, so no other process locks a file that is going
+        self._handle.close()  # releases the lock
+        self._handle = None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

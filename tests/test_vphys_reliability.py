@@ -15,7 +15,7 @@ import pytest
 from test_vphys_pipeline import TINY, TINY_OPTIONS, _checkpoint, _part_ids
 from utils import UserInputError
 from virtual_physiology.artefact import STAGES, VirtualPhysiology
-from virtual_physiology.pipeline import _names_open_file, artefact_lock, lock_path, main
+from virtual_physiology.pipeline import artefact_lock, lock_path, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,13 +121,16 @@ def test_the_lock_file_sits_beside_the_artefact_and_is_released_and_removed(comp
 def test_a_lock_whose_file_was_deleted_or_replaced_is_not_taken_as_the_artefacts_lock(tmp_path):
     """A waiter blocks on the file it opened; when the holder deletes that file and
     lets go, the waiter's lock is of a deleted file and must be taken again."""
+    from utils import FileLock
+
     path = tmp_path / ".x.h5.lock"
+    lock = FileLock(path)  # the artefact's lock (artefact_lock) and the run folder's
     with open(path, "a+") as handle:
-        assert _names_open_file(path, handle)
+        assert lock._names(handle)
         path.unlink()
-        assert not _names_open_file(path, handle)  # deleted
+        assert not lock._names(handle)  # deleted
         path.write_text("")
-        assert not _names_open_file(path, handle)  # another file now has the name
+        assert not lock._names(handle)  # another file now has the name
 
 
 def test_the_pipeline_says_what_it_will_cost_before_it_runs_and_numbers_each_stage(complete, tmp_path):
