@@ -169,6 +169,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+_PID_DIGITS = 7  # Linux pids stay below 2**22 = 4,194,304
+_RANDOM_CHARACTERS = 8  # tempfile's random part
+
+
+def longest_atomic_name(folder: str | os.PathLike) -> int:
+    """The longest file name that ``atomic_path`` can write into ``folder``: the folder's
+    limit on a name (NAME_MAX, 255 where the file system does not say) less what the
+    temporary adds to it (``.NAME.partial-HOST-PID-RANDOM.tmp``)."""
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    return name_max - len(f".{_TMP_MARK}{_host()}--.tmp") - _PID_DIGITS - _RANDOM_CHARACTERS
+
+
 def _umask() -> int:
     """The process umask (reading it means setting it, so it is set straight back)."""
     mask = os.umask(0o022)
@@ -245,12 +260,11 @@ class FileLock:
 
     def acquire(self, wait: bool = False) -> str | None:
         while True:
-            handle = open(self.path, "a+")
+            handle = open(self.path, "a+", errors="replace")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
+                holder = self._holder(handle) or "another process"
                 handle.close()
                 raise LockHeld(self.path, holder) from None
             except BaseException:
@@ -259,8 +273,7 @@ class FileLock:
             if self._names(handle):
                 break
             handle.close()  # the holder we waited for removed this file on release: lock the new one
-        handle.seek(0)
-        stale = handle.read().strip() or None
+        stale = self._holder(handle)
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         handle.seek(0)
         handle.truncate()
@@ -268,6 +281,12 @@ class FileLock:
         handle.flush()
         self._handle = handle
         return stale
+
+    @staticmethod
+    def _holder(handle) -> str | None:
+        """The holder line in the lock file, on one line (whatever a foreign file holds)."""
+        handle.seek(0)
+        return " ".join(handle.read(500).split()) or None
 
     def _names(self, handle) -> bool:
         """Whether ``self.path`` is still the file ``handle`` has open."""

@@ -506,16 +506,18 @@ class RunWriter:
         """Hold the run folder's lock (``RunDir.lock_path``) for the block, on process 0:
         one training process per run folder. A folder another process trains is a one-line
         error naming it; a lock left by a killed process is taken over, with a note."""
-        if self.rank > 0:
-            yield
-            return
-        lock = FileLock(self.run.lock_path)
-        try:
-            with self.writing("lock"):
-                stale = lock.acquire()
-        except LockHeld as err:
-            raise UserInputError(f"{self.run.path} is being trained by {err.holder}: wait for it to finish (or stop "
-                                 f"it), then resume with --path {self.run.path}") from err
+        lock, stale, refusal = FileLock(self.run.lock_path), None, None
+        if self.rank == 0:
+            try:
+                with self.writing("lock"):
+                    stale = lock.acquire()
+            except LockHeld as err:
+                refusal = UserInputError(f"{self.run.path} is being trained by {err.holder}: wait for it to finish "
+                                         f"(or stop it), then resume with --path {self.run.path}")
+            except UserInputError as err:
+                refusal = err
+        if any_rank(refusal is not None, self.control):  # every process stops, not only the first
+            raise refusal or UserInputError(f"the first process could not lock {self.run.path}: see its message")
         try:
             if stale is not None:
                 self.log(f"took over the lock left by {stale} (that process no longer holds it)", stderr=True)

@@ -466,6 +466,9 @@ def find_resume_state(path: Path) -> Path:
     try:
         latest = RunDir(folder).latest_state()
     except FileNotFoundError as err:
+        if RunDir(folder).config_path.is_file():
+            raise UserInputError(f"no resumable state (*_state.pt) in {folder}: the run stopped before it saved one; "
+                                 "start it again") from err
         raise UserInputError(f"no resumable state (*_state.pt) in {folder}: it was not written by train.py") from err
     except ValueError as err:
         raise UserInputError(f"{err}: use an earlier checkpoint") from err

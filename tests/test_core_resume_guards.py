@@ -167,6 +167,14 @@ def test_path_to_a_file_that_is_no_resume_state_is_one_line(tmp_path, single, na
         train.train(*train.config_for(parse("--path", str(run / name))), progress=False)
 
 
+def test_a_run_that_stopped_before_its_first_checkpoint_is_told_to_start_again(tmp_path, single):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(single / "config.json", run / "config.json")  # killed during its first epoch
+    with pytest.raises(UserInputError, match="the run stopped before it saved one; start it again"):
+        train.config_for(parse("--path", str(run)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Item 13: one training process per run folder
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +227,10 @@ def test_the_lock_is_exclusive_and_gone_once_released(tmp_path):
     with FileLock(path) as lock:
         assert "pid 1 on elsewhere" not in path.read_text()
     assert not path.exists()
+    path.write_bytes(b"\xff\xfe not\nours")  # whatever a foreign file holds is named on one line
+    lock = FileLock(path)
+    assert lock.acquire() == "\ufffd\ufffd not ours"
+    lock.release()
 
 
 def test_two_resumes_of_one_run_folder_do_not_both_train(tmp_path, single):

@@ -276,3 +276,27 @@ def test_flipped_metadata_is_one_line(complete, tmp_path):
     with pytest.raises(UserInputError, match=r"flipped.h5: its metadata fails its checksum, so the file is corrupt: "
                                              r"make it again with bash run.bash"):
         VirtualPhysiology.load(copy)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 28: a truncated artefact, and a name too long for the artefact's temporary files
+# ---------------------------------------------------------------------------------------------
+def test_a_truncated_artefact_is_called_truncated_and_left_as_it_is(complete, tmp_path):
+    weights, done = complete
+    artefact = tmp_path / "cut.h5"
+    artefact.write_bytes(done.read_bytes()[:done.stat().st_size // 2])
+    before = artefact.read_bytes()
+    match = rf"cut.h5 is truncated: it holds {len(before):,} of the {done.stat().st_size:,} bytes HDF5 expects"
+    with pytest.raises(UserInputError, match=match + r" .*copy it again, or move it away and rerun bash run.bash"):
+        VirtualPhysiology.load(artefact)
+    with pytest.raises(UserInputError, match=match):
+        main([str(weights), str(artefact), *TINY])
+    assert artefact.read_bytes() == before and not artefact.with_name("cut.h5.parts").exists()
+
+
+def test_an_artefact_name_too_long_for_its_temporaries_is_refused_before_any_stage(complete, tmp_path):
+    weights, _ = complete
+    artefact = tmp_path / ("a" * 241 + ".h5")  # fits the file system, not with the temporaries' decorations
+    with pytest.raises(UserInputError, match=r"artefact name a+\.h5 is too long: .* at most \d+ characters fit"):
+        main([str(weights), str(artefact), *TINY])
+    assert list(tmp_path.iterdir()) == []

@@ -48,7 +48,8 @@ import torch
 
 from models.ablation import apply_ablation
 from models.io import latest_weights, load_model
-from utils import FileLock, LockHeld, UserInputError, os_error_reason, resolve_device, run_cli, sha256_of
+from utils import (FileLock, LockHeld, UserInputError, longest_atomic_name, os_error_reason, resolve_device, run_cli,
+                   sha256_of)
 from virtual_physiology import stimuli
 from virtual_physiology.artefact import FORMAT, FORMAT_VERSION, StageStore
 from virtual_physiology.fields import check_free_space
@@ -154,6 +155,11 @@ class Pipeline:
             raise UserInputError(f"{writable} is a file, so the artefact cannot go under it: choose another ARTEFACT_PATH")
         if not os.access(writable, os.W_OK):
             raise UserInputError(f"cannot write the artefact into {writable}: choose another ARTEFACT_PATH")
+        room = longest_atomic_name(writable)
+        if len(self.artefact.name) > room:  # else it would fail at the end, when the stages are assembled
+            raise UserInputError(f"artefact name {self.artefact.name} is too long: {len(self.artefact.name)} "
+                                 f"characters, and at most {room} characters fit beside the decorations of its "
+                                 "temporary files: choose a shorter ARTEFACT_PATH")
         self.store = StageStore(self.artefact, self.sha256, force=force, ablation=self.ablation)
         self.grid = stimuli.grating_grid(self.model.frame_shape)
         self.n_units = self.model.n_hidden
