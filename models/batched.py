@@ -390,8 +390,13 @@ def common_resume_states(run_dirs: list[Path]) -> list[Path]:
         except ValueError as err:
             raise UserInputError(f"{err}: move that state file away, then resume again") from err
     common = set.intersection(*(set(states) for states in by_step))
+    unsaved = [d.name for d, states in zip(run_dirs, by_step) if not states]
+    if not common and unsaved:
+        raise UserInputError(f"the sweep stopped while it wrote its first checkpoints: {', '.join(unsaved)} saved "
+                             "none, so its runs have no step in common: start the sweep again (the same flags "
+                             "train the same runs)")
     if not common:
-        latest = ", ".join(f"{d.name}: {max(s) if s else 'none'}" for d, s in zip(run_dirs, by_step))
+        latest = ", ".join(f"{d.name}: {max(s)}" for d, s in zip(run_dirs, by_step))
         raise UserInputError(f"the sweep's runs have no saved step in common (latest steps {latest}): resume each one "
                              "without --batched")
     step = max(common)

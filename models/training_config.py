@@ -459,6 +459,9 @@ def find_resume_state(path: Path) -> Path:
     weights file, stands for the folder; an earlier weights file is refused, naming
     the folder and that epoch's state file as the two choices."""
     if path.is_file() and path.name != CONFIG_FILE and not WEIGHTS_PATTERN.match(path.name):
+        if not RunDir(path.parent).config_path.is_file():
+            raise UserInputError(f"--path {path} is no state file of a run folder (there is no config.json beside "
+                                 "it): give the run folder, or an N-epochs_state.pt in it")
         return path
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():

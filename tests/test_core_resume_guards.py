@@ -112,6 +112,16 @@ def test_a_sweep_killed_after_a_stop_request_rolls_back_to_the_interrupted_state
     assert_same_runs(sweep, cut)
 
 
+def test_a_sweep_killed_while_it_wrote_its_first_checkpoints_is_told_to_start_again(tmp_path, sweep):
+    runs = copy_sweep(sweep, tmp_path)
+    for run in runs[1:]:
+        for epoch in (1, 2, 3):
+            drop_checkpoint(run, epoch)
+    with pytest.raises(UserInputError, match=rf"first checkpoints: {runs[1].name}, {runs[2].name} saved none.*"
+                                             "start the sweep again"):
+        resume_sweep(runs[0])
+
+
 def test_a_sweep_whose_runs_share_no_saved_step_is_one_line(tmp_path, clips, sweep):
     runs = copy_sweep(sweep, tmp_path)
     for epoch in (1, 2, 3):
@@ -156,6 +166,11 @@ def test_path_to_an_earlier_weights_file_names_both_choices(single):
     with pytest.raises(UserInputError, match=r"2-epochs_model.safetensors is a weights file.*latest state is "
                                              r"3-epochs_state.pt: give --path .* to continue .*2-epochs_state.pt"):
         train.config_for(parse("--path", str(single / "2-epochs_model.safetensors")))
+
+
+def test_path_to_a_file_outside_a_run_folder_is_one_line(single):
+    with pytest.raises(UserInputError, match="train.log is no state file of a run folder .*give the run folder"):
+        train.config_for(parse("--path", str(single / "logs" / "train.log")))
 
 
 @pytest.mark.parametrize("name,content", [("loss_history.json", None), ("other.pt", {"weights": [1, 2]})])
