@@ -295,6 +295,7 @@ def rf_curve(run_dir, n_clips: int = 1000) -> dict:
         row = monitor_row(model, clips, config["warmup"], n_clips=n_clips)
         step = epoch * -(-len(split_indices(len(clips))[0]) // config["batch_size"])
         append_monitor_row(rows, epoch, step, row)
+        rows.pop("rwa_clips")  # every row has n_clips: the file says it once (a list here hid it from reruns)
         order = np.argsort(rows["epoch"])
         rows = {k: [v[i] for i in order] for k, v in rows.items()}
         curve = {"version": CURVE_VERSION, "rwa_clips": n_clips, **rows}
