@@ -7,6 +7,8 @@ import argparse
 import contextlib
 import ctypes
 import dataclasses
+import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -31,12 +33,17 @@ class UserInputError(Exception):
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    """Run ``main`` and turn a ``UserInputError`` into a one-line error and exit 2."""
+    """Run ``main`` and turn a ``UserInputError`` into a one-line error and exit 2,
+    and Ctrl-C into one line (the interruption's own message, e.g. training's "stopping
+    now; the last saved state is ...") and exit 130 (128 + SIGINT, as a shell reports it)."""
     try:
         main()
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as err:
+        print(str(err) or "interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 @contextlib.contextmanager
@@ -162,6 +169,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+_PID_DIGITS = 7  # Linux pids stay below 2**22 = 4,194,304
+_RANDOM_CHARACTERS = 8  # tempfile's random part
+
+
+def longest_atomic_name(folder: str | os.PathLike) -> int:
+    """The longest file name that ``atomic_path`` can write into ``folder``: the folder's
+    limit on a name (NAME_MAX, 255 where the file system does not say) less what the
+    temporary adds to it (``.NAME.partial-HOST-PID-RANDOM.tmp``)."""
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    return name_max - len(f".{_TMP_MARK}{_host()}--.tmp") - _PID_DIGITS - _RANDOM_CHARACTERS
+
+
 def _umask() -> int:
     """The process umask (reading it means setting it, so it is set straight back)."""
     mask = os.umask(0o022)
@@ -211,6 +233,82 @@ def sha256_of(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(2 ** 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class LockHeld(ValueError):
+    """Another process holds the lock; ``holder`` is what it wrote ('pid N on HOST, started T')."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is held by {holder}")
+        self.path, self.holder = path, holder
+
+
+class FileLock:
+    """An exclusive advisory lock (``flock``) on the file ``path``: one holder at a
+    time among processes, also across hosts where the file system supports flock.
+
+    ``acquire`` creates the file and writes 'pid N on HOST, started T' into it;
+    while it is held, another ``acquire`` raises ``LockHeld`` naming that holder, or
+    with ``wait`` blocks until it is released. ``release`` removes the file. The
+    kernel drops the lock of a process that dies, even by kill -9, but its file and
+    line stay: the next ``acquire`` takes the lock over and returns that line (the
+    stale holder, to note), else None. OSError if the file cannot be created or
+    locked. As a context manager: ``acquire()`` without waiting, then ``release()``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path, self._handle = Path(path), None
+
+    def acquire(self, wait: bool = False) -> str | None:
+        while True:
+            handle = open(self.path, "a+", errors="replace")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = self._holder(handle) or "another process"
+                handle.close()
+                raise LockHeld(self.path, holder) from None
+            except BaseException:
+                handle.close()
+                raise
+            if self._names(handle):
+                break
+            handle.close()  # the holder we waited for removed this file on release: lock the new one
+        stale = self._holder(handle)
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}")
+        handle.flush()
+        self._handle = handle
+        return stale
+
+    @staticmethod
+    def _holder(handle) -> str | None:
+        """The holder line in the lock file, on one line (whatever a foreign file holds)."""
+        handle.seek(0)
+        return " ".join(handle.read(500).split()) or None
+
+    def _names(self, handle) -> bool:
+        """Whether ``self.path`` is still the file ``handle`` has open."""
+        try:
+            here, there = os.fstat(handle.fileno()), os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still held, so no other process locks a file that is going
+        self._handle.close()  # releases the lock
+        self._handle = None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

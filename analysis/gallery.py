@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.build_notebooks import NOTEBOOKS
-from utils import UserInputError, atomic_path, portable_path
+from utils import UserInputError, portable_path
 STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}
 th{background:#f0f0f0}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}figure{margin:1em 0}
@@ -128,11 +128,3 @@ def render_gallery(checkpoint, artefact, report_png, tables: list[tuple[str, lis
     parts.append("<h2>Model card</h2>" + (f"<pre>{html.escape(card)}</pre>" if card is not None
                                           else '<p class="note">the run folder has no MODEL_CARD.md</p>'))
     return "\n".join(parts) + "\n</body></html>\n"
-
-
-def write_gallery(out_dir, checkpoint, artefact, report_png, tables, figures_dir) -> Path:
-    """Write ``render_gallery`` as out_dir/report.html (atomically); returns its path."""
-    path = Path(out_dir) / "report.html"
-    with atomic_path(path) as tmp:
-        tmp.write_text(render_gallery(checkpoint, artefact, report_png, tables, figures_dir), encoding="utf-8")
-    return path

@@ -43,11 +43,7 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, formats=("png", "pdf
     """Write ``fig`` as out_dir/name.png and .pdf (atomically), close it and
     return the paths. Legends, if any, are drawn without a frame."""
     out_dir = Path(out_dir)
-    for ax in fig.axes:
-        legend = ax.get_legend()
-        if legend is not None:
-            legend.set_frame_on(False)
-    fig.tight_layout()
+    finish_figure(fig)
     paths = []
     for fmt in formats:
         path = out_dir / f"{name}.{fmt}"
@@ -56,6 +52,23 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, formats=("png", "pdf
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def write_figure(fig, path: str | os.PathLike, fmt: str = "png") -> None:
+    """Write ``fig`` to ``path`` as ``save_figure`` does (not atomically: for a caller
+    that writes to a temporary of its own) and close it."""
+    finish_figure(fig)
+    fig.savefig(path, format=fmt, bbox_inches="tight")
+    plt.close(fig)
+
+
+def finish_figure(fig) -> None:
+    """What every saved figure gets: legends without a frame, a tight layout."""
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.set_frame_on(False)
+    fig.tight_layout()
 
 
 def save_summary(out_dir: str | os.PathLike, summary: dict) -> Path:

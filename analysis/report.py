@@ -7,7 +7,8 @@ DIR/report.png (default DIR: ``<artefact name>.report`` beside the artefact),
 and DIR/report.html, one offline page with the figure, the tables, every
 figure the six notebooks made for this artefact and its checkpoint (run them
 with ``python -m analysis.run_notebooks``; ``--figures``, default DIR/figures)
-and the run folder's MODEL_CARD.md if it has one.
+and the run folder's MODEL_CARD.md if it has one. The three files are written
+together or not at all: a failure (a full disk) leaves the folder as it was.
 Per group: Gabor-like receptive fields, orientation and direction selectivity
 (peak-based fractions and vector-sum medians),
 modulation ratio (the figure's curve_fit variant), plaid pattern index and,
@@ -25,6 +26,7 @@ if __package__ in (None, ""):  # run as a file, the repository's packages are no
     sys.exit(2)
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import matplotlib
@@ -195,9 +197,9 @@ def report_figure(units: list[dict], surround: dict):
     return fig
 
 
-def render_figure(units: list[dict], surround: dict, out_dir: Path) -> Path:
-    """Save ``report_figure`` as out_dir/report.png."""
-    return plotting.save_figure(report_figure(units, surround), out_dir, "report", formats=("png",))[0]
+def render_figure(units: list[dict], surround: dict, path: Path) -> None:
+    """Write ``report_figure`` as a PNG to ``path``."""
+    plotting.write_figure(report_figure(units, surround), path, "png")
 
 
 def default_out_dir(artefact) -> Path:
@@ -208,7 +210,7 @@ def default_out_dir(artefact) -> Path:
 def report(artefact, out_dir=None, figures_dir=None) -> str:
     """Build the report of an artefact; returns the Markdown and writes
     report.md, report.png and the gallery report.html (with the notebooks'
-    figures from ``figures_dir``, default out_dir/figures)."""
+    figures from ``figures_dir``, default out_dir/figures), all three or none."""
     data = inputs.load_inputs(artefact, NEEDS)
     checkpoint = gallery.checkpoint_of(data.artefact)
     out_dir = Path(out_dir) if out_dir else default_out_dir(artefact)
@@ -220,12 +222,15 @@ def report(artefact, out_dir=None, figures_dir=None) -> str:
     tables = [("Per group", groups, list(groups[0]) if groups else []),
               ("Surround suppression, G1 (SI %)", [surround_row], list(surround_row)),
               ("Distance to the literature", distances, DISTANCE_COLUMNS)]
-    try:  # every file goes through atomic_path: a failure leaves no half-written one
+    try:  # all three files or none: each is written to a temporary, renamed into place once all are written
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "report.md") as tmp:
-            tmp.write_text(markdown)
-        png = render_figure(data.units, surround, out_dir)
-        gallery.write_gallery(out_dir, checkpoint, artefact, png, tables, figures_dir or out_dir / "figures")
+        with contextlib.ExitStack() as staged:
+            md, png, page = (staged.enter_context(atomic_path(out_dir / f"report.{suffix}"))
+                             for suffix in ("md", "png", "html"))
+            md.write_text(markdown)
+            render_figure(data.units, surround, png)
+            page.write_text(gallery.render_gallery(checkpoint, artefact, png, tables,
+                                                   figures_dir or out_dir / "figures"), encoding="utf-8")
     except OSError as err:
         raise UserInputError(f"cannot write the report into {out_dir} ({os_error_reason(err)}): "
                              "give --out a writable folder") from err

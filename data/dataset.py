@@ -7,6 +7,7 @@ calls ``ClipSource.batch``; a split that fits can be held on the device.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def load_clips(path: str | Path, frame_shape: tuple[int, int], min_frames: int) 
         raise UserInputError(f"{path} is an .npz/zip archive, not an .npy file: save the clips array with np.save")
     if magic != b"\x93NUMPY":
         raise UserInputError(f"{path} is not a .npy file: save the (N, T, P) clips array with np.save")
+    _check_not_truncated(path)
     try:
         clips = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as err:
@@ -64,6 +66,29 @@ def load_clips(path: str | Path, frame_shape: tuple[int, int], min_frames: int) 
                              "(warm-up + temporal offset + 1): use longer clips or a shorter warm-up")
     _check_finite(clips, path)
     return clips
+
+
+def _check_not_truncated(path: Path) -> None:
+    """Raise if the file is shorter than its .npy header declares (an interrupted copy
+    or write), naming how to rebuild it: a cached default dataset's command
+    (``data.default_dataset.rebuild_hint``), else a copy or np.save. A header that does
+    not parse is left to np.load's own error."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            expected = handle.tell() + math.prod(shape) * dtype.itemsize
+    except (ValueError, OSError, EOFError):
+        return
+    size = path.stat().st_size
+    if size < expected and not dtype.hasobject:
+        from data.default_dataset import rebuild_hint  # only here: it imports the video and image readers
+
+        fix = rebuild_hint(path) or "copy it again, or re-create it with np.save"
+        raise UserInputError(f"{path} is truncated: it holds {size:,} of the {expected:,} bytes its header declares "
+                             f"(an interrupted copy or write): {fix}")
 
 
 def _check_finite(clips: np.ndarray, path: Path) -> None:

@@ -43,12 +43,15 @@ the parameters and counts; both written atomically.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import glob
 import hashlib
 import importlib.util
 import json
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +62,7 @@ import skimage.io
 from tqdm import tqdm
 
 from data import pipeline
-from utils import UserInputError, atomic_path, recorded_path, run_cli, write_json
+from utils import UserInputError, atomic_path, os_error_reason, recorded_path, run_cli, write_json
 
 VERSION = 1  # bump when the recipe changes, so old caches are not reused
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
@@ -105,13 +108,27 @@ def default_dataset_path(frame_shape: tuple[int, int] = (20, 20), *, cache_dir: 
     sidecar = path.with_suffix(".json")
     if force or not (path.exists() and sidecar.exists()):
         start = time.perf_counter()
+        with _writing_cache(path.parent):  # checked before the build, which takes a while
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=path.parent).close()
         clips, per_source = build_clips(config)
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, clips)
-        write_json(sidecar, dict(config=config, version=VERSION, shape=list(clips.shape), **per_source,
-                                 copy_last_mse=pipeline.copy_last_mse(clips),
-                                 build_seconds=round(time.perf_counter() - start, 2)))
+        with _writing_cache(path.parent):
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, clips)
+            write_json(sidecar, dict(config=config, version=VERSION, shape=list(clips.shape), **per_source,
+                                     copy_last_mse=pipeline.copy_last_mse(clips),
+                                     build_seconds=round(time.perf_counter() - start, 2)))
     return path
+
+
+@contextlib.contextmanager
+def _writing_cache(folder: Path):
+    """A failed write into the cache folder (read-only, full, under a file) as one line."""
+    try:
+        yield
+    except OSError as err:
+        raise UserInputError(f"cannot write the dataset cache in {folder} ({os_error_reason(err)}): make it "
+                             "writable or give another --cache-dir") from err
 
 
 # -------------------------------------------------------------------------------------------
@@ -204,6 +221,22 @@ def training_data(config: dict, cache_dir: str | Path | None = None) -> Path:
     return path
 
 
+def rebuild_hint(path: Path) -> str | None:
+    """How to rebuild the cache file ``path`` of this module: its recipe's command
+    (``recipe_command``, with --force), or, for a build those flags cannot give,
+    deleting it so that its next use rebuilds it; None if ``path`` is no such file."""
+    path = Path(path)
+    recipe = recipe_of(path)
+    if recipe is None:
+        try:
+            json.loads(path.with_suffix(".json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return f"delete it and {path.with_suffix('.json').name}, and its next use rebuilds it"
+    cache_dir = f" --cache-dir {path.parent}" if path.parent.resolve() != CACHE_DIR else ""
+    return f"rebuild it with {recipe_command(recipe)}{cache_dir} --force"
+
+
 def _config(frame_shape, params: dict) -> dict:
     """Validated, JSON-ready build parameters (the cache key)."""
     unknown = set(params) - set(DEFAULTS)
@@ -294,9 +327,23 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 
 def find_system_footage() -> list[tuple[str, int]]:
-    """(path, size in bytes) of every ``SYSTEM_FOOTAGE`` file on this machine, sorted; may be empty."""
+    """(path, size in bytes) of every readable ``SYSTEM_FOOTAGE`` file on this machine,
+    sorted; may be empty. A file that does not decode (a photo, or a video's first
+    frame) is skipped with a warning on stderr: it neither breaks the build nor enters
+    the cache key."""
     found = {path for patterns in SYSTEM_FOOTAGE.values() for pattern in patterns for path in glob.glob(pattern)}
-    return [(path, os.path.getsize(path)) for path in sorted(found)]
+    readable = []
+    for path in sorted(found):
+        try:
+            if _system_kind(path) == "video":
+                next(pipeline.iter_gray_blocks(path, block_len=1))
+            else:
+                _gray(skimage.io.imread(path))
+            readable.append((path, os.path.getsize(path)))
+        except (UserInputError, OSError, ValueError, RuntimeError) as err:  # what imageio and PyAV raise
+            reason = " ".join(str(err).split())[:200] or type(err).__name__
+            print(f"warning: skipping system footage {path}: it cannot be read ({reason})", file=sys.stderr)
+    return readable
 
 
 def describe_system_footage(found: list[tuple[str, int]]) -> str:

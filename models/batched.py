@@ -32,6 +32,7 @@ in train.py's format: a state written here resumes as a single run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import math
@@ -360,7 +361,8 @@ def sweep_jobs(jobs: list, args: argparse.Namespace) -> list:
     """The (config, state file or None) of every run of the sweep: ``jobs`` itself for
     new runs; for ``--path RUN`` (one job), every run folder that RUN's config.json
     names under ``batched_sweep`` (RUN's siblings in its --save-dir), each resuming
-    from its latest state with the same flags."""
+    with the same flags from its state at the newest step that every run has saved
+    (``common_resume_states``)."""
     if len(jobs) != 1 or jobs[0][1] is None:
         return jobs
     run_dir = jobs[0][1].parent
@@ -368,7 +370,59 @@ def sweep_jobs(jobs: list, args: argparse.Namespace) -> list:
     if not names:
         raise UserInputError(f"{run_dir} was not trained with --batched: resume it without --batched")
     overrides = {**vars(args), "L1": None, "seed": None}
-    return [config_for(argparse.Namespace(**{**overrides, "path": str(run_dir.parent / name)})) for name in names]
+    states = common_resume_states([run_dir.parent / name for name in names])
+    return [config_for(argparse.Namespace(**{**overrides, "path": str(state)})) for state in states]
+
+
+def common_resume_states(run_dirs: list[Path]) -> list[Path]:
+    """Each run's state file at the newest optimizer step for which every run of the
+    sweep has one. The sweep writes its runs' checkpoints one after another, so a kill
+    in between leaves some runs a checkpoint ahead; those are rolled back (said on
+    stderr): the sweep is deterministic, so it retakes the same steps bit for bit and
+    rewrites the newer files with the same contents."""
+    by_step = []
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise UserInputError(f"{run_dir}, a run of this sweep, is missing: restore it, or resume the others "
+                                 "one by one without --batched")
+        try:
+            by_step.append(RunDir(run_dir).states_by_step())
+        except ValueError as err:
+            raise UserInputError(f"{err}: move that state file away, then resume again") from err
+    common = set.intersection(*(set(states) for states in by_step))
+    unsaved = [d.name for d, states in zip(run_dirs, by_step) if not states]
+    if not common and unsaved:
+        raise UserInputError(f"the sweep stopped while it wrote its first checkpoints: {', '.join(unsaved)} saved "
+                             "none, so its runs have no step in common: start the sweep again (the same flags "
+                             "train the same runs)")
+    if not common:
+        latest = ", ".join(f"{d.name}: {max(s)}" for d, s in zip(run_dirs, by_step))
+        raise UserInputError(f"the sweep's runs have no saved step in common (latest steps {latest}): resume each one "
+                             "without --batched")
+    step = max(common)
+    for run_dir, states in zip(run_dirs, by_step):
+        if max(states) > step:
+            print(f"{run_dir.name}: rolled back from step {max(states)} to step {step}, the newest step every run of "
+                  "the sweep has saved (it was stopped while writing its checkpoints)", file=sys.stderr)
+    return [states[step] for states in by_step]
+
+
+def what_the_others_can_do(others: list[Path]) -> str:
+    """After one run of a sweep diverged: the others that saved a state resume from it
+    alone (their states are finite: nothing of a diverged epoch is saved); those that
+    saved none (it diverged before the first checkpoint) start again."""
+    saved = [d for d in others if RunDir(d).state_files()]
+    unsaved = [d for d in others if d not in saved]
+    advice = []
+    if saved:
+        advice.append("the other run's latest state is finite: resume it with --path " if len(others) == 1 else
+                      "the latest states of " + ", ".join(d.name for d in saved) + " are finite: resume each with "
+                      "--path ")
+        advice[-1] += " ".join(str(d) for d in saved) + ", without --batched"
+    if unsaved:
+        advice.append("the other run has saved no state: start it again without --batched" if len(others) == 1 else
+                      ", ".join(d.name for d in unsaved) + " saved no state: start them again without this run")
+    return "; ".join(advice)
 
 
 def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = None) -> list[Path]:
@@ -422,128 +476,132 @@ def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = N
     run_dirs = [r.parent for r in resumes] if resumes[0] is not None else [
         create_run_dir(run.cfg) for run in runs]
     names = [d.name for d in run_dirs]
-    for run, run_dir, resume in zip(runs, run_dirs, resumes):
+    for run, run_dir in zip(runs, run_dirs):
         config = dataclasses.asdict(run.cfg) | recorded_dataset(run.cfg, data_path) | {
             "dataset_identity": identity, "n_clips": len(clips),
             "n_train": len(train_rows), "n_validation": len(val_rows), "processes": 1,
             "torch_version": torch.__version__, "recurrence_backend": backend, "torch_threads": threads,
             SWEEP_KEY: names}
         run.out = RunWriter(RunDir(run_dir), config, 0, None)
-        run.out.start()
-        run.out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
-                    f"batched with {len(runs) - 1} other run(s) on {device.type}" if resume is None else
-                    f"resumed from {resume.name} at epoch {epoch}, step {step}, batched with {len(runs) - 1} "
-                    "other run(s)")
-
-    def sync_models():
-        """Each run's model takes its slice of the stack, projected as every forward pass sees it."""
-        with torch.no_grad():
-            stack.project_weights_()
-        for k, run in enumerate(runs):
-            stack.copy_into(k, run.state.model)
-
-    def checkpoint(tag_epoch):
-        """Every run's weights and state (tag_epoch None: the interrupted state), each
-        exactly what its own train.py process would write at this step."""
-        sync_models()
-        stacked_state = optimizer.state_dict()
-        for k, run in enumerate(runs):
-            run.state.optimizer.load_state_dict(split_optimizer_state(stacked_state, k))
-            run.state.epoch, run.state.step, run.state.global_step = epoch, step, global_step
-            run.state.sums = None if sums is None else sums[k]
-            torch.set_rng_state(run.torch_rng)  # the state file records torch's RNG as this run's process has it
-            run.out.checkpoint(run.state, tag_epoch)
-
-    if first.epochs == 0 and resumes[0] is None:  # the untrained controls, as train.py saves them
-        sync_models()
+    with contextlib.ExitStack() as locks:
         for run in runs:
-            with run.out.writing("write a checkpoint to"):
-                run.out.run.save_weights(run.state.model, run.out.config, 0)
-                run.out.run.write_history(run.state.history)
-            run.out.log("saved the untrained model (--epochs 0)")
-        return run_dirs
+            locks.enter_context(run.out.locked())  # every run folder, before any is written
+        for run, resume in zip(runs, resumes):
+            run.out.start()
+            run.out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
+                        f"batched with {len(runs) - 1} other run(s) on {device.type}" if resume is None else
+                        f"resumed from {resume.name} at epoch {epoch}, step {step}, batched with {len(runs) - 1} "
+                        "other run(s)")
 
-    n_batches = math.ceil(len(train_src) / first.batch_size)
-    started, steps_here = time.monotonic(), 0
-    resume_hint = f"--batched --path {run_dirs[0]}"
-    bar = tqdm(total=max(first.epochs - epoch + 1, 0) * n_batches, disable=None if progress else True,
-               desc=f"{len(runs)} runs batched", unit="step", dynamic_ncols=True)
+        def sync_models():
+            """Each run's model takes its slice of the stack, projected as every forward pass sees it."""
+            with torch.no_grad():
+                stack.project_weights_()
+            for k, run in enumerate(runs):
+                stack.copy_into(k, run.state.model)
 
-    def stop_if_diverged(k, means, val_means):
-        message = divergence(runs[k].cfg, run_dirs[k], epoch, means, val_means)
-        if message is not None:
-            bar.close()
-            runs[k].out.log(message)
-            raise TrainingDiverged(f"{names[k]}: {message}; the sweep stops with it (resume the other runs "
-                                         "one by one, without --batched)")
+        def checkpoint(tag_epoch):
+            """Every run's weights and state (tag_epoch None: the interrupted state), each
+            exactly what its own train.py process would write at this step."""
+            sync_models()
+            stacked_state = optimizer.state_dict()
+            for k, run in enumerate(runs):
+                run.state.optimizer.load_state_dict(split_optimizer_state(stacked_state, k))
+                run.state.epoch, run.state.step, run.state.global_step = epoch, step, global_step
+                run.state.sums = None if sums is None else sums[k]
+                torch.set_rng_state(run.torch_rng)  # the state file records torch's RNG as this run's process has it
+                run.out.checkpoint(run.state, tag_epoch)
 
-    with StopRequest() as stop:
-        while epoch <= first.epochs:
+        if first.epochs == 0 and resumes[0] is None:  # the untrained controls, as train.py saves them
+            sync_models()
             for run in runs:
-                if run.state.permutation is None:
-                    run.state.permutation = torch.randperm(len(train_src), generator=run.state.shuffle_generator)
-            stack.train()
-            while step < n_batches:
-                batches = [train_src.batch(run.state.permutation[step * first.batch_size:(step + 1) * first.batch_size],
-                                           device) for run in runs]
-                values = stacked_train_step(stack, optimizer, batches, [run.state.model for run in runs],
-                                            [run.state.noise_generator for run in runs],
-                                            learning_rate(first, global_step), first.grad_clip)
-                sums = values if sums is None else sums + values
-                step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
-                bar.update()
-                if stop.requested or (first.stop_after_steps and steps_here >= first.stop_after_steps):
-                    for k in range(len(runs)):
-                        if not bool(torch.isfinite(sums[k]).all()):  # never save a diverged state as resumable
-                            stop_if_diverged(k, dict(zip(["loss", *components], (sums[k] / step).tolist())), {})
-                    checkpoint(None)
+                with run.out.writing("write a checkpoint to"):
+                    run.out.run.save_weights(run.state.model, run.out.config, 0)
+                    run.out.run.write_history(run.state.history)
+                run.out.log("saved the untrained model (--epochs 0)")
+            return run_dirs
+
+        n_batches = math.ceil(len(train_src) / first.batch_size)
+        started, steps_here = time.monotonic(), 0
+        resume_hint = f"--batched --path {run_dirs[0]}"
+        bar = tqdm(total=max(first.epochs - epoch + 1, 0) * n_batches, disable=None if progress else True,
+                   desc=f"{len(runs)} runs batched", unit="step", dynamic_ncols=True)
+
+        def stop_if_diverged(k, means, val_means):
+            message = divergence(runs[k].cfg, run_dirs[k], epoch, means, val_means)
+            if message is not None:
+                bar.close()
+                runs[k].out.log(message)
+                raise TrainingDiverged(f"{names[k]}: {message}; the sweep stops with it ("
+                                       f"{what_the_others_can_do(run_dirs[:k] + run_dirs[k + 1:])})")
+
+        with StopRequest(run_dirs, resume_hint) as stop:
+            while epoch <= first.epochs:
+                for run in runs:
+                    if run.state.permutation is None:
+                        run.state.permutation = torch.randperm(len(train_src), generator=run.state.shuffle_generator)
+                stack.train()
+                while step < n_batches:
+                    rows = slice(step * first.batch_size, (step + 1) * first.batch_size)
+                    batches = [train_src.batch(run.state.permutation[rows], device) for run in runs]
+                    values = stacked_train_step(stack, optimizer, batches, [run.state.model for run in runs],
+                                                [run.state.noise_generator for run in runs],
+                                                learning_rate(first, global_step), first.grad_clip)
+                    sums = values if sums is None else sums + values
+                    step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
+                    bar.update()
+                    if stop.requested or (first.stop_after_steps and steps_here >= first.stop_after_steps):
+                        for k in range(len(runs)):
+                            if not bool(torch.isfinite(sums[k]).all()):  # never save a diverged state as resumable
+                                stop_if_diverged(k, dict(zip(["loss", *components], (sums[k] / step).tolist())), {})
+                        checkpoint(None)
+                        bar.close()
+                        for run in runs:
+                            run.out.log(f"stop request: saved a resumable state; continue with {resume_hint}")
+                        print(f"stop request: saved resumable states in {len(runs)} run folders; continue with "
+                              f"{resume_hint}", file=sys.stderr)
+                        stop.saved = run_dirs[0]
+                        return run_dirs
+
+                all_means = (sums / n_batches).tolist()  # one host sync per epoch
+                validating = epoch % first.validate_every == 0
+                monitoring = monitor is not None and first.rf_monitor_every and epoch % first.rf_monitor_every == 0
+                if validating or monitoring:
+                    sync_models()
+                for k, run in enumerate(runs):
+                    means = dict(zip(["loss", *components], all_means[k]))
+                    append_row(run.state.history["train"], epoch, means)
+                    line = f"epoch {epoch}/{first.epochs} train " + format_means(means)
+                    val_means = {}
+                    if validating:
+                        run.state.model.eval()
+                        val_means = validate(run.state.model, val_src, run.cfg, device,
+                                                   validation_generator(run.cfg, device))
+                        append_row(run.state.history["validation"], epoch, val_means)
+                        line += " | validation " + format_means(val_means)
+                    if monitoring:
+                        line += " | " + run_monitor(monitor, run.state.model, clips, run.cfg, run.state.history,
+                                                    epoch, global_step)
+                    run.out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
+                    stop_if_diverged(k, means, val_means)
+                bar.set_postfix(epoch=epoch, loss=f"{min(m[0] for m in all_means):.4f} (best)")
+                completed, epoch, step, sums = epoch, epoch + 1, 0, None
+                for run in runs:
+                    run.state.permutation = None
+                out_of_time = first.max_minutes > 0 and time.monotonic() - started > 60 * first.max_minutes
+                if completed % first.checkpoint_every == 0 or completed == first.epochs or out_of_time:
+                    checkpoint(completed)
+                if out_of_time and epoch <= first.epochs:
                     bar.close()
                     for run in runs:
-                        run.out.log(f"stop request: saved a resumable state; continue with {resume_hint}")
-                    print(f"stop request: saved resumable states in {len(runs)} run folders; continue with "
-                          f"{resume_hint}", file=sys.stderr)
-                    stop.saved = run_dirs[0]
+                        run.out.log(f"time limit: stopped after epoch {completed}; continue with {resume_hint}",
+                                    stderr=True)
                     return run_dirs
-
-            all_means = (sums / n_batches).tolist()  # one host sync per epoch
-            validating = epoch % first.validate_every == 0
-            monitoring = monitor is not None and first.rf_monitor_every and epoch % first.rf_monitor_every == 0
-            if validating or monitoring:
-                sync_models()
-            for k, run in enumerate(runs):
-                means = dict(zip(["loss", *components], all_means[k]))
-                append_row(run.state.history["train"], epoch, means)
-                line = f"epoch {epoch}/{first.epochs} train " + format_means(means)
-                val_means = {}
-                if validating:
-                    run.state.model.eval()
-                    val_means = validate(run.state.model, val_src, run.cfg, device,
-                                               validation_generator(run.cfg, device))
-                    append_row(run.state.history["validation"], epoch, val_means)
-                    line += " | validation " + format_means(val_means)
-                if monitoring:
-                    line += " | " + run_monitor(monitor, run.state.model, clips, run.cfg, run.state.history,
-                                                epoch, global_step)
-                run.out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
-                stop_if_diverged(k, means, val_means)
-            bar.set_postfix(epoch=epoch, loss=f"{min(m[0] for m in all_means):.4f} (best)")
-            completed, epoch, step, sums = epoch, epoch + 1, 0, None
-            for run in runs:
-                run.state.permutation = None
-            out_of_time = first.max_minutes > 0 and time.monotonic() - started > 60 * first.max_minutes
-            if completed % first.checkpoint_every == 0 or completed == first.epochs or out_of_time:
-                checkpoint(completed)
-            if out_of_time and epoch <= first.epochs:
-                bar.close()
-                for run in runs:
-                    run.out.log(f"time limit: stopped after epoch {completed}; continue with {resume_hint}",
-                                stderr=True)
-                return run_dirs
-    bar.close()
-    for run in runs:
-        if steps_here == 0 and resumes[0] is not None:
-            run.out.log(f"nothing to train: the run already has {epoch - 1} complete epochs and --epochs is "
-                        f"{first.epochs}; give a larger --epochs to continue", stderr=True)
-        else:
-            run.out.log(f"finished epoch {epoch - 1}")
-    return run_dirs
+        bar.close()
+        for run in runs:
+            if steps_here == 0 and resumes[0] is not None:
+                run.out.log(f"nothing to train: the run already has {epoch - 1} complete epochs and --epochs is "
+                            f"{first.epochs}; give a larger --epochs to continue", stderr=True)
+            else:
+                run.out.log(f"finished epoch {epoch - 1}")
+        return run_dirs

@@ -15,6 +15,8 @@ A run folder holds
 - in a shipped pretrained folder, ``SHA256SUMS``: the SHA-256 of each weights
   file in ``sha256sum``'s format (``write_checksums``; ``sha256sum -c SHA256SUMS``
   checks it too), verified whenever one of them is loaded (models.io.load_model).
+- ``.training.lock`` while a process trains the run (``utils.FileLock``: its pid
+  and host), removed when it ends.
 
 Library code: errors are ``FileNotFoundError``, ``FileExistsError``,
 ``ValueError`` or ``TypeError`` in terms of the folder; the commands turn them into their own
@@ -41,6 +43,8 @@ CURVE_FILE = "loss_curve.png"
 LOG_FILE = Path("logs") / "train.log"  # beside submitit's job logs
 INTERRUPTED_STATE = "interrupted_state.pt"
 CHECKSUMS_FILE = "SHA256SUMS"
+LOCK_FILE = ".training.lock"
+STATE_KEYS = ("model", "optimizer", "history", "epoch", "step", "global_step", "permutation", "sums", "rng")
 WEIGHTS_PATTERN = re.compile(r"^(\d+)-epochs_model\.(safetensors|pt)$")  # .pt: the original code's layout
 _STATE_PATTERN = re.compile(r"^(\d+)-epochs_state\.pt$")
 MAX_SAME_SECOND_RUNS = 1000
@@ -76,12 +80,22 @@ def write_state_file(path: Path, state: dict) -> None:
     write_json(position_path(path), {k: int(state[k]) for k in ("epoch", "step", "global_step")})
 
 
+class NotAResumeState(ValueError):
+    """A file that is no resume state: unreadable, or not the dict a state file holds."""
+
+
 def read_state_file(path: Path) -> dict:
-    """A state file's dict (CPU tensors, ``weights_only``); ValueError if it cannot be read."""
+    """A state file's dict (CPU tensors, ``weights_only``); NotAResumeState if it
+    cannot be read or lacks an entry of ``STATE_KEYS``."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or truncated files
-        raise ValueError(f"resume state {path} is unreadable ({type(err).__name__})") from err
+        raise NotAResumeState(f"{path} is unreadable: not a resume state, or a damaged one "
+                              f"({type(err).__name__})") from err
+    missing = [key for key in STATE_KEYS if key not in state] if isinstance(state, dict) else ["all"]
+    if missing:
+        raise NotAResumeState(f"{path} is not a resume state (it lacks {missing[0]!r})")
+    return state
 
 
 def state_position(path: Path) -> dict:
@@ -140,6 +154,10 @@ class RunDir:
         return self.path / LOG_FILE
 
     @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    @property
     def interrupted_state_path(self) -> Path:
         return self.path / INTERRUPTED_STATE
 
@@ -176,16 +194,24 @@ class RunDir:
             return []
         return [p for p in self.path.iterdir() if _STATE_PATTERN.match(p.name) or p.name == INTERRUPTED_STATE]
 
+    def states_by_step(self) -> dict[int, Path]:
+        """{optimizer steps: state file} of every resumable state, in step order. Where
+        two states have the same steps, the epoch checkpoint: a stop at the end of an
+        epoch saves the interrupted state before the epoch's bookkeeping, the resumed run
+        then saves the epoch after it. Steps come from the sidecars; ValueError if a
+        state without one cannot be read."""
+        found = {}
+        for path in sorted(self.state_files(), key=lambda p: (p.name != INTERRUPTED_STATE, p.name)):
+            found[state_global_step(path)] = path  # epoch checkpoints come last, so they win a tie
+        return dict(sorted(found.items()))
+
     def latest_state(self) -> Path:
-        """The state file with the most optimizer steps. A tie goes to the epoch
-        checkpoint: a stop at the end of an epoch saves the interrupted state before
-        the epoch's bookkeeping, the resumed run then saves the epoch after it. Steps
-        come from the sidecars; FileNotFoundError if there is no state, ValueError if
-        one without a sidecar cannot be read."""
-        states = sorted(self.state_files(), key=lambda p: (p.name == INTERRUPTED_STATE, p.name))
+        """The state file with the most optimizer steps (``states_by_step``);
+        FileNotFoundError if there is none."""
+        states = self.states_by_step()
         if not states:
             raise FileNotFoundError(f"no resumable state (*_state.pt) in {self.path}")
-        return max(states, key=state_global_step)
+        return states[max(states)]
 
     # ----- reading and writing ----------------------------------------------------------
     def read_config(self) -> dict:

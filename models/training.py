@@ -10,6 +10,7 @@ data-parallel run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -23,9 +24,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from models.run_dir import RunDir, read_state_file, write_state_file
+from models.run_dir import NotAResumeState, RunDir, read_state_file, write_state_file
 from models.training_config import TrainConfig, writing
-from utils import UserInputError, atomic_path, resolve_device
+from utils import FileLock, LockHeld, UserInputError, atomic_path, resolve_device
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation's noise stream, apart from the training streams of nearby seeds
 
@@ -145,6 +146,11 @@ def validate(model: nn.Module, source, cfg, device: torch.device, generator: tor
     return dict(zip(["loss", *comps.keys()], (sums / n).tolist()))
 
 
+class StateDoesNotFitModel(ValueError):
+    """A state file's weights have other names or shapes than the model its run's
+    config.json describes (the config was edited or replaced)."""
+
+
 class NoiseStateOnOtherDevice(ValueError):
     """A state file's noise-generator state is of another device kind (CPU or CUDA)
     than the generator it should go into: the noise stream cannot continue."""
@@ -198,8 +204,10 @@ class TrainState:
         (and torch's global RNG); returns self. ValueError if the file is unreadable;
         NoiseStateOnOtherDevice (a ValueError) if its noise generator ran on another
         kind of device than this one's (CPU and CUDA generators keep states of
-        different kinds)."""
+        different kinds); StateDoesNotFitModel (a ValueError) if its weights do not
+        fit this state's model."""
         saved = read_state_file(path)
+        _check_fits(saved["model"], self.model, path)
         self.model.load_state_dict(saved["model"])
         for group, live in zip(saved["optimizer"]["param_groups"], self.optimizer.param_groups):
             # this run's Adam kind, whichever saved the state (--cuda-graph may change on resume);
@@ -219,6 +227,18 @@ class TrainState:
         return self
 
 
+def _check_fits(saved: dict, model: nn.Module, path: Path) -> None:
+    """StateDoesNotFitModel naming the first tensor whose name or shape differs."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in saved.items()}
+    for name in sorted(expected.keys() | found.keys()):
+        if expected.get(name) != found.get(name):
+            held = f"{name} of shape {found[name]}" if name in found else f"no {name}"
+            wanted = f"has shape {expected[name]}" if name in expected else "has no such tensor"
+            raise StateDoesNotFitModel(f"{Path(path).name} holds {held}, but the model its config.json describes "
+                                       f"{wanted}")
+
+
 # -------------------------------------------------------------------------------------------
 # Stop requests: a signal ends the loop at the next step, with a resumable state
 # -------------------------------------------------------------------------------------------
@@ -235,16 +255,43 @@ class StoppedBySignal(Exception):
 EXIT_CUT_SHORT = 3  # the exit status of a run that a limit (--max-minutes, --stop-after-steps) ended before its last epoch
 
 
+class StopNow(KeyboardInterrupt):
+    """A second Ctrl-C: training stops at once, without saving; the message (one line,
+    ``utils.run_cli`` prints it) names the last state saved before."""
+
+
+def stop_now_message(run_dirs, resume_hint: str) -> str:
+    """'stopping now; the last saved state is RUN/3-epochs_state.pt: resume with
+    --path RUN', or for several run folders (a batched sweep) where their states are,
+    or that none was saved yet."""
+    saved = []
+    for run_dir in run_dirs:
+        with contextlib.suppress(OSError, ValueError):  # no state yet, or one unreadable: not named
+            saved.append(RunDir(run_dir).latest_state())
+    if not run_dirs:
+        return "stopping now"
+    if not saved:
+        what = f"{run_dirs[0]}" if len(run_dirs) == 1 else f"the sweep's {len(run_dirs)} runs"
+        return f"stopping now; no state of {what} was saved yet"
+    if len(run_dirs) == 1:
+        return f"stopping now; the last saved state is {saved[0]}: resume with {resume_hint}"
+    return (f"stopping now; the last saved states are in the sweep's run folders ({len(saved)} of {len(run_dirs)} "
+            f"have one): resume with {resume_hint}")
+
+
 class StopRequest:
     """SIGINT/SIGTERM/SIGUSR2 ask the loop to save a resumable checkpoint and stop
-    after the current step; a second Ctrl-C aborts at once. SIGUSR2 is SLURM's
-    warning before a time limit or pre-emption: once the state is saved it is passed
-    on to the handler it displaced (submitit's, which requeues the job). Once the
-    loop has saved and left (``saved`` set to the run folder), SIGINT and SIGTERM
-    raise StoppedBySignal on leaving the block."""
+    after the current step; a second Ctrl-C stops at once: StopNow, whose one-line
+    message names the last state saved in ``run_dirs`` and how to resume
+    (``resume_hint``, e.g. '--path RUN'). SIGUSR2 is SLURM's warning before a time
+    limit or pre-emption: once the state is saved it is passed on to the handler it
+    displaced (submitit's, which requeues the job). Once the loop has saved and left
+    (``saved`` set to the run folder), SIGINT and SIGTERM raise StoppedBySignal on
+    leaving the block."""
 
-    def __init__(self):
+    def __init__(self, run_dirs=(), resume_hint: str = ""):
         self.requested, self.usr2, self.signum, self.saved = False, False, None, None
+        self.run_dirs, self.resume_hint = list(run_dirs), resume_hint
 
     def __enter__(self):
         signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -253,7 +300,7 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise StopNow(stop_now_message(self.run_dirs, self.resume_hint))
         self.requested = True
         self.usr2 |= signum == signal.SIGUSR2
         self.signum = self.signum or signum
@@ -399,6 +446,12 @@ def resumed_state(state: TrainState, path: Path, rank: int) -> TrainState:
     except NoiseStateOnOtherDevice as err:
         raise UserInputError(f"{err}: resume with the --device it trained on (its noise stream cannot move "
                              "between them)") from err
+    except StateDoesNotFitModel as err:
+        raise UserInputError(f"{err}: restore config.json from the metadata of a weights file in {Path(path).parent} "
+                             "(or resume the run folder this state belongs to)") from err
+    except NotAResumeState as err:
+        raise UserInputError(f"{err}: give the run folder (its latest state) or an N-epochs_state.pt in "
+                             "it") from err
     except ValueError as err:
         raise UserInputError(f"{err}: use an earlier checkpoint") from err
     if state.sums is not None and rank > 0:
@@ -447,6 +500,30 @@ class RunWriter:
     def writing(self, what="write to"):
         return writing(self.run.path, what, "free space or fix the folder (the files already there are intact), then "
                                             f"resume with --path {self.run.path}")
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the run folder's lock (``RunDir.lock_path``) for the block, on process 0:
+        one training process per run folder. A folder another process trains is a one-line
+        error naming it; a lock left by a killed process is taken over, with a note."""
+        lock, stale, refusal = FileLock(self.run.lock_path), None, None
+        if self.rank == 0:
+            try:
+                with self.writing("lock"):
+                    stale = lock.acquire()
+            except LockHeld as err:
+                refusal = UserInputError(f"{self.run.path} is being trained by {err.holder}: wait for it to finish "
+                                         f"(or stop it), then resume with --path {self.run.path}")
+            except UserInputError as err:
+                refusal = err
+        if any_rank(refusal is not None, self.control):  # every process stops, not only the first
+            raise refusal or UserInputError(f"the first process could not lock {self.run.path}: see its message")
+        try:
+            if stale is not None:
+                self.log(f"took over the lock left by {stale} (that process no longer holds it)", stderr=True)
+            yield
+        finally:
+            lock.release()
 
     def start(self) -> None:
         """Create the folder and write config.json (once per training process)."""

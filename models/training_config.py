@@ -33,7 +33,8 @@ from models import MODELS, build_model, describe_model_defaults, with_model_defa
 from models.base import flag_wording
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
-from models.run_dir import RunDir, RunFoldersExhausted, resume_command, state_position
+from models.run_dir import (CONFIG_FILE, WEIGHTS_PATTERN, RunDir, RunFoldersExhausted, resume_command,
+                            state_position)
 from utils import MAX_SEED, UserInputError, os_error_reason, portable_path, recorded_path
 
 
@@ -453,17 +454,34 @@ def read_run_config(run_dir: Path) -> dict:
 
 
 def find_resume_state(path: Path) -> Path:
-    """The state file with the most optimizer steps in a run folder (or ``path`` itself)."""
-    if path.is_file():
+    """The state file to resume from: a run folder's latest (the most optimizer steps),
+    or ``path`` itself when it is a state file. The folder's config.json, or its latest
+    weights file, stands for the folder; an earlier weights file is refused, naming
+    the folder and that epoch's state file as the two choices."""
+    if path.is_file() and path.name != CONFIG_FILE and not WEIGHTS_PATTERN.match(path.name):
+        if not RunDir(path.parent).config_path.is_file():
+            raise UserInputError(f"--path {path} is no state file of a run folder (there is no config.json beside "
+                                 "it): give the run folder, or an N-epochs_state.pt in it")
         return path
-    if not path.is_dir():
+    folder = path.parent if path.is_file() else path
+    if not folder.is_dir():
         raise UserInputError(f"--path {path} does not exist: give a run folder to resume")
     try:
-        return RunDir(path).latest_state()
+        latest = RunDir(folder).latest_state()
     except FileNotFoundError as err:
-        raise UserInputError(f"no resumable state (*_state.pt) in {path}: it was not written by train.py") from err
+        if RunDir(folder).config_path.is_file():
+            raise UserInputError(f"no resumable state (*_state.pt) in {folder}: the run stopped before it saved one; "
+                                 "start it again") from err
+        raise UserInputError(f"no resumable state (*_state.pt) in {folder}: it was not written by train.py") from err
     except ValueError as err:
         raise UserInputError(f"{err}: use an earlier checkpoint") from err
+    match = WEIGHTS_PATTERN.match(path.name) if path.is_file() else None
+    if match and latest != RunDir(folder).state_path(int(match.group(1))):
+        epoch_state = RunDir(folder).state_path(int(match.group(1)))
+        other = f", or --path {epoch_state} to resume from epoch {match.group(1)}" if epoch_state.is_file() else ""
+        raise UserInputError(f"{path} is a weights file, and {folder}'s latest state is {latest.name}: give --path "
+                             f"{folder} to continue from it{other}")
+    return latest
 
 
 def cut_short_note(run_dir) -> str | None:

@@ -97,3 +97,29 @@ def test_a_notebook_on_an_incomplete_artefact_stops_at_its_check_cell(partial, t
         execute("plaid_motion", tmp_path, artefact=artefact)
     assert error.value.ename == "UserInputError" and "inputs.load_inputs" in error.value.source
     assert "lacks the stage(s) plaid, nofeedback:" in error.value.evalue and "bash run.bash" in error.value.evalue
+
+
+def test_a_report_that_fails_part_way_writes_none_of_its_files(tmp_path, monkeypatch, capsys):
+    """report.md, report.png and report.html are one set: a failure in the last keeps the
+    earlier set as it was (the same files, not rewritten) and writes no new one."""
+    import errno
+
+    from analysis import gallery
+
+    run = tiny_run()
+    out = tmp_path / "out"
+    run_cli(lambda: report.main([run["artefact"], "--out", str(out)]))
+    before = {p.name: p.stat().st_ino for p in out.iterdir()}
+    assert set(before) == {"report.md", "report.png", "report.html"}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gallery, "render_gallery", disk_full)
+    with pytest.raises(SystemExit):
+        run_cli(lambda: report.main([run["artefact"], "--out", str(out)]))
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.stat().st_ino for p in out.iterdir()} == before
+    with pytest.raises(SystemExit):
+        run_cli(lambda: report.main([run["artefact"], "--out", str(tmp_path / "new")]))
+    assert list((tmp_path / "new").iterdir()) == []

@@ -362,6 +362,41 @@ def test_rf_curve_measures_again_a_cache_of_the_monitor_before_it_measured_grati
     assert curve["version"] == 2 and curve["epoch"] == [2, 3] and len(curve["f1f0_above_1"]) == 2
 
 
+def test_rf_curve_is_written_whole_or_not_at_all(tmp_path, clips, uninterrupted, monkeypatch):
+    """rf_curve.json always covers every checkpoint of the folder: a truncated checkpoint
+    is refused before any is measured; an interrupted measurement keeps what it measured
+    apart (.rf_curve.partial.json), and the next run measures only the rest."""
+    import shutil
+
+    from utils import UserInputError
+    from virtual_physiology import rf_summary
+
+    run = Path(shutil.copytree(uninterrupted, tmp_path / "run"))
+    weights = run / "3-epochs_model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(UserInputError, match="3-epochs_model.safetensors is corrupt or truncated"):
+        rf_summary.rf_curve(run, n_clips=20)
+    assert not (run / "rf_curve.json").exists() and not (run / ".rf_curve.partial.json").exists()
+    weights.write_bytes(whole)
+    real, calls = rf_summary.monitor_row, []
+
+    def interrupted_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rf_summary, "monitor_row", interrupted_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        rf_summary.rf_curve(run, n_clips=20)
+    assert not (run / "rf_curve.json").exists()
+    assert json.loads((run / ".rf_curve.partial.json").read_text())["epoch"] == [2]
+    curve = rf_summary.rf_curve(run, n_clips=20)
+    assert len(calls) == 3 and curve["epoch"] == [2, 3] and not (run / ".rf_curve.partial.json").exists()
+    assert json.loads((run / "rf_curve.json").read_text()) == curve
+
+
 def test_learning_rate_halves_every_half_life_and_resume_stays_exact(tmp_path, clips):
     import train
 

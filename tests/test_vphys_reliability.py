@@ -15,7 +15,7 @@ import pytest
 from test_vphys_pipeline import TINY, TINY_OPTIONS, _checkpoint, _part_ids
 from utils import UserInputError
 from virtual_physiology.artefact import STAGES, VirtualPhysiology
-from virtual_physiology.pipeline import _names_open_file, artefact_lock, lock_path, main
+from virtual_physiology.pipeline import artefact_lock, lock_path, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,13 +121,16 @@ def test_the_lock_file_sits_beside_the_artefact_and_is_released_and_removed(comp
 def test_a_lock_whose_file_was_deleted_or_replaced_is_not_taken_as_the_artefacts_lock(tmp_path):
     """A waiter blocks on the file it opened; when the holder deletes that file and
     lets go, the waiter's lock is of a deleted file and must be taken again."""
+    from utils import FileLock
+
     path = tmp_path / ".x.h5.lock"
+    lock = FileLock(path)  # the artefact's lock (artefact_lock) and the run folder's
     with open(path, "a+") as handle:
-        assert _names_open_file(path, handle)
+        assert lock._names(handle)
         path.unlink()
-        assert not _names_open_file(path, handle)  # deleted
+        assert not lock._names(handle)  # deleted
         path.write_text("")
-        assert not _names_open_file(path, handle)  # another file now has the name
+        assert not lock._names(handle)  # another file now has the name
 
 
 def test_the_pipeline_says_what_it_will_cost_before_it_runs_and_numbers_each_stage(complete, tmp_path):
@@ -273,3 +276,27 @@ def test_flipped_metadata_is_one_line(complete, tmp_path):
     with pytest.raises(UserInputError, match=r"flipped.h5: its metadata fails its checksum, so the file is corrupt: "
                                              r"make it again with bash run.bash"):
         VirtualPhysiology.load(copy)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 28: a truncated artefact, and a name too long for the artefact's temporary files
+# ---------------------------------------------------------------------------------------------
+def test_a_truncated_artefact_is_called_truncated_and_left_as_it_is(complete, tmp_path):
+    weights, done = complete
+    artefact = tmp_path / "cut.h5"
+    artefact.write_bytes(done.read_bytes()[:done.stat().st_size // 2])
+    before = artefact.read_bytes()
+    match = rf"cut.h5 is truncated: it holds {len(before):,} of the {done.stat().st_size:,} bytes HDF5 expects"
+    with pytest.raises(UserInputError, match=match + r" .*copy it again, or move it away and rerun bash run.bash"):
+        VirtualPhysiology.load(artefact)
+    with pytest.raises(UserInputError, match=match):
+        main([str(weights), str(artefact), *TINY])
+    assert artefact.read_bytes() == before and not artefact.with_name("cut.h5.parts").exists()
+
+
+def test_an_artefact_name_too_long_for_its_temporaries_is_refused_before_any_stage(complete, tmp_path):
+    weights, _ = complete
+    artefact = tmp_path / ("a" * 241 + ".h5")  # fits the file system, not with the temporaries' decorations
+    with pytest.raises(UserInputError, match=r"artefact name a+\.h5 is too long: .* at most \d+ characters fit"):
+        main([str(weights), str(artefact), *TINY])
+    assert list(tmp_path.iterdir()) == []

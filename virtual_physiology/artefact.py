@@ -43,6 +43,7 @@ import collections
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import time
 import uuid
@@ -72,6 +73,11 @@ def read_metadata(path: Path) -> dict:
             text, recorded = f.attrs["metadata"], f.attrs.get(METADATA_SHA256)
             meta = json.loads(text)
     except (OSError, KeyError, ValueError) as err:
+        cut = re.search(r"truncated file: eof = (\d+), .*stored_eof = (\d+)", str(err))
+        if cut:  # the pipeline writes artefacts whole (a rename), so a copy or a transfer was cut short
+            raise UserInputError(f"{path} is truncated: it holds {int(cut[1]):,} of the {int(cut[2]):,} bytes HDF5 "
+                                 "expects (an interrupted copy?): copy it again, or move it away and rerun bash "
+                                 "run.bash MODEL_CHECKPOINT") from err
         raise UserInputError(f"{path} exists and is not a virtual-physiology artefact: "
                              "choose another ARTEFACT_PATH or move that file away") from err
     if recorded is not None and hashlib.sha256(text.encode()).hexdigest() != recorded:

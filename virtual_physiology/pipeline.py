@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import fcntl
 import os
 import platform
 import textwrap
@@ -49,7 +48,8 @@ import torch
 
 from models.ablation import apply_ablation
 from models.io import latest_weights, load_model
-from utils import UserInputError, os_error_reason, resolve_device, run_cli, sha256_of
+from utils import (FileLock, LockHeld, UserInputError, longest_atomic_name, os_error_reason, resolve_device, run_cli,
+                   sha256_of)
 from virtual_physiology import stimuli
 from virtual_physiology.artefact import FORMAT, FORMAT_VERSION, StageStore
 from virtual_physiology.fields import check_free_space
@@ -96,55 +96,30 @@ def lock_path(artefact: Path) -> Path:
 
 @contextlib.contextmanager
 def artefact_lock(artefact: Path, wait: bool = False) -> Iterator[None]:
-    """Hold the artefact's lock (an advisory ``flock`` on ``.<name>.lock``) for the
+    """Hold the artefact's lock (``utils.FileLock`` on ``.<name>.lock``) for the
     block, so two pipelines never write the same artefact at once.
 
-    The holder writes its pid, host and start time into the lock file; a second
-    pipeline names them in a one-line error, or with ``wait`` blocks until the
-    first finishes. The kernel drops the lock when its process dies (even on
-    ``kill -9``), so a lock is never stale. The holder deletes the file before it
-    lets go; a waiter that then gets the lock of the deleted file sees that the
-    path no longer names it and locks the path anew.
+    A second pipeline names the holder (pid, host, start time) in a one-line
+    error, or with ``wait`` blocks until the first finishes. The kernel drops the
+    lock when its process dies (even on ``kill -9``), so a lock is never stale;
+    the file is removed on release (a killed holder's file is taken over).
     """
     path = lock_path(artefact)
-    while True:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+")
-        except OSError as err:
-            raise UserInputError(f"cannot create the lock {path} ({err.strerror}): choose another ARTEFACT_PATH") from err
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError as err:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise UserInputError(f"{artefact} is being written by {holder}: wait for it to finish, or pass --wait "
-                                 "to start when it has") from err
-        if _names_open_file(path, handle):
-            break
-        handle.close()  # locked a file its holder had deleted: try the path again
-    with handle:
-        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {platform.node()}, started {started}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)  # while still locked, so no one else holds this file
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _names_open_file(path: Path, handle) -> bool:
-    """Whether ``path`` is still the file open as ``handle`` (not deleted or replaced)."""
+    lock = FileLock(path)
     try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(handle.fileno())
-    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire(wait)
+    except LockHeld as err:
+        raise UserInputError(f"{artefact} is being written by {err.holder}: wait for it to finish, or pass --wait "
+                             "to start when it has") from err
+    except OSError as err:
+        raise UserInputError(f"cannot create the lock {path} ({os_error_reason(err)}): choose another "
+                             "ARTEFACT_PATH") from err
+    try:
+        yield
+    finally:
+        lock.release()
+
 
 
 def default_artefact(weights: Path, ablation: str = "none") -> Path:
@@ -180,6 +155,11 @@ class Pipeline:
             raise UserInputError(f"{writable} is a file, so the artefact cannot go under it: choose another ARTEFACT_PATH")
         if not os.access(writable, os.W_OK):
             raise UserInputError(f"cannot write the artefact into {writable}: choose another ARTEFACT_PATH")
+        room = longest_atomic_name(writable)
+        if len(self.artefact.name) > room:  # else it would fail at the end, when the stages are assembled
+            raise UserInputError(f"artefact name {self.artefact.name} is too long: {len(self.artefact.name)} "
+                                 f"characters, and at most {room} characters fit beside the decorations of its "
+                                 "temporary files: choose a shorter ARTEFACT_PATH")
         self.store = StageStore(self.artefact, self.sha256, force=force, ablation=self.ablation)
         self.grid = stimuli.grating_grid(self.model.frame_shape)
         self.n_units = self.model.n_hidden

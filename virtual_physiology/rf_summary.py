@@ -271,38 +271,56 @@ def rf_curve(run_dir, n_clips: int = 1000) -> dict:
     run folder, by epoch: for runs trained without the monitor (or before it
     measured everything it does now), or to measure again with more clips.
 
-    Written to ``rf_curve.json`` after each checkpoint (a rerun measures only the
-    checkpoints not yet in it at this clip count) and plotted in ``rf_curve.png``
-    with the training monitor's panels. Returns {"version": 2, "rwa_clips": n,
-    "epoch": [...], "step": [...], <monitor_row's keys>: [...]}."""
+    Written to ``rf_curve.json`` once every checkpoint is measured, so the file
+    always covers the whole folder: every checkpoint still to measure is loaded
+    (checked) before any is measured, and the rows of a measurement that stops
+    part-way are kept in ``.rf_curve.partial.json``. Rows of either file at this
+    clip count are reused, so a rerun measures only new checkpoints. Plotted in
+    ``rf_curve.png`` with the training monitor's panels. Returns {"version": 2,
+    "rwa_clips": n, "epoch": [...], "step": [...], <monitor_row's keys>: [...]}."""
     run_dir = Path(run_dir)
-    path = run_dir / "rf_curve.json"
-    try:
-        curve = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        curve = {}  # an unreadable cache is measured again and rewritten
-    if curve.get("rwa_clips") != n_clips or curve.get("version") != CURVE_VERSION:
-        curve = {"version": CURVE_VERSION, "rwa_clips": n_clips, "epoch": [], "step": []}
+    path, partial = run_dir / "rf_curve.json", run_dir / ".rf_curve.partial.json"
+    curve = next((c for c in map(_read_curve, (partial, path)) if c.get("rwa_clips") == n_clips),
+                 {"version": CURVE_VERSION, "rwa_clips": n_clips, "epoch": [], "step": []})
     rows = {k: v for k, v in curve.items() if k not in ("version", "rwa_clips")}
+    epochs = sorted(int(p.name.split("-")[0]) for p in run_dir.glob("*-epochs_model.safetensors"))
+    todo = [epoch for epoch in epochs if epoch not in rows["epoch"]]
+    for epoch in todo:  # a corrupt or truncated checkpoint stops the command before anything is measured
+        load_model(run_dir / f"{epoch}-epochs_model.safetensors")
     clips = None
-    for epoch in sorted(int(p.name.split("-")[0]) for p in run_dir.glob("*-epochs_model.safetensors")):
-        if epoch in rows["epoch"]:
-            continue
+    for epoch in todo:
         model, config, _ = load_model(run_dir / f"{epoch}-epochs_model.safetensors")
         if clips is None:
             clips = load_clips(training_data(config), tuple(config["frame_shape"]), config["warmup"] + 2)
         row = monitor_row(model, clips, config["warmup"], n_clips=n_clips)
         step = epoch * -(-len(split_indices(len(clips))[0]) // config["batch_size"])
         append_monitor_row(rows, epoch, step, row)
+        rows.pop("rwa_clips")  # every row has n_clips: the file says it once (a list here hid it from reruns)
         order = np.argsort(rows["epoch"])
         rows = {k: [v[i] for i in order] for k, v in rows.items()}
         curve = {"version": CURVE_VERSION, "rwa_clips": n_clips, **rows}
-        write_json(path, curve)
+        write_json(partial, curve)
         print(f"epoch {epoch:5d} step {step:7d} {monitor_line(row)}", flush=True)
+    write_json(path, curve)
+    partial.unlink(missing_ok=True)
     if rows["epoch"]:
         _curve_png(run_dir / "rf_curve.png", rows, f"{run_dir.name}: monitors of every checkpoint "
                                                       f"({n_clips} white-noise clips per row)")
     return curve
+
+
+def _read_curve(path: Path) -> dict:
+    """A curve file of this version, or {} if it is missing, unreadable, of an older
+    version or incomplete (its rows are then measured again)."""
+    try:
+        curve = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(curve, dict) or curve.get("version") != CURVE_VERSION or "epoch" not in curve:
+        return {}
+    rows = [v for k, v in curve.items() if k not in ("version", "rwa_clips")]
+    whole = "step" in curve and all(isinstance(v, list) and len(v) == len(curve["epoch"]) for v in rows)
+    return curve if whole else {}
 
 
 def _curve_png(path: Path, rows: dict, title: str) -> None:
