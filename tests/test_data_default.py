@@ -98,7 +98,9 @@ def test_system_footage_flag_says_what_it_found_and_that_nothing_was(tmp_path, m
     wallpapers = tmp_path / "wallpapers"
     wallpapers.mkdir()
     if present:
-        (wallpapers / "forest.jpg").write_bytes(b"not read: the build is stubbed")
+        import skimage.io  # a readable photo: find_system_footage skips files that do not decode
+
+        skimage.io.imsave(wallpapers / "forest.jpg", (default_dataset._photo("grass")[:64, :64] * 255).astype(np.uint8))
     monkeypatch.setattr(default_dataset, "SYSTEM_FOOTAGE", dict(video=(str(tmp_path / "opencv/*.avi"),),
                                                                 photo=(str(wallpapers / "*.jpg"),)))
     real = default_dataset.default_dataset_path
