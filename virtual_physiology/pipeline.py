@@ -189,7 +189,11 @@ class Pipeline:
     def _run_locked(self, stages, force_stages, log) -> bool:
         if self.ablation != "none":
             log(f"probing {type(self.model).__name__} with ablation {self.ablation}")
-        to_run = [s for s in with_needs(stages) if s in force_stages or not self.store.current(s, self.settings(s))]
+        to_run = []  # a stage reruns when forced, stale, or when a stage it needs reruns (its inputs change)
+        for stage in with_needs(stages):
+            if (stage in force_stages or not self.store.current(stage, self.settings(stage))
+                    or any(need in to_run for need in STAGES[stage].needs)):
+                to_run.append(stage)
         if to_run:
             log(expected_cost(self.n_units, len(to_run)))
         ran = False
