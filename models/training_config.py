@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import re
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 
 from data.dataset import dataset_identity, load_clips, same_dataset, split_indices
 from losses import LOSS_OFFSETS, min_clip_frames
@@ -277,6 +278,7 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         return resolve_config(args), None
     state_file = find_resume_state(Path(args.path))
     saved = read_run_config(state_file.parent)
+    check_config_matches_weights(state_file.parent, saved)
     # a field newer than the run takes what the run used: its default, or for the
     # recurrence the block backend, the only one before the flag existed
     used_then = {"recurrence": "block"}
@@ -451,6 +453,33 @@ def read_run_config(run_dir: Path) -> dict:
     except ValueError as err:
         raise UserInputError(f"{err}: restore it from the metadata of a weights file in that folder or start "
                              "a new run") from err
+
+
+# What makes a run's model and objective: an edit of one of these in config.json that
+# keeps every tensor's shape (a 4x4 frame read as 2x8) would resume as another model.
+MODEL_DEFINING = ("model", "loss", "frame_shape", "hidden_units", "beta", "warmup", "local_inhibitory_prop",
+                  "noise_std", "detach_targets", "kernel_size_t", "grad_clip", "lr", "lr_half_life", "lr_floor",
+                  "L1", "batch_size", "seed")
+
+
+def check_config_matches_weights(run_dir: Path, saved: dict) -> None:
+    """Refuse to resume when config.json's model-defining settings differ from the
+    config that the run's latest weights file carries in its metadata (written with
+    the weights, so the two agree unless config.json was edited). A run without a
+    safetensors checkpoint yet has nothing to compare."""
+    try:
+        weights = RunDir(run_dir).latest_weights()
+    except FileNotFoundError:
+        return
+    if weights.suffix != ".safetensors":
+        return
+    with safe_open(str(weights), framework="pt") as f:
+        recorded = json.loads((f.metadata() or {}).get("config", "{}"))
+    changed = [name for name in MODEL_DEFINING if name in recorded and name in saved
+               and json.dumps(recorded[name]) != json.dumps(saved[name])]
+    if changed:
+        raise UserInputError(f"{RunDir(run_dir).config_path} disagrees with the config stored in {weights.name} on "
+                             f"{', '.join(changed)}: restore config.json from that file's metadata, or start a new run")
 
 
 def find_resume_state(path: Path) -> Path:

@@ -148,8 +148,23 @@ def test_a_config_that_does_not_fit_the_saved_weights_is_one_line_and_writes_not
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps(config | {"hidden_units": [6, 5, 5]}))
     before = snapshot(run)
-    with pytest.raises(UserInputError, match=r"3-epochs_state.pt holds bias_hh of shape \(15,\), but the model its "
-                                             r"config.json describes has shape \(16,\): restore config.json"):
+    with pytest.raises(UserInputError, match=r"config.json disagrees with the config stored in "
+                                             r"3-epochs_model.safetensors on hidden_units: restore config.json"):
+        train.main(["--path", str(run), "--epochs", "4"])
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("edit", [{"frame_shape": [2, 8]}, {"local_inhibitory_prop": 0.4}],
+                         ids=["same_pixels", "inhibitory_share"])
+def test_a_config_edit_that_keeps_every_shape_is_refused_too(tmp_path, single, edit):
+    """4x4 frames read as 2x8, or another inhibitory share, fit every saved tensor:
+    only the config stored with the weights tells the edit apart (hostile session)."""
+    run = Path(shutil.copytree(single, tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | edit))
+    before = snapshot(run)
+    with pytest.raises(UserInputError, match=rf"disagrees with the config stored in 3-epochs_model.safetensors on "
+                                             rf"{next(iter(edit))}"):
         train.main(["--path", str(run), "--epochs", "4"])
     assert snapshot(run) == before
 
