@@ -1,4 +1,8 @@
-"""The training step that the model tests share."""
+"""What the training tests share: the training step, and a tiny clip file."""
+from pathlib import Path
+
+import numpy as np
+
 from models.training import train_step
 from models.training_config import TrainConfig
 
@@ -9,3 +13,11 @@ def noiseless_step(model, opt, x):
     Adam at the optimizer's own learning rate. Returns the detached loss."""
     cfg = TrainConfig(lr=opt.param_groups[0]["lr"])
     return train_step(model, opt, x, None, cfg, global_step=0)[0]
+
+
+def save_tiny_clips(folder) -> Path:
+    """A (44 clips, 12 frames, 16 pixels) float32 .npy of seeded Gaussian noise in
+    ``folder``: the 4x4-frame dataset of the training tests."""
+    path = Path(folder) / "clips.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((44, 12, 16)).astype(np.float32))
+    return path

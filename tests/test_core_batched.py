@@ -16,6 +16,7 @@ import train
 from models.batched import SWEEP_KEY, StackedRecurrent, sweep_jobs, train_batched
 from models.io import load_model
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
+from step_helpers import save_tiny_clips
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
@@ -27,9 +28,7 @@ RTOL, ATOL = 1e-5, 1e-6
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "clips.npy"
-    np.save(path, np.random.default_rng(0).standard_normal((44, 12, 16)).astype(np.float32))
-    return path
+    return save_tiny_clips(tmp_path_factory.mktemp("data"))
 
 
 def flags(tmp, clips, *extra):

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -22,6 +21,7 @@ import train
 from models.batched import sweep_jobs, train_batched
 from models.training import StopRequest
 from utils import UserInputError
+from step_helpers import save_tiny_clips
 
 LOCK_FILE = ".training.lock"  # models.run_dir.LOCK_FILE
 
@@ -41,9 +41,7 @@ def no_loss_curves():
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "clips.npy"
-    np.save(path, np.random.default_rng(0).standard_normal((44, 12, 16)).astype(np.float32))
-    return path
+    return save_tiny_clips(tmp_path_factory.mktemp("data"))
 
 
 def flags(tmp, clips, *extra):
