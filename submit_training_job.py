@@ -20,7 +20,7 @@ submits them with sbatch (one process per GPU, DistributedDataParallel when
 pre-empts or stops at its time limit saves a resumable state on SLURM's warning
 signal, is requeued, and resumes from its latest state. --batched trains the
 sweep's runs (recurrent models) as one stacked computation in this process
-instead (models/batched.py), each still with its own folder and log; --batched
+instead (training/batched.py), each still with its own folder and log; --batched
 --path RUN resumes all of them.
 """
 from __future__ import annotations
@@ -42,9 +42,9 @@ import submitit  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist
 
-from models.run_dir import RunDir
-from models.training import EXIT_CUT_SHORT, StoppedBySignal
-from models.training_config import (TrainConfig, add_config_arguments, config_for, create_run_dir, cut_short_note,
+from training.run_dir import RunDir
+from training.step import EXIT_CUT_SHORT, StoppedBySignal
+from training.config import (TrainConfig, add_config_arguments, config_for, create_run_dir, cut_short_note,
                                     find_resume_state, preflight, run_name,
                                     tell_deprecations)
 from train import confirm_long_cpu_run, receptive_field_monitor, train
@@ -75,7 +75,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
             tasks = submitit.JobEnvironment().num_tasks
         except RuntimeError:  # called directly, not as a submitted job
             tasks = 1
-        if tasks > 1:  # one process per GPU: RANK, WORLD_SIZE, MASTER_ADDR ... for models.training.init_distributed
+        if tasks > 1:  # one process per GPU: RANK, WORLD_SIZE, MASTER_ADDR ... for training.step.init_distributed
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         resume = find_resume_state(self.run_dir) if RunDir(self.run_dir).state_files() else None
         run_dir = train(self.cfg, resume, progress=False, run_dir=self.run_dir)
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--dry-run", action="store_true", help="print the jobs and submit nothing")
     jobs.add_argument("--batched", action="store_true",
                       help="train every run of the --L1/--seed sweep as one batched computation in this process "
-                           "(recurrent models; models/batched.py); with --path RUN, resume all runs of RUN's sweep")
+                           "(recurrent models; training/batched.py); with --path RUN, resume all runs of RUN's sweep")
     return parser
 
 
@@ -237,8 +237,8 @@ def run_here(jobs) -> list[Path]:
 
 
 def run_batched(jobs, args) -> list[Path]:
-    """Every job as one batched computation in this process (models.batched)."""
-    from models.batched import sweep_jobs, train_batched
+    """Every job as one batched computation in this process (training.batched)."""
+    from training.batched import sweep_jobs, train_batched
 
     sweep = sweep_jobs(jobs, args)
     run_dirs = train_batched(sweep, monitor=receptive_field_monitor(sweep[0][0]))

@@ -35,16 +35,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from data.dataset import ClipSource, fits_on, split_indices
-from models.cuda_graph import GraphedTrainStep
-from models.run_dir import RunDir
-from models.training import (EXIT_CUT_SHORT, Monitor, RunWriter, StoppedBySignal, StopRequest, TrainingDiverged,
+from training.cuda_graph import GraphedTrainStep
+from training.run_dir import RunDir
+from training.step import (EXIT_CUT_SHORT, Monitor, RunWriter, StoppedBySignal, StopRequest, TrainingDiverged,
                              TrainState, any_rank, append_row, divergence, format_means, init_distributed,
                              make_optimizer, new_history, resumed_state, run_monitor, train_step, validate,
                              validation_generator)
-from models.training_config import (TrainConfig, checked_data, checked_model, config_for, create_run_dir,
+from training.config import (TrainConfig, checked_data, checked_model, config_for, create_run_dir,
                                     cut_short_note, load_dataset, recorded_dataset, resume_command,
                                     set_arithmetic, slow_bf16_warning, tell_deprecations)
-from models.training_config import build_parser as _config_parser
+from training.config import build_parser as _config_parser
 from utils import UserInputError, keep_freed_memory, resolve_device, run_cli, seed_everything, set_threads
 from virtual_physiology.rf_summary import monitor_line, monitor_row
 

@@ -6,7 +6,7 @@ one run, so every figure has its quiet baseline beside it.
     python benchmarks/bench_load.py --hidden-units 400,400,400 --hogs 0 1
 
 Variants (each in its own process, because OpenMP reads its settings when torch
-loads; the step is models.training.train_step, as train.py takes it):
+loads; the step is training.step.train_step, as train.py takes it):
 
 - ``default``: torch's default, one thread per core, OpenMP's default wait policy
   (its threads spin for a while after each parallel region);
@@ -60,8 +60,8 @@ def child(args) -> None:
     import torch
 
     from models import build_model
-    from models.training import make_optimizer, train_step
-    from models.training_config import TrainConfig
+    from training.step import make_optimizer, train_step
+    from training.config import TrainConfig
     from utils import keep_freed_memory, set_threads
 
     keep_freed_memory()

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402
 from models import build_model  # noqa: E402
-from models.training_config import load_dataset  # noqa: E402
+from training.config import load_dataset  # noqa: E402
 from virtual_physiology.rf_summary import next_frame_errors, receptive_field_stats  # noqa: E402
 
 SIZES = {  # name -> train.py flags (the demo preset, and a mid-size model at the paper's L1 scale)

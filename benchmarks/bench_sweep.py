@@ -1,4 +1,4 @@
-"""Throughput of a sweep: K models trained as one stack (models/batched.py,
+"""Throughput of a sweep: K models trained as one stack (training/batched.py,
 submit_training_job.py --batched) against the same K models stepped one after the
 other (what K separate runs in one process do), in the same run.
 
@@ -26,9 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from models.batched import StackedRecurrent, stacked_train_step  # noqa: E402
+from training.batched import StackedRecurrent, stacked_train_step  # noqa: E402
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent  # noqa: E402
-from models.training import train_step  # noqa: E402
+from training.step import train_step  # noqa: E402
 
 DEFAULT_SIZES = ["3x100@20x20", "3x200@12x12"]
 _SIZE = re.compile(r"^(\d+)x(\d+)@(\d+)x(\d+)$")

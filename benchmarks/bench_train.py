@@ -37,10 +37,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from dense_reference import DenseReference  # noqa: E402
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent  # noqa: E402
-from models.cuda_graph import EAGER_STEPS_PER_SHAPE, GraphedTrainStep  # noqa: E402
+from training.cuda_graph import EAGER_STEPS_PER_SHAPE, GraphedTrainStep  # noqa: E402
 from models.recurrence import tf32_products  # noqa: E402
-from models.training import make_optimizer, train_step  # noqa: E402
-from models.training_config import TrainConfig  # noqa: E402
+from training.step import make_optimizer, train_step  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 from utils import keep_freed_memory  # noqa: E402
 
 

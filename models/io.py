@@ -3,7 +3,7 @@ a single file.
 
 The run folder's layout (config.json, ``{epoch}-epochs_model.safetensors`` with
 the config and epoch in the file's metadata, ``{epoch}-epochs_state.pt``, the
-loss history and curve, logs/train.log) is ``models.run_dir.RunDir``'s.
+loss history and curve, logs/train.log) is ``models.checkpoint.RunFolder``'s.
 
 A folder written by the original code (``hyperparameters.csv`` plus
 ``N-epochs_model.pt`` state dicts) also loads; its pickled loss history is never
@@ -21,29 +21,26 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from models.run_dir import (CHECKSUMS_FILE, CONFIG_FILE, HISTORY_FILE, WEIGHTS_PATTERN, RunDir,  # noqa: F401
-                            resume_command, write_state_file)
+from models.checkpoint import (CHECKSUMS_FILE, CONFIG_FILE, HISTORY_FILE, WEIGHTS_PATTERN, RunFolder,  # noqa: F401
+                               resume_command)
 from utils import UserInputError, sha256_of
 
 
-def save_model(run_dir, model, config: dict, epoch: int, history: dict | None = None,
-               train_state: dict | None = None) -> Path:
-    """Write config.json and the weights (and optionally history and resume state)
-    for ``epoch`` into ``run_dir``; every file goes through a temporary file and a
+def save_model(run_dir, model, config: dict, epoch: int, history: dict | None = None) -> Path:
+    """Write config.json and the weights (and optionally the loss history) for
+    ``epoch`` into ``run_dir``; every file goes through a temporary file and a
     rename. Returns the weights file."""
-    run = RunDir(run_dir)
+    run = RunFolder(run_dir)
     run.write_config(config)
     path = run.save_weights(model, config, epoch)
     if history is not None:
         run.write_history(history)
-    if train_state is not None:
-        write_state_file(run.state_path(epoch), train_state)
     return path
 
 
 def latest_weights(run_dir: Path) -> Path:
     """The weights file of the highest epoch in a run folder."""
-    run = RunDir(run_dir)
+    run = RunFolder(run_dir)
     try:
         return run.latest_weights()
     except FileNotFoundError as err:
@@ -78,7 +75,7 @@ def load_model(path, device="cpu", frame_shape=None):
     if not path.exists():
         raise UserInputError(f"checkpoint {path} does not exist: give a run folder or a weights file")
     folder = path if path.is_dir() else path.parent
-    run = RunDir(folder)
+    run = RunFolder(folder)
     if (folder / "hyperparameters.csv").exists() and not run.config_path.exists():
         return _load_original(path, device, frame_shape)
     weights = latest_weights(path) if path.is_dir() else path
@@ -112,7 +109,7 @@ def _check_recorded_sha256(weights: Path) -> None:
     """A weights file that its folder's SHA256SUMS lists (a shipped pretrained model)
     must have that hash: one flipped bit can leave every value finite and still
     wreck every response."""
-    run = RunDir(weights.parent)
+    run = RunFolder(weights.parent)
     try:
         recorded = run.recorded_sha256(weights)
     except (OSError, ValueError) as err:

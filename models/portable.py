@@ -35,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from data.default_dataset import TrainingDataError, recipe_of, training_data
-from models.run_dir import RunDir
+from models.checkpoint import RunFolder
 from utils import REPO_ROOT, UserInputError, atomic_path, portable_path, run_cli, user_errors_from, write_json
 
 MACHINE_PATH = re.compile(r"(?<![A-Za-z0-9+/=._-])/(?:tmp|work|home|root|mnt|scratch|data|Users)/[^\s`'\"<>();,]+")
@@ -72,7 +72,7 @@ def make_portable(run_dir, recipe: dict | None = None) -> list[Path]:
     ``recipe`` is needed only when the run's cache file is not on this machine and
     the config has none; TrainingDataError if it does not rebuild the run's data."""
     run_dir = Path(run_dir)
-    run = RunDir(run_dir)
+    run = RunFolder(run_dir)
     config = portable_config(run.read_config(), run_dir, None)
     if config.get("dataset_recipe") is None and config.get("dataset_path"):
         found = recipe_of(REPO_ROOT / config["dataset_path"]) if not Path(config["dataset_path"]).is_absolute() else None

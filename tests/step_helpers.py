@@ -3,12 +3,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training import train_step
-from models.training_config import TrainConfig
+from training.step import train_step
+from training.config import TrainConfig
 
 
 def noiseless_step(model, opt, x):
-    """train.py's step (models.training.train_step) on the clean batch: loss, backward,
+    """train.py's step (training.step.train_step) on the clean batch: loss, backward,
     clip by value (TrainConfig's grad_clip, the paper's 0.25), mask the gradients,
     Adam at the optimizer's own learning rate. Returns the detached loss."""
     cfg = TrainConfig(lr=opt.param_groups[0]["lr"])

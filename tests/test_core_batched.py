@@ -1,4 +1,4 @@
-"""Batched sweeps (models/batched.py, submit_training_job.py --batched): K models
+"""Batched sweeps (training/batched.py, submit_training_job.py --batched): K models
 trained as one stack end where their own single runs end, to float32 rounding."""
 import argparse
 import json
@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from models.batched import SWEEP_KEY, StackedRecurrent, sweep_jobs, train_batched
+from training.batched import SWEEP_KEY, StackedRecurrent, sweep_jobs, train_batched
 from models.io import load_model
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from step_helpers import save_tiny_clips
@@ -219,8 +219,8 @@ def test_a_diverging_model_leaves_the_others_gradients_alone_and_stops_the_sweep
 
 def test_a_registered_loss_other_than_the_offset_mse_is_refused_not_replaced(monkeypatch):
     from losses import LOSSES, RECURRENT, LossSpec
-    from models.batched import check_sweep
-    from models.training_config import TrainConfig
+    from training.batched import check_sweep
+    from training.config import TrainConfig
     from utils import UserInputError
 
     monkeypatch.setitem(LOSSES, "toy_loss", LossSpec(lambda model, out, data: None, 1, (RECURRENT,)))

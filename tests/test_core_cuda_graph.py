@@ -1,4 +1,4 @@
-"""train.py --cuda-graph (models/cuda_graph.py). On a GPU: graphed steps take the
+"""train.py --cuda-graph (training/cuda_graph.py). On a GPU: graphed steps take the
 eager steps, to float32 rounding, across the warm-up, the capture, the replays and
 two batch shapes, and train.py trains and resumes with and without the flag. On a
 CPU: the refusals, and a state saved by a capturable Adam resuming in a plain one.
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import train
-from models.cuda_graph import EAGER_STEPS_PER_SHAPE, GraphedTrainStep
+from training.cuda_graph import EAGER_STEPS_PER_SHAPE, GraphedTrainStep
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-from models.training import TrainState, make_optimizer, new_history, train_step
-from models.training_config import TrainConfig
+from training.step import TrainState, make_optimizer, new_history, train_step
+from training.config import TrainConfig
 from utils import UserInputError
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -129,7 +129,7 @@ def test_train_py_with_cuda_graph_trains_and_resumes_without_it(tmp_path):
 
 
 def test_cuda_graph_with_a_batched_sweep_is_refused():
-    from models.batched import check_sweep
+    from training.batched import check_sweep
 
     with pytest.raises(UserInputError, match="--cuda-graph captures a single run's steps"):
         check_sweep([TrainConfig(L1=-5, cuda_graph=True), TrainConfig(L1=-4, cuda_graph=True)])

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.io import load_model
-from models.run_dir import CHECKSUMS_FILE, RunDir
+from training.run_dir import CHECKSUMS_FILE, RunDir
 from test_core_reliability import MODEL_CONFIG, tiny_tensors
 from utils import UserInputError
 

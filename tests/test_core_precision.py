@@ -4,7 +4,7 @@ and Dale's law exact after optimizer steps."""
 import pytest
 import torch
 
-from models import training_config
+from training import config as training_config
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from step_helpers import noiseless_step
 
@@ -182,7 +182,7 @@ def test_the_run_config_records_precision_and_recurrence_backend(tmp_path, clips
     ("cpu", "bf16", True, 2400, "block"), ("cpu", "bf16", False, 300, "block"),
 ])
 def test_auto_recurrence_rule(monkeypatch, device, precision, amx, n_hidden, backend):
-    from models.training_config import auto_recurrence
+    from training.config import auto_recurrence
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     assert auto_recurrence(torch.device(device), precision, n_hidden) == backend

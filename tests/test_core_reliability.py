@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from models import training_config
+from training import config as training_config
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from utils import UserInputError, atomic_path, remove_stale_temporaries, write_json
 
@@ -546,7 +546,7 @@ def test_a_sweep_with_a_seed_out_of_range_is_one_line(tmp_path, clips):
 ])
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_earlier_files_intact(tmp_path, clips, monkeypatch,
                                                                                        writer, error):
-    from models import run_dir as run_dir_module
+    from training import run_dir as run_dir_module
 
     run_dir = run(tmp_path / "runs", clips, "--epochs", "2", "--checkpoint-every", "1")
     before = folder_snapshot(run_dir)

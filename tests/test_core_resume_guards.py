@@ -18,12 +18,12 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from models.batched import sweep_jobs, train_batched
-from models.training import StopRequest
+from training.batched import sweep_jobs, train_batched
+from training.step import StopRequest
 from utils import UserInputError
 from step_helpers import save_tiny_clips
 
-LOCK_FILE = ".training.lock"  # models.run_dir.LOCK_FILE
+LOCK_FILE = ".training.lock"  # training.run_dir.LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
@@ -35,7 +35,7 @@ def no_loss_curves():
     """The loss curve's PNG (~1 s per checkpoint, 10 s on a loaded machine) is no part of what
     these tests check; the subprocesses still draw theirs."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("models.training.save_loss_curve", lambda run_dir, history: None)
+        patch.setattr("training.step.save_loss_curve", lambda run_dir, history: None)
         yield
 
 
@@ -349,7 +349,7 @@ def test_a_run_diverging_before_any_checkpoint_says_the_others_must_start_again(
 
 
 def test_a_run_diverging_later_says_the_others_resume_from_their_states(tmp_path, clips, monkeypatch):
-    from models.batched import StackedRecurrent
+    from training.batched import StackedRecurrent
 
     real, calls = StackedRecurrent.get_loss, []
 

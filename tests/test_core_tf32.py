@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from models.batched import StackedRecurrent
+from training.batched import StackedRecurrent
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-from models.training_config import TrainConfig, set_arithmetic
+from training.config import TrainConfig, set_arithmetic
 from utils import UserInputError
 
 PRODUCTS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models import training_config
+from training import config as training_config
 from models.io import load_model
-from models.training import learning_rate
+from training.step import learning_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
@@ -465,8 +465,8 @@ def test_train_step_slices_of_two_processes_add_up_to_the_whole_batch():
     of 2 and 3 clips, the same noise as one process draws."""
     import copy
 
-    from models.training import train_step
-    from models.training_config import TrainConfig
+    from training.step import train_step
+    from training.config import TrainConfig
 
     cfg = TrainConfig(lr=0.1, grad_clip=1e6)
     x = torch.randn(5, 8, 4, generator=torch.Generator().manual_seed(1))
@@ -490,8 +490,8 @@ def test_train_step_clips_to_the_configured_value_and_follows_the_lr_schedule():
     the initial gradients, so entries sit at the bound) and masked (W_hh's masked
     entries 0). lr_half_life 1 halves the lr per step: at global_step 3 the optimizer
     runs at lr / 8, whatever it was built with."""
-    from models.training import train_step
-    from models.training_config import TrainConfig
+    from training.step import train_step
+    from training.config import TrainConfig
 
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=123.0)
@@ -504,8 +504,8 @@ def test_train_step_clips_to_the_configured_value_and_follows_the_lr_schedule():
 
 
 def test_train_state_round_trip_and_latest_state_read_from_sidecars(tmp_path):
-    from models.run_dir import RunDir, position_path
-    from models.training import TrainState
+    from training.run_dir import RunDir, position_path
+    from training.step import TrainState
 
     def fresh(seed):
         model = tiny_model(seed)
@@ -542,15 +542,15 @@ def test_train_state_round_trip_and_latest_state_read_from_sidecars(tmp_path):
 
 
 def test_config_json_is_written_once_per_training_process(tmp_path, clips, monkeypatch):
-    import models.run_dir
+    import training.run_dir
 
     written = []
-    real = models.run_dir.write_json
-    monkeypatch.setattr(models.run_dir, "write_json", lambda path, obj: (written.append(Path(path).name),
+    real = training.run_dir.write_json
+    monkeypatch.setattr(training.run_dir, "write_json", lambda path, obj: (written.append(Path(path).name),
                                                                          real(path, obj)))
     run = train_in_process(tmp_path, clips)  # checkpoints at epochs 2 and 3
     assert written.count("config.json") == 1 and written.count("loss_history.json") == 2
-    assert sorted(models.run_dir.RunDir(run).weights_by_epoch()) == [2, 3]
+    assert sorted(training.run_dir.RunDir(run).weights_by_epoch()) == [2, 3]
 
 
 def test_threads_are_applied_and_recorded_and_a_bad_value_is_one_line(tmp_path, clips):

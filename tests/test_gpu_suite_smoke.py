@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from models.training_config import auto_recurrence
+from training.config import auto_recurrence
 
 ROOT = Path(__file__).resolve().parents[1]
 

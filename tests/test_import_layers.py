@@ -5,9 +5,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lower numbers sit lower. The commands (train.py, submit_training_job.py) compose the
-# layers under them: they hand the probes' monitor to the training loop in models/.
-LAYERS = {"utils": 0, "models": 1, "losses": 1, "data": 1, "virtual_physiology": 2,
-          "train": 3, "submit_training_job": 3, "analysis": 3, "neural_fitting": 3}
+# layers under them: they hand the probes' monitor to the training loop in training/.
+LAYERS = {"utils": 0, "models": 1, "losses": 1, "data": 1, "training": 2, "virtual_physiology": 3,
+          "train": 4, "submit_training_job": 4, "analysis": 4, "neural_fitting": 4}
 
 
 def imports_between_packages(root: Path, layers: dict[str, int]) -> list[tuple[str, str, str]]:

@@ -16,12 +16,13 @@ import torch
 import submit_training_job
 import train
 from analysis.mse import next_frame_errors
-from models import build_model, training
+import training.step as training
+from models import build_model
 from models.ablation import apply_ablation, shuffle_feedback, without_feedback
 from models.base import SettingError
 from models.io import load_model
 from models.network_feedforward_stacked import main as stack_main
-from models.run_dir import RunDir
+from training.run_dir import RunDir
 from utils import UserInputError, seed_everything
 from virtual_physiology import VirtualPhysiology
 from virtual_physiology.artefact import STAGES

@@ -9,7 +9,7 @@ import torch
 
 import train
 from losses import feedforward_next_step_mse
-from models import training_config
+from training import config as training_config
 from models import build_model
 from models.base import SettingError
 from models.network_feedforward import NetworkFeedforwardStacked

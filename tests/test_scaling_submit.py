@@ -10,9 +10,9 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 import submit_training_job as stj
 import train
-from models.run_dir import read_state_file
-from models.training import StopRequest
-from models.training_config import find_resume_state
+from training.run_dir import read_state_file
+from training.step import StopRequest
+from training.config import find_resume_state
 from utils import run_cli
 
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]

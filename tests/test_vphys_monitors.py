@@ -9,7 +9,7 @@ from torch import nn
 
 from models.base import ProbeableModel
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-from models.training import append_monitor_row, monitor_panels
+from training.step import append_monitor_row, monitor_panels
 from virtual_physiology.gabor import original_gabor
 from virtual_physiology.monitors import (block_weight_mass, grating_monitor, model_weight_mass, reduced_grating_grid,
                                          reference_values, responsive_units_per_group)

@@ -45,7 +45,7 @@ from data.default_dataset import TrainingDataError, training_data
 from models import build_model
 from models.ablation import without_feedback
 from models.io import load_model
-from models.training import append_monitor_row, monitor_panels, plot_monitor
+from training.step import append_monitor_row, monitor_panels, plot_monitor
 from utils import UserInputError, atomic_path, run_cli, user_errors_from, write_json
 from virtual_physiology.gabor import fit_gabors, orientation_index, original_gabor
 from virtual_physiology.monitors import (grating_monitor, model_weight_mass, reference_values,

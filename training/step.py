@@ -1,7 +1,7 @@
 """One optimizer step and the state that resumes a run: what train.py's loop is
 made of, shared by the tests and benchmarks so that none re-writes the step.
 
-``cfg`` below is a ``models.training_config.TrainConfig`` or any object with the fields used:
+``cfg`` below is a ``training.config.TrainConfig`` or any object with the fields used:
 ``precision`` ("fp32" | "bf16"), ``grad_clip``, ``lr``, ``lr_half_life`` and,
 for ``validate``, ``batch_size`` and ``seed``. Below the step: the loss history's
 layout and plot, stop requests by signal, resuming, the run folder's writer
@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from models.run_dir import NotAResumeState, RunDir, read_state_file, write_state_file
-from models.training_config import TrainConfig, writing
+from training.run_dir import NotAResumeState, RunDir, read_state_file, write_state_file
+from training.config import TrainConfig, writing
 from utils import FileLock, LockHeld, UserInputError, atomic_path, resolve_device
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation's noise stream, apart from the training streams of nearby seeds
@@ -90,7 +90,7 @@ def update_weights(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.
     """Steps 4-6 of ``train_step`` on noisy inputs ``x`` and targets ``y``, at the
     learning rate already in the optimizer; returns the detached, unscaled
     [loss, *components]. Free of host synchronisation, so a CUDA graph can capture
-    it (``models.cuda_graph``; there autocast's weight cache must be off)."""
+    it (``training.cuda_graph``; there autocast's weight cache must be off)."""
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=uses_autocast(model, cfg),
                         cache_enabled=autocast_cache):
@@ -196,7 +196,7 @@ class TrainState:
 
     def save(self, path: Path, sums: torch.Tensor | None = None) -> None:
         """Write ``as_dict(sums)`` to ``path`` atomically, with its position sidecar
-        (models.run_dir.write_state_file)."""
+        (training.run_dir.write_state_file)."""
         write_state_file(path, self.as_dict(sums))
 
     def load(self, path: Path) -> "TrainState":
@@ -432,7 +432,7 @@ def append_monitor_row(rows: dict, epoch: int, step: int, row: dict) -> None:
 
 # -------------------------------------------------------------------------------------------
 # Resuming, what the loop writes (the log, checkpoints) and the divergence message:
-# shared by train.py and models/batched.py
+# shared by train.py and training/batched.py
 # -------------------------------------------------------------------------------------------
 class TrainingDiverged(UserInputError):
     """An epoch's loss was NaN or inf: nothing of that epoch is saved."""
@@ -492,7 +492,7 @@ def divergence(cfg: TrainConfig, run_dir: Path, epoch: int, means: dict, val_mea
 class RunWriter:
     """What a run writes into its folder (``run``, a RunDir; ``config``, its config.json),
     from process 0 only; a failed write is one line (``writing``). train.py holds one,
-    a batched sweep (models/batched.py) one per run."""
+    a batched sweep (training/batched.py) one per run."""
 
     def __init__(self, run: RunDir, config: dict, rank: int, control):
         self.run, self.config, self.rank, self.control = run, config, rank, control

@@ -22,7 +22,7 @@ import collections
 import torch
 from torch import nn
 
-from models.training import learning_rate, noisy_pair, set_learning_rate, update_weights
+from training.step import learning_rate, noisy_pair, set_learning_rate, update_weights
 
 EAGER_STEPS_PER_SHAPE = 3  # eager steps on a side stream before a shape is captured (cuBLAS workspaces, Adam's state)
 
@@ -40,7 +40,7 @@ class GraphedTrainStep:
                  eager_steps: int = EAGER_STEPS_PER_SHAPE):
         if not all(group.get("capturable") and torch.is_tensor(group["lr"]) for group in optimizer.param_groups):
             raise ValueError("a graphed step needs an optimizer with capturable=True and a tensor lr "
-                             "(models.training.make_optimizer(..., graphed=True))")
+                             "(training.step.make_optimizer(..., graphed=True))")
         self.model, self.optimizer, self.cfg, self.eager_steps = model, optimizer, cfg, eager_steps
         self.graphs: dict[tuple, tuple] = {}  # batch shape -> (graph, static input, static target, static values)
         self.eager_taken = collections.Counter()

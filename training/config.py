@@ -6,7 +6,7 @@ against a config, made before anything is written; and the command-line view of
 the run folder (create it, find the state to resume, read its config).
 
 This is the commands' layer: its errors are ``utils.UserInputError`` naming the
-flag and the fix (models.run_dir and models.training raise ValueError and
+flag and the fix (training.run_dir and training.step raise ValueError and
 friends in domain terms).
 
 List flags take either form: ``--hidden-units 800,800,800`` or ``--hidden-units
@@ -34,7 +34,7 @@ from models import MODELS, build_model, describe_model_defaults, with_model_defa
 from models.base import flag_wording
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
-from models.run_dir import (CONFIG_FILE, WEIGHTS_PATTERN, RunDir, RunFoldersExhausted, resume_command,
+from training.run_dir import (CONFIG_FILE, WEIGHTS_PATTERN, RunDir, RunFoldersExhausted, resume_command,
                             state_position)
 from utils import MAX_SEED, UserInputError, os_error_reason, portable_path, recorded_path
 
@@ -545,7 +545,7 @@ def writing(where, what: str, fix: str):
 
 
 def create_run_dir(cfg: TrainConfig) -> Path:
-    """Create a new run folder NAME_<L1>L1_seed<S>_<date-time> (models.run_dir.RunDir.create:
+    """Create a new run folder NAME_<L1>L1_seed<S>_<date-time> (training.run_dir.RunDir.create:
     distinct even for runs started in the same second)."""
     with writing(cfg.save_dir, "create the run folder in --save-dir", "give a writable folder"):
         try:

@@ -49,11 +49,11 @@ from data.dataset import ClipSource, fits_on
 from losses import LOSSES, offset_mse_loss
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from models.recurrence import LinearInTF32, recurrence_blocks, tf32_products
-from models.run_dir import RunDir
-from models.training import (Monitor, RunWriter, StopRequest, TrainingDiverged, TrainState, append_row, divergence,
+from training.run_dir import RunDir
+from training.step import (Monitor, RunWriter, StopRequest, TrainingDiverged, TrainState, append_row, divergence,
                              format_means, learning_rate, new_history, resumed_state, run_monitor, validate,
                              validation_generator)
-from models.training_config import (check_same_dataset, checked_data, checked_model, config_for, create_run_dir,
+from training.config import (check_same_dataset, checked_data, checked_model, config_for, create_run_dir,
                                     read_run_config, recorded_dataset, set_arithmetic)
 from utils import UserInputError, keep_freed_memory, resolve_device, seed_everything, set_threads
 
@@ -330,10 +330,10 @@ def stacked_train_step(stack: StackedRecurrent, optimizer: torch.optim.Optimizer
 class _Run:
     """One model of a batched sweep: what its own train.py process would hold."""
 
-    cfg: object  # models.training_config.TrainConfig
-    state: object  # models.training.TrainState; its model receives the stack's weights to validate and save
+    cfg: object  # training.config.TrainConfig
+    state: object  # training.step.TrainState; its model receives the stack's weights to validate and save
     torch_rng: torch.Tensor  # torch's global RNG state as its own process would save it (after its init)
-    out: object = None  # models.training.RunWriter of its run folder
+    out: object = None  # training.step.RunWriter of its run folder
 
 
 def check_sweep(cfgs: list) -> None:
