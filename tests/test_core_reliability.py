@@ -546,7 +546,8 @@ def test_a_sweep_with_a_seed_out_of_range_is_one_line(tmp_path, clips):
 ])
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_earlier_files_intact(tmp_path, clips, monkeypatch,
                                                                                        writer, error):
-    from training import run_dir as run_dir_module
+    from models import checkpoint as checkpoint_module  # writes the weights
+    from training import run_dir as run_dir_module  # writes the resume states
 
     run_dir = run(tmp_path / "runs", clips, "--epochs", "2", "--checkpoint-every", "1")
     before = folder_snapshot(run_dir)
@@ -556,7 +557,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_earlier_files_in
     if writer == "torch.save":
         monkeypatch.setattr(run_dir_module.torch, "save", full)
     else:
-        monkeypatch.setattr(run_dir_module, "save_file", full)
+        monkeypatch.setattr(checkpoint_module, "save_file", full)
     with pytest.raises(UserInputError) as err:
         resume(run_dir, "--epochs", "3")
     message = str(err.value)

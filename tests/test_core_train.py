@@ -542,12 +542,14 @@ def test_train_state_round_trip_and_latest_state_read_from_sidecars(tmp_path):
 
 
 def test_config_json_is_written_once_per_training_process(tmp_path, clips, monkeypatch):
+    import models.checkpoint
     import training.run_dir
 
     written = []
     real = training.run_dir.write_json
-    monkeypatch.setattr(training.run_dir, "write_json", lambda path, obj: (written.append(Path(path).name),
-                                                                         real(path, obj)))
+    for module in (models.checkpoint, training.run_dir):  # the config and history; the state sidecars
+        monkeypatch.setattr(module, "write_json", lambda path, obj: (written.append(Path(path).name),
+                                                                   real(path, obj)))
     run = train_in_process(tmp_path, clips)  # checkpoints at epochs 2 and 3
     assert written.count("config.json") == 1 and written.count("loss_history.json") == 2
     assert sorted(training.run_dir.RunDir(run).weights_by_epoch()) == [2, 3]
