@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import torch.distributed as dist
 
 from training.run_dir import RunDir
-from training.step import EXIT_CUT_SHORT, StoppedBySignal
+from training.loop import EXIT_CUT_SHORT, StoppedBySignal
 from training.config import (TrainConfig, add_config_arguments, config_for, create_run_dir, cut_short_note,
                                     find_resume_state, preflight, run_name,
                                     tell_deprecations)
@@ -75,7 +75,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
             tasks = submitit.JobEnvironment().num_tasks
         except RuntimeError:  # called directly, not as a submitted job
             tasks = 1
-        if tasks > 1:  # one process per GPU: RANK, WORLD_SIZE, MASTER_ADDR ... for training.step.init_distributed
+        if tasks > 1:  # one process per GPU: RANK, WORLD_SIZE, MASTER_ADDR ... for training.loop.init_distributed
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         resume = find_resume_state(self.run_dir) if RunDir(self.run_dir).state_files() else None
         run_dir = train(self.cfg, resume, progress=False, run_dir=self.run_dir)

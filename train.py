@@ -1,8 +1,10 @@
 """Train a hierarchical temporal-prediction model. Reads top to bottom:
-config -> data -> model -> loop (noise, forward, loss, backward, clip, mask,
-Adam; with --cuda-graph replayed as a CUDA graph) -> checkpoints. The maths is
-the original's (docs/faithfulness.md); what is new is seeding, exact resume,
-atomic safe checkpoints and one host sync per epoch.
+config -> data -> model and its resumable state -> the step (noise, forward, loss,
+backward, clip, mask, Adam; with --cuda-graph replayed as a CUDA graph) -> the
+loop (training/loop.py: epochs, validation, checkpoints, stop requests and
+limits; a batched sweep runs the same loop). The maths is the original's
+(docs/faithfulness.md); what is new is seeding, exact resume, atomic safe
+checkpoints and one host sync per epoch.
 Every epoch's losses go to the run's own log, RUN/logs/train.log.
 
     python train.py --name NAME --L1 -6               # same flags as submit_training_job.py
@@ -12,9 +14,10 @@ Every epoch's losses go to the run's own log, RUN/logs/train.log.
 Under torchrun every process takes its slice of each batch and DistributedDataParallel
 averages the gradients, so N processes take the same steps as one (to float32 rounding).
 
-The pieces live in models/: the config, its flags and the checks of data and model
-in training_config.py; the step (train_step), the resumable state (TrainState) and
-validation in training.py; the run folder's layout in run_dir.py (RunDir).
+The pieces live in training/: the config, its flags and the checks of data and
+model in config.py; the step (train_step), the resumable state (TrainState) and
+validation in step.py; the loop and what it writes (RunWriter) in loop.py; the
+run folder's layout in run_dir.py (RunDir).
 """
 from __future__ import annotations
 
@@ -32,19 +35,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from data.dataset import ClipSource, fits_on, split_indices
-from training.cuda_graph import GraphedTrainStep
-from training.run_dir import RunDir
-from training.step import (EXIT_CUT_SHORT, Monitor, RunWriter, StoppedBySignal, StopRequest, TrainingDiverged,
-                             TrainState, any_rank, append_row, divergence, format_means, init_distributed,
-                             make_optimizer, new_history, resumed_state, run_monitor, train_step, validate,
-                             validation_generator)
 from training.config import (TrainConfig, checked_data, checked_model, config_for, create_run_dir,
-                                    cut_short_note, load_dataset, recorded_dataset, resume_command,
-                                    set_arithmetic, slow_bf16_warning, tell_deprecations)
+                             cut_short_note, load_dataset, recorded_dataset, set_arithmetic, tell_deprecations)
 from training.config import build_parser as _config_parser
+from training.cuda_graph import GraphedTrainStep
+from training.loop import (EXIT_CUT_SHORT, Monitor, OneRun, Run, RunWriter, StoppedBySignal, init_distributed,
+                           resumed_state, run_epochs)
+from training.run_dir import RunDir
+from training.step import TrainState, loss_components, make_optimizer, new_history, train_step
 from utils import UserInputError, keep_freed_memory, resolve_device, run_cli, seed_everything, set_threads
 from virtual_physiology.rf_summary import monitor_line, monitor_row
 
@@ -79,19 +79,21 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
     clips, data_path, identity, train_rows, val_rows = checked_data(cfg, resume)
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
     train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
+    smallest = len(train_src) - (math.ceil(len(train_src) / cfg.batch_size) - 1) * cfg.batch_size
+    if smallest < world:
+        raise UserInputError(f"the last batch has {smallest} clips, fewer than the {world} processes: "
+                             "use fewer processes or another --batch-size")
 
     seed_everything(cfg.seed)
     model = checked_model(cfg, clips.shape[1], data_path).to(device)
     backend = set_arithmetic(model, cfg, device)
-    monitor = receptive_field_monitor(cfg)
-    components = ["L1"] + [f"mse{g}" for g in range(len(cfg.hidden_units))]
     if cfg.cuda_graph and (device.type != "cuda" or world > 1):
         raise UserInputError(f"--cuda-graph captures one process's steps on a GPU, and this run has {world} "
                              f"process(es) on {device.type}: drop --cuda-graph")
     state = TrainState(model, make_optimizer(model, cfg, device, graphed=cfg.cuda_graph),
                        shuffle_generator=torch.Generator().manual_seed(cfg.seed),
                        noise_generator=torch.Generator(device=device).manual_seed(cfg.seed + 1),
-                       history=new_history(components))
+                       history=new_history(loss_components(cfg)))
     if resume is not None:
         resumed_state(state, resume, rank)
         run_dir = resume.parent
@@ -102,122 +104,22 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, r
                                          "n_validation": len(val_rows), "processes": world,
                                          "torch_version": torch.__version__, "recurrence_backend": backend,
                                          "torch_threads": threads}
-    out = RunWriter(RunDir(run_dir), config, rank, control)
-    with out.locked():  # one training process per run folder, from here until the run returns
-        if resume is not None and state.epoch > cfg.epochs:  # config.json keeps the settings the run trained with
-            out.log(f"nothing to train: the run already has {state.epoch - 1} complete epochs and --epochs is "
-                    f"{cfg.epochs}; give a larger --epochs to continue", stderr=True)
-            return run_dir
-        out.start()
-        warning = slow_bf16_warning(cfg, device)
-        if warning:
-            out.log(warning, stderr=True)
-        if resume is None:
-            out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
-                    f"{world} process(es) on {device.type}")
-        else:
-            out.log(f"resumed from {resume.name} at epoch {state.epoch}, step {state.step}")
+    opening = (f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
+               f"{world} process(es) on {device.type}" if resume is None else
+               f"resumed from {resume.name} at epoch {state.epoch}, step {state.step}")
+    run = Run(cfg, state, RunWriter(RunDir(run_dir), config, rank, control), opening)
 
-        if cfg.epochs == 0 and resume is None:  # the untrained control, saved as a normal checkpoint
-            with torch.no_grad():  # as every forward pass sees it
-                model.project_weights_()
-            if rank == 0:
-                with out.writing("write a checkpoint to"):
-                    out.run.save_weights(model, config, 0)
-                    out.run.write_history(state.history)
-            out.log("saved the untrained model (--epochs 0)")
-            return out.run.path
-
-        n_batches = math.ceil(len(train_src) / cfg.batch_size)
-        smallest = len(train_src) - (n_batches - 1) * cfg.batch_size
-        if smallest < world:
-            raise UserInputError(f"the last batch has {smallest} clips, fewer than the {world} processes: "
-                                 "use fewer processes or another --batch-size")
-        net = model if world == 1 else DistributedDataParallel(  # the buffers are constant masks: no re-sync per step
-            model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
-        if cfg.cuda_graph:
-            take_step = GraphedTrainStep(model, state.optimizer, cfg)
-        else:
-            def take_step(batch, generator, global_step):
-                return train_step(model, state.optimizer, batch, generator, cfg, global_step, net=net, rank=rank,
-                                  world=world)
-        started, steps_here = time.monotonic(), 0
-        bar = tqdm(total=max(cfg.epochs - state.epoch + 1, 0) * n_batches, desc=out.run.name, unit="step",
-                   disable=None if progress and rank == 0 else True, dynamic_ncols=True)
-        epoch_lines = progress and rank == 0 and bar.disable  # no bar (stderr is not a terminal): one line per epoch
-
-        def say_cut_short(reason):
-            if rank == 0:
-                out.log(f"{reason}; {cut_short_note(run_dir) or 'continue with: ' + resume_command(run_dir)}",
-                        stderr=True)
-
-        def mean_losses(n_steps):  # one host sync
-            return dict(zip(["loss", *components], (state.sums / n_steps).tolist()))
-
-        def stop_if_diverged(means, val_means):
-            message = divergence(cfg, out.run.path, state.epoch, means, val_means)
-            if message is not None:
-                bar.close()
-                out.log(message)
-                raise TrainingDiverged(message)
-
-        with StopRequest([run_dir], f"--path {run_dir}") as stop:
-            while state.epoch <= cfg.epochs:
-                if state.permutation is None:
-                    state.permutation = torch.randperm(len(train_src), generator=state.shuffle_generator)
-                net.train()
-                while state.step < n_batches:
-                    rows = state.permutation[state.step * cfg.batch_size:(state.step + 1) * cfg.batch_size]
-                    values = take_step(train_src.batch(rows, device), state.noise_generator, state.global_step)
-                    state.sums = values if state.sums is None else state.sums + values  # on the device: no sync
-                    state.step, state.global_step, steps_here = state.step + 1, state.global_step + 1, steps_here + 1
-                    bar.update()
-                    if any_rank(stop.requested or (cfg.stop_after_steps and steps_here >= cfg.stop_after_steps),
-                                control):  # every process stops at the same step
-                        if any_rank(not bool(torch.isfinite(state.sums).all()), control):  # never save a diverged state
-                            if control is not None:  # sums are this process's share until the epoch's all-reduce
-                                dist.all_reduce(state.sums)  # every process then sees the non-finite total and stops
-                            stop_if_diverged(mean_losses(state.step), {})
-                        out.checkpoint(state, None)
-                        bar.close()
-                        say_cut_short(f"stop request: saved a resumable state in {run_dir}")
-                        stop.saved = run_dir
-                        return run_dir
-
-                if control is not None:
-                    dist.all_reduce(state.sums)  # each process summed its share of every batch
-                means = mean_losses(n_batches)  # the one host sync per epoch
-                append_row(state.history["train"], state.epoch, means)
-                line, val_means = f"epoch {state.epoch}/{cfg.epochs} train " + format_means(means), {}
-                if state.epoch % cfg.validate_every == 0:  # every process validates: all hold the same weights
-                    model.eval()
-                    val_means = validate(model, val_src, cfg, device, validation_generator(cfg, device))
-                    append_row(state.history["validation"], state.epoch, val_means)
-                    line += " | validation " + format_means(val_means)
-                if cfg.rf_monitor_every and state.epoch % cfg.rf_monitor_every == 0 and rank == 0:
-                    line += " | " + run_monitor(monitor, model, clips, cfg, state.history, state.epoch,
-                                                state.global_step)
-                out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started", stderr=epoch_lines)
-                stop_if_diverged(means, val_means)
-                bar.set_postfix(epoch=state.epoch, loss=f"{means['loss']:.4f}", mse0=f"{means['mse0']:.4f}")
-                completed = state.epoch  # the state resumes at the next epoch, from its first batch
-                state.epoch, state.step, state.permutation, state.sums = completed + 1, 0, None, None
-                # the time limit ends a run only between epochs, so it leaves a normal checkpoint
-                out_of_time = any_rank(cfg.max_minutes > 0 and time.monotonic() - started > 60 * cfg.max_minutes,
-                                       control)
-                if completed % cfg.checkpoint_every == 0 or completed == cfg.epochs or out_of_time:
-                    out.checkpoint(state, completed)
-                if out_of_time and state.epoch <= cfg.epochs:
-                    bar.close()
-                    say_cut_short(f"time limit ({cfg.max_minutes:g} min) reached")
-                    return run_dir
-        bar.close()
-        if steps_here == 0 and resume is not None:
-            out.log(f"nothing to train: the run already has {state.epoch - 1} complete epochs and --epochs is "
-                    f"{cfg.epochs}; give a larger --epochs to continue", stderr=True)
-        else:
-            out.log(f"finished epoch {state.epoch - 1}")
-        return run_dir
+    net = model if world == 1 else DistributedDataParallel(  # the buffers are constant masks: no re-sync per step
+        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
+    if cfg.cuda_graph:
+        take_step = GraphedTrainStep(model, state.optimizer, cfg)
+    else:
+        def take_step(batch, generator, global_step):
+            return train_step(model, state.optimizer, batch, generator, cfg, global_step, net=net, rank=rank,
+                              world=world)
+    run_epochs(OneRun(run, take_step, net), train_src, val_src, clips, device, resumed=resume is not None,
+               monitor=receptive_field_monitor(cfg), progress=progress)
+    return run_dir
 
 
 def confirm_long_cpu_run(args, cfg: TrainConfig) -> None:

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 import train
 from training.batched import SWEEP_KEY, StackedRecurrent, sweep_jobs, train_batched
+from training.loop import TrainingDiverged
 from models.io import load_model
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from step_helpers import save_tiny_clips
@@ -210,7 +211,7 @@ def test_a_diverging_model_leaves_the_others_gradients_alone_and_stops_the_sweep
     assert all(torch.equal(a, b) for a, b in zip(*grads))  # model 0 never sees its neighbour's loss
     # L1 = 300: lambda 1e300 is inf in float32, so that run diverges in its first epoch
     jobs = [config(tmp_path, clips, L1, seed) for L1, seed in ((-5.0, 0), (300.0, 1))]
-    with pytest.raises(train.TrainingDiverged, match="seed1.*diverged in epoch 1.*the sweep stops with it"):
+    with pytest.raises(TrainingDiverged, match="seed1.*diverged in epoch 1.*the sweep stops with it"):
         train_batched(jobs, progress=False)
     bad = next(tmp_path.glob("htp_300L1_seed1_*"))
     assert "diverged in epoch 1" in (bad / "logs" / "train.log").read_text()

@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 
 import train
 from training import config as training_config
+from training.loop import TrainingDiverged
+from training.step import validate, validation_generator
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from utils import UserInputError, atomic_path, remove_stale_temporaries, write_json
 
@@ -101,7 +103,7 @@ def test_a_plain_name_of_the_longest_allowed_length_trains(tmp_path, clips):
 def test_divergence_in_the_first_epoch_saves_no_checkpoint(tmp_path, flags, scale):
     data = tmp_path / "clips.npy"
     np.save(data, (np.random.default_rng(0).standard_normal((44, 12, 16)) * scale).astype(np.float32))
-    with pytest.raises(train.TrainingDiverged, match="diverged in epoch 1 .*no checkpoint was written"):
+    with pytest.raises(TrainingDiverged, match="diverged in epoch 1 .*no checkpoint was written"):
         run(tmp_path / "runs", data, *flags)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "logs"]
@@ -119,7 +121,7 @@ def test_divergence_later_keeps_the_last_finite_checkpoint_as_latest(tmp_path, c
         return (loss * float("nan"), comps) if len(calls) > 6 else (loss, comps)
 
     monkeypatch.setattr(NetworkHierarchicalRecurrent, "get_loss", nan_from_epoch_2)
-    with pytest.raises(train.TrainingDiverged, match="epoch 2 .*1-epochs_model.safetensors, is finite"):
+    with pytest.raises(TrainingDiverged, match="epoch 2 .*1-epochs_model.safetensors, is finite"):
         run(tmp_path, clips, "--checkpoint-every", "1")
     (run_dir,) = tmp_path.iterdir()
     assert not list(run_dir.glob("2-epochs_*")) and not (run_dir / "interrupted_state.pt").exists()
@@ -132,7 +134,7 @@ def test_a_stop_after_divergence_mid_epoch_saves_nothing(tmp_path, clips, monkey
     real_get_loss = NetworkHierarchicalRecurrent.get_loss
     monkeypatch.setattr(NetworkHierarchicalRecurrent, "get_loss",
                         lambda self, *a, **k: (lambda lc: (lc[0] * float("nan"), lc[1]))(real_get_loss(self, *a, **k)))
-    with pytest.raises(train.TrainingDiverged, match="epoch 1"):
+    with pytest.raises(TrainingDiverged, match="epoch 1"):
         run(tmp_path, clips, "--stop-after-steps", "2")
     (run_dir,) = tmp_path.iterdir()
     assert not (run_dir / "interrupted_state.pt").exists()
@@ -234,8 +236,8 @@ def test_validation_draws_the_same_noise_at_every_pass(clips):
     model = train.checked_model(cfg, 12, clips)
     source = train.ClipSource(np.load(clips), np.arange(4))
     device = torch.device("cpu")
-    first = train.validate(model, source, cfg, device, train.validation_generator(cfg, device))
-    assert train.validate(model, source, cfg, device, train.validation_generator(cfg, device)) == first
+    first = validate(model, source, cfg, device, validation_generator(cfg, device))
+    assert validate(model, source, cfg, device, validation_generator(cfg, device)) == first
 
 
 def test_resuming_past_the_last_epoch_says_so(tmp_path, clips, capsys):

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 import train
 from training.batched import sweep_jobs, train_batched
-from training.step import StopRequest
+from training.loop import StopRequest, TrainingDiverged
 from utils import UserInputError
 from step_helpers import save_tiny_clips
 
@@ -35,7 +35,7 @@ def no_loss_curves():
     """The loss curve's PNG (~1 s per checkpoint, 10 s on a loaded machine) is no part of what
     these tests check; the subprocesses still draw theirs."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("training.step.save_loss_curve", lambda run_dir, history: None)
+        patch.setattr("training.loop.save_loss_curve", lambda run_dir, history: None)
         yield
 
 
@@ -341,7 +341,7 @@ def test_a_second_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path, clip
 def test_a_run_diverging_before_any_checkpoint_says_the_others_must_start_again(tmp_path, clips):
     jobs = [train.config_for(parse(*flags(tmp_path, clips, "--L1", str(L1), "--seed", str(seed))))
             for L1, seed in ((-5.0, 0), (300.0, 1))]  # lambda 1e300 is inf in float32: diverges in epoch 1
-    with pytest.raises(train.TrainingDiverged) as err:
+    with pytest.raises(TrainingDiverged) as err:
         train_batched(jobs, progress=False)
     message = str(err.value)
     assert "the other run has saved no state: start it again without --batched" in message
@@ -363,6 +363,6 @@ def test_a_run_diverging_later_says_the_others_resume_from_their_states(tmp_path
     monkeypatch.setattr(StackedRecurrent, "get_loss", nan_for_run_1_from_epoch_2)
     jobs = [train.config_for(parse(*flags(tmp_path, clips, "--L1", str(L1), "--seed", str(seed))))
             for L1, seed in ((-5.0, 0), (-4.0, 1))]
-    with pytest.raises(train.TrainingDiverged, match=r"diverged in epoch 2.*the other run's latest state is "
+    with pytest.raises(TrainingDiverged, match=r"diverged in epoch 2.*the other run's latest state is "
                                                       r"finite: resume it with --path .*seed0.* without --batched"):
         train_batched(jobs, progress=False)

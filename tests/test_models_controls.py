@@ -16,7 +16,7 @@ import torch
 import submit_training_job
 import train
 from analysis.mse import next_frame_errors
-import training.step as training
+import training.loop as training
 from models import build_model
 from models.ablation import apply_ablation, shuffle_feedback, without_feedback
 from models.base import SettingError

@@ -11,7 +11,7 @@ from submitit.slurm.slurm import _make_sbatch_string
 import submit_training_job as stj
 import train
 from training.run_dir import read_state_file
-from training.step import StopRequest
+from training.loop import StopRequest
 from training.config import find_resume_state
 from utils import run_cli
 

@@ -32,29 +32,24 @@ in train.py's format: a state written here resumes as a single run
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
-import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from data.dataset import ClipSource, fits_on
 from losses import LOSSES, offset_mse_loss
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from models.recurrence import LinearInTF32, recurrence_blocks, tf32_products
-from training.run_dir import RunDir
-from training.step import (Monitor, RunWriter, StopRequest, TrainingDiverged, TrainState, append_row, divergence,
-                             format_means, learning_rate, new_history, resumed_state, run_monitor, validate,
-                             validation_generator)
 from training.config import (check_same_dataset, checked_data, checked_model, config_for, create_run_dir,
-                                    read_run_config, recorded_dataset, set_arithmetic)
+                             read_run_config, recorded_dataset, set_arithmetic)
+from training.loop import Monitor, Run, RunWriter, resumed_state, run_epochs
+from training.run_dir import RunDir
+from training.step import TrainState, learning_rate, loss_components, new_history
 from utils import UserInputError, keep_freed_memory, resolve_device, seed_everything, set_threads
 
 # config.json key naming the run folders trained together (siblings in one --save-dir)
@@ -324,18 +319,8 @@ def stacked_train_step(stack: StackedRecurrent, optimizer: torch.optim.Optimizer
 
 
 # -------------------------------------------------------------------------------------------
-# The sweep: train.py's loop, once for K runs
+# The sweep: K runs through train.py's loop (training.loop.run_epochs)
 # -------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Run:
-    """One model of a batched sweep: what its own train.py process would hold."""
-
-    cfg: object  # training.config.TrainConfig
-    state: object  # training.step.TrainState; its model receives the stack's weights to validate and save
-    torch_rng: torch.Tensor  # torch's global RNG state as its own process would save it (after its init)
-    out: object = None  # training.step.RunWriter of its run folder
-
-
 def check_sweep(cfgs: list) -> None:
     """Refuse, before anything is written, a set of runs that cannot train as one stack:
     a model kind other than the recurrent ones, settings that differ in more than
@@ -425,13 +410,63 @@ def what_the_others_can_do(others: list[Path]) -> str:
     return "; ".join(advice)
 
 
+class StackedRuns:
+    """The Trainer of a batched sweep (training.loop): one step of the stack trains
+    all K runs; each run's model and Adam receive their slice of the stack only to be
+    validated, measured and saved. ``torch_rngs[k]`` is torch's global RNG state as
+    run k's own process would hold it (after its initialisation): its state files
+    record that one."""
+
+    def __init__(self, runs: list[Run], stack: StackedRecurrent, optimizer: torch.optim.Optimizer,
+                 torch_rngs: list[torch.Tensor]):
+        self.runs, self.module, self.optimizer, self.torch_rngs = runs, stack, optimizer, torch_rngs
+        self.run_dirs = [run.out.run.path for run in runs]
+        self.resume_hint = f"--batched --path {self.run_dirs[0]}"
+
+    def step(self, batches: list[torch.Tensor], global_step: int) -> torch.Tensor:
+        cfg = self.runs[0].cfg
+        return stacked_train_step(self.module, self.optimizer, batches, [run.state.model for run in self.runs],
+                                  [run.state.noise_generator for run in self.runs], learning_rate(cfg, global_step),
+                                  cfg.grad_clip)
+
+    def sync(self) -> None:
+        with torch.no_grad():
+            self.module.project_weights_()
+        for k, run in enumerate(self.runs):
+            self.module.copy_into(k, run.state.model)
+
+    def checkpoint(self, epoch: int | None) -> None:
+        """Every run's weights and state, each exactly what its own train.py process would write."""
+        self.sync()
+        stacked_state = self.optimizer.state_dict()
+        for k, run in enumerate(self.runs):
+            run.state.optimizer.load_state_dict(split_optimizer_state(stacked_state, k))
+            torch.set_rng_state(self.torch_rngs[k])
+            run.out.checkpoint(run.state, epoch)
+
+    def stopped(self) -> None:
+        for run in self.runs:
+            run.out.log(f"stop request: saved a resumable state; continue with {self.resume_hint}")
+        print(f"stop request: saved resumable states in {len(self.runs)} run folders; continue with "
+              f"{self.resume_hint}", file=sys.stderr)
+
+    def out_of_time(self, completed: int) -> None:
+        for run in self.runs:
+            run.out.log(f"time limit: stopped after epoch {completed}; continue with {self.resume_hint}", stderr=True)
+
+    def diverged(self, k: int, message: str) -> str:
+        others = self.run_dirs[:k] + self.run_dirs[k + 1:]
+        return f"{self.run_dirs[k].name}: {message}; the sweep stops with it ({what_the_others_can_do(others)})"
+
+
 def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = None) -> list[Path]:
     """Train (or resume) the runs ``jobs`` = [(TrainConfig, state file or None)]
-    as one stack; returns their run folders, in order. ``monitor`` measures each
-    run every ``rf_monitor_every`` epochs (train.py's ``receptive_field_monitor``). Every run gets its own folder,
-    log, config.json (with ``batched_sweep``: the folder names of all K runs),
-    weights and train.py-format resume states, all written at the same steps."""
-
+    as one stack, through train.py's loop (``training.loop.run_epochs``); returns
+    their run folders, in order. ``monitor`` measures each run every
+    ``rf_monitor_every`` epochs (train.py's ``receptive_field_monitor``). Every run
+    gets its own folder, log, config.json (with ``batched_sweep``: the folder names
+    of all K runs), weights and train.py-format resume states, all written at the
+    same steps."""
     cfgs = [cfg for cfg, _ in jobs]
     resumes = [resume for _, resume in jobs]
     check_sweep(cfgs)
@@ -447,9 +482,8 @@ def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = N
             check_same_dataset(resume.parent, data_path, identity)
     hold = device if device.type == "cuda" and fits_on(device, clips.nbytes) else None
     train_src, val_src = ClipSource(clips, train_rows, hold_on=hold), ClipSource(clips, val_rows, hold_on=hold)
-    components = ["L1"] + [f"mse{g}" for g in range(len(first.hidden_units))]
 
-    runs = []
+    states, torch_rngs = [], []
     for cfg, resume in jobs:
         seed_everything(cfg.seed)
         model = checked_model(cfg, clips.shape[1], data_path).to(device)
@@ -458,150 +492,34 @@ def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = N
         state = TrainState(model, torch.optim.Adam(model.parameters(), lr=cfg.lr),
                            shuffle_generator=torch.Generator().manual_seed(cfg.seed),
                            noise_generator=torch.Generator(device=device).manual_seed(cfg.seed + 1),
-                           history=new_history(components))
+                           history=new_history(loss_components(cfg)))
         if resume is not None:
             resumed_state(state, resume, 0)  # also sets torch's RNG to the run's saved state
-        runs.append(_Run(cfg, state, torch.get_rng_state()))
-    positions = {(run.state.epoch, run.state.step, run.state.global_step) for run in runs}
+        states.append(state)
+        torch_rngs.append(torch.get_rng_state())
+    positions = {(state.epoch, state.step, state.global_step) for state in states}
     if len(positions) > 1:
         raise UserInputError(f"the sweep's runs stand at different steps {sorted(positions)}: resume each one "
                              "without --batched")
-    epoch, step, global_step = positions.pop()
-    sums = None if runs[0].state.sums is None else torch.stack([run.state.sums for run in runs])
 
-    stack = StackedRecurrent([run.state.model for run in runs])
+    stack = StackedRecurrent([state.model for state in states])
     optimizer = torch.optim.Adam(stack.parameters(), lr=first.lr)  # per element: K Adams
     if resumes[0] is not None:
-        optimizer.load_state_dict(stack_optimizer_states([run.state.optimizer.state_dict() for run in runs]))
-    run_dirs = [r.parent for r in resumes] if resumes[0] is not None else [
-        create_run_dir(run.cfg) for run in runs]
-    names = [d.name for d in run_dirs]
-    for run, run_dir in zip(runs, run_dirs):
-        config = dataclasses.asdict(run.cfg) | recorded_dataset(run.cfg, data_path) | {
+        optimizer.load_state_dict(stack_optimizer_states([state.optimizer.state_dict() for state in states]))
+    run_dirs = [r.parent for r in resumes] if resumes[0] is not None else [create_run_dir(cfg) for cfg in cfgs]
+    names, others = [d.name for d in run_dirs], len(run_dirs) - 1
+    runs = []
+    for cfg, state, resume, run_dir in zip(cfgs, states, resumes, run_dirs):
+        config = dataclasses.asdict(cfg) | recorded_dataset(cfg, data_path) | {
             "dataset_identity": identity, "n_clips": len(clips),
             "n_train": len(train_rows), "n_validation": len(val_rows), "processes": 1,
             "torch_version": torch.__version__, "recurrence_backend": backend, "torch_threads": threads,
             SWEEP_KEY: names}
-        run.out = RunWriter(RunDir(run_dir), config, 0, None)
-    with contextlib.ExitStack() as locks:
-        for run in runs:
-            locks.enter_context(run.out.locked())  # every run folder, before any is written
-        for run, resume in zip(runs, resumes):
-            run.out.start()
-            run.out.log(f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
-                        f"batched with {len(runs) - 1} other run(s) on {device.type}" if resume is None else
-                        f"resumed from {resume.name} at epoch {epoch}, step {step}, batched with {len(runs) - 1} "
-                        "other run(s)")
-
-        def sync_models():
-            """Each run's model takes its slice of the stack, projected as every forward pass sees it."""
-            with torch.no_grad():
-                stack.project_weights_()
-            for k, run in enumerate(runs):
-                stack.copy_into(k, run.state.model)
-
-        def checkpoint(tag_epoch):
-            """Every run's weights and state (tag_epoch None: the interrupted state), each
-            exactly what its own train.py process would write at this step."""
-            sync_models()
-            stacked_state = optimizer.state_dict()
-            for k, run in enumerate(runs):
-                run.state.optimizer.load_state_dict(split_optimizer_state(stacked_state, k))
-                run.state.epoch, run.state.step, run.state.global_step = epoch, step, global_step
-                run.state.sums = None if sums is None else sums[k]
-                torch.set_rng_state(run.torch_rng)  # the state file records torch's RNG as this run's process has it
-                run.out.checkpoint(run.state, tag_epoch)
-
-        if first.epochs == 0 and resumes[0] is None:  # the untrained controls, as train.py saves them
-            sync_models()
-            for run in runs:
-                with run.out.writing("write a checkpoint to"):
-                    run.out.run.save_weights(run.state.model, run.out.config, 0)
-                    run.out.run.write_history(run.state.history)
-                run.out.log("saved the untrained model (--epochs 0)")
-            return run_dirs
-
-        n_batches = math.ceil(len(train_src) / first.batch_size)
-        started, steps_here = time.monotonic(), 0
-        resume_hint = f"--batched --path {run_dirs[0]}"
-        bar = tqdm(total=max(first.epochs - epoch + 1, 0) * n_batches, disable=None if progress else True,
-                   desc=f"{len(runs)} runs batched", unit="step", dynamic_ncols=True)
-
-        def stop_if_diverged(k, means, val_means):
-            message = divergence(runs[k].cfg, run_dirs[k], epoch, means, val_means)
-            if message is not None:
-                bar.close()
-                runs[k].out.log(message)
-                raise TrainingDiverged(f"{names[k]}: {message}; the sweep stops with it ("
-                                       f"{what_the_others_can_do(run_dirs[:k] + run_dirs[k + 1:])})")
-
-        with StopRequest(run_dirs, resume_hint) as stop:
-            while epoch <= first.epochs:
-                for run in runs:
-                    if run.state.permutation is None:
-                        run.state.permutation = torch.randperm(len(train_src), generator=run.state.shuffle_generator)
-                stack.train()
-                while step < n_batches:
-                    rows = slice(step * first.batch_size, (step + 1) * first.batch_size)
-                    batches = [train_src.batch(run.state.permutation[rows], device) for run in runs]
-                    values = stacked_train_step(stack, optimizer, batches, [run.state.model for run in runs],
-                                                [run.state.noise_generator for run in runs],
-                                                learning_rate(first, global_step), first.grad_clip)
-                    sums = values if sums is None else sums + values
-                    step, global_step, steps_here = step + 1, global_step + 1, steps_here + 1
-                    bar.update()
-                    if stop.requested or (first.stop_after_steps and steps_here >= first.stop_after_steps):
-                        for k in range(len(runs)):
-                            if not bool(torch.isfinite(sums[k]).all()):  # never save a diverged state as resumable
-                                stop_if_diverged(k, dict(zip(["loss", *components], (sums[k] / step).tolist())), {})
-                        checkpoint(None)
-                        bar.close()
-                        for run in runs:
-                            run.out.log(f"stop request: saved a resumable state; continue with {resume_hint}")
-                        print(f"stop request: saved resumable states in {len(runs)} run folders; continue with "
-                              f"{resume_hint}", file=sys.stderr)
-                        stop.saved = run_dirs[0]
-                        return run_dirs
-
-                all_means = (sums / n_batches).tolist()  # one host sync per epoch
-                validating = epoch % first.validate_every == 0
-                monitoring = monitor is not None and first.rf_monitor_every and epoch % first.rf_monitor_every == 0
-                if validating or monitoring:
-                    sync_models()
-                for k, run in enumerate(runs):
-                    means = dict(zip(["loss", *components], all_means[k]))
-                    append_row(run.state.history["train"], epoch, means)
-                    line = f"epoch {epoch}/{first.epochs} train " + format_means(means)
-                    val_means = {}
-                    if validating:
-                        run.state.model.eval()
-                        val_means = validate(run.state.model, val_src, run.cfg, device,
-                                                   validation_generator(run.cfg, device))
-                        append_row(run.state.history["validation"], epoch, val_means)
-                        line += " | validation " + format_means(val_means)
-                    if monitoring:
-                        line += " | " + run_monitor(monitor, run.state.model, clips, run.cfg, run.state.history,
-                                                    epoch, global_step)
-                    run.out.log(f"{line} | {time.monotonic() - started:.1f} s since this process started")
-                    stop_if_diverged(k, means, val_means)
-                bar.set_postfix(epoch=epoch, loss=f"{min(m[0] for m in all_means):.4f} (best)")
-                completed, epoch, step, sums = epoch, epoch + 1, 0, None
-                for run in runs:
-                    run.state.permutation = None
-                out_of_time = first.max_minutes > 0 and time.monotonic() - started > 60 * first.max_minutes
-                if completed % first.checkpoint_every == 0 or completed == first.epochs or out_of_time:
-                    checkpoint(completed)
-                if out_of_time and epoch <= first.epochs:
-                    bar.close()
-                    for run in runs:
-                        run.out.log(f"time limit: stopped after epoch {completed}; continue with {resume_hint}",
-                                    stderr=True)
-                    return run_dirs
-        bar.close()
-        for run in runs:
-            if steps_here == 0 and resumes[0] is not None:
-                run.out.log(f"nothing to train: the run already has {epoch - 1} complete epochs and --epochs is "
-                            f"{first.epochs}; give a larger --epochs to continue", stderr=True)
-            else:
-                run.out.log(f"finished epoch {epoch - 1}")
-        return run_dirs
+        opening = (f"started: {len(train_rows)} training and {len(val_rows)} validation clips from {data_path}, "
+                   f"batched with {others} other run(s) on {device.type}" if resume is None else
+                   f"resumed from {resume.name} at epoch {state.epoch}, step {state.step}, batched with {others} "
+                   "other run(s)")
+        runs.append(Run(cfg, state, RunWriter(RunDir(run_dir), config, 0, None), opening))
+    run_epochs(StackedRuns(runs, stack, optimizer, torch_rngs), train_src, val_src, clips, device,
+               resumed=resumes[0] is not None, monitor=monitor, progress=progress)
+    return run_dirs

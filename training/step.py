@@ -1,32 +1,24 @@
-"""One optimizer step and the state that resumes a run: what train.py's loop is
-made of, shared by the tests and benchmarks so that none re-writes the step.
+"""One optimizer step and the state that resumes a run: what the training loop
+(training/loop.py) is made of, shared by the tests and benchmarks so that none
+re-writes the step.
 
 ``cfg`` below is a ``training.config.TrainConfig`` or any object with the fields used:
 ``precision`` ("fp32" | "bf16"), ``grad_clip``, ``lr``, ``lr_half_life`` and,
-for ``validate``, ``batch_size`` and ``seed``. Below the step: the loss history's
-layout and plot, stop requests by signal, resuming, the run folder's writer
-(RunWriter) and the divergence message, and the few collective operations of a
-data-parallel run.
+for ``validate``, ``batch_size`` and ``seed``. Below the step: the resumable
+state (TrainState) and the loss history's layout and plot.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import signal
-import sys
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from training.run_dir import NotAResumeState, RunDir, read_state_file, write_state_file
-from training.config import TrainConfig, writing
-from utils import FileLock, LockHeld, UserInputError, atomic_path, resolve_device
+from training.run_dir import RunDir, read_state_file, write_state_file
+from utils import atomic_path
+
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation's noise stream, apart from the training streams of nearby seeds
 
@@ -240,84 +232,15 @@ def _check_fits(saved: dict, model: nn.Module, path: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------
-# Stop requests: a signal ends the loop at the next step, with a resumable state
-# -------------------------------------------------------------------------------------------
-class StoppedBySignal(Exception):
-    """Training saved a resumable state on SIGINT or SIGTERM and stopped; the
-    command exits with 128 + ``signum``, as the shell reports a killed process,
-    so ``train && next-step`` does not go on with unfinished weights."""
-
-    def __init__(self, signum: int, run_dir: Path):
-        super().__init__(f"stopped by signal {signum}; resume with --path {run_dir}")
-        self.signum, self.run_dir = signum, run_dir
-
-
-EXIT_CUT_SHORT = 3  # the exit status of a run that a limit (--max-minutes, --stop-after-steps) ended before its last epoch
-
-
-class StopNow(KeyboardInterrupt):
-    """A second Ctrl-C: training stops at once, without saving; the message (one line,
-    ``utils.run_cli`` prints it) names the last state saved before."""
-
-
-def stop_now_message(run_dirs, resume_hint: str) -> str:
-    """'stopping now; the last saved state is RUN/3-epochs_state.pt: resume with
-    --path RUN', or for several run folders (a batched sweep) where their states are,
-    or that none was saved yet."""
-    saved = []
-    for run_dir in run_dirs:
-        with contextlib.suppress(OSError, ValueError):  # no state yet, or one unreadable: not named
-            saved.append(RunDir(run_dir).latest_state())
-    if not run_dirs:
-        return "stopping now"
-    if not saved:
-        what = f"{run_dirs[0]}" if len(run_dirs) == 1 else f"the sweep's {len(run_dirs)} runs"
-        return f"stopping now; no state of {what} was saved yet"
-    if len(run_dirs) == 1:
-        return f"stopping now; the last saved state is {saved[0]}: resume with {resume_hint}"
-    return (f"stopping now; the last saved states are in the sweep's run folders ({len(saved)} of {len(run_dirs)} "
-            f"have one): resume with {resume_hint}")
-
-
-class StopRequest:
-    """SIGINT/SIGTERM/SIGUSR2 ask the loop to save a resumable checkpoint and stop
-    after the current step; a second Ctrl-C stops at once: StopNow, whose one-line
-    message names the last state saved in ``run_dirs`` and how to resume
-    (``resume_hint``, e.g. '--path RUN'). SIGUSR2 is SLURM's warning before a time
-    limit or pre-emption: once the state is saved it is passed on to the handler it
-    displaced (submitit's, which requeues the job). Once the loop has saved and left
-    (``saved`` set to the run folder), SIGINT and SIGTERM raise StoppedBySignal on
-    leaving the block."""
-
-    def __init__(self, run_dirs=(), resume_hint: str = ""):
-        self.requested, self.usr2, self.signum, self.saved = False, False, None, None
-        self.run_dirs, self.resume_hint = list(run_dirs), resume_hint
-
-    def __enter__(self):
-        signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
-        self._old = {s: signal.signal(s, self._handle) for s in signals}
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise StopNow(stop_now_message(self.run_dirs, self.resume_hint))
-        self.requested = True
-        self.usr2 |= signum == signal.SIGUSR2
-        self.signum = self.signum or signum
-
-    def __exit__(self, exc_type, *exc):
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-        if self.usr2 and exc_type is None and callable(self._old[signal.SIGUSR2]):
-            self._old[signal.SIGUSR2](signal.SIGUSR2, None)
-        if exc_type is None and self.saved is not None and self.signum in (signal.SIGINT, signal.SIGTERM):
-            raise StoppedBySignal(self.signum, self.saved)
-
-
-# -------------------------------------------------------------------------------------------
 # The loss history: {"train": {"epoch": [...], "loss": [...], "L1": [...], "mse0": [...] ...},
 # "validation": {same keys}} and, with the receptive-field monitor, "rf_monitor"
 # -------------------------------------------------------------------------------------------
+def loss_components(cfg) -> list[str]:
+    """The columns after "loss" of ``cfg``'s loss history, in the order a step returns
+    them: the L1 term, then one next-frame MSE per group ("mse0", "mse1" ...)."""
+    return ["L1"] + [f"mse{g}" for g in range(len(cfg.hidden_units))]
+
+
 def new_history(components) -> dict:
     return {split: {"epoch": [], "loss": [], **{c: [] for c in components}} for split in ("train", "validation")}
 
@@ -428,179 +351,3 @@ def append_monitor_row(rows: dict, epoch: int, step: int, row: dict) -> None:
     for key, values in rows.items():
         if key not in ("epoch", "step"):
             values.append(row.get(key))
-
-
-# -------------------------------------------------------------------------------------------
-# Resuming, what the loop writes (the log, checkpoints) and the divergence message:
-# shared by train.py and training/batched.py
-# -------------------------------------------------------------------------------------------
-class TrainingDiverged(UserInputError):
-    """An epoch's loss was NaN or inf: nothing of that epoch is saved."""
-
-
-def resumed_state(state: TrainState, path: Path, rank: int) -> TrainState:
-    """``state`` restored from the state file ``path``, errors as one line; on a
-    process other than 0 (``rank``) the epoch's loss sums restart at 0."""
-    try:
-        state.load(path)
-    except NoiseStateOnOtherDevice as err:
-        raise UserInputError(f"{err}: resume with the --device it trained on (its noise stream cannot move "
-                             "between them)") from err
-    except StateDoesNotFitModel as err:
-        raise UserInputError(f"{err}: restore config.json from the metadata of a weights file in {Path(path).parent} "
-                             "(or resume the run folder this state belongs to)") from err
-    except NotAResumeState as err:
-        raise UserInputError(f"{err}: give the run folder (its latest state) or an N-epochs_state.pt in "
-                             "it") from err
-    except ValueError as err:
-        raise UserInputError(f"{err}: use an earlier checkpoint") from err
-    if state.sums is not None and rank > 0:
-        state.sums = torch.zeros_like(state.sums)  # the saved sums are the total over all processes: count it once
-    return state
-
-
-# A monitor (built above this layer: train.py's ``receptive_field_monitor``): model, the run's
-# clips and its config -> (row of floats, log fragment). The loop only calls it and records its rows.
-Monitor = Callable[[nn.Module, np.ndarray, TrainConfig], tuple[dict, str]]
-
-
-def run_monitor(monitor: Monitor, model, clips, cfg: TrainConfig, history: dict, epoch: int,
-                global_step: int) -> str:
-    """Append the row ``monitor`` measures to ``history["rf_monitor"]`` and return its
-    log fragment. A monitor draws from its own generators: the training trajectory is
-    the same with it on or off."""
-    row, line = monitor(model, clips, cfg)
-    append_monitor_row(history.setdefault("rf_monitor", {"epoch": [], "step": []}), epoch, global_step, row)
-    return line
-
-
-def divergence(cfg: TrainConfig, run_dir: Path, epoch: int, means: dict, val_means: dict) -> str | None:
-    """None if every mean loss (and component) of this epoch is finite, else the one-line
-    message for TrainingDiverged. Nothing of the epoch has been saved at this point, so
-    the run folder's latest checkpoint stays the last finite one; the message names it."""
-    bad = [(f"{split} {k}", v) for split, values in (("train", means), ("validation", val_means))
-           for k, v in values.items() if not math.isfinite(v)]
-    if not bad:
-        return None
-    saved = list(RunDir(run_dir).weights_by_epoch().values())
-    latest = f"the latest checkpoint, {saved[-1].name}, is finite" if saved else "no checkpoint was written"
-    return (f"training diverged in epoch {epoch} ({bad[0][0]} is {bad[0][1]}); {latest}: try a lower --lr "
-            f"(now {cfg.lr:g}), a smaller --L1 ({cfg.L1:g}) or --noise-std ({cfg.noise_std:g}), "
-            "or clips scaled to unit variance")
-
-
-class RunWriter:
-    """What a run writes into its folder (``run``, a RunDir; ``config``, its config.json),
-    from process 0 only; a failed write is one line (``writing``). train.py holds one,
-    a batched sweep (training/batched.py) one per run."""
-
-    def __init__(self, run: RunDir, config: dict, rank: int, control):
-        self.run, self.config, self.rank, self.control = run, config, rank, control
-
-    def writing(self, what="write to"):
-        return writing(self.run.path, what, "free space or fix the folder (the files already there are intact), then "
-                                            f"resume with --path {self.run.path}")
-
-    @contextlib.contextmanager
-    def locked(self):
-        """Hold the run folder's lock (``RunDir.lock_path``) for the block, on process 0:
-        one training process per run folder. A folder another process trains is a one-line
-        error naming it; a lock left by a killed process is taken over, with a note."""
-        lock, stale, refusal = FileLock(self.run.lock_path), None, None
-        if self.rank == 0:
-            try:
-                with self.writing("lock"):
-                    stale = lock.acquire()
-            except LockHeld as err:
-                refusal = UserInputError(f"{self.run.path} is being trained by {err.holder}: wait for it to finish "
-                                         f"(or stop it), then resume with --path {self.run.path}")
-            except UserInputError as err:
-                refusal = err
-        if any_rank(refusal is not None, self.control):  # every process stops, not only the first
-            raise refusal or UserInputError(f"the first process could not lock {self.run.path}: see its message")
-        try:
-            if stale is not None:
-                self.log(f"took over the lock left by {stale} (that process no longer holds it)", stderr=True)
-            yield
-        finally:
-            lock.release()
-
-    def start(self) -> None:
-        """Create the folder and write config.json (once per training process)."""
-        if self.rank == 0:
-            with self.writing():
-                self.run.write_config(self.config)
-
-    def log(self, message: str, stderr: bool = False) -> None:
-        """Append ``message`` to the run's own log (and, if asked, print it)."""
-        if self.rank > 0:
-            return
-        if stderr:
-            print(message, file=sys.stderr)
-        with self.writing("append to the log in"):
-            self.run.append_log(message)
-
-    def checkpoint(self, state: TrainState, epoch: int | None) -> None:
-        """Weights, state and history of ``epoch``, or with ``epoch=None`` the interrupted
-        state. Every process takes part: the weights must agree, the loss sums add up."""
-        with torch.no_grad():  # what every forward does first (idempotent): the saved weights are
-            state.model.project_weights_()  # then the same whether validation ran or not
-        total = state.sums
-        if self.control is not None:
-            check_ranks_agree(state.model, self.control)
-            if state.sums is not None:
-                total = state.sums.clone()
-                dist.all_reduce(total)
-        if self.rank > 0:
-            return
-        with self.writing("write a checkpoint to"):
-            if epoch is not None:
-                self.run.save_weights(state.model, self.config, epoch)
-            state.save(self.run.interrupted_state_path if epoch is None else self.run.state_path(epoch), sums=total)
-            self.run.write_history(state.history)
-            save_loss_curve(self.run.path, state.history)
-
-
-# -------------------------------------------------------------------------------------------
-# Several processes (torchrun): one per GPU, each with a slice of every batch
-# -------------------------------------------------------------------------------------------
-def init_distributed(device_name: str):
-    """(rank, world size, device, control group) of this process.
-
-    Without torchrun (WORLD_SIZE unset or 1) nothing is set up: (0, 1, device, None).
-    Otherwise the process joins the group: NCCL with the GPU of its LOCAL_RANK, or
-    gloo on the CPU. The control group (gloo) carries the small CPU-side agreements
-    (the run folder, stop requests) without waiting for the GPU.
-    """
-    device = resolve_device(device_name)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, device, None
-    if device.type == "cuda":  # modulo: SLURM may show each task only its own GPU
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    control = dist.new_group(backend="gloo") if device.type == "cuda" else dist.group.WORLD
-    return dist.get_rank(), world, device, control
-
-
-def any_rank(flag: bool, control) -> bool:
-    """True on every process if it is True on one (so all stop at the same step);
-    ``flag`` itself without a control group (one process)."""
-    if control is None:
-        return flag
-    votes = torch.tensor([float(flag)])
-    dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=control)
-    return bool(votes.item())
-
-
-def check_ranks_agree(model: nn.Module, control) -> None:
-    """Every process must hold the same weights (DDP keeps them so, and the masks and
-    Dale's-law projection are deterministic); compared by per-tensor sums."""
-    sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()
-    low, high = sums.clone(), sums.clone()
-    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=control)
-    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=control)
-    if not torch.equal(low, high):
-        raise RuntimeError("the training processes hold different weights; the run cannot continue")
