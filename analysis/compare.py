@@ -39,7 +39,7 @@ from scipy import stats as scipy_stats
 from analysis import gallery, inputs, scorecard
 from analysis.response_parameters import curve_fit_modulation_ratio
 from analysis.reference import AllenMetricsError
-from models.io import optimizer_steps
+from models.checkpoint import optimizer_steps
 from utils import MAX_SEED, UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli, user_errors_from
 
 NEEDS = ("rwa", "gratings")  # the rest is optional: a property whose stage is missing is n/a
@@ -133,7 +133,7 @@ CLAIMS = {
 
 def training_record(config: dict) -> tuple[dict, int | None]:
     """The data recipe (``RECIPE_KEYS`` of the training config; the dataset as
-    its file name) and the optimizer steps (``models.io.optimizer_steps``: all
+    its file name) and the optimizer steps (``models.checkpoint.optimizer_steps``: all
     stacks of a TP_FF checkpoint, 0 for an untrained one, None where the config
     lacks what it takes)."""
     recipe = {key: config[key] for key in RECIPE_KEYS if key in config}

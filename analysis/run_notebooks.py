@@ -8,7 +8,7 @@ DIR: ``<artefact name>.report/figures``, where ``python -m analysis.report``
 looks for them to build its gallery); the executed notebook is saved beside
 its figures. Four notebooks read the artefact; ``mse`` and ``nback`` read the
 checkpoint it was made from (found and checked against its recorded SHA-256
-by ``VirtualPhysiology.checked_weights``), and ``mse`` scores the model on the
+by ``VirtualPhysiology.checked_checkpoint``), and ``mse`` scores the model on the
 training dataset of its recorded config: the recorded file, or the embedded
 dataset rebuilt in the cache from the config's recipe and checked against its
 fingerprint (``data.default_dataset.training_data``). ``--quick`` uses small settings (few shuffles, short
@@ -53,9 +53,9 @@ def parameters(name: str, vp: VirtualPhysiology, out: Path, quick: bool) -> dict
     if name == "mse":
         with user_errors_from(TrainingDataError):  # not here and not rebuildable: one line naming the command
             dataset = training_data(vp.metadata["model"]["config"])
-        params = dict(checkpoints=[["this model", str(vp.checked_weights())]], dataset=str(dataset))
+        params = dict(checkpoints=[["this model", str(vp.checked_checkpoint().weights)]], dataset=str(dataset))
     elif name == "nback":
-        params = dict(checkpoint=str(vp.checked_weights()))
+        params = dict(checkpoint=str(vp.checked_checkpoint().weights))
     else:
         params = dict(artefact=str(vp.path))
     return dict(params, output_dir=str(out), **(QUICK.get(name, {}) if quick else {}))

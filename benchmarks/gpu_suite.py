@@ -108,7 +108,7 @@ def section_vphys(device, sizes):
 def section_training(device, sizes):
     """train.py on the embedded dataset, then the RF summary; rows: steps/s and RF figures."""
     import train
-    from models.io import HISTORY_FILE
+    from models.checkpoint import HISTORY_FILE
     from virtual_physiology.rf_summary import summarise
 
     with tempfile.TemporaryDirectory(prefix="gpu-suite-") as tmp:

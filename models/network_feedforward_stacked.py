@@ -16,7 +16,8 @@ import argparse
 from pathlib import Path
 
 from models.base import SettingError, flag_wording
-from models.io import load_model, optimizer_steps, save_model
+from models.checkpoint import Checkpoint
+from models.io import save_model
 from models.network_feedforward import stack_runs
 from utils import UserInputError, run_cli
 
@@ -35,7 +36,7 @@ def save_stacked(runs, out) -> Path:
     config.update(model="network_feedforward_stacked", hidden_units=list(stacked.group_sizes),
                   beta=[1.0] * len(stacked.group_sizes), lower_stacks="",
                   stacked_from=[str(Path(run).resolve()) for run in runs],
-                  stack_steps=[optimizer_steps(load_model(run)[1]) for run in runs])  # each stack's own run
+                  stack_steps=[Checkpoint(run).optimizer_steps for run in runs])  # each stack's own run
     return save_model(out, stacked, config, epoch=max(0, top_config["checkpoint_epoch"]))
 
 

@@ -104,7 +104,7 @@ def test_recipe_and_steps_come_from_the_recorded_config(zoo):
 
 
 def test_optimizer_steps_count_every_stack_of_tp_ff_and_zero_for_an_untrained_model():
-    from models.io import optimizer_steps
+    from models.checkpoint import optimizer_steps
 
     assert optimizer_steps({"checkpoint_epoch": 3, "n_train": 250, "batch_size": 100}) == 9  # ceil(2.5) = 3 per epoch
     assert optimizer_steps({"checkpoint_epoch": 0, "n_train": 250, "batch_size": 100}) == 0
@@ -177,7 +177,7 @@ def test_one_cell_recomputed_from_the_shipped_12x12_model(tmp_path):
     data = inputs.load_inputs(artefact, ("rwa", "gratings"))
     try:
         vp = data.artefact
-        vp.checked_weights(PRETRAINED)  # the artefact is of the shipped weights
+        vp.checked_checkpoint(PRETRAINED)  # the artefact is of the shipped weights
         kept = np.flatnonzero(vp.arrays("rwa")["kept"][vp.group_slices[0]]) + vp.group_slices[0].start
         expected = _circular_variance_cell(vp.arrays("gratings")["mean_grating_responses"], kept, settings)
     finally:

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+import models.checkpoint
 import virtual_physiology
 from models.ablation import without_feedback
 from models.io import load_model
 from tests.analysis_helpers import copied_run, tiny_run
 from utils import UserInputError
-from virtual_physiology import pipeline
 from virtual_physiology.artefact import write_metadata
 from virtual_physiology.pipeline import Options, Pipeline
 from virtual_physiology.results import VirtualPhysiology
@@ -65,7 +65,8 @@ def test_load_names_the_missing_stages_and_the_command(tmp_path):
 def test_probed_model_is_the_recorded_checkpoint_with_the_recorded_ablation(tmp_path, monkeypatch):
     run = tiny_run()
     hashed = []
-    monkeypatch.setattr(pipeline, "sha256_of", lambda path, real=pipeline.sha256_of: hashed.append(path) or real(path))
+    monkeypatch.setattr(models.checkpoint, "sha256_of",
+                        lambda path, real=models.checkpoint.sha256_of: hashed.append(path) or real(path))
     expected = load_model(run["checkpoint"])[0]
     with VirtualPhysiology.load(run["artefact"]) as vp:
         model = vp.probed_model()

@@ -47,9 +47,9 @@ import scipy
 import torch
 
 from models.ablation import apply_ablation
-from models.io import latest_weights, load_model
+from models.checkpoint import Checkpoint, CheckpointError
 from utils import (FileLock, LockHeld, UserInputError, longest_atomic_name, os_error_reason, resolve_device, run_cli,
-                   sha256_of)
+                   user_errors_from)
 from virtual_physiology import stimuli
 from virtual_physiology.artefact import FORMAT, FORMAT_VERSION, StageStore
 from virtual_physiology.fields import check_free_space
@@ -122,15 +122,17 @@ def artefact_lock(artefact: Path, wait: bool = False) -> Iterator[None]:
 
 
 
-def default_artefact(weights: Path, ablation: str = "none") -> Path:
-    """``<stem>.vphys.h5``, or ``<stem>.vphys.<ablation>.h5`` (``:`` -> ``_``)."""
+def default_artefact(checkpoint: Checkpoint, ablation: str = "none") -> Path:
+    """Beside the weights file: ``<stem>.vphys.h5``, or ``<stem>.vphys.<ablation>.h5`` (``:`` -> ``_``)."""
     label = "" if ablation == "none" else "." + ablation.replace(":", "_")
-    return weights.with_name(f"{weights.stem}.vphys{label}.h5")
+    return checkpoint.weights.with_name(f"{checkpoint.weights.stem}.vphys{label}.h5")
 
 
 class Pipeline:
     """Load the checkpoint, check the artefact path, then run stages.
 
+    ``checkpoint`` is a ``models.checkpoint.Checkpoint`` or the path to make one
+    of (a bad path is then a ``CheckpointError``).
     A stage's run function (``Stage.run``) reads from it ``model`` (the
     probed model, ablated if ``options.ablation`` says so), ``options``
     (``Options``), ``grid`` (``stimuli.grating_grid`` of the frame shape),
@@ -142,14 +144,10 @@ class Pipeline:
                  wait: bool = False):
         self.options, self.force, self.wait = options or Options(), force, wait
         self.kept_previous = False  # set when assemble() refused to drop stages of the existing artefact
-        checkpoint = Path(checkpoint)
-        model, self.config, _ = load_model(checkpoint, resolve_device(device))
-        self.model = apply_ablation(model, self.options.ablation)
+        self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint(checkpoint)
+        self.model = apply_ablation(self.checkpoint.load(resolve_device(device)), self.options.ablation)
         self.ablation = canonical_ablation(self.options.ablation)
-        self.weights = latest_weights(checkpoint) if checkpoint.is_dir() else checkpoint
-        self.checkpoint = checkpoint
-        self.sha256 = sha256_of(self.weights)
-        self.artefact = Path(artefact) if artefact else default_artefact(self.weights, self.ablation)
+        self.artefact = Path(artefact) if artefact else default_artefact(self.checkpoint, self.ablation)
         writable = next(p for p in self.artefact.resolve().parents if p.exists())
         if not writable.is_dir():
             raise UserInputError(f"{writable} is a file, so the artefact cannot go under it: choose another ARTEFACT_PATH")
@@ -160,7 +158,7 @@ class Pipeline:
             raise UserInputError(f"artefact name {self.artefact.name} is too long: {len(self.artefact.name)} "
                                  f"characters, and at most {room} characters fit beside the decorations of its "
                                  "temporary files: choose a shorter ARTEFACT_PATH")
-        self.store = StageStore(self.artefact, self.sha256, force=force, ablation=self.ablation)
+        self.store = StageStore(self.artefact, self.checkpoint.sha256, force=force, ablation=self.ablation)
         self.grid = stimuli.grating_grid(self.model.frame_shape)
         self.n_units = self.model.n_hidden
 
@@ -183,7 +181,7 @@ class Pipeline:
         Returns whether the artefact is complete."""
         with artefact_lock(self.artefact, wait=self.wait):
             # re-read under the lock: another pipeline may have assembled since __init__
-            self.store = StageStore(self.artefact, self.sha256, force=self.force, ablation=self.ablation)
+            self.store = StageStore(self.artefact, self.checkpoint.sha256, force=self.force, ablation=self.ablation)
             return self._run_locked(stages, force_stages, log)
 
     def _run_locked(self, stages, force_stages, log) -> bool:
@@ -225,7 +223,7 @@ class Pipeline:
         self.kept_previous = bool(lost)
         if lost:  # never replace an artefact with one that has fewer stages; the new parts are kept
             log(f"artefact: {self.artefact} kept as it was: the new results would drop {', '.join(lost)} "
-                f"(rerun them: bash run.bash {self.checkpoint} {self.artefact})")
+                f"(rerun them: bash run.bash {self.checkpoint.path} {self.artefact})")
             return False
         sources = [p for p in self.store.parts.glob("*.h5")] + [self.artefact] * self.artefact.exists()
         check_free_space(self.artefact.parent, sum(p.stat().st_size for p in sources), "the artefact")
@@ -234,14 +232,14 @@ class Pipeline:
         return complete
 
     def metadata(self) -> dict:
-        model = self.model
+        model, checkpoint = self.model, self.checkpoint
         return dict(
             format=FORMAT, format_version=FORMAT_VERSION,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             ablation=self.ablation,
-            checkpoint=dict(path=str(self.checkpoint.resolve()), weights_file=str(self.weights.resolve()),
-                            sha256=self.sha256, epoch=self.config.get("checkpoint_epoch")),
-            model=dict(kind=type(model).__name__, config=self.config, frame_shape=list(model.frame_shape),
+            checkpoint=dict(path=str(checkpoint.path.resolve()), weights_file=str(checkpoint.weights.resolve()),
+                            sha256=checkpoint.sha256, epoch=checkpoint.epoch),
+            model=dict(kind=type(model).__name__, config=checkpoint.config, frame_shape=list(model.frame_shape),
                        group_sizes=list(model.group_sizes), group_lags=list(model.group_lags),
                        supports_feedback_ablation=bool(model.supports_feedback_ablation)),
             grid={k: np.asarray(v).tolist() for k, v in self.grid.items()},
@@ -344,12 +342,14 @@ def main(argv=None, stage: str | None = None) -> None:
     args = parse_args(argv, stage)
     options = options_from(args)
     asked = list(dict.fromkeys(args.stage)) if args.stage else list(STAGES)
-    pipeline = Pipeline(args.checkpoint, args.artefact, device=args.device, force=args.force, options=options,
-                        wait=args.wait)
+    with user_errors_from(CheckpointError):  # a missing or unusable checkpoint: one line naming the fix
+        checkpoint = Checkpoint(args.checkpoint)
+        pipeline = Pipeline(checkpoint, args.artefact, device=args.device, force=args.force, options=options,
+                            wait=args.wait)
     try:
         complete = pipeline.run(asked, force_stages=asked if args.force else ())
     except NonFiniteResults as err:
-        raise UserInputError(f"{err}; nothing of the stage was stored: check the checkpoint {pipeline.weights} "
+        raise UserInputError(f"{err}; nothing of the stage was stored: check the checkpoint {pipeline.checkpoint.weights} "
                              "(an earlier epoch, or the original file)") from err
     except OSError as err:  # the folder went away, or the disk filled after the free-space checks
         raise UserInputError(f"cannot write {pipeline.artefact} or its parts ({os_error_reason(err)}): free space "

@@ -9,8 +9,9 @@ probed, all from the artefact path alone.
 
 The artefact records the checkpoint it was made from (path, weights file,
 SHA-256 of the weights file) and the ablation of the probed model, so an
-analysis never asks for them: ``probed_model`` finds the weights file, checks
-it against the recorded hash (once per file) and applies the ablation
+analysis never asks for them: ``checked_checkpoint`` finds the weights file
+and checks it against the recorded hash (once per file), ``probed_model``
+loads it and applies the ablation
 (``models.ablation.apply_ablation``). Nothing else loads the model or torch.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from utils import UserInputError
+from utils import UserInputError, user_errors_from
 from virtual_physiology import artefact
 
 
@@ -54,14 +55,14 @@ class StageArrays(Mapping):
 class VirtualPhysiology(artefact.VirtualPhysiology):
     """A loaded artefact (``virtual_physiology.artefact.VirtualPhysiology``:
     ``array``, ``data``, ``connectivity``, ...) plus what an analysis needs
-    besides: ``arrays(stage)``, ``settings(stage)``, ``checkpoint`` and
-    ``probed_model()``. Keeps the file open: use as a context manager or call
+    besides: ``arrays(stage)``, ``settings(stage)``, ``checkpoint`` (the record),
+    ``checked_checkpoint()`` (the ``models.checkpoint.Checkpoint``) and ``probed_model()``. Keeps the file open: use as a context manager or call
     ``close``."""
 
     def __init__(self, path):
         super().__init__(path)
         self._stage_arrays: dict[str, StageArrays] = {}
-        self._verified: set[Path] = set()  # weights files whose SHA-256 matched the recorded one
+        self._verified: dict[Path, object] = {}  # weights file -> its Checkpoint, once its SHA-256 matched
 
     @classmethod
     def load(cls, path, needs=()) -> "VirtualPhysiology":
@@ -104,7 +105,7 @@ class VirtualPhysiology(artefact.VirtualPhysiology):
         """Where the recorded weights file is now: beside the artefact (where
         the pipeline puts it by default, so a run folder moved with its
         artefact is found), else at its recorded path; a one-line error when
-        neither exists. Not checked against the hash (``probed_model`` does)."""
+        neither exists. Not checked against the hash (``checked_checkpoint`` does)."""
         recorded = Path(self.checkpoint["weights_file"])
         for candidate in (self.path.resolve().parent / recorded.name, recorded):
             if candidate.is_file():
@@ -112,35 +113,33 @@ class VirtualPhysiology(artefact.VirtualPhysiology):
         raise UserInputError(f"the weights file {recorded} that artefact {self.path} was made from is not there: put "
                              f"{recorded.name} beside the artefact, or pass its new path as probed_model(checkpoint=...)")
 
-    def checked_weights(self, checkpoint=None) -> Path:
-        """The recorded weights file (``weights_file``; or ``checkpoint``, a run
-        folder or weights file, when it has moved), checked against the
-        recorded SHA-256 once per file. A checkpoint other than the artefact's
-        is a one-line ``UserInputError``."""
-        from models.io import latest_weights
-        from virtual_physiology.pipeline import sha256_of  # the hash the pipeline recorded
+    def checked_checkpoint(self, checkpoint=None):
+        """The checkpoint the artefact was made from (``models.checkpoint.Checkpoint``):
+        the recorded weights file (``weights_file``), or ``checkpoint`` (a Checkpoint,
+        or a run folder or weights file, when it has moved), checked against the
+        recorded SHA-256 once per file. A checkpoint other than the artefact's is a
+        one-line ``UserInputError``."""
+        from models.checkpoint import Checkpoint, CheckpointError  # late import: reading arrays needs no models
 
-        if checkpoint is None:
-            weights = self.weights_file()
-        else:
-            checkpoint = Path(checkpoint)
-            if not checkpoint.exists():
-                raise UserInputError(f"checkpoint {checkpoint} does not exist: pass a run folder or a weights file")
-            weights = latest_weights(checkpoint) if checkpoint.is_dir() else checkpoint
-        weights = weights.resolve()
+        if not isinstance(checkpoint, Checkpoint):
+            with user_errors_from(CheckpointError):
+                checkpoint = Checkpoint(self.weights_file() if checkpoint is None else checkpoint,
+                                        frame_shape=self.frame_shape)
+        weights = checkpoint.weights.resolve()
         if weights not in self._verified:
-            if sha256_of(weights) != self.checkpoint["sha256"]:
+            if checkpoint.sha256 != self.checkpoint["sha256"]:
                 raise UserInputError(f"artefact {self.path} was made from {self.checkpoint['path']}, not from {weights} "
                                      "(its SHA-256 differs): pass the matching checkpoint or rerun the pipeline")
-            self._verified.add(weights)
-        return weights
+            self._verified[weights] = checkpoint
+        return self._verified[weights]
 
     def probed_model(self, device="cpu", checkpoint=None):
-        """The model the artefact probed: ``checked_weights(checkpoint)``
+        """The model the artefact probed: ``checked_checkpoint(checkpoint)``
         loaded on ``device``, with the recorded ablation applied."""
         # late imports: a model needs torch and the model classes, which reading arrays does not
         from models.ablation import apply_ablation
-        from models.io import load_model
+        from models.checkpoint import CheckpointError
 
-        model, _, _ = load_model(self.checked_weights(checkpoint), device=device, frame_shape=self.frame_shape)
+        with user_errors_from(CheckpointError):
+            model = self.checked_checkpoint(checkpoint).load(device)
         return apply_ablation(model, self.ablation)
