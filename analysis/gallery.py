@@ -19,12 +19,22 @@ from pathlib import Path
 import numpy as np
 
 from analysis.build_notebooks import NOTEBOOKS
+from models.checkpoint import MODEL_CARD_FILE
 from utils import UserInputError, portable_path
+
 STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}
 th{background:#f0f0f0}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}figure{margin:1em 0}
 figcaption{font-family:monospace;color:#555}.note{color:#a40;font-style:italic}pre{background:#f7f7f7;padding:1em;
 white-space:pre-wrap}"""
+
+
+def report_dir(artefact) -> Path:
+    """``<ARTEFACT>.report`` beside the artefact: where its report goes without --out
+    (``analysis.report``), with the notebooks' figures in its ``figures`` folder
+    (``analysis.run_notebooks``)."""
+    artefact = Path(artefact)
+    return artefact.with_name(artefact.name + ".report")
 
 
 def png_data_uri(path: str | Path) -> str:
@@ -101,10 +111,10 @@ def notebook_section(figures_dir: Path, name: str, checkpoint, artefact) -> str:
     return heading + figures
 
 
-def model_card(checkpoint) -> str | None:
-    """The text of MODEL_CARD.md in the checkpoint's run folder, if there is one."""
-    folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    card = folder / "MODEL_CARD.md"
+def model_card(weights) -> str | None:
+    """The text of MODEL_CARD.md in the run folder of the weights file ``weights``
+    (``checkpoint_of``), if there is one."""
+    card = Path(weights).parent / MODEL_CARD_FILE
     return card.read_text() if card.is_file() else None
 
 

@@ -202,18 +202,13 @@ def render_figure(units: list[dict], surround: dict, path: Path) -> None:
     plotting.write_figure(report_figure(units, surround), path, "png")
 
 
-def default_out_dir(artefact) -> Path:
-    """Where the report of ``artefact`` goes without --out: ``<ARTEFACT>.report``."""
-    return Path(artefact).with_name(Path(artefact).name + ".report")
-
-
 def report(artefact, out_dir=None, figures_dir=None) -> str:
     """Build the report of an artefact; returns the Markdown and writes
     report.md, report.png and the gallery report.html (with the notebooks'
     figures from ``figures_dir``, default out_dir/figures), all three or none."""
     data = inputs.load_inputs(artefact, NEEDS)
     checkpoint = gallery.checkpoint_of(data.artefact)
-    out_dir = Path(out_dir) if out_dir else default_out_dir(artefact)
+    out_dir = Path(out_dir) if out_dir else gallery.report_dir(artefact)
     groups = group_rows(data.units)
     surround = surround_rows(data.units[0]) if data.units else surround_rows({"hidden_unit_index": []})
     distances = distance_rows(data.units, surround)
@@ -248,7 +243,7 @@ def main(argv=None) -> None:
                              "[default: OUT/figures]")
     args = parser.parse_args(argv)
     print(report(args.artefact, args.out, args.figures))
-    page = (Path(args.out) if args.out else default_out_dir(args.artefact)) / "report.html"
+    page = (Path(args.out) if args.out else gallery.report_dir(args.artefact)) / "report.html"
     print(f"report page: {page.resolve().as_uri()} (open it in any browser; it needs no network)")
 
 

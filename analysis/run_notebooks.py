@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 
 from analysis.build_notebooks import NOTEBOOKS
+from analysis.gallery import report_dir
 from data.default_dataset import TrainingDataError, training_data
 from utils import UserInputError, os_error_reason, run_cli, user_errors_from
 from virtual_physiology.results import VirtualPhysiology
@@ -44,8 +45,7 @@ QUICK = {"plaid_motion": dict(contour_step=45, n_plaid_directions=12),
 
 def default_figures_dir(artefact) -> Path:
     """Where the report looks for the notebooks' figures of ``artefact``."""
-    artefact = Path(artefact)
-    return artefact.with_name(artefact.name + ".report") / "figures"
+    return report_dir(artefact) / "figures"
 
 
 def parameters(name: str, vp: VirtualPhysiology, out: Path, quick: bool) -> dict:

@@ -6,7 +6,7 @@ A run folder holds
 - ``{epoch}-epochs_model.safetensors``: the weights, with the config and epoch
   in the file's metadata, so a lone weights file still loads;
 - ``loss_history.json``, ``loss_curve.png`` and ``logs/train.log``;
-- in a shipped pretrained folder, ``SHA256SUMS``: the SHA-256 of each weights
+- in a shipped pretrained folder, ``MODEL_CARD.md`` and ``SHA256SUMS``: the SHA-256 of each weights
   file in ``sha256sum``'s format (``write_checksums``; ``sha256sum -c SHA256SUMS``
   checks it too), verified whenever one of them is loaded (models.io.load_model);
 - while it trains, and after a stop, what resuming needs: ``{epoch}-epochs_state.pt``,
@@ -46,6 +46,7 @@ from utils import atomic_path, sha256_of, write_json
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "loss_history.json"
 CHECKSUMS_FILE = "SHA256SUMS"
+MODEL_CARD_FILE = "MODEL_CARD.md"  # in a shipped pretrained folder: what the model is and how it was trained
 INTERRUPTED_STATE = "interrupted_state.pt"
 WEIGHTS_PATTERN = re.compile(r"^(\d+)-epochs_model\.(safetensors|pt)$")  # .pt: the original code's layout
 STATE_PATTERN = re.compile(r"^(\d+)-epochs_state\.pt$")

@@ -369,14 +369,14 @@ def test_rf_curve_is_written_whole_or_not_at_all(tmp_path, clips, uninterrupted,
     apart (.rf_curve.partial.json), and the next run measures only the rest."""
     import shutil
 
-    from utils import UserInputError
+    from models.checkpoint import CheckpointError
     from virtual_physiology import rf_summary
 
     run = Path(shutil.copytree(uninterrupted, tmp_path / "run"))
     weights = run / "3-epochs_model.safetensors"
     whole = weights.read_bytes()
     weights.write_bytes(whole[:len(whole) // 2])
-    with pytest.raises(UserInputError, match="3-epochs_model.safetensors is corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="3-epochs_model.safetensors is corrupt or truncated"):
         rf_summary.rf_curve(run, n_clips=20)
     assert not (run / "rf_curve.json").exists() and not (run / ".rf_curve.partial.json").exists()
     weights.write_bytes(whole)

@@ -54,6 +54,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from models.base import contiguous_slices
 from utils import UserInputError, atomic_path, os_error_reason
 from virtual_physiology.fields import GRATING_RESPONSES
 from virtual_physiology.stages import STAGES
@@ -274,10 +275,9 @@ class VirtualPhysiology:
         self._file = h5py.File(self.path, "r", rdcc_nbytes=64 * 2 ** 20)
         model = self.metadata["model"]
         self.frame_shape = tuple(model["frame_shape"])
-        self.group_sizes = tuple(model["group_sizes"])
-        edges = np.cumsum((0,) + self.group_sizes)
-        self.group_slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-        self.n_units = int(edges[-1])
+        self.group_sizes = tuple(int(n) for n in model["group_sizes"])
+        self.group_slices = contiguous_slices(self.group_sizes)  # as the probed model's (ProbeableModel.group_slices)
+        self.n_units = sum(self.group_sizes)
         self.grid = {k: np.asarray(v) for k, v in self.metadata["grid"].items()}
 
     @classmethod

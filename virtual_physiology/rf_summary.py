@@ -44,7 +44,7 @@ from data.dataset import load_clips, split_indices
 from data.default_dataset import TrainingDataError, training_data
 from models import build_model
 from models.ablation import without_feedback
-from models.io import load_model
+from models.checkpoint import Checkpoint, CheckpointError, RunFolder
 from training.step import append_monitor_row, monitor_panels, plot_monitor
 from utils import UserInputError, atomic_path, run_cli, user_errors_from, write_json
 from virtual_physiology.gabor import fit_gabors, orientation_index, original_gabor
@@ -184,21 +184,23 @@ SUMMARY_DIRECTIONS = 24  # 15 degree steps: fine enough for an orientation bandw
 
 
 def summarise(run_dir, n_clips: int = 2000) -> dict:
-    """Measure a run's latest weights beside an untrained network of the same size
-    (see the module docstring); writes rf_summary.json and .png and prints them."""
-    run_dir = Path(run_dir)
-    model, config, _ = load_model(run_dir)
+    """Measure a run's latest weights (``run_dir``: a run folder, or a
+    ``models.checkpoint.Checkpoint`` of one) beside an untrained network of the same
+    size (see the module docstring); writes rf_summary.json and .png into the run
+    folder and prints them. An unusable checkpoint is a ``CheckpointError``."""
+    checkpoint = run_dir if isinstance(run_dir, Checkpoint) else Checkpoint(run_dir)
+    run_dir, config = checkpoint.run.path, checkpoint.config
+    model = checkpoint.load()
     torch.manual_seed(config["seed"] + 12345)
     untrained = build_model(config).eval()
-    clips = load_clips(training_data(config), tuple(config["frame_shape"]), config["warmup"] + 2)
+    clips = load_clips(training_data(config), checkpoint.frame_shape, config["warmup"] + 2)
     errors = {"trained": next_frame_errors(model, clips, config["warmup"]),
               "untrained": next_frame_errors(untrained, clips, config["warmup"])}
     trained_rf = receptive_field_stats(model, n_clips)
     untrained_rf = receptive_field_stats(untrained, n_clips)
     gratings = {"trained": grating_monitor(model.eval(), n_directions=SUMMARY_DIRECTIONS),
                 "untrained": grating_monitor(untrained, n_directions=SUMMARY_DIRECTIONS)}
-    epoch = config.get("checkpoint_epoch")
-    step = epoch * -(-config["n_train"] // config["batch_size"]) if epoch is not None and "n_train" in config else None
+    epoch, step = checkpoint.epoch, checkpoint.optimizer_steps
     summary = {"epoch": epoch, "epochs": config.get("epochs"), "step": step,
                "clean_validation_next_frame_mse": errors,
                "group1_receptive_fields": {"trained": trained_rf["stats"], "untrained": untrained_rf["stats"]},
@@ -207,7 +209,7 @@ def summarise(run_dir, n_clips: int = 2000) -> dict:
     measured = f"epoch {epoch} of {config.get('epochs')}" + (f", step {step:,}" if step is not None else "")
     _grid_png(run_dir / "rf_summary.png",
               [(f"trained ({measured}): group-1 response-weighted averages", trained_rf["rwa"]),
-               ("untrained network of the same size", untrained_rf["rwa"])], tuple(config["frame_shape"]))
+               ("untrained network of the same size", untrained_rf["rwa"])], checkpoint.frame_shape)
 
     e, t, u = errors["trained"], trained_rf["stats"], untrained_rf["stats"]
     print(f"\nRF summary of the checkpoint at {measured}")
@@ -283,15 +285,15 @@ def rf_curve(run_dir, n_clips: int = 1000) -> dict:
     curve = next((c for c in map(_read_curve, (partial, path)) if c.get("rwa_clips") == n_clips),
                  {"version": CURVE_VERSION, "rwa_clips": n_clips, "epoch": [], "step": []})
     rows = {k: v for k, v in curve.items() if k not in ("version", "rwa_clips")}
-    epochs = sorted(int(p.name.split("-")[0]) for p in run_dir.glob("*-epochs_model.safetensors"))
-    todo = [epoch for epoch in epochs if epoch not in rows["epoch"]]
-    for epoch in todo:  # a corrupt or truncated checkpoint stops the command before anything is measured
-        load_model(run_dir / f"{epoch}-epochs_model.safetensors")
+    todo = {epoch: Checkpoint(weights) for epoch, weights in RunFolder(run_dir).weights_by_epoch().items()
+            if weights.suffix == ".safetensors" and epoch not in rows["epoch"]}
+    for checkpoint in todo.values():  # a corrupt or truncated checkpoint stops the command before anything is measured
+        checkpoint.load()
     clips = None
-    for epoch in todo:
-        model, config, _ = load_model(run_dir / f"{epoch}-epochs_model.safetensors")
+    for epoch, checkpoint in todo.items():
+        model, config = checkpoint.load(), checkpoint.config
         if clips is None:
-            clips = load_clips(training_data(config), tuple(config["frame_shape"]), config["warmup"] + 2)
+            clips = load_clips(training_data(config), checkpoint.frame_shape, config["warmup"] + 2)
         row = monitor_row(model, clips, config["warmup"], n_clips=n_clips)
         step = epoch * -(-len(split_indices(len(clips))[0]) // config["batch_size"])
         append_monitor_row(rows, epoch, step, row)
@@ -350,7 +352,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.clips is not None and args.clips < 1:
         raise UserInputError(f"--clips {args.clips}: give at least 1 white-noise clip")
-    with user_errors_from(TrainingDataError):  # the run's data is missing here: one line naming the command
+    # the run's data is missing here, or its checkpoint is unusable: one line naming the fix
+    with user_errors_from(TrainingDataError, CheckpointError):
         if args.curve:
             rf_curve(args.run, args.clips or 1000)
         else:

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from analysis import mse, plotting, stats
-from models.io import load_model
+from models.checkpoint import Checkpoint
 
-models = {label: load_model(path)[0] for label, path in checkpoints}
-sweep = [(float(beta), load_model(path)[0]) for beta, path in beta_sweep]
+models = {label: Checkpoint(path).load() for label, path in checkpoints}
+sweep = [(float(beta), Checkpoint(path).load()) for beta, path in beta_sweep]
 frame_shape = next(iter(models.values())).frame_shape
 clips = {"in distribution": mse.split_clips(dataset, frame_shape, "validation", max_clips)}
 if ood_dataset is not None:

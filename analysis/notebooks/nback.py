@@ -30,9 +30,9 @@ import pandas as pd
 
 from analysis import nback, plotting, stats
 from models.ablation import shuffle_feedback, without_feedback
-from models.io import load_model
+from models.checkpoint import Checkpoint
 
-model = load_model(checkpoint)[0]
+model = Checkpoint(checkpoint).load()
 images, labels, digit_source = nback.load_digit_images(mnist_path)
 images, labels = images[:max_digits], labels[:max_digits]
 frames = nback.digit_frames(images, model.frame_shape)
