@@ -150,7 +150,8 @@ def model_column(artefact, settings: scorecard.ScorecardSettings,
     try:
         vp = data.artefact
         model = scorecard.ModelData(data.units, vp.grid)
-        run = Path(vp.checkpoint["weights_file"]).parent  # the run folder, also when the pipeline was given the file
+        checkpoint = Path(vp.checkpoint["path"])
+        run = checkpoint.parent if checkpoint.suffix in (".safetensors", ".pt") else checkpoint  # a weights file's folder
         label = run.name + ("" if vp.ablation == "none" else f" ({vp.ablation})")
         recipe, steps = training_record(vp.metadata["model"].get("config", {}))
         return ModelColumn(label=label, artefact=str(artefact), recipe=recipe, steps=steps,

@@ -122,10 +122,10 @@ def artefact_lock(artefact: Path, wait: bool = False) -> Iterator[None]:
 
 
 
-def default_artefact(checkpoint: Checkpoint, ablation: str = "none") -> Path:
-    """Beside the weights file: ``<stem>.vphys.h5``, or ``<stem>.vphys.<ablation>.h5`` (``:`` -> ``_``)."""
+def default_artefact(weights: Path, ablation: str = "none") -> Path:
+    """``<stem>.vphys.h5``, or ``<stem>.vphys.<ablation>.h5`` (``:`` -> ``_``)."""
     label = "" if ablation == "none" else "." + ablation.replace(":", "_")
-    return checkpoint.weights.with_name(f"{checkpoint.weights.stem}.vphys{label}.h5")
+    return weights.with_name(f"{weights.stem}.vphys{label}.h5")
 
 
 class Pipeline:
@@ -147,7 +147,7 @@ class Pipeline:
         self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint(checkpoint)
         self.model = apply_ablation(self.checkpoint.load(resolve_device(device)), self.options.ablation)
         self.ablation = canonical_ablation(self.options.ablation)
-        self.artefact = Path(artefact) if artefact else default_artefact(self.checkpoint, self.ablation)
+        self.artefact = Path(artefact) if artefact else default_artefact(self.checkpoint.weights, self.ablation)
         writable = next(p for p in self.artefact.resolve().parents if p.exists())
         if not writable.is_dir():
             raise UserInputError(f"{writable} is a file, so the artefact cannot go under it: choose another ARTEFACT_PATH")
