@@ -142,6 +142,7 @@ def test_run_notebooks_parameters_point_every_notebook_at_the_run(tmp_path, monk
     assert nback == dict(checkpoint=weights, output_dir=str(tmp_path / "nback"))
     assert plaid == dict(artefact=run["artefact"], output_dir=str(tmp_path / "p"))
     assert run_notebooks.default_figures_dir("/x/a.vphys.h5") == report_dir("/x/a.vphys.h5") / "figures"
+    assert gallery.report_dir("/x/a.vphys.h5") == report_dir("/x/a.vphys.h5")  # where the report goes without --out
 
 
 def report_dir(artefact):

@@ -269,3 +269,23 @@ def test_a_shuffled_feedback_artefact_from_the_allowed_entries_shuffle_reruns(ru
     main(args)
     out = capsys.readouterr().out
     assert all(f"[{stage}] done" in out for stage in STAGES)
+
+
+def test_the_pipeline_resolves_and_hashes_its_checkpoint_once(tmp_path, monkeypatch):
+    """A shipped run folder (with SHA256SUMS): the weights file is hashed once, for the
+    manifest check and the artefact's record alike, and the record names what the
+    Checkpoint resolved."""
+    import models.checkpoint
+    from models.checkpoint import Checkpoint, RunFolder
+
+    weights = _checkpoint(tmp_path / "run", seed=0)
+    RunFolder(weights.parent).write_checksums()
+    hashed = []
+    monkeypatch.setattr(models.checkpoint, "sha256_of",
+                        lambda path, real=models.checkpoint.sha256_of: hashed.append(path) or real(path))
+    pipeline = Pipeline(weights.parent, tmp_path / "a.h5", options=TINY_OPTIONS)
+    assert hashed == [weights]
+    assert isinstance(pipeline.checkpoint, Checkpoint) and pipeline.checkpoint.weights == weights
+    record = pipeline.metadata()["checkpoint"]
+    assert record == dict(path=str(weights.parent.resolve()), weights_file=str(weights.resolve()),
+                          sha256=hashlib.sha256(weights.read_bytes()).hexdigest(), epoch=1)
