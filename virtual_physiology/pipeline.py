@@ -349,8 +349,8 @@ def main(argv=None, stage: str | None = None) -> None:
     try:
         complete = pipeline.run(asked, force_stages=asked if args.force else ())
     except NonFiniteResults as err:
-        raise UserInputError(f"{err}; nothing of the stage was stored: check the checkpoint {pipeline.checkpoint.weights} "
-                             "(an earlier epoch, or the original file)") from err
+        raise UserInputError(f"{err}; nothing of the stage was stored: check the checkpoint "
+                             f"{pipeline.checkpoint.weights} (an earlier epoch, or the original file)") from err
     except OSError as err:  # the folder went away, or the disk filled after the free-space checks
         raise UserInputError(f"cannot write {pipeline.artefact} or its parts ({os_error_reason(err)}): free space "
                              "or choose another ARTEFACT_PATH, then rerun (finished stages are kept)") from err
