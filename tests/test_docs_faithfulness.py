@@ -41,9 +41,20 @@ def test_no_file_refers_to_a_description_readers_do_not_have():
 def test_the_architecture_page_names_only_tests_and_files_that_exist():
     text = (ROOT / "docs" / "architecture.md").read_text()
     tests = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
-    files = set(re.findall(r"`((?:tests|models|losses|virtual_physiology|analysis|benchmarks)/[\w/]+\.py)", text))
+    files = set(re.findall(r"`((?:tests|models|losses|data|training|virtual_physiology|analysis|neural_fitting|benchmarks)/[\w/]+\.py)", text))
     assert len(tests) >= 2 and len(files) >= 8
     missing = [f"{path}::{name}" for path, name in tests
                if not re.search(rf"^def {name}\(", (ROOT / path).read_text(), flags=re.M)]
     missing += [path for path in files if not (ROOT / path).exists()]
     assert not missing, f"docs/architecture.md names what does not exist: {missing}"
+
+
+def test_the_architecture_picture_puts_every_package_on_its_import_layer():
+    from tests.test_import_layers import LAYERS
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    picture = re.search(r"^## Layers\n.*?^```\n(.*?)^```", text, flags=re.M | re.S).group(1)
+    drawn = {name.removesuffix("/").removesuffix(".py"): int(layer)
+             for layer, row in re.findall(r"^ ?(\d)  (.*)$", picture, flags=re.M)
+             for name in re.findall(r"([\w]+(?:/|\.py))(?=\s|$)", row)}
+    assert drawn == LAYERS, f"docs/architecture.md's picture of the layers differs from tests/test_import_layers.py: {drawn}"
