@@ -147,7 +147,7 @@ def test_time_limit_stops_between_epochs_with_a_normal_checkpoint(tmp_path, clip
 def test_a_run_cut_short_ends_with_how_far_it_got_and_the_command_that_continues_it(tmp_path, clips, limit, where):
     proc = run_cli(["--name", "cut", "--dataset", str(clips), "--save-dir", str(tmp_path), "--epochs", "3", *TINY,
                     *limit], check=False)
-    assert proc.returncode == 3, proc.stderr[-2000:]  # cut short: not a finished model (README, exit codes)
+    assert proc.returncode == 3, proc.stderr[-2000:]  # cut short: not a finished model (docs/training.md, "Stopping and resuming")
     (run,) = tmp_path.iterdir()
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"cut short {where}; continue with: python submit_training_job.py --path {run}", proc.stderr
