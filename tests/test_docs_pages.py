@@ -10,7 +10,11 @@ MAX_README_LINES = 150
 
 
 def _pages() -> list[Path]:
-    tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    """README, docs/ and every other committed Markdown page (model cards, SEARCH.md)."""
+    try:
+        tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    except OSError:  # no git: a copy of the tree without its history
+        tracked = []
     pages = {ROOT / name for name in tracked} | {README, *(ROOT / "docs").glob("*.md")}
     return sorted(page for page in pages if page.exists())
 
