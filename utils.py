@@ -24,39 +24,53 @@ import numpy as np
 import torch
 
 
-class UserInputError(Exception):
-    """A problem with what the user gave us (a path, a flag, a file's contents).
+class InputError(ValueError):
+    """What a library function was given cannot be used; its message names the problem
+    and the fix. Each package raises its own subclass, in its own terms (e.g.
+    data.DatasetError, models.SettingError); ``run_cli`` prints any of them as one line
+    and exits 2, so a command needs no wrapping for these."""
 
-    Entry points print its message as one line and exit with status 2, without
-    a traceback; the message names the problem and the fix.
+
+class UserInputError(InputError):
+    """A command's own argument cannot be used (a flag, a path given on its command line).
+
+    Raised only by the commands (their ``main`` and argument checks), never by library
+    code (tests/test_error_layers.py); ``run_cli`` prints it as one line and exits 2.
     """
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    """Run ``main`` and turn a ``UserInputError`` into a one-line error and exit 2,
-    and Ctrl-C into one line (the interruption's own message, e.g. training's "stopping
-    now; the last saved state is ...") and exit 130 (128 + SIGINT, as a shell reports it)."""
+    """Run ``main`` and turn an ``InputError`` (a ``UserInputError`` or a package's domain
+    error) into a one-line error and exit 2, and Ctrl-C into one line (the interruption's
+    own message, e.g. training's "stopping now; the last saved state is ...") and exit
+    130 (128 + SIGINT, as a shell reports it)."""
     try:
         main()
-    except UserInputError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except InputError as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as err:
         print(str(err) or "interrupted", file=sys.stderr)
         sys.exit(130)
 
 
+def one_line(err: Exception) -> str:
+    """An error's message on one line (runs of whitespace, newlines included, become one
+    space), or its type's name when it has none."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 @contextlib.contextmanager
 def user_errors_from(*errors: type[Exception]) -> Iterator[None]:
-    """Inside a command: re-raise ``errors`` (the domain errors its library raises for
-    unusable input, e.g. ValueError) as ``UserInputError`` with the same message, so
-    ``run_cli`` prints them as one line. Library code stays free of CLI concerns; only
-    wrap code whose errors of these types describe the input (a bug raising one would
-    lose its traceback)."""
+    """Inside a command: re-raise ``errors`` (errors of other libraries that describe
+    unusable input, e.g. a plain ValueError) as ``UserInputError`` with the same message,
+    so ``run_cli`` prints them as one line. The project's own domain errors need no
+    wrapping (they are ``InputError``s). Only wrap code whose errors of these types
+    describe the input (a bug raising one would lose its traceback)."""
     try:
         yield
     except errors as err:
-        raise UserInputError(" ".join(str(err).split()) or type(err).__name__) from err
+        raise UserInputError(one_line(err)) from err
 
 
 # -------------------------------------------------------------------------------------------
@@ -392,9 +406,9 @@ def resolve_device(name: str | None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise UserInputError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from err
+        raise InputError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was asked for but no GPU is visible: use --device cpu")
+        raise InputError("--device cuda was asked for but no GPU is visible: use --device cpu")
     return device
 
 

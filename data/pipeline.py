@@ -18,7 +18,7 @@ import av
 import numpy as np
 from skimage.filters import difference_of_gaussians
 
-from utils import UserInputError
+from data import DatasetError
 
 CLIP_LEN = 50  # frames per clip, as in the paper's data build
 REENCODE = "re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
@@ -30,11 +30,11 @@ def video_info(path: str | Path) -> tuple[int, int, float]:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise UserInputError(f"{path} has no video stream: give a video file")
+                raise DatasetError(f"{path} has no video stream: give a video file")
             stream = container.streams.video[0]
             return stream.codec_context.width, stream.codec_context.height, float(stream.average_rate or 0)
     except (av.FFmpegError, OSError, ValueError) as err:
-        raise UserInputError(f"cannot open {path} ({err}): {REENCODE}") from err
+        raise DatasetError(f"cannot open {path} ({err}): {REENCODE}") from err
 
 
 def iter_gray_blocks(path: str | Path, downsample: int = 1, block_len: int | None = None,
@@ -46,13 +46,13 @@ def iter_gray_blocks(path: str | Path, downsample: int = 1, block_len: int | Non
     blocks share ``overlap`` frames so that a clip of overlap + 1 frames is
     never split. Downsampling while decoding and decoding in blocks bound the
     memory. A trailing remainder of only already-yielded frames is not yielded.
-    Raises ``UserInputError`` when the file cannot be decoded or holds no frames.
+    Raises ``DatasetError`` when the file cannot be decoded or holds no frames.
     """
     buffer, n_decoded = [], 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise UserInputError(f"{path} has no video stream: give a video file")
+                raise DatasetError(f"{path} has no video stream: give a video file")
             for frame in container.decode(video=0):
                 gray = frame.to_ndarray(format="gray").astype(np.float32) / 255.0
                 buffer.append(block_mean(gray[None], downsample)[0])
@@ -61,9 +61,9 @@ def iter_gray_blocks(path: str | Path, downsample: int = 1, block_len: int | Non
                     yield np.stack(buffer)
                     buffer = buffer[block_len - overlap:]
     except (av.FFmpegError, OSError, ValueError) as err:
-        raise UserInputError(f"cannot decode {path} ({err}): {REENCODE}") from err
+        raise DatasetError(f"cannot decode {path} ({err}): {REENCODE}") from err
     if n_decoded == 0:
-        raise UserInputError(f"{path} holds no decodable frames: {REENCODE}")
+        raise DatasetError(f"{path} holds no decodable frames: {REENCODE}")
     if len(buffer) > overlap or n_decoded == len(buffer):
         yield np.stack(buffer)
 

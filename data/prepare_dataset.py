@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import pipeline
+from data import DatasetError, pipeline
 from utils import UserInputError, atomic_path, os_error_reason, run_cli
 
 TARGET_WIDTH = 600  # px; the original resized its footage to this width
@@ -40,11 +40,11 @@ BLOCK_BYTES = 256 * 2**20
 def video_files(folder: Path) -> list[Path]:
     """Video files directly in ``folder`` (by suffix, case-insensitive), sorted by name."""
     if not folder.is_dir():
-        raise UserInputError(f"video folder {folder} does not exist or is not a folder: give a folder of videos")
+        raise DatasetError(f"video folder {folder} does not exist or is not a folder: give a folder of videos")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in pipeline.VIDEO_SUFFIXES)
     if not files:
-        raise UserInputError(f"no videos ({', '.join(pipeline.VIDEO_SUFFIXES)}) in {folder}: "
-                             "put your videos directly in that folder")
+        raise DatasetError(f"no videos ({', '.join(pipeline.VIDEO_SUFFIXES)}) in {folder}: "
+                           "put your videos directly in that folder")
     return files
 
 
@@ -113,24 +113,24 @@ def check_output_fits(files: list[Path], args) -> None:
         try:
             total += estimated_clip_bytes(path, tuple(args.frame_shape), args.frame_step, args.downsample,
                                           args.spatial_stride, args.temporal_stride)
-        except UserInputError:  # an unreadable video: skipped, with a warning, when decoding
+        except DatasetError:  # an unreadable video: skipped, with a warning, when decoding
             continue
     if total > available_memory() / 2:
-        raise UserInputError(f"the clips could take up to {total / 2**30:.1f} GiB in memory but "
-                             f"{available_memory() / 2**30:.1f} GiB is available: use a larger --spatial-stride or "
-                             "--temporal-stride, a larger --downsample, or fewer videos per file")
+        raise DatasetError(f"the clips could take up to {total / 2**30:.1f} GiB in memory but "
+                           f"{available_memory() / 2**30:.1f} GiB is available: use a larger --spatial-stride or "
+                           "--temporal-stride, a larger --downsample, or fewer videos per file")
 
 
 def check_writable(output: Path) -> None:
     """Refuse, before any video is decoded, an output that is a folder or lies under
     a file or in a folder this process cannot write (e.g. a read-only file system)."""
     if output.is_dir():
-        raise UserInputError(f"output {output} is a folder: give a file name, e.g. {output / 'clips.npy'}")
+        raise DatasetError(f"output {output} is a folder: give a file name, e.g. {output / 'clips.npy'}")
     existing = next(p for p in output.absolute().parents if p.exists())
     if not existing.is_dir():
-        raise UserInputError(f"output {output} lies under the file {existing}: choose another output path")
+        raise DatasetError(f"output {output} lies under the file {existing}: choose another output path")
     if not os.access(existing, os.W_OK):
-        raise UserInputError(f"cannot write into {existing} (read-only or not yours): choose another output path")
+        raise DatasetError(f"cannot write into {existing} (read-only or not yours): choose another output path")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             clips = clips_of_video(path, tuple(args.frame_shape), args.frame_step, args.downsample,
                                    args.spatial_stride, args.temporal_stride, args.reject_percentile)
-        except UserInputError as err:
+        except DatasetError as err:  # an unreadable video: skipped, with a warning
             print(f"warning: skipping {path.name}: {err}", file=sys.stderr)
             continue
         print(f"{path.name}: {len(clips)} clips")

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from data import dataset
+from data import DatasetError, dataset
 from data.dataset import ClipSource, load_clips, split_indices
-from utils import UserInputError
 
 
 @pytest.mark.parametrize("n, val", [
@@ -58,21 +57,21 @@ def test_load_clips_rejects_bad_files(tmp_path):
         "not a .npy file": _write_bytes(tmp_path, b"just some text"),
     }
     for expected, path in cases.items():
-        with pytest.raises(UserInputError, match=expected):
+        with pytest.raises(DatasetError, match=expected):
             load_clips(path, (2, 2), 2)
     raw = _save(tmp_path, good).read_bytes()
     for payload, expected in [(raw[:-20], "truncated"), (raw[:40], "truncated"),
                               (pickle.dumps(good), "not a .npy file")]:
-        with pytest.raises(UserInputError, match=expected):
+        with pytest.raises(DatasetError, match=expected):
             load_clips(_write_bytes(tmp_path, payload), (2, 2), 2)
     objects = tmp_path / "objects.npy"
     np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(UserInputError, match="object"):
+    with pytest.raises(DatasetError, match="object"):
         load_clips(objects, (2, 2), 2)
     archive = tmp_path / "archive.npy"
     with open(archive, "wb") as handle:
         np.savez(handle, clips=good)
-    with pytest.raises(UserInputError, match="npz"):
+    with pytest.raises(DatasetError, match="npz"):
         load_clips(archive, (2, 2), 2)
 
 
@@ -85,7 +84,7 @@ def test_load_clips_rejects_bad_files(tmp_path):
     (np.zeros((0, 9, 4), np.float32), (2, 2), 2, "no clips"),
 ])
 def test_load_clips_rejects_bad_contents(tmp_path, array, frame_shape, min_frames, expected):
-    with pytest.raises(UserInputError, match=expected) as info:
+    with pytest.raises(DatasetError, match=expected) as info:
         load_clips(_save(tmp_path, array), frame_shape, min_frames)
     assert "\n" not in str(info.value)
 
@@ -95,7 +94,7 @@ def test_load_clips_finds_non_finite_values_chunk_by_chunk(tmp_path, monkeypatch
     data = np.zeros((40, 5, 4), np.float16)
     data[33, 2, 1] = bad
     monkeypatch.setattr(dataset, "_CHUNK_BYTES", 5 * 4 * 2 * 3)  # 3 clips per chunk
-    with pytest.raises(UserInputError, match="NaN or inf .first in clip 33"):
+    with pytest.raises(DatasetError, match="NaN or inf .first in clip 33"):
         load_clips(_save(tmp_path, data), (2, 2), 2)
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import default_dataset, pipeline
+from data import DatasetError, default_dataset, pipeline
 from data.dataset import load_clips
-from utils import UserInputError
+
 
 TINY = dict(videos=["carphone"], images=["camera"], sweeps_per_image=40)
 
@@ -47,7 +47,7 @@ def test_larger_frame_step_makes_copy_last_worse_and_wide_frames_work(tmp_path):
     (dict(dtype="int8"), "dtype 'int8'"),
 ])
 def test_bad_parameters_are_user_errors(tmp_path, params, expected):
-    with pytest.raises(UserInputError, match=expected):
+    with pytest.raises(DatasetError, match=expected):
         default_dataset.default_dataset_path((20, 20), cache_dir=tmp_path, **{**TINY, **params})
     assert not any(tmp_path.iterdir())
 

@@ -4,9 +4,8 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.filters import difference_of_gaussians
 
-from data import pipeline
+from data import DatasetError, pipeline
 from tests.data_helpers import write_video
-from utils import UserInputError
 
 
 def test_block_mean_averages_blocks_and_drops_remainder():
@@ -100,5 +99,5 @@ def test_iter_gray_blocks_overlap_and_errors(tmp_path):
     assert whole.shape == (30, 32, 48)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all")
-    with pytest.raises(UserInputError, match="cannot decode .*junk.mp4"):
+    with pytest.raises(DatasetError, match="cannot decode .*junk.mp4"):
         list(pipeline.iter_gray_blocks(junk))

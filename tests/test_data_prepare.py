@@ -9,7 +9,7 @@ import pytest
 from data import prepare_dataset
 from data.dataset import load_clips
 from tests.data_helpers import panning_video
-from utils import UserInputError
+from utils import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,13 +72,13 @@ def test_bad_input_raises_and_writes_nothing(video_dir, tmp_path, contents, args
         for name, payload in contents.items():
             (folder / name).write_bytes(payload)
     output = tmp_path / "clips.npy"
-    with pytest.raises(UserInputError, match=expected):
+    with pytest.raises(InputError, match=expected):
         prepare_dataset.main([str(folder), str(output), "--downsample", "2", *args])
     assert not output.exists()
 
 
 def test_output_must_be_npy(video_dir, tmp_path):
-    with pytest.raises(UserInputError, match="must end in .npy"):
+    with pytest.raises(InputError, match="must end in .npy"):
         prepare_dataset.main([str(video_dir), str(tmp_path / "clips.h5")])
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import prepare_dataset
+from data import DatasetError, prepare_dataset
 from data.dataset import load_clips
 from neural_fitting.process_sessions import process_sessions
 from tests.data_helpers import panning_video
-from utils import UserInputError
+from utils import InputError
 
 SMALL = ["--frame-shape", "8", "8", "--downsample", "2", "--spatial-stride", "16", "--temporal-stride", "10"]
 
@@ -24,7 +24,7 @@ def video_dir(tmp_path_factory):
 
 
 def test_a_folder_given_as_the_dataset_is_called_a_folder(tmp_path):
-    with pytest.raises(UserInputError, match="is a folder: give the path of an"):
+    with pytest.raises(DatasetError, match="is a folder: give the path of an"):
         load_clips(tmp_path, (4, 4), 6)
 
 
@@ -37,20 +37,20 @@ def test_prepare_dataset_output_that_is_a_folder_or_under_a_file_is_refused_at_o
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for output, match in ((folder, "is a folder"), (blocker / "clips.npy", "lies under the file")):
-        with pytest.raises(UserInputError, match=match):
+        with pytest.raises(InputError, match=match):
             prepare_dataset.main([str(video_dir), str(output), *SMALL])
     assert not decoded and blocker.read_text() == "x" and not list(folder.iterdir())
 
 
 def test_prepare_dataset_on_a_read_only_file_system_is_refused_at_once(video_dir, tmpfs):
     read_only = tmpfs("size=1m,ro")
-    with pytest.raises(UserInputError, match="read-only or not yours"):
+    with pytest.raises(InputError, match="read-only or not yours"):
         prepare_dataset.main([str(video_dir), str(read_only / "clips.npy"), *SMALL])
 
 
 def test_prepare_dataset_on_a_full_disk_is_one_line_and_leaves_nothing(video_dir, tmpfs):
     full = tmpfs("size=64k")  # the clips need ~0.4 MiB
-    with pytest.raises(UserInputError, match=r"cannot write .*clips.npy \(.*, 0.\d MiB needed\): free space"):
+    with pytest.raises(InputError, match=r"cannot write .*clips.npy \(.*, 0.\d MiB needed\): free space"):
         prepare_dataset.main([str(video_dir), str(full / "clips.npy"), *SMALL])
     assert not list(full.iterdir())
 
@@ -78,7 +78,7 @@ def test_prepare_dataset_estimates_the_output_first_and_refuses_what_will_not_fi
     monkeypatch.setattr(prepare_dataset, "available_memory", lambda: bound)  # half of it is not enough
     decoded = []
     monkeypatch.setattr(pipeline, "iter_gray_blocks", lambda *a, **k: decoded.append(a) or iter(()))
-    with pytest.raises(UserInputError, match="could take up to .* GiB in memory .* larger --spatial-stride"):
+    with pytest.raises(InputError, match="could take up to .* GiB in memory .* larger --spatial-stride"):
         prepare_dataset.main([str(video_dir), str(tmp_path / "clips.npy"), *SMALL])
     assert not decoded and not (tmp_path / "clips.npy").exists()
 
@@ -124,7 +124,7 @@ def test_a_cache_dir_that_cannot_be_written_is_one_line_before_any_build(tmp_pat
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for cache_dir in (tmpfs("size=1m,ro"), blocker / "cache"):
-        with pytest.raises(UserInputError, match=rf"cannot write the dataset cache in {cache_dir} \(.*\): "
+        with pytest.raises(InputError, match=rf"cannot write the dataset cache in {cache_dir} \(.*\): "
                                                  "make it writable or give another --cache-dir"):
             default_dataset.main(["--frame-shape", "12", "12", "--cache-dir", str(cache_dir)])
     assert not built and blocker.read_text() == "x"
@@ -138,7 +138,7 @@ def test_a_truncated_clips_file_says_truncated_and_how_to_rebuild_it(tmp_path):
     size = plain.stat().st_size
     with open(plain, "r+b") as f:
         f.truncate(size // 2)
-    with pytest.raises(UserInputError, match=rf"clips.npy is truncated: it holds {size // 2:,} of the {size:,} bytes "
+    with pytest.raises(DatasetError, match=rf"clips.npy is truncated: it holds {size // 2:,} of the {size:,} bytes "
                                              "its header declares .*: copy it again, or re-create it with np.save"):
         load_clips(plain, (4, 4), 6)
     # a cached default dataset names the command that rebuilds it
@@ -149,6 +149,6 @@ def test_a_truncated_clips_file_says_truncated_and_how_to_rebuild_it(tmp_path):
     cached.with_suffix(".json").write_text(json.dumps({"config": config, "version": default_dataset.VERSION}))
     with open(cached, "r+b") as f:
         f.truncate(1000)
-    with pytest.raises(UserInputError, match=rf"is truncated: .*: rebuild it with python -m data.default_dataset "
+    with pytest.raises(DatasetError, match=rf"is truncated: .*: rebuild it with python -m data.default_dataset "
                                              rf"--frame-shape 12 12 --frame-step 1 --more-photos --cache-dir {cached.parent} --force"):
         load_clips(cached, (12, 12), 6)
