@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.reference import ALLEN_METRICS_FILE, AllenMetricsError, allen_unit_metric
+from neural_fitting import RecordingError
 from neural_fitting.fetch import download
-from utils import UserInputError, add_flags, flag, options_from, run_cli, user_errors_from
+from utils import add_flags, flag, options_from, run_cli, user_errors_from
 
 ALLEN_CACHE_URL = "https://allen-brain-observatory.s3.amazonaws.com/visual-coding-neuropixels/ecephys-cache"
 AREAS = ("VISp", "VISl", "VISrl", "VISal", "VISpm", "VISam")
@@ -43,11 +44,11 @@ class MetricsOptions:
 
 def fetch_metrics(out: Path, timeout: float) -> Path:
     """The table at ``out``/ALLEN_METRICS_FILE, downloaded unless complete.
-    ``UserInputError`` (one line) when the network is not reachable."""
+    ``RecordingError`` (one line) when the network is not reachable."""
     try:
         return download(f"{ALLEN_CACHE_URL}/{ALLEN_METRICS_FILE}", Path(out) / ALLEN_METRICS_FILE, timeout=timeout)
     except ConnectionError as err:
-        raise UserInputError(f"the Allen metrics table could not be downloaded (no network?): {err}; or copy "
+        raise RecordingError(f"the Allen metrics table could not be downloaded (no network?): {err}; or copy "
                              f"{ALLEN_METRICS_FILE} into {out} from a machine that has one") from err
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neural_fitting import RecordingError
 from neural_fitting.catalog import DEFAULT_AREAS, MOVIE_TEMPLATES, check_areas, select_sessions, session_ids
 from utils import UserInputError, add_flags, atomic_path, flag, options_from, run_cli, user_errors_from
 
@@ -36,7 +37,7 @@ def import_cache_class():
     try:
         from allensdk.brain_observatory.ecephys.ecephys_project_cache import EcephysProjectCache
     except ImportError as err:
-        raise UserInputError(INSTALL_HINT) from err
+        raise RecordingError(INSTALL_HINT) from err
     return EcephysProjectCache
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from neural_fitting import RecordingError
 from neural_fitting.spikes import repeat_index
 
 AREA_COLUMNS = ("structure_acronym", "ecephys_structure_acronym")
@@ -49,7 +50,7 @@ QUALITY_LIMITS = {  # allensdk's UNIT_FILTER_DEFAULTS: column -> (comparison, li
 MAX_PASS_PAUSE = 100  # median presentation durations between two frames of one pass (Allen: 3.3 s)
 
 
-class MalformedTable(ValueError):
+class MalformedTable(RecordingError):
     """A table whose values cannot be counted from (a NaN time, a stop before its
     start ...): the message names the table and the row, and is passed on as is."""
 

@@ -15,7 +15,7 @@ import pytest
 from neural_fitting import download_allen, download_dandi
 from neural_fitting.catalog import check_areas, parse_acronyms, select_sessions, session_ids
 from neural_fitting.fetch import download, file_is_complete
-from utils import UserInputError
+from utils import InputError, UserInputError
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -170,7 +170,7 @@ def test_dandi_failure_is_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(importlib.util.find_spec("allensdk") is not None, reason="allensdk is installed here")
 def test_allen_missing_sdk_is_one_line(tmp_path):
-    with pytest.raises(UserInputError, match="requirements-allen.txt"):
+    with pytest.raises(InputError, match="requirements-allen.txt"):
         download_allen.main(["--out", str(tmp_path)])
 
 
