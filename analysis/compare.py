@@ -36,11 +36,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
-from analysis import gallery, inputs, scorecard
+from analysis import AnalysisError, gallery, inputs, scorecard
 from analysis.response_parameters import curve_fit_modulation_ratio
-from analysis.reference import AllenMetricsError
 from models.checkpoint import optimizer_steps
-from utils import MAX_SEED, UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli, user_errors_from
+from utils import MAX_SEED, UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli
 
 NEEDS = ("rwa", "gratings")  # the rest is optional: a property whose stage is missing is n/a
 SIGNIFICANCE = 0.05
@@ -353,8 +352,8 @@ def write_comparison(comparison: Comparison, out_dir) -> str:
             with atomic_path(out_dir / name) as tmp:
                 tmp.write_text(text, encoding="utf-8")
     except OSError as err:
-        raise UserInputError(f"cannot write the comparison into {out_dir} ({os_error_reason(err)}): "
-                             "give --out a writable folder") from err
+        raise AnalysisError(f"cannot write the comparison into {out_dir} ({os_error_reason(err)}): "
+                            "give --out a writable folder") from err
     return markdown
 
 
@@ -380,9 +379,8 @@ def main(argv=None) -> None:
     properties = dict(scorecard.PROPERTIES)
     if args.allen_metrics:
         allen = scorecard.allen_properties(args.allen_metrics)
-        with user_errors_from(AllenMetricsError):  # read the table now: a bad one is a one-line error
-            for prop in allen.values():
-                prop.reference()
+        for prop in allen.values():  # read the table now: a bad one is a one-line error (AllenMetricsError)
+            prop.reference()
         properties.update(allen)
     print(write_comparison(compare(args.artefacts, settings, properties), args.out))
 

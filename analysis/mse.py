@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from analysis import AnalysisError
 from data.dataset import load_clips, split_indices
 from models.base import ProbeableModel
-from utils import UserInputError
 from virtual_physiology.prediction import next_frame_errors, temporal_offset  # noqa: F401 (this module's API)
 
 
@@ -74,7 +74,7 @@ def rollout(model: ProbeableModel, clips, n_context: int, n_predict: int) -> np.
     model with temporal offset 1.
     """
     if temporal_offset(model) != 1:
-        raise UserInputError("rollouts need a next-frame model (temporal offset 1)")
+        raise AnalysisError("rollouts need a next-frame model (temporal offset 1)")
     seq = torch.as_tensor(np.asarray(clips, np.float32)[:, :n_context]).to(model.device)
     out = []
     for _ in range(n_predict):

@@ -15,8 +15,8 @@ import torch
 from skimage.transform import resize
 from torch import nn
 
+from analysis import AnalysisError
 from models.base import ProbeableModel
-from utils import UserInputError
 
 SKLEARN_DIGITS_LABEL = "scikit-learn 8x8 digits, upsampled (not MNIST)"
 REPO_MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist.npz"  # git-ignored, like all .npz
@@ -51,10 +51,10 @@ def load_digit_images(path="auto") -> tuple[np.ndarray, np.ndarray, str]:
             keys = ("images", "labels") if "images" in data else ("x_train", "y_train")
             images, labels = data[keys[0]].astype(float), data[keys[1]].astype(int)
     except (OSError, ValueError, KeyError) as err:
-        raise UserInputError(f"cannot read digits from {path}: pass an .npz with images/labels "
-                             "(or x_train/y_train), or None for the scikit-learn digits") from err
+        raise AnalysisError(f"cannot read digits from {path}: pass an .npz with images/labels "
+                            "(or x_train/y_train), or None for the scikit-learn digits") from err
     if images.ndim != 3 or len(images) != len(labels):
-        raise UserInputError(f"{path}: images must be (N, h, w) with one label each")
+        raise AnalysisError(f"{path}: images must be (N, h, w) with one label each")
     return images, labels, f"MNIST-style digits from {path}"
 
 
@@ -107,7 +107,7 @@ def readout_accuracy(features, labels, train_fraction: float = 0.8, epochs: int 
     order = torch.randperm(len(labels), generator=generator)
     n_train = int(train_fraction * len(labels))
     if n_train < 1 or n_train == len(labels):
-        raise UserInputError(f"{len(labels)} trials cannot be split {train_fraction:.0%}/rest: use more trials")
+        raise AnalysisError(f"{len(labels)} trials cannot be split {train_fraction:.0%}/rest: use more trials")
     train, test = order[:n_train], order[n_train:]
     readout = nn.Linear(features.shape[1], int(labels.max()) + 1)
     with torch.random.fork_rng():

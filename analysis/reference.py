@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis import AnalysisError
 from analysis.stats import bin_proportions, fisher_z
-from utils import UserInputError
 
 DATA_DIR = Path(__file__).with_name("reference_data")
 
@@ -56,7 +56,7 @@ def dataset(dataset_id: str) -> dict:
     try:
         return _datasets()[dataset_id]
     except KeyError:
-        raise UserInputError(f"unknown reference dataset {dataset_id!r}: use one of {', '.join(dataset_ids())}") from None
+        raise AnalysisError(f"unknown reference dataset {dataset_id!r}: use one of {', '.join(dataset_ids())}") from None
 
 
 def short_citation(dataset_id: str) -> str:
@@ -134,7 +134,7 @@ def modulation_ratio_histogram(area: str) -> tuple[np.ndarray, np.ndarray, str]:
         values = dataset(dataset_id)["values"]
         label = f"{_species(dataset_id)} V2 ({short_citation(dataset_id)})"
         return np.asarray(values["bin_edges"]), np.asarray(values["proportions"]), label
-    raise UserInputError(f"no modulation-ratio data for area {area!r}: use V1 or V2")
+    raise AnalysisError(f"no modulation-ratio data for area {area!r}: use V1 or V2")
 
 
 # --- preferred spatial / temporal frequency ------------------------------------------------
@@ -145,7 +145,7 @@ def preferred_frequency(kind: str) -> dict[str, tuple[float, str]]:
     model's (cycles/px, cycles/frame): compare trends across areas only."""
     key = {"sf": ("SF", "preferred_sf_cycles_per_degree"), "tf": ("TF", "preferred_tf_hz")}
     if kind not in key:
-        raise UserInputError(f"unknown frequency kind {kind!r}: use 'sf' or 'tf'")
+        raise AnalysisError(f"unknown frequency kind {kind!r}: use 'sf' or 'tf'")
     tag, field = key[kind]
     out = {}
     for area in ("V1", "V2", "MT"):
@@ -181,7 +181,7 @@ def surround_index(species: str, condition: str) -> Samples:
     elif (species, condition) in _SI_LISTS:
         dataset_id, field, what = _SI_LISTS[(species, condition)]
         return _samples(dataset_id, dataset(dataset_id)["values"][field], what)
-    raise UserInputError(
+    raise AnalysisError(
         f"no SI data for {species!r}/{condition!r}: use species mouse or macaque, condition control or feedback_suppressed")
 
 
@@ -196,7 +196,7 @@ def size_tuning(species: str) -> dict:
         dataset_id, keys = "mouse_V1_population_size_tuning_laser", (
             "laser_off_control_normalised_response", "laser_on_feedback_suppressed_normalised_response")
     else:
-        raise UserInputError(f"no size-tuning data for {species!r}: use mouse or macaque")
+        raise AnalysisError(f"no size-tuning data for {species!r}: use mouse or macaque")
     values = dataset(dataset_id)["values"]
     return dict(size_deg=np.asarray(values["stimulus_size_deg"], float),
                 control=np.asarray(values[keys[0]], float),
@@ -252,7 +252,7 @@ def long_range_axis_fractions() -> dict:
 
 def _pick(options: dict, key: str, what: str):
     if key not in options:
-        raise UserInputError(f"unknown {what} {key!r}: use one of {', '.join(options)}")
+        raise AnalysisError(f"unknown {what} {key!r}: use one of {', '.join(options)}")
     return options[key]
 
 
@@ -311,7 +311,7 @@ ALLEN_CITATION = ("Siegle JH, Jia X, Durand S, et al. (2021) Survey of spiking i
 ALLEN_AREA_COLUMNS = ("ecephys_structure_acronym", "area")  # the file's name for the area, and a short one
 
 
-class AllenMetricsError(ValueError):
+class AllenMetricsError(AnalysisError):
     """The Allen metrics table is unreadable or lacks a column."""
 
 

@@ -34,11 +34,11 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
-from analysis import gallery, inputs, plotting, reference, stats  # noqa: E402
+from analysis import AnalysisError, gallery, inputs, plotting, reference, stats  # noqa: E402
 from analysis.plaid_motion import pattern_index_summary  # noqa: E402
 from analysis.response_parameters import binned_distance_to_histogram, curve_fit_modulation_ratio  # noqa: E402
 from analysis.surround_suppression import SI_EDGES  # noqa: E402
-from utils import UserInputError, atomic_path, os_error_reason, portable_path, run_cli  # noqa: E402
+from utils import atomic_path, os_error_reason, portable_path, run_cli  # noqa: E402
 from virtual_physiology.tuning import is_direction_selective, is_orientation_selective  # noqa: E402
 
 GABOR_R = 0.7
@@ -227,8 +227,8 @@ def report(artefact, out_dir=None, figures_dir=None) -> str:
             page.write_text(gallery.render_gallery(checkpoint, artefact, png, tables,
                                                    figures_dir or out_dir / "figures"), encoding="utf-8")
     except OSError as err:
-        raise UserInputError(f"cannot write the report into {out_dir} ({os_error_reason(err)}): "
-                             "give --out a writable folder") from err
+        raise AnalysisError(f"cannot write the report into {out_dir} ({os_error_reason(err)}): "
+                            "give --out a writable folder") from err
     finally:
         data.artefact.close()
     return markdown

@@ -28,10 +28,11 @@ import argparse
 import os
 from pathlib import Path
 
+from analysis import AnalysisError
 from analysis.build_notebooks import NOTEBOOKS
 from analysis.gallery import report_dir
-from data.default_dataset import TrainingDataError, training_data
-from utils import UserInputError, os_error_reason, run_cli, user_errors_from
+from data.default_dataset import training_data
+from utils import UserInputError, os_error_reason, run_cli
 from virtual_physiology.results import VirtualPhysiology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +52,7 @@ def default_figures_dir(artefact) -> Path:
 def parameters(name: str, vp: VirtualPhysiology, out: Path, quick: bool) -> dict:
     """papermill parameters of notebook ``name`` on the artefact ``vp``."""
     if name == "mse":
-        with user_errors_from(TrainingDataError):  # not here and not rebuildable: one line naming the command
-            dataset = training_data(vp.metadata["model"]["config"])
+        dataset = training_data(vp.metadata["model"]["config"])  # TrainingDataError: one line naming the command
         params = dict(checkpoints=[["this model", str(vp.checked_checkpoint().weights)]], dataset=str(dataset))
     elif name == "nback":
         params = dict(checkpoint=str(vp.checked_checkpoint().weights))
@@ -78,16 +78,16 @@ def run_notebooks(artefact, figures_dir=None, quick=False, only=None, log=print)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise UserInputError(f"cannot create the figures folder {out} ({os_error_reason(err)}): give a writable "
-                                 "--figures folder") from err
+            raise AnalysisError(f"cannot create the figures folder {out} ({os_error_reason(err)}): give a writable "
+                                "--figures folder") from err
         log(f"{name} -> {out}")
         try:
             papermill.execute_notebook(str(ROOT / "analysis" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
                                        parameters=params[name],
                                        kernel_name="python3", progress_bar=False, cwd=str(ROOT))
         except papermill.PapermillExecutionError as error:  # the executed notebook shows the whole traceback
-            raise UserInputError(f"notebook {name} stopped: {error.ename}: {error.evalue} "
-                                 f"(see {out / f'{name}.ipynb'})") from None
+            raise AnalysisError(f"notebook {name} stopped: {error.ename}: {error.evalue} "
+                                f"(see {out / f'{name}.ipynb'})") from None
     return figures_dir
 
 

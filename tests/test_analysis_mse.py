@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from analysis import mse
+from data import DatasetError
 from tests.analysis_helpers import CopyLastModel
 from utils import UserInputError
 
@@ -25,7 +26,7 @@ def test_split_clips_uses_the_original_split(tmp_path):
     validation = mse.split_clips(path, (4, 4), "validation")
     np.testing.assert_array_equal(validation[:, 0, 0], [0, 14, 28, 43])
     assert mse.split_clips(path, (4, 4), "train", max_clips=3)[:, 0, 0].tolist() == [1, 2, 3]
-    with pytest.raises(UserInputError):
+    with pytest.raises(DatasetError):
         mse.split_clips(path, (5, 5), "full")
 
 

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from analysis import nback
+from analysis import AnalysisError, nback
 from tests.analysis_helpers import CopyLastModel
-from utils import UserInputError
 
 
 def test_sklearn_digits_fit_the_frame_keeping_aspect():
@@ -24,7 +23,7 @@ def test_npz_digits_and_bad_file(tmp_path):
     images, labels, _ = nback.load_digit_images(path)
     assert images.shape == (3, 28, 28) and list(labels) == [1, 2, 3]
     (tmp_path / "bad.npz").write_text("not a zip")
-    with pytest.raises(UserInputError, match="cannot read digits"):
+    with pytest.raises(AnalysisError, match="cannot read digits"):
         nback.load_digit_images(tmp_path / "bad.npz")
 
 

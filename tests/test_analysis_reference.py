@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from analysis import reference
-from utils import UserInputError
+from analysis import AnalysisError, reference
 
 
 @pytest.mark.parametrize("area", ["V1", "V2", "MT"])
@@ -56,7 +55,7 @@ def test_connectivity_reference():
 
 def test_preferred_frequency_and_bad_ids():
     assert reference.preferred_frequency("tf")["MT"][0] == 11.5
-    with pytest.raises(UserInputError, match="unknown reference dataset"):
+    with pytest.raises(AnalysisError, match="unknown reference dataset"):
         reference.dataset("nope")
-    with pytest.raises(UserInputError):
+    with pytest.raises(AnalysisError):
         reference.surround_index("cat", "control")
