@@ -144,7 +144,7 @@ def training_record(config: dict) -> tuple[dict, int | None]:
 def model_column(artefact, settings: scorecard.ScorecardSettings,
                  properties: dict[str, scorecard.Property] | None = None) -> ModelColumn:
     """Score one artefact on ``properties`` (default: every registered one); a
-    ``UserInputError`` names a missing file or stage."""
+    ``ArtefactError`` names a missing file or stage."""
     data = inputs.load_inputs(artefact, NEEDS)
     try:
         vp = data.artefact

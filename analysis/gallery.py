@@ -20,7 +20,8 @@ import numpy as np
 
 from analysis.build_notebooks import NOTEBOOKS
 from models.checkpoint import MODEL_CARD_FILE
-from utils import UserInputError, portable_path
+from utils import portable_path
+from virtual_physiology import ArtefactError
 
 STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}
@@ -67,7 +68,7 @@ def checkpoint_of(vp) -> Path:
     needs no weights, only this name to match figures and find the model card)."""
     try:
         return vp.weights_file()
-    except UserInputError:
+    except ArtefactError:
         return Path(vp.checkpoint["weights_file"])
 
 

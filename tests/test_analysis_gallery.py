@@ -161,7 +161,7 @@ def test_run_notebooks_bad_input_is_one_line(tmp_path, capsys, case):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
-    assert ("does not exist" if case == "missing" else "notebook plaid_motion stopped: UserInputError") in err
+    assert ("does not exist" if case == "missing" else "notebook plaid_motion stopped: ArtefactError") in err
 
 
 def test_run_notebooks_refuses_another_checkpoint_before_any_notebook(tmp_path, capsys):

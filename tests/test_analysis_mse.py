@@ -6,7 +6,7 @@ import torch
 from analysis import mse
 from data import DatasetError
 from tests.analysis_helpers import CopyLastModel
-from utils import UserInputError
+from virtual_physiology import ProbeError
 
 
 def test_next_frame_errors_are_aligned_with_copy_last(tmp_path):
@@ -16,7 +16,7 @@ def test_next_frame_errors_are_aligned_with_copy_last(tmp_path):
     np.testing.assert_allclose(errors["model"], errors["copy_last"], rtol=1e-6)
     expected = ((clips[:, 4:11] - clips[:, 5:12]) ** 2).mean(axis=(1, 2))
     np.testing.assert_allclose(errors["copy_last"], expected, rtol=1e-6)
-    with pytest.raises(UserInputError):
+    with pytest.raises(ProbeError):
         mse.next_frame_errors(CopyLastModel(), clips[:, :5], warmup=4)
 
 

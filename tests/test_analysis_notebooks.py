@@ -204,7 +204,7 @@ def test_notebook_first_cell_rejects_bad_artefact(run, tmp_path, case):
                 else copied_run(tmp_path, weights_from="other_checkpoint")["artefact"])
     with pytest.raises(pm.PapermillExecutionError) as error:
         execute("plaid_motion", tmp_path, artefact=artefact)
-    assert error.value.ename == "UserInputError"
+    assert error.value.ename == "ArtefactError"
     assert ("does not exist" if case == "missing" else "was made from") in error.value.evalue
     # it is the check cell that stops the notebook
     assert "inputs.load_inputs" in error.value.source and "vp.probed_model()" in error.value.source

@@ -9,7 +9,8 @@ import pytest
 
 from analysis import inputs, report
 from tests.analysis_helpers import tiny_run
-from utils import UserInputError, run_cli
+from utils import run_cli
+from virtual_physiology import ArtefactError
 from virtual_physiology.artefact import FORMAT, STAGES, VirtualPhysiology
 from virtual_physiology.pipeline import Options, Pipeline
 
@@ -26,7 +27,7 @@ def partial(tmp_path_factory):
 
 def test_load_inputs_names_the_missing_stages_and_the_command(partial):
     checkpoint, artefact = partial
-    with pytest.raises(UserInputError) as err:
+    with pytest.raises(ArtefactError) as err:
         inputs.load_inputs(artefact, STAGES)
     message = str(err.value)
     assert "gabor, modulation, plaid, surround, nofeedback, connectivity" in message
@@ -49,9 +50,9 @@ def test_an_artefact_with_format_but_no_model_is_one_line(tmp_path):
     path = tmp_path / "odd.h5"
     with h5py.File(path, "w") as f:
         f.attrs["metadata"] = json.dumps({"format": FORMAT, "stages": {}})
-    with pytest.raises(UserInputError, match="metadata lacks model, grid, checkpoint"):
+    with pytest.raises(ArtefactError, match="metadata lacks model, grid, checkpoint"):
         VirtualPhysiology.load(path)
-    with pytest.raises(UserInputError, match="metadata lacks model"):
+    with pytest.raises(ArtefactError, match="metadata lacks model"):
         inputs.load_inputs(path, needs=())
 
 
@@ -95,7 +96,7 @@ def test_a_notebook_on_an_incomplete_artefact_stops_at_its_check_cell(partial, t
     _, artefact = partial
     with pytest.raises(pm.PapermillExecutionError) as error:
         execute("plaid_motion", tmp_path, artefact=artefact)
-    assert error.value.ename == "UserInputError" and "inputs.load_inputs" in error.value.source
+    assert error.value.ename == "ArtefactError" and "inputs.load_inputs" in error.value.source
     assert "lacks the stage(s) plaid, nofeedback:" in error.value.evalue and "bash run.bash" in error.value.evalue
 
 

@@ -3,7 +3,7 @@ random search against a unit-by-unit transcription of the original method."""
 import numpy as np
 import pytest
 
-from utils import UserInputError
+from virtual_physiology import ProbeError
 from virtual_physiology.modulation import modulation_ratio_curve_fit, modulation_ratio_vphys
 
 FRAMES = np.arange(50.0)
@@ -104,7 +104,7 @@ def test_curve_fit_variant_separates_simple_and_complex_cells():
 
 
 def test_bad_shapes_are_user_errors():
-    with pytest.raises(UserInputError):
+    with pytest.raises(ProbeError):
         modulation_ratio_vphys(np.zeros((3, 20)))
-    with pytest.raises(UserInputError):
+    with pytest.raises(ProbeError):
         modulation_ratio_curve_fit(np.zeros(50))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from models.base import ProbeableModel
-from utils import UserInputError
+from virtual_physiology import ProbeError
 from virtual_physiology.plaid import (PLAID_ANGLES, pattern_index_from_responses, plaid, plaid_directions,
                                       plaid_pattern_index, plaid_responses)
 from virtual_physiology.stimuli import grating, grating_grid
@@ -162,5 +162,5 @@ def test_pattern_cell_gets_a_positive_index_and_component_cell_a_negative_one():
 
 def test_plaid_directions_needs_the_30_degree_directions():
     np.testing.assert_array_equal(plaid_directions(grating_grid((20, 20))["directions"]), np.arange(0, 72, 6))
-    with pytest.raises(UserInputError):
+    with pytest.raises(ProbeError):
         plaid_directions(np.arange(0.0, 360.0, 45.0))

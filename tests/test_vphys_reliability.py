@@ -13,7 +13,8 @@ import h5py
 import pytest
 
 from test_vphys_pipeline import TINY, TINY_OPTIONS, _checkpoint, _part_ids
-from utils import UserInputError
+from utils import InputError, UserInputError
+from virtual_physiology import ArtefactError
 from virtual_physiology.artefact import STAGES, VirtualPhysiology
 from virtual_physiology.pipeline import artefact_lock, lock_path, main
 
@@ -34,7 +35,7 @@ def test_a_second_pipeline_on_a_held_artefact_names_the_holder_and_writes_nothin
     weights, _ = complete
     artefact = tmp_path / "held.h5"
     with artefact_lock(artefact):
-        with pytest.raises(UserInputError, match=rf"held.h5 is being written by pid {os.getpid()} on .*, started 20"):
+        with pytest.raises(InputError, match=rf"held.h5 is being written by pid {os.getpid()} on .*, started 20"):
             main([str(weights), str(artefact), *TINY])
     assert not artefact.exists() and not artefact.with_name("held.h5.parts").exists()
 
@@ -79,7 +80,7 @@ def test_a_stage_that_would_drop_later_stages_keeps_the_complete_artefact_and_fa
     artefact = tmp_path / "kept.h5"
     shutil.copy(done, artefact)
     before = _part_ids(artefact)
-    with pytest.raises(UserInputError, match="kept.h5 is not complete .*rerun bash run.bash"):
+    with pytest.raises(InputError, match="kept.h5 is not complete .*rerun bash run.bash"):
         main([str(weights), str(artefact), "--force", *TINY], stage="rwa")  # gabor, surround ... read the old RWA
     assert _part_ids(artefact) == before and VirtualPhysiology.load(artefact).stages == list(STAGES)
     main([str(weights), str(artefact), *TINY])  # the full run then brings every stage up to date
@@ -92,7 +93,7 @@ def test_an_artefact_under_a_file_is_one_line(complete, tmp_path):
     weights, _ = complete
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(UserInputError, match="is a file, so the artefact cannot go under it"):
+    with pytest.raises(InputError, match="is a file, so the artefact cannot go under it"):
         main([str(weights), str(blocker / "out.h5"), *TINY])
     assert blocker.read_text() == "x"
 
@@ -100,7 +101,7 @@ def test_an_artefact_under_a_file_is_one_line(complete, tmp_path):
 def test_an_artefact_on_a_full_disk_is_one_line_and_leaves_no_temporary(complete, tmpfs):
     mount = tmpfs("size=64k")
     weights, _ = complete
-    with pytest.raises(UserInputError, match=r"time courses need .* MiB but .* MiB free: free space"):
+    with pytest.raises(InputError, match=r"time courses need .* MiB but .* MiB free: free space"):
         main([str(weights), str(mount / "full.h5"), *TINY])
     leftovers = [p.name for p in mount.rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers and not (mount / "full.h5").exists()
@@ -157,7 +158,7 @@ def test_run_bash_on_a_folder_with_only_an_interrupted_state_says_how_to_resume_
     run.mkdir()
     (run / "config.json").write_text("{}")
     (run / "interrupted_state.pt").write_bytes(b"")
-    with pytest.raises(UserInputError, match=rf"only the state of an interrupted training: finish or continue it "
+    with pytest.raises(InputError, match=rf"only the state of an interrupted training: finish or continue it "
                                              rf"with python submit_training_job.py --path {re.escape(str(run))}$"):
         main([str(run)])
 
@@ -166,7 +167,7 @@ def test_run_bash_on_a_folder_with_only_an_interrupted_state_says_how_to_resume_
 def test_a_seed_out_of_range_is_refused_before_any_stage_runs(complete, tmp_path, seed):
     weights, _ = complete
     artefact = tmp_path / "seed.h5"
-    with pytest.raises(UserInputError, match=rf"--seed must be between 0 and 4294967295, got {seed}"):
+    with pytest.raises(InputError, match=rf"--seed must be between 0 and 4294967295, got {seed}"):
         main([str(weights), str(artefact), *TINY, "--seed", seed])
     assert not list(tmp_path.iterdir())
 
@@ -199,7 +200,7 @@ def overflowing_checkpoint(folder):
 def test_a_model_with_infinite_responses_stops_at_the_first_stage_storing_nothing(tmp_path):
     weights = overflowing_checkpoint(tmp_path / "run")
     artefact = tmp_path / "inf.h5"
-    with pytest.raises(UserInputError, match=r"stage rwa: rwa_total_response holds 30 non-finite values for the 30 "
+    with pytest.raises(InputError, match=r"stage rwa: rwa_total_response holds 30 non-finite values for the 30 "
                                              r"units it probed \(first: unit 0\).*nothing of the stage was stored"):
         main([str(weights), str(artefact), *TINY])
     assert not artefact.exists() and not list(artefact.with_name("inf.h5.parts").glob("*.h5"))
@@ -257,7 +258,7 @@ def test_a_flipped_byte_in_a_field_is_one_line_when_read(complete, tmp_path, fie
         offset = f[field].id.get_chunk_info(0).byte_offset
     flip_byte(copy, offset + 5)
     stage, name = field.split("/")
-    with Loaded.load(copy) as vp, pytest.raises(UserInputError) as err:
+    with Loaded.load(copy) as vp, pytest.raises(ArtefactError) as err:
         if name == "grating_responses":
             vp.grating_responses(0)
         elif name == "kept":
@@ -273,7 +274,7 @@ def test_flipped_metadata_is_one_line(complete, tmp_path):
     copy = Path(shutil.copy(artefact, tmp_path / "flipped.h5"))
     data = copy.read_bytes()
     flip_byte(copy, data.index(b'"created": "') + len(b'"created": "') + 3)  # a digit of the year: still JSON
-    with pytest.raises(UserInputError, match=r"flipped.h5: its metadata fails its checksum, so the file is corrupt: "
+    with pytest.raises(ArtefactError, match=r"flipped.h5: its metadata fails its checksum, so the file is corrupt: "
                                              r"make it again with bash run.bash"):
         VirtualPhysiology.load(copy)
 
@@ -287,9 +288,9 @@ def test_a_truncated_artefact_is_called_truncated_and_left_as_it_is(complete, tm
     artefact.write_bytes(done.read_bytes()[:done.stat().st_size // 2])
     before = artefact.read_bytes()
     match = rf"cut.h5 is truncated: it holds {len(before):,} of the {done.stat().st_size:,} bytes HDF5 expects"
-    with pytest.raises(UserInputError, match=match + r" .*copy it again, or move it away and rerun bash run.bash"):
+    with pytest.raises(InputError, match=match + r" .*copy it again, or move it away and rerun bash run.bash"):
         VirtualPhysiology.load(artefact)
-    with pytest.raises(UserInputError, match=match):
+    with pytest.raises(InputError, match=match):
         main([str(weights), str(artefact), *TINY])
     assert artefact.read_bytes() == before and not artefact.with_name("cut.h5.parts").exists()
 
@@ -297,6 +298,6 @@ def test_a_truncated_artefact_is_called_truncated_and_left_as_it_is(complete, tm
 def test_an_artefact_name_too_long_for_its_temporaries_is_refused_before_any_stage(complete, tmp_path):
     weights, _ = complete
     artefact = tmp_path / ("a" * 241 + ".h5")  # fits the file system, not with the temporaries' decorations
-    with pytest.raises(UserInputError, match=r"artefact name a+\.h5 is too long: .* at most \d+ characters fit"):
+    with pytest.raises(InputError, match=r"artefact name a+\.h5 is too long: .* at most \d+ characters fit"):
         main([str(weights), str(artefact), *TINY])
     assert list(tmp_path.iterdir()) == []

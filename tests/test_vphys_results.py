@@ -15,7 +15,7 @@ import virtual_physiology
 from models.ablation import without_feedback
 from models.io import load_model
 from tests.analysis_helpers import copied_run, tiny_run
-from utils import UserInputError
+from virtual_physiology import ArtefactError
 from virtual_physiology.artefact import write_metadata
 from virtual_physiology.pipeline import Options, Pipeline
 from virtual_physiology.results import VirtualPhysiology
@@ -52,13 +52,13 @@ def test_load_names_the_missing_stages_and_the_command(tmp_path):
     partial = tmp_path / "partial.h5"
     Pipeline(run["checkpoint"], partial, options=Options(rwa_clips=50, rwa_chunk=50, progress=False)).run(
         ("rwa",), log=lambda message: None)
-    with pytest.raises(UserInputError) as err:
+    with pytest.raises(ArtefactError) as err:
         VirtualPhysiology.load(partial, needs=("rwa", "gratings", "plaid"))
     assert str(err.value) == (f"artefact {partial} lacks the stage(s) gratings, plaid: add them with "
                               f"bash run.bash {Path(run['checkpoint']).resolve()} {partial}")
     with VirtualPhysiology.load(partial, needs=("rwa",)) as vp:
         assert vp.stages == ["rwa"]
-    with pytest.raises(UserInputError, match="does not exist: make it with bash run.bash MODEL_CHECKPOINT"):
+    with pytest.raises(ArtefactError, match="does not exist: make it with bash run.bash MODEL_CHECKPOINT"):
         VirtualPhysiology.load(tmp_path / "absent.h5")
 
 
@@ -94,7 +94,7 @@ def test_a_run_folder_moved_with_its_artefact_is_found_beside_it(tmp_path):
 def test_other_weights_beside_the_artefact_are_refused(tmp_path):
     other = copied_run(tmp_path, weights_from="other_checkpoint")
     with VirtualPhysiology.load(other["artefact"]) as vp:
-        with pytest.raises(UserInputError, match=r"was made from .*, not from .*1-epochs_model.safetensors \(its SHA-256"):
+        with pytest.raises(ArtefactError, match=r"was made from .*, not from .*1-epochs_model.safetensors \(its SHA-256"):
             vp.probed_model()
         vp.probed_model(checkpoint=tiny_run()["checkpoint"])  # pointing at the right checkpoint works
 
@@ -107,7 +107,7 @@ def test_weights_that_are_nowhere_are_one_line(tmp_path):
         write_metadata(f, json.loads(f.attrs["metadata"].replace(str(Path(tiny_run()["checkpoint"]).resolve()),
                                                                  str(tmp_path / "gone"))))
     with VirtualPhysiology.load(artefact) as vp:
-        with pytest.raises(UserInputError, match="the weights file .*gone/1-epochs_model.safetensors that artefact "
+        with pytest.raises(ArtefactError, match="the weights file .*gone/1-epochs_model.safetensors that artefact "
                                                  ".* was made from is not there: put 1-epochs_model.safetensors beside"):
             vp.weights_file()
         assert vp.probed_model(checkpoint=moved["checkpoint"]).n_hidden == 36

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from models.base import ProbeableModel
-from utils import UserInputError
+from virtual_physiology import ProbeError
 from virtual_physiology.rwa import response_weighted_average
 from virtual_physiology.stimuli import white_noise
 
@@ -258,5 +258,5 @@ def test_orientation_index_of_gratings_blobs_and_gabors():
     assert 0.9 < oi[4] < 1 and np.isnan(oi[5:]).all()
     # adding a constant (DC) changes nothing
     np.testing.assert_allclose(orientation_index(gabor.reshape(1, -1) + 3, (20, 20)), oi[4:5], rtol=1e-9)
-    with pytest.raises(UserInputError, match="expected"):
+    with pytest.raises(ProbeError, match="expected"):
         orientation_index(np.zeros((2, 10)), (4, 4))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils import UserInputError
+from virtual_physiology import ProbeError
 from virtual_physiology.stimuli import grating, grating_grid, white_noise
 
 
@@ -73,9 +73,9 @@ def test_phase_offset_continues_the_clip():
 
 
 def test_bad_arguments_raise_user_input_errors():
-    with pytest.raises(UserInputError):
+    with pytest.raises(ProbeError):
         grating([0.1, 0.2], [0, 90, 180], 0.1, (8, 8), 4)
-    with pytest.raises(UserInputError):
+    with pytest.raises(ProbeError):
         grating(0.1, 0, 0.1, (8,), 4)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models.base import ProbeableModel
-from utils import UserInputError
+from virtual_physiology import ProbeError
 from virtual_physiology.modulation import modulation_ratio_curve_fit, modulation_ratio_vphys
 from virtual_physiology.stimuli import grating
 from virtual_physiology.tuning import (global_orientation_direction_indices, grating_sweep, is_direction_selective,
@@ -99,7 +99,7 @@ def test_indices_follow_the_formula_with_wrap_around():
     got = orientation_direction_indices(mean, pref)
     np.testing.assert_allclose(got["OSI"], (5 - 2) / (5 + 2))
     np.testing.assert_allclose(got["DSI"], (5 - 2) / (5 + 2))
-    with pytest.raises(UserInputError):
+    with pytest.raises(ProbeError):
         orientation_direction_indices(np.ones((1, 1, 6, 1)), pref)
 
 

@@ -55,7 +55,8 @@ import h5py
 import numpy as np
 
 from models.base import contiguous_slices
-from utils import UserInputError, atomic_path, os_error_reason
+from utils import atomic_path, os_error_reason
+from virtual_physiology import ArtefactError
 from virtual_physiology.fields import GRATING_RESPONSES
 from virtual_physiology.stages import STAGES
 
@@ -76,20 +77,20 @@ def read_metadata(path: Path) -> dict:
     except (OSError, KeyError, ValueError) as err:
         cut = re.search(r"truncated file: eof = (\d+), .*stored_eof = (\d+)", str(err))
         if cut:  # the pipeline writes artefacts whole (a rename), so a copy or a transfer was cut short
-            raise UserInputError(f"{path} is truncated: it holds {int(cut[1]):,} of the {int(cut[2]):,} bytes HDF5 "
-                                 "expects (an interrupted copy?): copy it again, or move it away and rerun bash "
-                                 "run.bash MODEL_CHECKPOINT") from err
-        raise UserInputError(f"{path} exists and is not a virtual-physiology artefact: "
-                             "choose another ARTEFACT_PATH or move that file away") from err
+            raise ArtefactError(f"{path} is truncated: it holds {int(cut[1]):,} of the {int(cut[2]):,} bytes HDF5 "
+                                "expects (an interrupted copy?): copy it again, or move it away and rerun bash "
+                                "run.bash MODEL_CHECKPOINT") from err
+        raise ArtefactError(f"{path} exists and is not a virtual-physiology artefact: "
+                            "choose another ARTEFACT_PATH or move that file away") from err
     if recorded is not None and hashlib.sha256(text.encode()).hexdigest() != recorded:
-        raise UserInputError(f"{path}: its metadata fails its checksum, so the file is corrupt: make it again with "
-                             "bash run.bash MODEL_CHECKPOINT ARTEFACT_PATH --force")
+        raise ArtefactError(f"{path}: its metadata fails its checksum, so the file is corrupt: make it again with "
+                            "bash run.bash MODEL_CHECKPOINT ARTEFACT_PATH --force")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UserInputError(f"{path} is not a virtual-physiology artefact: choose another ARTEFACT_PATH")
+        raise ArtefactError(f"{path} is not a virtual-physiology artefact: choose another ARTEFACT_PATH")
     missing = [key for key in _METADATA_KEYS if key not in meta]
     if missing or not isinstance(meta["stages"], dict) or not all(k in meta["model"] for k in _MODEL_KEYS):
-        raise UserInputError(f"{path} claims to be a virtual-physiology artefact but its metadata lacks "
-                             f"{', '.join(missing) or 'model or stage records'}: move it away and run the pipeline again")
+        raise ArtefactError(f"{path} claims to be a virtual-physiology artefact but its metadata lacks "
+                            f"{', '.join(missing) or 'model or stage records'}: move it away and run the pipeline again")
     return meta
 
 
@@ -107,9 +108,9 @@ def read_field(dataset: h5py.Dataset, selection=()) -> np.ndarray:
     try:
         return dataset[selection]
     except OSError as err:
-        raise UserInputError(f"{dataset.file.filename}: {dataset.name} fails its checksum or cannot be read "
-                             f"({os_error_reason(err)}), so the file is corrupt: make it again with bash run.bash "
-                             "MODEL_CHECKPOINT ARTEFACT_PATH --force") from err
+        raise ArtefactError(f"{dataset.file.filename}: {dataset.name} fails its checksum or cannot be read "
+                            f"({os_error_reason(err)}), so the file is corrupt: make it again with bash run.bash "
+                            "MODEL_CHECKPOINT ARTEFACT_PATH --force") from err
 
 
 class StageStore:
@@ -125,12 +126,12 @@ class StageStore:
             meta = read_metadata(self.artefact)
             if meta["checkpoint"]["sha256"] != checkpoint_sha256:
                 if not force:
-                    raise UserInputError(
+                    raise ArtefactError(
                         f"{self.artefact} was made from another checkpoint ({meta['checkpoint']['path']}): "
                         "pass --force to replace it or choose another ARTEFACT_PATH")
             elif meta.get("ablation", "none") != ablation:
                 if not force:
-                    raise UserInputError(
+                    raise ArtefactError(
                         f"{self.artefact} was made with ablation {meta.get('ablation', 'none')!r}, not {ablation!r}: "
                         "pass --force to replace it or choose another ARTEFACT_PATH")
             else:
@@ -283,7 +284,7 @@ class VirtualPhysiology:
     @classmethod
     def load(cls, path) -> "VirtualPhysiology":
         if not Path(path).exists():
-            raise UserInputError(f"artefact {path} does not exist: run `bash run.bash MODEL_CHECKPOINT` first")
+            raise ArtefactError(f"artefact {path} does not exist: run `bash run.bash MODEL_CHECKPOINT` first")
         return cls(path)
 
     def close(self) -> None:

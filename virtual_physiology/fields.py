@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from utils import UserInputError
+from virtual_physiology import ArtefactError
 
 GRATING_RESPONSES = "grating_responses"
 _UNIT_CHUNK, _DIRECTION_CHUNK = 8, 18
@@ -24,8 +24,8 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
     HDF5 may crash (segfault) when the disk fills midway through a file."""
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise UserInputError(f"{what} need {needed / 2**20:.1f} MiB but {folder} has {free / 2**20:.1f} MiB free: "
-                             "free space or choose another ARTEFACT_PATH, then rerun (finished stages are kept)")
+        raise ArtefactError(f"{what} need {needed / 2**20:.1f} MiB but {folder} has {free / 2**20:.1f} MiB free: "
+                            "free space or choose another ARTEFACT_PATH, then rerun (finished stages are kept)")
 
 
 def create_field(group: h5py.Group, name: str, **options) -> h5py.Dataset:

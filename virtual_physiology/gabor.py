@@ -47,7 +47,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
-from utils import UserInputError
+from virtual_physiology import ProbeError
 
 _GRID_THETAS = 8
 _GRID_FREQUENCIES = np.geomspace(0.03, 0.46, 12)  # cycles/px
@@ -152,8 +152,8 @@ def orientation_index(rwa: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarr
     rwa = np.asarray(rwa, dtype=np.float64)
     height, width = frame_shape
     if rwa.ndim != 2 or rwa.shape[1] != height * width:
-        raise UserInputError(f"rwa has shape {rwa.shape}, expected (n_units, {height * width}) "
-                             f"for frames {tuple(frame_shape)}: pass one flattened RF per row")
+        raise ProbeError(f"rwa has shape {rwa.shape}, expected (n_units, {height * width}) "
+                         f"for frames {tuple(frame_shape)}: pass one flattened RF per row")
     power = np.abs(np.fft.fft2(np.nan_to_num(rwa).reshape(-1, height, width))) ** 2
     ky, kx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
     radius = np.hypot(kx, ky)
@@ -188,10 +188,10 @@ def fit_gabors(rwa: np.ndarray, frame_shape: tuple[int, int], n_starts: int = 4,
     rwa = np.asarray(rwa, dtype=np.float64)
     height, width = frame_shape
     if rwa.ndim != 2 or rwa.shape[1] != height * width:
-        raise UserInputError(f"rwa has shape {rwa.shape}, expected (n_units, {height * width}) "
-                             f"for frames {tuple(frame_shape)}: pass one flattened RF per row")
+        raise ProbeError(f"rwa has shape {rwa.shape}, expected (n_units, {height * width}) "
+                         f"for frames {tuple(frame_shape)}: pass one flattened RF per row")
     if n_starts < 1 or chunk_units < 1:
-        raise UserInputError(f"n_starts and chunk_units must be at least 1, got {n_starts} and {chunk_units}")
+        raise ProbeError(f"n_starts and chunk_units must be at least 1, got {n_starts} and {chunk_units}")
     device = torch.device(device)
     norms = np.linalg.norm(np.nan_to_num(rwa), axis=1)
     valid = np.flatnonzero(np.isfinite(rwa).all(axis=1) & (norms > 0))

@@ -17,7 +17,8 @@ import torch
 from scipy.optimize import OptimizeWarning, curve_fit
 from tqdm.auto import tqdm
 
-from utils import UserInputError, pearson
+from utils import pearson
+from virtual_physiology import ProbeError
 
 _FIRST_DRAWS, _LATER_DRAWS, _LATER_ITERATIONS = 10_000, 1_000, 4
 
@@ -173,6 +174,6 @@ def _sine(x, a, b, c, d):
 def _check(optimum_responses, min_frames: int) -> np.ndarray:
     optimum = np.asarray(optimum_responses, dtype=np.float64)
     if optimum.ndim != 2 or optimum.shape[1] < min_frames:
-        raise UserInputError(f"optimum responses have shape {optimum.shape}, expected (n_units, 50): "
-                             "pass each unit's 50-frame response to its preferred grating")
+        raise ProbeError(f"optimum responses have shape {optimum.shape}, expected (n_units, 50): "
+                         "pass each unit's 50-frame response to its preferred grating")
     return optimum

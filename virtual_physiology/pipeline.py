@@ -50,7 +50,7 @@ from models.ablation import apply_ablation
 from models.checkpoint import Checkpoint, CheckpointError
 from utils import (FileLock, LockHeld, UserInputError, longest_atomic_name, os_error_reason, resolve_device, run_cli,
                    user_errors_from)
-from virtual_physiology import stimuli
+from virtual_physiology import ArtefactError, stimuli
 from virtual_physiology.artefact import FORMAT, FORMAT_VERSION, StageStore
 from virtual_physiology.fields import check_free_space
 from virtual_physiology.stages import STAGES, NonFiniteResults, Setting, all_settings, with_needs
@@ -110,11 +110,11 @@ def artefact_lock(artefact: Path, wait: bool = False) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire(wait)
     except LockHeld as err:
-        raise UserInputError(f"{artefact} is being written by {err.holder}: wait for it to finish, or pass --wait "
-                             "to start when it has") from err
+        raise ArtefactError(f"{artefact} is being written by {err.holder}: wait for it to finish, or pass --wait "
+                            "to start when it has") from err
     except OSError as err:
-        raise UserInputError(f"cannot create the lock {path} ({os_error_reason(err)}): choose another "
-                             "ARTEFACT_PATH") from err
+        raise ArtefactError(f"cannot create the lock {path} ({os_error_reason(err)}): choose another "
+                            "ARTEFACT_PATH") from err
     try:
         yield
     finally:
@@ -150,14 +150,14 @@ class Pipeline:
         self.artefact = Path(artefact) if artefact else default_artefact(self.checkpoint.weights, self.ablation)
         writable = next(p for p in self.artefact.resolve().parents if p.exists())
         if not writable.is_dir():
-            raise UserInputError(f"{writable} is a file, so the artefact cannot go under it: choose another ARTEFACT_PATH")
+            raise ArtefactError(f"{writable} is a file, so the artefact cannot go under it: choose another ARTEFACT_PATH")
         if not os.access(writable, os.W_OK):
-            raise UserInputError(f"cannot write the artefact into {writable}: choose another ARTEFACT_PATH")
+            raise ArtefactError(f"cannot write the artefact into {writable}: choose another ARTEFACT_PATH")
         room = longest_atomic_name(writable)
         if len(self.artefact.name) > room:  # else it would fail at the end, when the stages are assembled
-            raise UserInputError(f"artefact name {self.artefact.name} is too long: {len(self.artefact.name)} "
-                                 f"characters, and at most {room} characters fit beside the decorations of its "
-                                 "temporary files: choose a shorter ARTEFACT_PATH")
+            raise ArtefactError(f"artefact name {self.artefact.name} is too long: {len(self.artefact.name)} "
+                                f"characters, and at most {room} characters fit beside the decorations of its "
+                                "temporary files: choose a shorter ARTEFACT_PATH")
         self.store = StageStore(self.artefact, self.checkpoint.sha256, force=force, ablation=self.ablation)
         self.grid = stimuli.grating_grid(self.model.frame_shape)
         self.n_units = self.model.n_hidden

@@ -28,7 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from models.base import ProbeableModel
-from utils import UserInputError, pearson
+from utils import pearson
+from virtual_physiology import ProbeError
 from virtual_physiology.stimuli import grating
 
 PLAID_ANGLES = (60, 90, 120, 150)
@@ -60,8 +61,8 @@ def plaid_directions(grid_directions) -> np.ndarray:
     wanted = np.arange(0.0, 360.0, PLAID_DIRECTION_STEP)
     picked = grid_directions[::stride] if stride >= 1 else grid_directions[:0]
     if len(picked) != len(wanted) or not np.allclose(picked, wanted):
-        raise UserInputError("the grating grid's directions must be evenly spaced over 0..360 and include "
-                             "0, 30, .., 330 for plaids: use stimuli.grating_grid")
+        raise ProbeError("the grating grid's directions must be evenly spaced over 0..360 and include "
+                         "0, 30, .., 330 for plaids: use stimuli.grating_grid")
     return np.arange(0, len(grid_directions), stride)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from models.base import ProbeableModel
-from utils import UserInputError
+from virtual_physiology import ProbeError
 
 
 def temporal_offset(model) -> int:
@@ -36,7 +36,7 @@ def next_frame_errors(model: ProbeableModel, clips, warmup: int = 4, batch_size:
     offset, n_pixels = temporal_offset(model), model.n_pixels
     T = clips.shape[1]
     if T - offset <= warmup:
-        raise UserInputError(f"clips of {T} frames leave nothing to score after warm-up {warmup}: use longer clips")
+        raise ProbeError(f"clips of {T} frames leave nothing to score after warm-up {warmup}: use longer clips")
     steps = slice(warmup, T - offset)
     targets = clips[:, warmup + offset:]
     errors = []

@@ -22,8 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from utils import UserInputError, user_errors_from
-from virtual_physiology import artefact
+from virtual_physiology import ArtefactError, artefact
 
 
 class StageArrays(Mapping):
@@ -68,16 +67,16 @@ class VirtualPhysiology(artefact.VirtualPhysiology):
     def load(cls, path, needs=()) -> "VirtualPhysiology":
         """Open the artefact at ``path``; every stage in ``needs`` must be
         complete. A missing file, a file that is no artefact or a missing
-        stage is a one-line ``UserInputError`` with the command that fixes it."""
+        stage is a one-line ``ArtefactError`` with the command that fixes it."""
         if not Path(path).exists():
-            raise UserInputError(f"artefact {path} does not exist: make it with bash run.bash MODEL_CHECKPOINT {path}, "
-                                 "or fix the path")
+            raise ArtefactError(f"artefact {path} does not exist: make it with bash run.bash MODEL_CHECKPOINT {path}, "
+                                "or fix the path")
         vp = cls(path)
         missing = [stage for stage in needs if stage not in vp.stages]
         if missing:
             vp.close()
-            raise UserInputError(f"artefact {path} lacks the stage(s) {', '.join(missing)}: add them with "
-                                 f"bash run.bash {vp.checkpoint['path']} {path}")
+            raise ArtefactError(f"artefact {path} lacks the stage(s) {', '.join(missing)}: add them with "
+                                f"bash run.bash {vp.checkpoint['path']} {path}")
         return vp
 
     @property
@@ -110,26 +109,25 @@ class VirtualPhysiology(artefact.VirtualPhysiology):
         for candidate in (self.path.resolve().parent / recorded.name, recorded):
             if candidate.is_file():
                 return candidate
-        raise UserInputError(f"the weights file {recorded} that artefact {self.path} was made from is not there: put "
-                             f"{recorded.name} beside the artefact, or pass its new path as probed_model(checkpoint=...)")
+        raise ArtefactError(f"the weights file {recorded} that artefact {self.path} was made from is not there: put "
+                            f"{recorded.name} beside the artefact, or pass its new path as probed_model(checkpoint=...)")
 
     def checked_checkpoint(self, checkpoint=None):
         """The checkpoint the artefact was made from (``models.checkpoint.Checkpoint``):
         the recorded weights file (``weights_file``), or ``checkpoint`` (a Checkpoint,
         or a run folder or weights file, when it has moved), checked against the
         recorded SHA-256 once per file. A checkpoint other than the artefact's is a
-        one-line ``UserInputError``."""
-        from models.checkpoint import Checkpoint, CheckpointError  # late import: reading arrays needs no models
+        one-line ``ArtefactError``; one that cannot be loaded a ``CheckpointError``."""
+        from models.checkpoint import Checkpoint  # late import: reading arrays needs no models
 
         if not isinstance(checkpoint, Checkpoint):
-            with user_errors_from(CheckpointError):
-                checkpoint = Checkpoint(self.weights_file() if checkpoint is None else checkpoint,
-                                        frame_shape=self.frame_shape)
+            checkpoint = Checkpoint(self.weights_file() if checkpoint is None else checkpoint,
+                                    frame_shape=self.frame_shape)
         weights = checkpoint.weights.resolve()
         if weights not in self._verified:
             if checkpoint.sha256 != self.checkpoint["sha256"]:
-                raise UserInputError(f"artefact {self.path} was made from {self.checkpoint['path']}, not from {weights} "
-                                     "(its SHA-256 differs): pass the matching checkpoint or rerun the pipeline")
+                raise ArtefactError(f"artefact {self.path} was made from {self.checkpoint['path']}, not from {weights} "
+                                    "(its SHA-256 differs): pass the matching checkpoint or rerun the pipeline")
             self._verified[weights] = checkpoint
         return self._verified[weights]
 
@@ -138,8 +136,6 @@ class VirtualPhysiology(artefact.VirtualPhysiology):
         loaded on ``device``, with the recorded ablation applied."""
         # late imports: a model needs torch and the model classes, which reading arrays does not
         from models.ablation import apply_ablation
-        from models.checkpoint import CheckpointError
 
-        with user_errors_from(CheckpointError):
-            model = self.checked_checkpoint(checkpoint).load(device)
+        model = self.checked_checkpoint(checkpoint).load(device)  # a CheckpointError is one line as it is
         return apply_ablation(model, self.ablation)

@@ -41,12 +41,12 @@ import numpy as np
 import torch
 
 from data.dataset import load_clips, split_indices
-from data.default_dataset import TrainingDataError, training_data
+from data.default_dataset import training_data
 from models import build_model
 from models.ablation import without_feedback
-from models.checkpoint import Checkpoint, CheckpointError, RunFolder
+from models.checkpoint import Checkpoint, RunFolder
 from training.step import append_monitor_row, monitor_panels, plot_monitor
-from utils import UserInputError, atomic_path, run_cli, user_errors_from, write_json
+from utils import UserInputError, atomic_path, run_cli, write_json
 from virtual_physiology.gabor import fit_gabors, orientation_index, original_gabor
 from virtual_physiology.monitors import (grating_monitor, model_weight_mass, reference_values,
                                          responsive_units_per_group)
@@ -352,12 +352,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.clips is not None and args.clips < 1:
         raise UserInputError(f"--clips {args.clips}: give at least 1 white-noise clip")
-    # the run's data is missing here, or its checkpoint is unusable: one line naming the fix
-    with user_errors_from(TrainingDataError, CheckpointError):
-        if args.curve:
-            rf_curve(args.run, args.clips or 1000)
-        else:
-            summarise(args.run, args.clips or 2000)
+    if args.curve:  # a missing run's data (TrainingDataError) or checkpoint (CheckpointError) is one line
+        rf_curve(args.run, args.clips or 1000)
+    else:
+        summarise(args.run, args.clips or 2000)
 
 
 if __name__ == "__main__":

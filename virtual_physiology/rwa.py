@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.base import ProbeableModel
-from utils import UserInputError
+from virtual_physiology import ProbeError
 from virtual_physiology.stimuli import white_noise
 
 
@@ -44,15 +44,15 @@ def response_weighted_average(model: ProbeableModel, n_clips: int = 20000, n_fra
     product added into float64 sums.
     """
     if n_clips < 1 or n_frames < 1 or chunk_clips < 1:
-        raise UserInputError("n_clips, n_frames and chunk_clips must be positive: pass counts >= 1")
+        raise ProbeError("n_clips, n_frames and chunk_clips must be positive: pass counts >= 1")
     device = model.device
     lags = list(model.group_lags if lags is None else lags)
     if len(lags) != len(model.group_sizes) or any(int(lag) != lag or lag < 0 for lag in lags):
-        raise UserInputError(f"lags {lags} must be one whole number >= 0 per group ({len(model.group_sizes)} groups)")
+        raise ProbeError(f"lags {lags} must be one whole number >= 0 per group ({len(model.group_sizes)} groups)")
     lags = [int(lag) for lag in lags]
     max_lag = max(lags)
     if max_lag >= n_clips * n_frames:
-        raise UserInputError(f"{n_clips} clips of {n_frames} frames are shorter than the lag {max_lag}: pass more clips")
+        raise ProbeError(f"{n_clips} clips of {n_frames} frames are shorter than the lag {max_lag}: pass more clips")
     generator = torch.Generator(device=device).manual_seed(seed)
 
     weighted = torch.zeros(model.n_hidden, model.n_pixels, dtype=torch.float64, device=device)

@@ -28,7 +28,7 @@ import numpy as np
 
 from models.ablation import ABLATION_SPECS, without_feedback
 from utils import MAX_SEED
-from virtual_physiology import gabor, modulation, plaid, rwa, surround, tuning
+from virtual_physiology import ProbeError, gabor, modulation, plaid, rwa, surround, tuning
 from virtual_physiology.connectivity import excitatory_weights, has_recurrent_weights
 from virtual_physiology.fields import PROBED, GratingResponseWriter, check_free_space, create_field, write_per_unit
 
@@ -155,7 +155,7 @@ class Stage:
                 "model's responses are NaN or infinite, so its weights are corrupt or it diverged")
 
 
-class NonFiniteResults(ValueError):
+class NonFiniteResults(ProbeError):
     """A stage's measured responses hold NaN or inf for a unit it probed (``Stage.measured``)."""
 
 

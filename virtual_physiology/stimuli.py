@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from utils import UserInputError
+from virtual_physiology import ProbeError
 
 
 def grating_grid(frame_shape: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -52,14 +52,14 @@ def grating(sf, direction, tf, frame_shape: tuple[int, int], n_frames: int,
     """
     height, width = _check_frame_shape(frame_shape)
     if int(n_frames) < 1:
-        raise UserInputError(f"n_frames must be at least 1, got {n_frames}: pass a positive frame count")
+        raise ProbeError(f"n_frames must be at least 1, got {n_frames}: pass a positive frame count")
     try:
         sf, direction, tf = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=np.float64))
                                                   for v in (sf, direction, tf)))
     except ValueError as err:
-        raise UserInputError("sf, direction and tf have different lengths: pass scalars or arrays of one length") from err
+        raise ProbeError("sf, direction and tf have different lengths: pass scalars or arrays of one length") from err
     if sf.ndim != 1:
-        raise UserInputError("sf, direction and tf must be scalars or 1-D arrays: flatten them first")
+        raise ProbeError("sf, direction and tf must be scalars or 1-D arrays: flatten them first")
 
     opts = dict(dtype=torch.float64, device=device)
     theta = torch.deg2rad(torch.as_tensor(direction, **opts) - 90.0)[:, None]
@@ -104,7 +104,7 @@ def _check_frame_shape(frame_shape) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in frame_shape)
     except (TypeError, ValueError) as err:
-        raise UserInputError(f"frame_shape must be (height, width), got {frame_shape!r}") from err
+        raise ProbeError(f"frame_shape must be (height, width), got {frame_shape!r}") from err
     if height < 1 or width < 1:
-        raise UserInputError(f"frame_shape must be positive, got {frame_shape!r}")
+        raise ProbeError(f"frame_shape must be positive, got {frame_shape!r}")
     return height, width

@@ -18,7 +18,7 @@ from scipy.interpolate import CubicSpline
 from tqdm.auto import tqdm
 
 from models.base import ProbeableModel
-from utils import UserInputError
+from virtual_physiology import ProbeError
 from virtual_physiology.stimuli import grating, grating_grid
 
 
@@ -84,8 +84,8 @@ def orientation_direction_indices(mean_responses: np.ndarray, pref: dict) -> dic
     """
     n_directions = np.shape(mean_responses)[2]
     if n_directions % 4:
-        raise UserInputError(f"{n_directions} directions cannot give orthogonal and opposite directions: "
-                             "use directions evenly spaced over 360 degrees, a multiple of 4 of them")
+        raise ProbeError(f"{n_directions} directions cannot give orthogonal and opposite directions: "
+                         "use directions evenly spaced over 360 degrees, a multiple of 4 of them")
     curves = direction_curves(mean_responses, pref)
     units = np.arange(len(curves))
     p = np.argmax(curves, axis=1)
@@ -241,7 +241,7 @@ def responses_at(model: ProbeableModel, sf, direction, tf, n_frames: int = 50, w
     units = np.arange(model.n_hidden) if units is None else np.asarray(units)
     sf, direction, tf = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (sf, direction, tf)))
     if sf.shape != units.shape:
-        raise UserInputError(f"got {sf.size} gratings for {units.size} units: pass one (sf, direction, tf) per unit")
+        raise ProbeError(f"got {sf.size} gratings for {units.size} units: pass one (sf, direction, tf) per unit")
     combos, stimulus_of_unit = np.unique(np.stack([sf, direction, tf], axis=1), axis=0, return_inverse=True)
     stimulus_of_unit = stimulus_of_unit.ravel()
     out = torch.empty(len(units), n_frames, device=model.device)
