@@ -80,7 +80,7 @@ def test_a_stage_that_would_drop_later_stages_keeps_the_complete_artefact_and_fa
     artefact = tmp_path / "kept.h5"
     shutil.copy(done, artefact)
     before = _part_ids(artefact)
-    with pytest.raises(InputError, match="kept.h5 is not complete .*rerun bash run.bash"):
+    with pytest.raises(UserInputError, match="kept.h5 is not complete .*rerun bash run.bash"):
         main([str(weights), str(artefact), "--force", *TINY], stage="rwa")  # gabor, surround ... read the old RWA
     assert _part_ids(artefact) == before and VirtualPhysiology.load(artefact).stages == list(STAGES)
     main([str(weights), str(artefact), *TINY])  # the full run then brings every stage up to date
@@ -167,7 +167,7 @@ def test_run_bash_on_a_folder_with_only_an_interrupted_state_says_how_to_resume_
 def test_a_seed_out_of_range_is_refused_before_any_stage_runs(complete, tmp_path, seed):
     weights, _ = complete
     artefact = tmp_path / "seed.h5"
-    with pytest.raises(InputError, match=rf"--seed must be between 0 and 4294967295, got {seed}"):
+    with pytest.raises(UserInputError, match=rf"--seed must be between 0 and 4294967295, got {seed}"):
         main([str(weights), str(artefact), *TINY, "--seed", seed])
     assert not list(tmp_path.iterdir())
 
@@ -200,7 +200,7 @@ def overflowing_checkpoint(folder):
 def test_a_model_with_infinite_responses_stops_at_the_first_stage_storing_nothing(tmp_path):
     weights = overflowing_checkpoint(tmp_path / "run")
     artefact = tmp_path / "inf.h5"
-    with pytest.raises(InputError, match=r"stage rwa: rwa_total_response holds 30 non-finite values for the 30 "
+    with pytest.raises(UserInputError, match=r"stage rwa: rwa_total_response holds 30 non-finite values for the 30 "
                                              r"units it probed \(first: unit 0\).*nothing of the stage was stored"):
         main([str(weights), str(artefact), *TINY])
     assert not artefact.exists() and not list(artefact.with_name("inf.h5.parts").glob("*.h5"))
@@ -288,7 +288,7 @@ def test_a_truncated_artefact_is_called_truncated_and_left_as_it_is(complete, tm
     artefact.write_bytes(done.read_bytes()[:done.stat().st_size // 2])
     before = artefact.read_bytes()
     match = rf"cut.h5 is truncated: it holds {len(before):,} of the {done.stat().st_size:,} bytes HDF5 expects"
-    with pytest.raises(InputError, match=match + r" .*copy it again, or move it away and rerun bash run.bash"):
+    with pytest.raises(ArtefactError, match=match + r" .*copy it again, or move it away and rerun bash run.bash"):
         VirtualPhysiology.load(artefact)
     with pytest.raises(InputError, match=match):
         main([str(weights), str(artefact), *TINY])
