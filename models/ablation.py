@@ -6,7 +6,7 @@ feedback block of group g+1 -> g is W_hh[rows of g, columns of g+1]
 (``model.feedback_blocks()``); a model without feedback
 (``supports_feedback_ablation`` False) is a TypeError, a bad shuffle fraction
 a ValueError. ``apply_ablation`` reads a user's ``--ablation`` spec and so
-reports every problem as a one-line ``UserInputError``.
+reports every problem as a ``SettingError`` naming the spec.
 """
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import copy
 
 import torch
 
-from models.base import ProbeableModel
-from utils import UserInputError
+from models.base import ProbeableModel, SettingError
 
 
 def feedback_blocks(model: ProbeableModel) -> list[tuple[slice, slice]]:
@@ -79,8 +78,8 @@ def apply_ablation(model, spec: str):
       (FRACTION in [0, 1], SEED an integer, 0 when left out).
 
     A bad spec, or a feedback ablation of a model without feedback, is a
-    ``UserInputError``: the spec is the user's, so this is where the library's
-    errors become one-line messages.
+    ``SettingError``: the spec is the user's, so this is where the library's
+    TypeError and ValueError become a message naming it.
     """
     name, *args = spec.strip().split(":")
     if name == "none" and not args:
@@ -92,8 +91,10 @@ def apply_ablation(model, spec: str):
             try:
                 fraction, seed = float(args[0]), int(args[1]) if len(args) == 2 else 0
             except ValueError:
-                raise UserInputError(f"ablation {spec!r}: FRACTION must be a number and SEED an integer") from None
+                raise SettingError(f"ablation {spec!r}: FRACTION must be a number and SEED an integer") from None
             return shuffle_feedback(model, fraction, seed)
+    except SettingError:  # already names the spec
+        raise
     except (TypeError, ValueError) as err:
-        raise UserInputError(f"ablation {spec!r}: {err}") from err
-    raise UserInputError(f"unknown ablation {spec!r}: use {ABLATION_SPECS}")
+        raise SettingError(f"ablation {spec!r}: {err}") from err
+    raise SettingError(f"unknown ablation {spec!r}: use {ABLATION_SPECS}")

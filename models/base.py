@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from losses import LOSSES, LossSpec
+from utils import InputError
 
 
 def contiguous_slices(sizes) -> list[slice]:
@@ -53,8 +54,8 @@ def contiguous_slices(sizes) -> list[slice]:
     return out
 
 
-class SettingError(ValueError):
-    """A run setting a model cannot be built with.
+class SettingError(InputError):
+    """A setting a model cannot be built with (a run's), or modified with (an ablation's).
 
     The message names settings by their run-config key in braces:
     ``SettingError("the feedforward loss weights every stack equally: pass {beta} 1,1,1", "beta")``.

@@ -20,7 +20,7 @@ path enters and passed on: its weights file, run folder, config, epoch, frame
 shape, group sizes and slices, SHA-256, and ``load`` for the model.
 
 Library code: errors are ``FileNotFoundError``, ``ValueError`` or ``TypeError`` in
-terms of the folder (``RunFolder``), ``CheckpointError`` (a ValueError) for a
+terms of the folder (``RunFolder``), ``CheckpointError`` (a ``utils.InputError``: one line as it is) for a
 checkpoint that cannot be used; the commands turn them into their own one-line
 messages.
 """
@@ -41,7 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from models.base import contiguous_slices
-from utils import atomic_path, sha256_of, write_json
+from utils import InputError, atomic_path, sha256_of, write_json
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "loss_history.json"
@@ -170,7 +170,7 @@ class RunFolder:
 
 # --- one checkpoint, resolved once ----------------------------------------------------------
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be used (missing, of no known layout, corrupt, not its
     recorded SHA-256, or describing no model this code builds); the message names the
     file and the fix."""

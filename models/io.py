@@ -14,8 +14,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from models.checkpoint import Checkpoint, CheckpointError, RunFolder
-from utils import user_errors_from
+from models.checkpoint import Checkpoint, RunFolder
 
 
 def save_model(run_dir, model, config: dict, epoch: int, history: dict | None = None) -> Path:
@@ -38,7 +37,6 @@ def load_model(path, device="cpu", frame_shape=None):
     is needed only for an original checkpoint whose frame size is not 400
     (20x20) or 800 (20x40).
     """
-    with user_errors_from(CheckpointError):  # the one-line message of the commands that call this
-        checkpoint = Checkpoint(path, frame_shape)
-        model = checkpoint.load(device)
+    checkpoint = Checkpoint(path, frame_shape)  # a CheckpointError names the file and the fix
+    model = checkpoint.load(device)
     return model, copy.deepcopy(checkpoint.config), dict(checkpoint.history)

@@ -20,6 +20,7 @@ import training.loop as training
 from models import build_model
 from models.ablation import apply_ablation, shuffle_feedback, without_feedback
 from models.base import SettingError
+from models.checkpoint import CheckpointError
 from models.io import load_model
 from models.network_feedforward_stacked import main as stack_main
 from training.run_dir import RunDir
@@ -184,7 +185,7 @@ def test_lower_stacks_may_list_the_chain_and_mismatches_are_user_errors(runs):
     with pytest.raises(SettingError) as refused:
         build_model(config | {"hidden_units": [7, 5]})
     assert "--hidden-units 6,N" in refused.value.flag_wording()
-    with pytest.raises(UserInputError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         build_model(config | {"lower_stacks": str(runs["base"] / "missing")})
 
 
@@ -253,10 +254,10 @@ def test_ablation_specs_zero_or_shuffle_exactly_the_feedback_entries(runs):
     for spec, message in (("no-feedback:1", "unknown ablation"), ("shuffle-feedback", "unknown ablation"),
                           ("shuffle-feedback:half", "must be a number"), ("shuffle-feedback:0.5:x", "integer"),
                           ("shuffle-feedback:1.5", r"in \[0, 1\]"), ("lesion", "unknown ablation")):
-        with pytest.raises(UserInputError, match=message):
+        with pytest.raises(SettingError, match=message):
             apply_ablation(model, spec)
     for kind in ("hier_ff", "vanilla"):
         other, _, _ = load_model(runs[kind])
         assert apply_ablation(other, "none") is other
-        with pytest.raises(UserInputError, match="no feedback connections"):
+        with pytest.raises(SettingError, match="no feedback connections"):
             apply_ablation(other, "no-feedback")

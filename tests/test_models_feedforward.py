@@ -14,7 +14,7 @@ from models import build_model
 from models.base import SettingError
 from models.network_feedforward import NetworkFeedforwardStacked
 from models.network_hierarchical_feedforward import NetworkHierarchicalFeedforward
-from utils import UserInputError
+from virtual_physiology import ProbeError
 from virtual_physiology.rwa import response_weighted_average
 
 FF_LOSS = "loss_hierarchical_temporal_prediction_feedforward"
@@ -168,7 +168,7 @@ def test_zero_lag_rwa_is_an_option():
                                                     lags=(0, 0))["rwa"])
     torch.testing.assert_close(rwa[0], (torch.pi / 2) ** 0.5 * a, atol=0.08, rtol=0)
     assert rwa[2].norm() < 0.15
-    with pytest.raises(UserInputError, match="one whole number >= 0 per group"):
+    with pytest.raises(ProbeError, match="one whole number >= 0 per group"):
         response_weighted_average(model, n_clips=2, lags=(0,))
 
 

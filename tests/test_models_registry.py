@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 
 import train
+from data import DatasetError
 from data.dataset import load_clips
 from losses import LOSS_OFFSETS, LOSSES, RECURRENT, LossSpec, hierarchical_offset_mse, min_clip_frames
 from models import EQUAL_BETA, MODEL_DEFAULTS, MODEL_KINDS, MODELS, ModelKind, build_model, describe_model_defaults
 from models.base import ProbeableModel, SettingError, TrainableModel, flag_wording
 from models.io import load_model, save_model
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-from utils import UserInputError
+
 
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
 
@@ -67,7 +68,7 @@ def test_a_loss_is_refused_by_a_model_family_it_does_not_list_and_sets_the_clip_
     assert flag_wording(refused.value).startswith("NetworkHierarchicalFeedforward trains with --loss ")
     # 6-frame clips are too short for warm-up 4 + offset 2: the dataset check train.py runs before building
     np.save(tmp_path / "short.npy", np.zeros((3, 6, 16), np.float32))
-    with pytest.raises(UserInputError, match="6-frame clips but at least 7 are needed"):
+    with pytest.raises(DatasetError, match="6-frame clips but at least 7 are needed"):
         load_clips(tmp_path / "short.npy", (4, 4), min_clip_frames(4, toy_loss))
 
 
