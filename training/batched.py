@@ -45,12 +45,13 @@ from data.dataset import ClipSource, fits_on
 from losses import LOSSES, offset_mse_loss
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from models.recurrence import LinearInTF32, recurrence_blocks, tf32_products
+from training import ResumeError, TrainingSetupError
 from training.config import (check_same_dataset, checked_data, checked_model, config_for, create_run_dir,
                              read_run_config, recorded_dataset, set_arithmetic)
 from training.loop import Monitor, Run, RunWriter, resumed_state, run_epochs
 from training.run_dir import RunDir
 from training.step import TrainState, learning_rate, loss_components, new_history
-from utils import UserInputError, keep_freed_memory, resolve_device, seed_everything, set_threads
+from utils import keep_freed_memory, resolve_device, seed_everything, set_threads
 
 # config.json key naming the run folders trained together (siblings in one --save-dir)
 SWEEP_KEY = "batched_sweep"
@@ -326,20 +327,20 @@ def check_sweep(cfgs: list) -> None:
     a model kind other than the recurrent ones, settings that differ in more than
     --L1 and --seed, several processes (torchrun), --cuda-graph."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserInputError("--batched trains every model in one process: run it without torchrun")
+        raise TrainingSetupError("--batched trains every model in one process: run it without torchrun")
     first = cfgs[0]
     if first.cuda_graph:
-        raise UserInputError("--cuda-graph captures a single run's steps, not a --batched stack: drop one of them")
+        raise TrainingSetupError("--cuda-graph captures a single run's steps, not a --batched stack: drop one of them")
     if first.model not in ("network_hierarchical_recurrent", "network_recurrent"):
-        raise UserInputError(f"--batched stacks the recurrent models only, not --model {first.model}: drop --batched")
+        raise TrainingSetupError(f"--batched stacks the recurrent models only, not --model {first.model}: drop --batched")
     if first.loss in LOSSES and LOSSES[first.loss].function is not offset_mse_loss:
         # StackedRecurrent.get_loss is the stacked offset MSE: another registered loss would be replaced by it
-        raise UserInputError(f"--batched computes the offset-MSE losses only, not --loss {first.loss}: drop --batched")
+        raise TrainingSetupError(f"--batched computes the offset-MSE losses only, not --loss {first.loss}: drop --batched")
     for cfg in cfgs[1:]:
         for f in dataclasses.fields(cfg):
             if f.name not in PER_MODEL_FIELDS and getattr(cfg, f.name) != getattr(first, f.name):
-                raise UserInputError(f"--batched runs differ only in --L1 and --seed, but --{f.name.replace('_', '-')} "
-                                     f"is {getattr(first, f.name)} and {getattr(cfg, f.name)}: resume them one by one")
+                raise TrainingSetupError(f"--batched runs differ only in --L1 and --seed, but --{f.name.replace('_', '-')} "
+                                         f"is {getattr(first, f.name)} and {getattr(cfg, f.name)}: resume them one by one")
 
 
 def sweep_jobs(jobs: list, args: argparse.Namespace) -> list:
@@ -353,7 +354,7 @@ def sweep_jobs(jobs: list, args: argparse.Namespace) -> list:
     run_dir = jobs[0][1].parent
     names = read_run_config(run_dir).get(SWEEP_KEY)
     if not names:
-        raise UserInputError(f"{run_dir} was not trained with --batched: resume it without --batched")
+        raise TrainingSetupError(f"{run_dir} was not trained with --batched: resume it without --batched")
     overrides = {**vars(args), "L1": None, "seed": None}
     states = common_resume_states([run_dir.parent / name for name in names])
     return [config_for(argparse.Namespace(**{**overrides, "path": str(state)})) for state in states]
@@ -368,22 +369,22 @@ def common_resume_states(run_dirs: list[Path]) -> list[Path]:
     by_step = []
     for run_dir in run_dirs:
         if not run_dir.is_dir():
-            raise UserInputError(f"{run_dir}, a run of this sweep, is missing: restore it, or resume the others "
-                                 "one by one without --batched")
+            raise ResumeError(f"{run_dir}, a run of this sweep, is missing: restore it, or resume the others "
+                              "one by one without --batched")
         try:
             by_step.append(RunDir(run_dir).states_by_step())
         except ValueError as err:
-            raise UserInputError(f"{err}: move that state file away, then resume again") from err
+            raise ResumeError(f"{err}: move that state file away, then resume again") from err
     common = set.intersection(*(set(states) for states in by_step))
     unsaved = [d.name for d, states in zip(run_dirs, by_step) if not states]
     if not common and unsaved:
-        raise UserInputError(f"the sweep stopped while it wrote its first checkpoints: {', '.join(unsaved)} saved "
-                             "none, so its runs have no step in common: start the sweep again (the same flags "
-                             "train the same runs)")
+        raise ResumeError(f"the sweep stopped while it wrote its first checkpoints: {', '.join(unsaved)} saved "
+                          "none, so its runs have no step in common: start the sweep again (the same flags "
+                          "train the same runs)")
     if not common:
         latest = ", ".join(f"{d.name}: {max(s)}" for d, s in zip(run_dirs, by_step))
-        raise UserInputError(f"the sweep's runs have no saved step in common (latest steps {latest}): resume each one "
-                             "without --batched")
+        raise ResumeError(f"the sweep's runs have no saved step in common (latest steps {latest}): resume each one "
+                          "without --batched")
     step = max(common)
     for run_dir, states in zip(run_dirs, by_step):
         if max(states) > step:
@@ -471,7 +472,7 @@ def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = N
     resumes = [resume for _, resume in jobs]
     check_sweep(cfgs)
     if len({r is None for r in resumes}) > 1:
-        raise UserInputError("a batched sweep either starts every run or resumes every run: give --path alone")
+        raise TrainingSetupError("a batched sweep either starts every run or resumes every run: give --path alone")
     first = cfgs[0]
     keep_freed_memory()  # as train.py: every step reuses the last one's memory
     threads = set_threads(first.threads)  # as train.py; one setting for the whole sweep
@@ -499,8 +500,8 @@ def train_batched(jobs: list, progress: bool = True, monitor: Monitor | None = N
         torch_rngs.append(torch.get_rng_state())
     positions = {(state.epoch, state.step, state.global_step) for state in states}
     if len(positions) > 1:
-        raise UserInputError(f"the sweep's runs stand at different steps {sorted(positions)}: resume each one "
-                             "without --batched")
+        raise TrainingSetupError(f"the sweep's runs stand at different steps {sorted(positions)}: resume each one "
+                                 "without --batched")
 
     stack = StackedRecurrent([state.model for state in states])
     optimizer = torch.optim.Adam(stack.parameters(), lr=first.lr)  # per element: K Adams

@@ -5,9 +5,9 @@ config combine into one validated config; the checks of the data and the model
 against a config, made before anything is written; and the command-line view of
 the run folder (create it, find the state to resume, read its config).
 
-This is the commands' layer: its errors are ``utils.UserInputError`` naming the
-flag and the fix (training.run_dir and training.step raise ValueError and
-friends in domain terms).
+This is the commands' side of training: its errors are ``TrainingSetupError`` (and
+``ResumeError``) naming the flag and the fix (training.run_dir and training.step
+raise ValueError and friends in terms of the run folder).
 
 List flags take either form: ``--hidden-units 800,800,800`` or ``--hidden-units
 800 800 800``, likewise ``--beta`` and ``--frame-shape`` (``20 20`` or ``20,20``).
@@ -32,11 +32,13 @@ from data.dataset import dataset_identity, load_clips, same_dataset, split_indic
 from losses import LOSS_OFFSETS, min_clip_frames
 from models import MODELS, build_model, describe_model_defaults, with_model_defaults
 from models.base import flag_wording
+from models.checkpoint import CheckpointError
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
 from training.run_dir import (CONFIG_FILE, WEIGHTS_PATTERN, RunDir, RunFoldersExhausted, resume_command,
                             state_position)
-from utils import MAX_SEED, UserInputError, os_error_reason, portable_path, recorded_path
+from training import ResumeError, TrainingSetupError
+from utils import MAX_SEED, os_error_reason, portable_path, recorded_path
 
 
 # The demo's duration, quoted verbatim by the README, submit_training_job.py's docstring
@@ -169,8 +171,8 @@ def parse_number_list(name: str, value) -> tuple:
         try:
             return tuple(_TUPLE_FIELDS[name](item) for item in items)
         except ValueError as err:
-            raise UserInputError(f"--{name.replace('_', '-')} {','.join(value)!r} is not a comma-separated list of "
-                                 "numbers (spaces between them work too)") from err
+            raise TrainingSetupError(f"--{name.replace('_', '-')} {','.join(value)!r} is not a comma-separated list of "
+                                     "numbers (spaces between them work too)") from err
     return tuple(value)
 
 
@@ -183,12 +185,12 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     preset = explicit.get("preset", "")
     if preset:
         if preset not in PRESETS:
-            raise UserInputError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+            raise TrainingSetupError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
         values.update(PRESETS[preset])
     values.update(explicit)
     if explicit.get("amp") and explicit.get("precision", "bf16") != "bf16":
-        raise UserInputError(f"--amp (the deprecated alias of --precision bf16) contradicts --precision "
-                             f"{explicit['precision']}: drop one")
+        raise TrainingSetupError(f"--amp (the deprecated alias of --precision bf16) contradicts --precision "
+                                 f"{explicit['precision']}: drop one")
     for name in _TUPLE_FIELDS:
         if name in values:
             values[name] = parse_number_list(name, values[name])
@@ -213,34 +215,34 @@ def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
     bad shapes, out-of-range or non-finite numbers, an unsafe run name (new runs
     only: a run folder named before the rule existed still resumes)."""
     if new_run and (not _NAME.match(cfg.name) or len(cfg.name) > MAX_NAME_LENGTH):
-        raise UserInputError(f"--name {cfg.name!r} is not a plain name: use up to {MAX_NAME_LENGTH} letters, digits, "
-                             "'_', '-' or '.', starting with a letter or digit (the folder goes in --save-dir)")
+        raise TrainingSetupError(f"--name {cfg.name!r} is not a plain name: use up to {MAX_NAME_LENGTH} letters, digits, "
+                                 "'_', '-' or '.', starting with a letter or digit (the folder goes in --save-dir)")
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         numbers = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-            raise UserInputError(f"--{f.name.replace('_', '-')} {value} is not finite: give finite numbers (see --help)")
+            raise TrainingSetupError(f"--{f.name.replace('_', '-')} {value} is not finite: give finite numbers (see --help)")
     if cfg.model not in MODELS:
-        raise UserInputError(f"unknown --model {cfg.model!r}: choose from {', '.join(sorted(MODELS))}")
+        raise TrainingSetupError(f"unknown --model {cfg.model!r}: choose from {', '.join(sorted(MODELS))}")
     if cfg.loss not in LOSS_OFFSETS:
-        raise UserInputError(f"unknown --loss {cfg.loss!r}: choose from {', '.join(sorted(LOSS_OFFSETS))}")
+        raise TrainingSetupError(f"unknown --loss {cfg.loss!r}: choose from {', '.join(sorted(LOSS_OFFSETS))}")
     if cfg.precision not in PRECISIONS:
-        raise UserInputError(f"unknown --precision {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
+        raise TrainingSetupError(f"unknown --precision {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
     if cfg.threads != "auto" and not (cfg.threads.isdigit() and int(cfg.threads) >= 1):
-        raise UserInputError(f"--threads {cfg.threads!r} is neither auto nor a positive whole number: e.g. --threads 1")
+        raise TrainingSetupError(f"--threads {cfg.threads!r} is neither auto nor a positive whole number: e.g. --threads 1")
     if cfg.tf32 and cfg.precision != "fp32":
-        raise UserInputError(f"--tf32 changes only float32 products, and --precision {cfg.precision} has none: "
-                             "drop --tf32 or use --precision fp32")
+        raise TrainingSetupError(f"--tf32 changes only float32 products, and --precision {cfg.precision} has none: "
+                                 "drop --tf32 or use --precision fp32")
     if cfg.recurrence not in ("auto", *RECURRENCE_BACKENDS):
-        raise UserInputError(f"unknown --recurrence {cfg.recurrence!r}: choose from auto, {', '.join(RECURRENCE_BACKENDS)}")
+        raise TrainingSetupError(f"unknown --recurrence {cfg.recurrence!r}: choose from auto, {', '.join(RECURRENCE_BACKENDS)}")
     if len(cfg.frame_shape) != 2 or min(cfg.frame_shape) < 1:
-        raise UserInputError(f"--frame-shape needs two positive integers, got {cfg.frame_shape}")
+        raise TrainingSetupError(f"--frame-shape needs two positive integers, got {cfg.frame_shape}")
     if not cfg.hidden_units or min(cfg.hidden_units) < 1:
-        raise UserInputError(f"--hidden-units needs positive group sizes, got {cfg.hidden_units}")
+        raise TrainingSetupError(f"--hidden-units needs positive group sizes, got {cfg.hidden_units}")
     if len(cfg.beta) != len(cfg.hidden_units):
-        raise UserInputError(f"--beta has {len(cfg.beta)} weights for {len(cfg.hidden_units)} groups: give one per group")
+        raise TrainingSetupError(f"--beta has {len(cfg.beta)} weights for {len(cfg.hidden_units)} groups: give one per group")
     if min(cfg.beta) < 0 or sum(cfg.beta) <= 0:
-        raise UserInputError(f"--beta {cfg.beta} needs weights >= 0, at least one of them positive")
+        raise TrainingSetupError(f"--beta {cfg.beta} needs weights >= 0, at least one of them positive")
     checks = [("batch_size", cfg.batch_size >= 1), ("epochs", cfg.epochs >= 0), ("lr", cfg.lr > 0),
               ("lr_half_life", cfg.lr_half_life >= 0),
               ("lr_floor", 0 <= cfg.lr_floor <= cfg.lr), ("validate_every", cfg.validate_every >= 1), ("checkpoint_every", cfg.checkpoint_every >= 1),
@@ -253,7 +255,7 @@ def validate_config(cfg: TrainConfig, new_run: bool = True) -> None:
     for name, ok in checks:
         if not ok:
             fix = f"seeds are 0 to {MAX_SEED}" if name == "seed" else "see --help"
-            raise UserInputError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is out of range: {fix}")
+            raise TrainingSetupError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is out of range: {fix}")
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -295,8 +297,8 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         if f.name == "dataset":
             given = _absolute_dataset(given)
         if f.name not in _RESUME_OVERRIDES and given != values[f.name]:
-            raise UserInputError(f"--{f.name.replace('_', '-')} cannot change when resuming; "
-                                 f"only {', '.join(sorted(_RESUME_OVERRIDES))} can")
+            raise ResumeError(f"--{f.name.replace('_', '-')} cannot change when resuming; "
+                              f"only {', '.join(sorted(_RESUME_OVERRIDES))} can")
         values[f.name] = given
     for name in _TUPLE_FIELDS:
         values[name] = tuple(values[name])
@@ -342,8 +344,8 @@ def check_same_dataset(run_dir: Path, data_path: Path, identity: dict) -> None:
         n_saved, n_now = saved.get("n_clips"), identity["shape"][0]
         difference = None if n_saved in (None, n_now) else f"clips {n_saved} -> {n_now}"
     if difference is not None:
-        raise UserInputError(f"{data_path} is not the dataset {run_dir.name} trained on ({difference}): resume with "
-                             f"that file (--dataset {saved.get('dataset_path', 'PATH')}) or start a new run")
+        raise ResumeError(f"{data_path} is not the dataset {run_dir.name} trained on ({difference}): resume with "
+                          f"that file (--dataset {saved.get('dataset_path', 'PATH')}) or start a new run")
 
 
 def checked_data(cfg: TrainConfig, resume: Path | None):
@@ -356,8 +358,8 @@ def checked_data(cfg: TrainConfig, resume: Path | None):
         check_same_dataset(resume.parent, data_path, identity)
     train_rows, val_rows = split_indices(len(clips))
     if len(train_rows) == 0:  # only N = 1: the split keeps at least one clip for validation
-        raise UserInputError(f"{data_path} holds {len(clips)} clip, which the split keeps for validation: "
-                             "give at least 2 clips")
+        raise TrainingSetupError(f"{data_path} holds {len(clips)} clip, which the split keeps for validation: "
+                                 "give at least 2 clips")
     return clips, data_path, identity, train_rows, val_rows
 
 
@@ -366,11 +368,13 @@ def checked_model(cfg: TrainConfig, n_frames: int, data_path: Path):
     for an incompatible combination of flags or clips too short for it."""
     try:
         model = build_model(dataclasses.asdict(cfg))
+    except CheckpointError:  # a lower stack's checkpoint: the message names the file and the fix
+        raise
     except ValueError as err:  # e.g. a loss the model cannot use (a SettingError: named by its flags)
-        raise UserInputError(f"{flag_wording(err)}: see --help") from err
+        raise TrainingSetupError(f"{flag_wording(err)}: see --help") from err
     if n_frames < model.min_frames:
-        raise UserInputError(f"{cfg.model} needs clips of at least {model.min_frames} frames, "
-                             f"{data_path} has {n_frames}: use longer clips or fewer groups")
+        raise TrainingSetupError(f"{cfg.model} needs clips of at least {model.min_frames} frames, "
+                                 f"{data_path} has {n_frames}: use longer clips or fewer groups")
     return model
 
 
@@ -447,12 +451,12 @@ def read_run_config(run_dir: Path) -> dict:
     try:
         return run.read_config()
     except FileNotFoundError as err:
-        raise UserInputError(f"{path} is missing: {run_dir} was not written by train.py, or is incomplete") from err
+        raise ResumeError(f"{path} is missing: {run_dir} was not written by train.py, or is incomplete") from err
     except TypeError as err:
-        raise UserInputError(f"{path} does not hold a config object: restore it or start a new run") from err
+        raise ResumeError(f"{path} does not hold a config object: restore it or start a new run") from err
     except ValueError as err:
-        raise UserInputError(f"{err}: restore it from the metadata of a weights file in that folder or start "
-                             "a new run") from err
+        raise ResumeError(f"{err}: restore it from the metadata of a weights file in that folder or start "
+                          "a new run") from err
 
 
 # What makes a run's model and objective: an edit of one of these in config.json that
@@ -478,8 +482,8 @@ def check_config_matches_weights(run_dir: Path, saved: dict) -> None:
     changed = [name for name in MODEL_DEFINING if name in recorded and name in saved
                and json.dumps(recorded[name]) != json.dumps(saved[name])]
     if changed:
-        raise UserInputError(f"{RunDir(run_dir).config_path} disagrees with the config stored in {weights.name} on "
-                             f"{', '.join(changed)}: restore config.json from that file's metadata, or start a new run")
+        raise ResumeError(f"{RunDir(run_dir).config_path} disagrees with the config stored in {weights.name} on "
+                          f"{', '.join(changed)}: restore config.json from that file's metadata, or start a new run")
 
 
 def find_resume_state(path: Path) -> Path:
@@ -489,27 +493,27 @@ def find_resume_state(path: Path) -> Path:
     the folder and that epoch's state file as the two choices."""
     if path.is_file() and path.name != CONFIG_FILE and not WEIGHTS_PATTERN.match(path.name):
         if not RunDir(path.parent).config_path.is_file():
-            raise UserInputError(f"--path {path} is no state file of a run folder (there is no config.json beside "
-                                 "it): give the run folder, or an N-epochs_state.pt in it")
+            raise ResumeError(f"--path {path} is no state file of a run folder (there is no config.json beside "
+                              "it): give the run folder, or an N-epochs_state.pt in it")
         return path
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
-        raise UserInputError(f"--path {path} does not exist: give a run folder to resume")
+        raise ResumeError(f"--path {path} does not exist: give a run folder to resume")
     try:
         latest = RunDir(folder).latest_state()
     except FileNotFoundError as err:
         if RunDir(folder).config_path.is_file():
-            raise UserInputError(f"no resumable state (*_state.pt) in {folder}: the run stopped before it saved one; "
-                                 "start it again") from err
-        raise UserInputError(f"no resumable state (*_state.pt) in {folder}: it was not written by train.py") from err
+            raise ResumeError(f"no resumable state (*_state.pt) in {folder}: the run stopped before it saved one; "
+                              "start it again") from err
+        raise ResumeError(f"no resumable state (*_state.pt) in {folder}: it was not written by train.py") from err
     except ValueError as err:
-        raise UserInputError(f"{err}: use an earlier checkpoint") from err
+        raise ResumeError(f"{err}: use an earlier checkpoint") from err
     match = WEIGHTS_PATTERN.match(path.name) if path.is_file() else None
     if match and latest != RunDir(folder).state_path(int(match.group(1))):
         epoch_state = RunDir(folder).state_path(int(match.group(1)))
         other = f", or --path {epoch_state} to resume from epoch {match.group(1)}" if epoch_state.is_file() else ""
-        raise UserInputError(f"{path} is a weights file, and {folder}'s latest state is {latest.name}: give --path "
-                             f"{folder} to continue from it{other}")
+        raise ResumeError(f"{path} is a weights file, and {folder}'s latest state is {latest.name}: give --path "
+                          f"{folder} to continue from it{other}")
     return latest
 
 
@@ -536,12 +540,12 @@ def cut_short_note(run_dir) -> str | None:
 @contextlib.contextmanager
 def writing(where, what: str, fix: str):
     """Turn a failed write (read-only or full disk, a file in the way; safetensors
-    reports a full disk as SafetensorError) into a one-line UserInputError.
+    reports a full disk as SafetensorError) into a one-line TrainingSetupError.
     atomic_path has already removed its temporary, so nothing is half-written."""
     try:
         yield
     except (OSError, SafetensorError) as err:
-        raise UserInputError(f"cannot {what} {where} ({os_error_reason(err)}): {fix}") from err
+        raise TrainingSetupError(f"cannot {what} {where} ({os_error_reason(err)}): {fix}") from err
 
 
 def create_run_dir(cfg: TrainConfig) -> Path:
@@ -551,4 +555,4 @@ def create_run_dir(cfg: TrainConfig) -> Path:
         try:
             return RunDir.create(cfg.save_dir, run_name(cfg)).path
         except RunFoldersExhausted as err:
-            raise UserInputError(f"{err}: choose another --name or --save-dir") from err
+            raise TrainingSetupError(f"{err}: choose another --name or --save-dir") from err

@@ -34,11 +34,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from data.dataset import ClipSource
+from training import ResumeError, TrainingSetupError
 from training.config import TrainConfig, cut_short_note, resume_command, slow_bf16_warning, writing
 from training.run_dir import NotAResumeState, RunDir
 from training.step import (NoiseStateOnOtherDevice, StateDoesNotFitModel, TrainState, append_monitor_row, append_row,
                            format_means, loss_components, save_loss_curve, validate, validation_generator)
-from utils import FileLock, LockHeld, UserInputError, resolve_device
+from utils import FileLock, LockHeld, resolve_device
 
 
 @dataclasses.dataclass
@@ -269,8 +270,9 @@ def mean_rows(sums: torch.Tensor, n_steps: int, columns: list[str]) -> list[dict
 # -------------------------------------------------------------------------------------------
 # Resuming, what the loop writes (the log, checkpoints), the monitor and the divergence message
 # -------------------------------------------------------------------------------------------
-class TrainingDiverged(UserInputError):
-    """An epoch's loss was NaN or inf: nothing of that epoch is saved."""
+class TrainingDiverged(TrainingSetupError):
+    """An epoch's loss was NaN or inf: nothing of that epoch is saved. A setup error: the
+    settings (learning rate, L1, noise) let the loss blow up on these clips."""
 
 
 def resumed_state(state: TrainState, path: Path, rank: int) -> TrainState:
@@ -279,16 +281,16 @@ def resumed_state(state: TrainState, path: Path, rank: int) -> TrainState:
     try:
         state.load(path)
     except NoiseStateOnOtherDevice as err:
-        raise UserInputError(f"{err}: resume with the --device it trained on (its noise stream cannot move "
-                             "between them)") from err
+        raise ResumeError(f"{err}: resume with the --device it trained on (its noise stream cannot move "
+                          "between them)") from err
     except StateDoesNotFitModel as err:
-        raise UserInputError(f"{err}: restore config.json from the metadata of a weights file in {Path(path).parent} "
-                             "(or resume the run folder this state belongs to)") from err
+        raise ResumeError(f"{err}: restore config.json from the metadata of a weights file in {Path(path).parent} "
+                          "(or resume the run folder this state belongs to)") from err
     except NotAResumeState as err:
-        raise UserInputError(f"{err}: give the run folder (its latest state) or an N-epochs_state.pt in "
-                             "it") from err
+        raise ResumeError(f"{err}: give the run folder (its latest state) or an N-epochs_state.pt in "
+                          "it") from err
     except ValueError as err:
-        raise UserInputError(f"{err}: use an earlier checkpoint") from err
+        raise ResumeError(f"{err}: use an earlier checkpoint") from err
     if state.sums is not None and rank > 0:
         state.sums = torch.zeros_like(state.sums)  # the saved sums are the total over all processes: count it once
     return state
@@ -347,12 +349,12 @@ class RunWriter:
                 with self.writing("lock"):
                     stale = lock.acquire()
             except LockHeld as err:
-                refusal = UserInputError(f"{self.run.path} is being trained by {err.holder}: wait for it to finish "
-                                         f"(or stop it), then resume with --path {self.run.path}")
-            except UserInputError as err:
+                refusal = TrainingSetupError(f"{self.run.path} is being trained by {err.holder}: wait for it to finish "
+                                             f"(or stop it), then resume with --path {self.run.path}")
+            except TrainingSetupError as err:
                 refusal = err
         if any_rank(refusal is not None, self.control):  # every process stops, not only the first
-            raise refusal or UserInputError(f"the first process could not lock {self.run.path}: see its message")
+            raise refusal or TrainingSetupError(f"the first process could not lock {self.run.path}: see its message")
         try:
             if stale is not None:
                 self.log(f"took over the lock left by {stale} (that process no longer holds it)", stderr=True)

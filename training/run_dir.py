@@ -30,6 +30,7 @@ import torch
 
 from models.checkpoint import (CHECKSUMS_FILE, CONFIG_FILE, HISTORY_FILE, INTERRUPTED_STATE,  # noqa: F401
                                WEIGHTS_PATTERN, RunFolder, resume_command, weights_name)
+from training import ResumeError
 from utils import atomic_path, write_json
 
 CURVE_FILE = "loss_curve.png"
@@ -65,7 +66,7 @@ def write_state_file(path: Path, state: dict) -> None:
     write_json(position_path(path), {k: int(state[k]) for k in ("epoch", "step", "global_step")})
 
 
-class NotAResumeState(ValueError):
+class NotAResumeState(ResumeError):
     """A file that is no resume state: unreadable, or not the dict a state file holds."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from training import ResumeError
 from training.run_dir import RunDir, read_state_file, write_state_file
 from utils import atomic_path
 
@@ -138,12 +139,12 @@ def validate(model: nn.Module, source, cfg, device: torch.device, generator: tor
     return dict(zip(["loss", *comps.keys()], (sums / n).tolist()))
 
 
-class StateDoesNotFitModel(ValueError):
+class StateDoesNotFitModel(ResumeError):
     """A state file's weights have other names or shapes than the model its run's
     config.json describes (the config was edited or replaced)."""
 
 
-class NoiseStateOnOtherDevice(ValueError):
+class NoiseStateOnOtherDevice(ResumeError):
     """A state file's noise-generator state is of another device kind (CPU or CUDA)
     than the generator it should go into: the noise stream cannot continue."""
 
