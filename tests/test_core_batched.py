@@ -222,11 +222,11 @@ def test_a_registered_loss_other_than_the_offset_mse_is_refused_not_replaced(mon
     from losses import LOSSES, RECURRENT, LossSpec
     from training.batched import check_sweep
     from training.config import TrainConfig
-    from utils import UserInputError
+    from training import TrainingSetupError
 
     monkeypatch.setitem(LOSSES, "toy_loss", LossSpec(lambda model, out, data: None, 1, (RECURRENT,)))
     check_sweep([TrainConfig(L1=-5), TrainConfig(L1=-4)])  # the paper's loss stacks
-    with pytest.raises(UserInputError, match="offset-MSE losses only"):
+    with pytest.raises(TrainingSetupError, match="offset-MSE losses only"):
         check_sweep([TrainConfig(L1=-5, loss="toy_loss"), TrainConfig(L1=-4, loss="toy_loss")])
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import train
+from training import TrainingSetupError
 from training.cuda_graph import EAGER_STEPS_PER_SHAPE, GraphedTrainStep
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from training.step import TrainState, make_optimizer, new_history, train_step
@@ -131,5 +132,5 @@ def test_train_py_with_cuda_graph_trains_and_resumes_without_it(tmp_path):
 def test_cuda_graph_with_a_batched_sweep_is_refused():
     from training.batched import check_sweep
 
-    with pytest.raises(UserInputError, match="--cuda-graph captures a single run's steps"):
+    with pytest.raises(TrainingSetupError, match="--cuda-graph captures a single run's steps"):
         check_sweep([TrainConfig(L1=-5, cuda_graph=True), TrainConfig(L1=-4, cuda_graph=True)])

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from models.checkpoint import CheckpointError
 from models.io import load_model
 from training.run_dir import CHECKSUMS_FILE, RunDir
 from test_core_reliability import MODEL_CONFIG, tiny_tensors
-from utils import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "model_checkpoints" / "pretrained"
@@ -26,7 +26,7 @@ def test_weights_with_a_non_finite_value_are_refused_naming_the_file_and_tensor(
     tensors["weight_hh"][1, 2] = value
     path = tmp_path / "2-epochs_model.safetensors"
     save_file(tensors, str(path), metadata={"config": json.dumps(MODEL_CONFIG)})
-    with pytest.raises(UserInputError, match=rf"{path}: tensor 'weight_hh' holds 1 non-finite value \(NaN or inf\)"):
+    with pytest.raises(CheckpointError, match=rf"{path}: tensor 'weight_hh' holds 1 non-finite value \(NaN or inf\)"):
         load_model(path)
 
 
@@ -68,9 +68,9 @@ def flipped_copy(tmp_path, bit=29):
 def test_a_pretrained_copy_with_flipped_bits_is_refused_on_load(tmp_path):
     copy, weights = flipped_copy(tmp_path)
     assert all(torch.isfinite(t).all() for t in load_file(str(weights)).values())  # finite: only the hash tells
-    with pytest.raises(UserInputError, match=rf"{weights} does not match its SHA-256 in {copy / CHECKSUMS_FILE}"):
+    with pytest.raises(CheckpointError, match=rf"{weights} does not match its SHA-256 in {copy / CHECKSUMS_FILE}"):
         load_model(copy)
-    with pytest.raises(UserInputError, match="does not match its SHA-256"):
+    with pytest.raises(CheckpointError, match="does not match its SHA-256"):
         load_model(weights)
 
 

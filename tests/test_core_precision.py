@@ -191,16 +191,16 @@ def test_auto_recurrence_rule(monkeypatch, device, precision, amx, n_hidden, bac
 @pytest.mark.parametrize("flag, value", [("--precision", "fp16"), ("--recurrence", "cudnn")])
 def test_unknown_precision_or_recurrence_flag_is_a_one_line_error(flag, value):
     import train
-    from utils import UserInputError
+    from training import TrainingSetupError
 
-    with pytest.raises(UserInputError, match=f"unknown {flag} '{value}': choose from"):
+    with pytest.raises(TrainingSetupError, match=f"unknown {flag} '{value}': choose from"):
         training_config.resolve_config(train.build_parser().parse_args([flag, value]))
 
 
 def test_amp_with_precision_fp32_is_refused_in_one_line(tmp_path, clips):
-    from utils import UserInputError
+    from utils import InputError
 
-    with pytest.raises(UserInputError, match=r"--amp .* contradicts --precision fp32: drop one"):
+    with pytest.raises(InputError, match=r"--amp .* contradicts --precision fp32: drop one"):
         train_run(clips, tmp_path / "runs", "--amp", "--precision", "fp32")
     assert not (tmp_path / "runs").exists()
 

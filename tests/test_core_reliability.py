@@ -17,8 +17,9 @@ import train
 from training import config as training_config
 from training.loop import TrainingDiverged
 from training.step import validate, validation_generator
+from models.checkpoint import CheckpointError
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-from utils import UserInputError, atomic_path, remove_stale_temporaries, write_json
+from utils import InputError, atomic_path, remove_stale_temporaries, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
@@ -85,7 +86,7 @@ def uninterrupted(tmp_path_factory, clips):
     (["--name", "x" * 300], "is not a plain name"),
 ])
 def test_bad_numbers_and_names_are_refused_before_any_folder(tmp_path, clips, flags, fragment):
-    with pytest.raises(UserInputError) as err:
+    with pytest.raises(InputError) as err:
         run(tmp_path / "runs", clips, *flags)
     assert fragment in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "runs").exists() and not list(tmp_path.parent.glob("x_*"))
@@ -169,7 +170,7 @@ def test_resume_refuses_a_changed_dataset_and_writes_nothing(tmp_path, clips, ch
                "new_content": original[::-1].copy(), "other_dtype": original.astype(np.float16)}[change]
     np.save(data, changed)
     before = folder_snapshot(run_dir)
-    with pytest.raises(UserInputError, match="is not the dataset .* trained on"):
+    with pytest.raises(InputError, match="is not the dataset .* trained on"):
         resume(run_dir)
     assert folder_snapshot(run_dir) == before
 
@@ -187,7 +188,7 @@ def test_resume_accepts_the_same_content_elsewhere_and_from_another_folder(tmp_p
     monkeypatch.chdir(tmp_path)
     moved = tmp_path / "moved.npy"
     (start / "clips.npy").rename(moved)
-    with pytest.raises(UserInputError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         resume(run_dir)
     resume(run_dir, "--dataset", "moved.npy")  # the same content: accepted, and recorded
     assert json.loads((run_dir / "config.json").read_text())["dataset"] == str(moved)
@@ -256,7 +257,7 @@ def test_save_dir_that_is_a_file_or_under_a_file_is_one_line(tmp_path, clips):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for save_dir in (blocker, blocker / "sub"):
-        with pytest.raises(UserInputError, match="cannot create the run folder in --save-dir"):
+        with pytest.raises(InputError, match="cannot create the run folder in --save-dir"):
             run(save_dir, clips)
     assert blocker.read_text() == "x"
 
@@ -269,7 +270,7 @@ def small_tmpfs(tmpfs):
 
 def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_partial_file(small_tmpfs, clips):
     # 3 x 200 units: the weights alone (~2 MB) cannot fit in 1 MiB, the config and log can
-    with pytest.raises(UserInputError, match=r"cannot write a checkpoint to .*\(.*\): free space"):
+    with pytest.raises(InputError, match=r"cannot write a checkpoint to .*\(.*\): free space"):
         run(small_tmpfs, clips, "--hidden-units", "200,200,200", "--epochs", "1")
     (run_dir,) = small_tmpfs.iterdir()
     names = sorted(p.name for p in run_dir.iterdir())
@@ -279,7 +280,7 @@ def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_partial_file(sm
 
 def test_read_only_save_dir_is_one_line(small_tmpfs, clips):
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
-    with pytest.raises(UserInputError, match="cannot create the run folder .*Read-only file system"):
+    with pytest.raises(InputError, match="cannot create the run folder .*Read-only file system"):
         run(small_tmpfs / "runs", clips)
 
 
@@ -289,7 +290,7 @@ def test_immutable_save_dir_is_one_line(tmp_path, clips):
     if os.geteuid() != 0 or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i needs root and a file system that supports it")
     try:
-        with pytest.raises(UserInputError, match="cannot create the run folder .*Operation not permitted"):
+        with pytest.raises(InputError, match="cannot create the run folder .*Operation not permitted"):
             run(folder, clips)
         assert not list(folder.iterdir())
     finally:
@@ -304,7 +305,7 @@ def test_resume_with_a_missing_or_corrupt_config_is_one_line(tmp_path, clips, co
         target.unlink()
     else:
         target.write_bytes(config if isinstance(config, bytes) else config.encode())
-    with pytest.raises(UserInputError, match="config.json (is missing|is unreadable|does not hold)"):
+    with pytest.raises(InputError, match="config.json (is missing|is unreadable|does not hold)"):
         resume(run_dir)
 
 
@@ -382,7 +383,7 @@ def test_weights_with_bad_config_metadata_are_one_line(tmp_path, metadata, match
 
     path = tmp_path / "3-epochs_model.safetensors"
     save_file(tiny_tensors(), str(path), metadata=metadata)
-    with pytest.raises(UserInputError, match=match):
+    with pytest.raises(CheckpointError, match=match):
         load_model(path)
 
 
@@ -408,7 +409,7 @@ def test_weights_missing_a_tensor_are_one_line(tmp_path):
     tensors = tiny_tensors()
     del tensors["weight_hh"]
     save_file(tensors, str(tmp_path / "1-epochs_model.safetensors"), metadata={"config": json.dumps(MODEL_CONFIG)})
-    with pytest.raises(UserInputError, match="do not fit the model"):
+    with pytest.raises(CheckpointError, match="do not fit the model"):
         load_model(tmp_path / "1-epochs_model.safetensors")
 
 
@@ -463,7 +464,7 @@ def test_bad_original_layout_folders_are_one_line(tmp_path, case, match):
     else:
         kwargs["weights"] = {"rnn.weight_hh_l0": NotATensor()}
     run_dir = original_folder(tmp_path, hp, **kwargs)
-    with pytest.raises(UserInputError, match=match):
+    with pytest.raises(CheckpointError, match=match):
         load_model(run_dir, frame_shape=(2, 3))
 
 
@@ -498,7 +499,7 @@ def test_cluster_jobs_are_checked_like_a_local_run_before_submission(tmp_path, c
         np.save(data, np.zeros((44, 5, 16), np.float32))
     else:
         extra = ["--loss", "loss_hierarchical_temporal_prediction_feedforward"]
-    with pytest.raises(UserInputError, match=match):
+    with pytest.raises(InputError, match=match):
         stj.main(["--dataset", str(data), "--save-dir", str(tmp_path / "runs"), *TINY, *extra, *cluster])
     assert not submitted and not (tmp_path / "runs").exists()
 
@@ -521,13 +522,13 @@ def test_a_noise_state_from_another_kind_of_device_is_one_line(tmp_path, clips):
     state = torch.load(state_file, weights_only=True)
     state["rng"]["noise"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes
     torch.save(state, state_file)
-    with pytest.raises(UserInputError, match="saved on another kind of device"):
+    with pytest.raises(InputError, match="saved on another kind of device"):
         resume(run_dir)
 
 
 @pytest.mark.parametrize("seed", ["-1", "18446744073709551616", "4294967296"])
 def test_a_seed_out_of_range_is_refused_before_any_folder(tmp_path, clips, seed):
-    with pytest.raises(UserInputError, match=rf"--seed {seed} is out of range: seeds are 0 to 4294967295"):
+    with pytest.raises(InputError, match=rf"--seed {seed} is out of range: seeds are 0 to 4294967295"):
         run(tmp_path / "runs", clips, "--seed", seed)
     assert not (tmp_path / "runs").exists()
 
@@ -535,7 +536,7 @@ def test_a_seed_out_of_range_is_refused_before_any_folder(tmp_path, clips, seed)
 def test_a_sweep_with_a_seed_out_of_range_is_one_line(tmp_path, clips):
     import submit_training_job
 
-    with pytest.raises(UserInputError, match=r"--seed -1 is out of range"):
+    with pytest.raises(InputError, match=r"--seed -1 is out of range"):
         submit_training_job.main(["--dataset", str(clips), "--save-dir", str(tmp_path / "runs"), *BASE,
                                   "--seed", "0", "-1"])
     assert not (tmp_path / "runs").exists()
@@ -560,7 +561,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_earlier_files_in
         monkeypatch.setattr(run_dir_module.torch, "save", full)
     else:
         monkeypatch.setattr(checkpoint_module, "save_file", full)
-    with pytest.raises(UserInputError) as err:
+    with pytest.raises(InputError) as err:
         resume(run_dir, "--epochs", "3")
     message = str(err.value)
     assert "\n" not in message and "cannot write a checkpoint to" in message, message
@@ -599,7 +600,7 @@ def test_a_sweep_with_a_job_cut_short_runs_the_others_and_exits_3(tmp_path, clip
 
 
 def test_negative_stop_after_steps_is_refused_and_zero_means_no_limit(tmp_path, clips):
-    with pytest.raises(UserInputError, match=r"--stop-after-steps -1 is out of range"):
+    with pytest.raises(InputError, match=r"--stop-after-steps -1 is out of range"):
         run(tmp_path / "runs", clips, "--stop-after-steps", "-1")
     assert not (tmp_path / "runs").exists()
     run_dir = run(tmp_path / "runs", clips, "--stop-after-steps", "0", "--max-minutes", "0")

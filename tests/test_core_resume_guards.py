@@ -18,9 +18,10 @@ import torch
 from safetensors.torch import load_file
 
 import train
+from training import ResumeError
 from training.batched import sweep_jobs, train_batched
 from training.loop import StopRequest, TrainingDiverged
-from utils import UserInputError
+from utils import InputError
 from step_helpers import save_tiny_clips
 
 LOCK_FILE = ".training.lock"  # training.run_dir.LOCK_FILE
@@ -115,7 +116,7 @@ def test_a_sweep_killed_while_it_wrote_its_first_checkpoints_is_told_to_start_ag
     for run in runs[1:]:
         for epoch in (1, 2, 3):
             drop_checkpoint(run, epoch)
-    with pytest.raises(UserInputError, match=rf"first checkpoints: {runs[1].name}, {runs[2].name} saved none.*"
+    with pytest.raises(InputError, match=rf"first checkpoints: {runs[1].name}, {runs[2].name} saved none.*"
                                              "start the sweep again"):
         resume_sweep(runs[0])
 
@@ -128,7 +129,7 @@ def test_a_sweep_whose_runs_share_no_saved_step_is_one_line(tmp_path, clips, swe
     torch.save(torch.load(runs[0] / "interrupted_state.pt", weights_only=True) | {"global_step": 4},
                runs[0] / "interrupted_state.pt")
     before = [snapshot(run) for run in runs]
-    with pytest.raises(UserInputError, match=r"no saved step in common.*resume each one without --batched"):
+    with pytest.raises(InputError, match=r"no saved step in common.*resume each one without --batched"):
         resume_sweep(runs[1])
     assert [snapshot(run) for run in runs] == before
 
@@ -146,7 +147,7 @@ def test_a_config_that_does_not_fit_the_saved_weights_is_one_line_and_writes_not
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps(config | {"hidden_units": [6, 5, 5]}))
     before = snapshot(run)
-    with pytest.raises(UserInputError, match=r"config.json disagrees with the config stored in "
+    with pytest.raises(InputError, match=r"config.json disagrees with the config stored in "
                                              r"3-epochs_model.safetensors on hidden_units: restore config.json"):
         train.main(["--path", str(run), "--epochs", "4"])
     assert snapshot(run) == before
@@ -161,7 +162,7 @@ def test_a_config_edit_that_keeps_every_shape_is_refused_too(tmp_path, single, e
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps(config | edit))
     before = snapshot(run)
-    with pytest.raises(UserInputError, match=rf"disagrees with the config stored in 3-epochs_model.safetensors on "
+    with pytest.raises(InputError, match=rf"disagrees with the config stored in 3-epochs_model.safetensors on "
                                              rf"{next(iter(edit))}"):
         train.main(["--path", str(run), "--epochs", "4"])
     assert snapshot(run) == before
@@ -176,13 +177,13 @@ def test_path_to_the_latest_weights_file_or_config_resumes_the_folder(tmp_path, 
 
 
 def test_path_to_an_earlier_weights_file_names_both_choices(single):
-    with pytest.raises(UserInputError, match=r"2-epochs_model.safetensors is a weights file.*latest state is "
+    with pytest.raises(ResumeError, match=r"2-epochs_model.safetensors is a weights file.*latest state is "
                                              r"3-epochs_state.pt: give --path .* to continue .*2-epochs_state.pt"):
         train.config_for(parse("--path", str(single / "2-epochs_model.safetensors")))
 
 
 def test_path_to_a_file_outside_a_run_folder_is_one_line(single):
-    with pytest.raises(UserInputError, match="train.log is no state file of a run folder .*give the run folder"):
+    with pytest.raises(ResumeError, match="train.log is no state file of a run folder .*give the run folder"):
         train.config_for(parse("--path", str(single / "logs" / "train.log")))
 
 
@@ -191,7 +192,7 @@ def test_path_to_a_file_that_is_no_resume_state_is_one_line(tmp_path, single, na
     run = Path(shutil.copytree(single, tmp_path / "run"))
     if content is not None:
         torch.save(content, run / name)
-    with pytest.raises(UserInputError, match=rf"{name} is (unreadable: )?not a resume state.*give the run folder"):
+    with pytest.raises(ResumeError, match=rf"{name} is (unreadable: )?not a resume state.*give the run folder"):
         train.train(*train.config_for(parse("--path", str(run / name))), progress=False)
 
 
@@ -199,7 +200,7 @@ def test_a_run_that_stopped_before_its_first_checkpoint_is_told_to_start_again(t
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(single / "config.json", run / "config.json")  # killed during its first epoch
-    with pytest.raises(UserInputError, match="the run stopped before it saved one; start it again"):
+    with pytest.raises(ResumeError, match="the run stopped before it saved one; start it again"):
         train.config_for(parse("--path", str(run)))
 
 
@@ -212,7 +213,7 @@ def test_a_run_folder_being_trained_refuses_a_second_resume_naming_the_holder(tm
     run = Path(shutil.copytree(single, tmp_path / "run"))
     with FileLock(run / LOCK_FILE):
         before = snapshot(run)
-        with pytest.raises(UserInputError, match=rf"run is being trained by pid {os.getpid()} on .*started 20.*"
+        with pytest.raises(InputError, match=rf"run is being trained by pid {os.getpid()} on .*started 20.*"
                                                  "wait for it"):
             train.main(["--path", str(run), "--epochs", "4"])
         assert snapshot(run) == before
@@ -235,7 +236,7 @@ def test_a_sweep_with_a_run_being_trained_is_refused_before_anything_is_written(
     runs = copy_sweep(sweep, tmp_path)
     with FileLock(runs[2] / LOCK_FILE):
         before = [snapshot(run) for run in runs]
-        with pytest.raises(UserInputError, match=rf"{runs[2].name} is being trained by pid {os.getpid()}"):
+        with pytest.raises(InputError, match=rf"{runs[2].name} is being trained by pid {os.getpid()}"):
             resume_sweep(runs[0], "--epochs", "4")
         assert [snapshot(run) for run in runs] == before
     assert not any((run / LOCK_FILE).exists() for run in runs)

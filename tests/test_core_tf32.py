@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from training import TrainingSetupError
 from training.batched import StackedRecurrent
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
 from training.config import TrainConfig, set_arithmetic
-from utils import UserInputError
 
 PRODUCTS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
             torch.ops.aten.baddbmm.default, torch.ops.aten.mm.out, torch.ops.aten.addmm.out}
@@ -137,7 +137,7 @@ def test_tf32_with_bf16_is_refused_in_one_line(tmp_path):
     np.save(data, np.zeros((4, 10, 9), dtype=np.float32))
     args = train.build_parser().parse_args(["--dataset", str(data), "--frame-shape", "3", "3", "--tf32",
                                             "--precision", "bf16", "--save-dir", str(tmp_path)])
-    with pytest.raises(UserInputError, match="--tf32 changes only float32 products"):
+    with pytest.raises(TrainingSetupError, match="--tf32 changes only float32 products"):
         train.config_for(args)
     assert not any(p.is_dir() for p in tmp_path.iterdir())
 

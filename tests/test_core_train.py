@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from training import ResumeError, TrainingSetupError
 from training import config as training_config
 from models.io import load_model
 from training.step import learning_rate
@@ -257,9 +258,9 @@ def test_corrupt_checkpoint_gets_one_line_error(tmp_path):
     (bad / "3-epochs_state.pt").write_bytes(b"garbage")
     proc = run_cli(["--path", str(bad)], check=False)
     assert_one_line_error(proc, "unreadable")
-    from utils import UserInputError
+    from models.checkpoint import CheckpointError
 
-    with pytest.raises(UserInputError, match="corrupt"):
+    with pytest.raises(CheckpointError, match="corrupt"):
         load_model(bad)
 
 
@@ -433,9 +434,9 @@ def test_list_flags_take_the_comma_and_the_space_form(parser_of):
     assert resolved("--frame-shape", "4", "5", "--hidden-units", "6,5,4", "--beta", "0.5,0.25,0.25") == expected
     assert resolved("--frame-shape", "4,5", "--hidden-units", "6", "5", "4", "--beta", "0.5", "0.25", "0.25") == expected
     assert resolved("--frame-shape=4,5", "--hidden-units", "6,5", "4", "--beta=0.5,0.25,0.25") == expected
-    with pytest.raises(train.UserInputError, match="--frame-shape needs two positive integers"):
+    with pytest.raises(TrainingSetupError, match="--frame-shape needs two positive integers"):
         resolved("--frame-shape", "4", "5", "6")
-    with pytest.raises(train.UserInputError, match="--hidden-units '6,x' is not a comma-separated list"):
+    with pytest.raises(TrainingSetupError, match="--hidden-units '6,x' is not a comma-separated list"):
         resolved("--hidden-units", "6", "x")
 
 
@@ -446,7 +447,7 @@ def test_resume_accepts_a_list_flag_in_the_other_form(tmp_path, clips, uninterru
     args = train.build_parser().parse_args(["--path", str(run), "--hidden-units", "6", "5", "4", "--frame-shape", "4,4"])
     cfg, _ = train.config_for(args)
     assert cfg.hidden_units == (6, 5, 4) and cfg.frame_shape == (4, 4)
-    with pytest.raises(train.UserInputError, match="--hidden-units cannot change"):
+    with pytest.raises(ResumeError, match="--hidden-units cannot change"):
         train.config_for(train.build_parser().parse_args(["--path", str(run), "--hidden-units", "6", "5"]))
 
 
