@@ -33,6 +33,8 @@ def video_info(path: str | Path) -> tuple[int, int, float]:
                 raise DatasetError(f"{path} has no video stream: give a video file")
             stream = container.streams.video[0]
             return stream.codec_context.width, stream.codec_context.height, float(stream.average_rate or 0)
+    except DatasetError:  # no video stream: said as it is
+        raise
     except (av.FFmpegError, OSError, ValueError) as err:
         raise DatasetError(f"cannot open {path} ({err}): {REENCODE}") from err
 
@@ -60,6 +62,8 @@ def iter_gray_blocks(path: str | Path, downsample: int = 1, block_len: int | Non
                 if block_len is not None and len(buffer) == block_len:
                     yield np.stack(buffer)
                     buffer = buffer[block_len - overlap:]
+    except DatasetError:  # no video stream: said as it is
+        raise
     except (av.FFmpegError, OSError, ValueError) as err:
         raise DatasetError(f"cannot decode {path} ({err}): {REENCODE}") from err
     if n_decoded == 0:

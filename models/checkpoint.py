@@ -414,6 +414,8 @@ class Checkpoint:
         config = self.config
         try:
             model = build_model(config)
+        except CheckpointError:  # a lower stack's checkpoint (TP_FF): names that file and the fix
+            raise
         except (KeyError, ValueError, TypeError) as err:
             reason = f"missing {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
             raise CheckpointError(f"{self._config_source} does not describe a model this code can build ({reason}): "

@@ -101,3 +101,22 @@ def test_iter_gray_blocks_overlap_and_errors(tmp_path):
     junk.write_bytes(b"not a video at all")
     with pytest.raises(DatasetError, match="cannot decode .*junk.mp4"):
         list(pipeline.iter_gray_blocks(junk))
+
+
+def test_a_file_without_a_video_stream_says_so_unwrapped(tmp_path):
+    """The DatasetError raised inside the decoding try is passed on as it is, not
+    re-wrapped by the handler of PyAV's errors ("cannot open ... (... no video stream)")."""
+    import av
+
+    sound = tmp_path / "sound.wav"
+    with av.open(str(sound), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    expected = f"{sound} has no video stream: give a video file"
+    for read in (pipeline.video_info, lambda path: list(pipeline.iter_gray_blocks(path))):
+        with pytest.raises(DatasetError) as err:
+            read(sound)
+        assert str(err.value) == expected

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 import submit_training_job
 import train
@@ -175,7 +177,7 @@ def test_untrained_control_loads_with_its_trained_stack_below(runs):
     assert untrained.hidden_activity(torch.randn(1, 20, 16)).shape == (1, 20, 11)
 
 
-def test_lower_stacks_may_list_the_chain_and_mismatches_are_user_errors(runs):
+def test_lower_stacks_may_list_the_chain_and_mismatches_are_user_errors(runs, tmp_path):
     config = json.loads((runs["tp_ff1"] / "config.json").read_text())
     stack1, _, _ = load_model(runs["tp_ff1"])
     stack2 = build_model(config | {"hidden_units": [6, 5, 3], "beta": [1, 1, 1],
@@ -187,6 +189,18 @@ def test_lower_stacks_may_list_the_chain_and_mismatches_are_user_errors(runs):
     assert "--hidden-units 6,N" in refused.value.flag_wording()
     with pytest.raises(CheckpointError, match="does not exist"):
         build_model(config | {"lower_stacks": str(runs["base"] / "missing")})
+    # a checkpoint whose config names a lower stack that is gone: that stack's message, not re-wrapped
+    missing = runs["base"] / "missing"
+    weights = sorted(runs["tp_ff1"].glob("*-epochs_model.safetensors"))[-1]
+    with safe_open(str(weights), framework="pt") as f:
+        meta = f.metadata()
+    moved = tmp_path / "moved" / weights.name
+    moved.parent.mkdir()
+    save_file(load_file(str(weights)), str(moved),
+              metadata=meta | {"config": json.dumps(json.loads(meta["config"]) | {"lower_stacks": str(missing)})})
+    with pytest.raises(CheckpointError) as gone:
+        load_model(moved)
+    assert str(gone.value) == f"checkpoint {missing} does not exist: give a run folder or a weights file"
 
 
 @pytest.mark.parametrize("kind", [*KINDS, "tp_ff_stacked"])
@@ -256,6 +270,9 @@ def test_ablation_specs_zero_or_shuffle_exactly_the_feedback_entries(runs):
                           ("shuffle-feedback:1.5", r"in \[0, 1\]"), ("lesion", "unknown ablation")):
         with pytest.raises(SettingError, match=message):
             apply_ablation(model, spec)
+    with pytest.raises(SettingError) as once:  # named once, not re-wrapped by the handler of other errors
+        apply_ablation(model, "shuffle-feedback:half")
+    assert str(once.value) == "ablation 'shuffle-feedback:half': FRACTION must be a number and SEED an integer"
     for kind in ("hier_ff", "vanilla"):
         other, _, _ = load_model(runs[kind])
         assert apply_ablation(other, "none") is other
