@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.reference import ALLEN_METRICS_FILE, AllenMetricsError, allen_unit_metric
+from analysis.reference import ALLEN_METRICS_FILE, allen_unit_metric
 from neural_fitting import RecordingError
 from neural_fitting.fetch import download
 from utils import add_flags, flag, options_from, run_cli, user_errors_from
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_flags(parser, MetricsOptions)
     args = options_from(MetricsOptions, parser.parse_args(argv))
-    with user_errors_from(AllenMetricsError, ValueError):  # a corrupt download, an unreadable table
+    with user_errors_from(ValueError):  # a corrupt download, an unreadable table (beyond AllenMetricsError)
         path = fetch_metrics(args.out, args.timeout)
         counts = Counter({area: allen_unit_metric(path, "g_osi_dg", area).values.size for area in AREAS})
     print(f"{path}: units with a global OSI per area: "
