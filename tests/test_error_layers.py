@@ -17,7 +17,8 @@ from neural_fitting import RecordingError
 from neural_fitting.nwb import MalformedTable
 from training import ResumeError, TrainingSetupError
 from training.run_dir import NotAResumeState
-from training.step import NoiseStateOnOtherDevice, StateDoesNotFitModel, TrainingDiverged
+from training.loop import TrainingDiverged
+from training.step import NoiseStateOnOtherDevice, StateDoesNotFitModel
 from utils import InputError, UserInputError, run_cli
 from virtual_physiology import ArtefactError, ProbeError
 from virtual_physiology.stages import NonFiniteResults
