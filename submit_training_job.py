@@ -4,7 +4,7 @@ Runs in this process by default, on the GPU when there is one. Every flag is
 described by ``--help`` with the paper's value; the maths lives in train.py,
 models/ and losses/.
 
-    python submit_training_job.py --preset demo          # 3 min 14 s on a quiet 2-core CPU, 18 min 43 s under heavy load, then an RF summary
+    python submit_training_job.py --preset demo          # 6 min 49 s on a quiet 2-core CPU, 17 min 11 s under heavy load, then an RF summary
     python submit_training_job.py --name htp --L1 -6     # the paper's configuration
     python submit_training_job.py --path model_checkpoints/RUN   # resume
     python submit_training_job.py --name htp --L1 -6 -5.5 -5 --seed 0 1 \\

@@ -43,7 +43,7 @@ from utils import MAX_SEED, os_error_reason, portable_path, recorded_path
 
 # The demo's duration, quoted verbatim by the README, submit_training_job.py's docstring
 # and --help (tests/test_core_train.py checks all three): measured with --preset demo.
-DEMO_TIME = "3 min 14 s on a quiet 2-core CPU, 18 min 43 s under heavy load"
+DEMO_TIME = "6 min 49 s on a quiet 2-core CPU, 17 min 11 s under heavy load"
 
 
 def _f(default, help):
