@@ -250,7 +250,7 @@ class Pipeline:
 
 
 # The whole pipeline at the paper's size (3 x 800 units, 20,000 RWA clips) on the project's
-# 2-core CPU, quiet (benchmarks/bench_vphys.py, README "Measured speed and memory"): its
+# 2-core CPU, quiet (benchmarks/bench_vphys.py; docs/benchmarks.md, "Virtual physiology"): its
 # time and its artefact grow about in proportion to the hidden units.
 REFERENCE_UNITS, REFERENCE_MINUTES, REFERENCE_GB = 2400, 5.4, 4.2
 
