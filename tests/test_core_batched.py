@@ -17,7 +17,7 @@ from training.batched import SWEEP_KEY, StackedRecurrent, sweep_jobs, train_batc
 from training.loop import TrainingDiverged
 from models.io import load_model
 from models.network_hierarchical_recurrent import NetworkHierarchicalRecurrent
-from step_helpers import save_tiny_clips
+from step_helpers import clips  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
@@ -25,11 +25,6 @@ SWEEP = [(-5.0, 0), (-4.0, 1), (-3.0, 2)]  # (L1, seed): every model differs in 
 # The single run uses the block recurrence (per-block products), the stack batched
 # products: the summation order differs, so 15 Adam steps agree to float32 rounding.
 RTOL, ATOL = 1e-5, 1e-6
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return save_tiny_clips(tmp_path_factory.mktemp("data"))
 
 
 def flags(tmp, clips, *extra):

@@ -8,24 +8,11 @@ import pytest
 import train
 from training.batched import sweep_jobs, train_batched
 from training import config as training_config
-from step_helpers import save_tiny_clips
+from step_helpers import clips, no_loss_curves  # noqa: F401 (fixtures)
 
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
 SWEEP = [(-5.0, 0), (-4.0, 1)]  # 44 clips: 40 for training, 5 steps per epoch
 PATHS = ["single", "batched"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_loss_curves():
-    """The loss curve's PNG (seconds on a loaded machine) is no part of what these tests check."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("training.loop.save_loss_curve", lambda run_dir, history: None)
-        yield
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return save_tiny_clips(tmp_path_factory.mktemp("data"))
 
 
 def start(path, tmp, clips, *extra):

@@ -22,27 +22,13 @@ from training import ResumeError
 from training.batched import sweep_jobs, train_batched
 from training.loop import StopRequest, TrainingDiverged
 from utils import InputError
-from step_helpers import save_tiny_clips
+from step_helpers import clips, no_loss_curves  # noqa: F401 (fixtures)
 
 LOCK_FILE = ".training.lock"  # training.run_dir.LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frame-shape", "4", "4", "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"]
 SWEEP = [(-5.0, 0), (-4.0, 1), (-3.0, 2)]  # 44 clips: 40 for training, 5 steps per epoch
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_loss_curves():
-    """The loss curve's PNG (~1 s per checkpoint, 10 s on a loaded machine) is no part of what
-    these tests check; the subprocesses still draw theirs."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("training.loop.save_loss_curve", lambda run_dir, history: None)
-        yield
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return save_tiny_clips(tmp_path_factory.mktemp("data"))
 
 
 def flags(tmp, clips, *extra):
