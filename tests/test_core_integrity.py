@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from models.checkpoint import CheckpointError
 from models.io import load_model
-from training.run_dir import CHECKSUMS_FILE, RunDir
+from models.checkpoint import CHECKSUMS_FILE
+from training.run_dir import RunDir
 from test_core_reliability import MODEL_CONFIG, tiny_tensors
 
 ROOT = Path(__file__).resolve().parents[1]

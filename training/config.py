@@ -35,8 +35,8 @@ from models.base import flag_wording
 from models.checkpoint import CheckpointError
 from models.network_hierarchical_recurrent import PRECISIONS
 from models.recurrence import RECURRENCE_BACKENDS
-from training.run_dir import (CONFIG_FILE, WEIGHTS_PATTERN, RunDir, RunFoldersExhausted, resume_command,
-                            state_position)
+from models.checkpoint import CONFIG_FILE, WEIGHTS_PATTERN, resume_command
+from training.run_dir import RunDir, RunFoldersExhausted, state_position
 from training import ResumeError, TrainingSetupError
 from utils import MAX_SEED, os_error_reason, portable_path, recorded_path
 

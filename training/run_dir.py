@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import (CHECKSUMS_FILE, CONFIG_FILE, HISTORY_FILE, INTERRUPTED_STATE,  # noqa: F401
-                               WEIGHTS_PATTERN, RunFolder, resume_command, weights_name)
+from models.checkpoint import INTERRUPTED_STATE, RunFolder
 from training import ResumeError
 from utils import atomic_path, write_json
 
