@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a file, the repository's packages are no
     sys.exit(2)
 
 import argparse
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -49,13 +50,15 @@ NEEDS = ("rwa",)  # every other stage is optional: its rows read "not measured"
 class ModelRecord:
     """What the measures read: the unit tables of each group (``analysis.inputs``:
     the units with a non-zero summed white-noise response, the original's rule),
-    the frame (H, W), and the run's ``rf_summary.json`` of the same epoch (None
-    when there is none)."""
+    the frame (H, W), and the clean next-frame errors ``{"model", "copy_last_frame"}``
+    that ``rf_summary.json`` recorded for these weights (None, and why, when there
+    are none) and for its untrained network of the same size."""
 
     units: list[dict[str, np.ndarray]]
     frame_shape: tuple[int, int]
-    rf_summary: dict | None = None
-    rf_summary_missing: str = "no rf_summary.json"
+    prediction: dict | None = None
+    prediction_missing: str = "no rf_summary.json in the run folder"
+    untrained_prediction: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -206,10 +209,9 @@ def gabor_like(record: ModelRecord) -> Measured:
 def clean_prediction(record: ModelRecord) -> Measured:
     """Next-frame MSE on clean validation clips against copying the last frame
     (``rf_summary.json`` of the same epoch). Target: below copy-last."""
-    if record.rf_summary is None:
-        return Measured(f"not measured ({record.rf_summary_missing}: python -m virtual_physiology.rf_summary RUN)")
-    errors = record.rf_summary["clean_validation_next_frame_mse"]["trained"]
-    model, copy_last = float(errors["model"]), float(errors["copy_last_frame"])
+    if record.prediction is None:
+        return Measured(f"not measured ({record.prediction_missing}: python -m virtual_physiology.rf_summary RUN)")
+    model, copy_last = float(record.prediction["model"]), float(record.prediction["copy_last_frame"])
     return Measured(f"{model:.3f} (copy-last {copy_last:.3f})", model < copy_last,
                     {"model": model, "copy_last_frame": copy_last})
 
@@ -271,15 +273,15 @@ def run_summary(checkpoint: dict) -> tuple[dict | None, str]:
     (None, why not)."""
     path = Path(checkpoint["path"])
     folder = path.parent if path.suffix in (".safetensors", ".pt") else path
-    summary_path = folder / "rf_summary.json"
+    summary_path = folder / "rf_summary.json"  # the reasons name no folder: shipped tables quote them
     if not summary_path.is_file():
-        return None, f"no {summary_path}"
+        return None, "no rf_summary.json in the run folder"
     try:
         summary = json.loads(summary_path.read_text())
     except (OSError, ValueError) as err:
-        return None, f"{summary_path} cannot be read ({err})"
+        return None, f"the run folder's rf_summary.json cannot be read ({type(err).__name__})"
     if summary.get("epoch") != checkpoint.get("epoch"):
-        return None, f"{summary_path} measured epoch {summary.get('epoch')}, the artefact epoch {checkpoint.get('epoch')}"
+        return None, f"rf_summary.json measured epoch {summary.get('epoch')}, the artefact epoch {checkpoint.get('epoch')}"
     return summary, ""
 
 
@@ -290,7 +292,8 @@ def read_record(artefact) -> ModelRecord:
     try:
         vp = data.artefact
         summary, missing = run_summary(vp.checkpoint)
-        return ModelRecord(data.units, tuple(vp.frame_shape), summary, missing)
+        errors = summary["clean_validation_next_frame_mse"] if summary else {}
+        return ModelRecord(data.units, tuple(vp.frame_shape), errors.get("trained"), missing, errors.get("untrained"))
     finally:
         data.artefact.close()
 
@@ -322,8 +325,12 @@ def main(argv=None) -> None:
                         help="artefact of an untrained network of the same size, for its column")
     parser.add_argument("--out", metavar="FILE", default=None, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
-    table = targets_table(measure_all(read_record(args.artefact)),
-                          measure_all(read_record(args.untrained)) if args.untrained else None)
+    model = read_record(args.artefact)
+    untrained = read_record(args.untrained) if args.untrained else None
+    if untrained is not None and untrained.prediction is None and model.untrained_prediction is not None:
+        # the model's rf_summary measured an untrained network of its size: its errors stand in
+        untrained = dataclasses.replace(untrained, prediction=model.untrained_prediction)
+    table = targets_table(measure_all(model), measure_all(untrained) if untrained else None)
     if args.out:
         try:
             with atomic_path(args.out) as tmp:

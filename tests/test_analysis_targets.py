@@ -1,15 +1,18 @@
 """analysis.targets: each measure on hand-made unit tables with known answers,
 the rf_summary pairing, the table, and the command on the tiny run's artefact."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from analysis import targets
 from tests.analysis_helpers import tiny_run
+from virtual_physiology.artefact import write_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,11 +117,10 @@ def test_gabor_like_uses_the_original_criterion():
 
 
 def test_clean_prediction_reads_the_run_summary():
-    summary = {"clean_validation_next_frame_mse": {"trained": {"model": 0.7, "copy_last_frame": 1.2}}}
-    measured = targets.clean_prediction(record({"x": np.zeros(1)}, rf_summary=summary))
+    measured = targets.clean_prediction(record({"x": np.zeros(1)}, prediction={"model": 0.7, "copy_last_frame": 1.2}))
     assert measured.text == "0.700 (copy-last 1.200)" and measured.met is True
-    missing = targets.clean_prediction(record({"x": np.zeros(1)}, rf_summary_missing="no RUN/rf_summary.json"))
-    assert missing.text.startswith("not measured (no RUN/rf_summary.json") and missing.met is None
+    missing = targets.clean_prediction(record({"x": np.zeros(1)}))
+    assert missing.text.startswith("not measured (no rf_summary.json in the run folder") and missing.met is None
 
 
 def test_run_summary_pairs_only_the_same_epoch(tmp_path):
@@ -129,7 +131,7 @@ def test_run_summary_pairs_only_the_same_epoch(tmp_path):
     summary, why = targets.run_summary({"path": str(tmp_path), "epoch": 7})
     assert summary is None and "measured epoch 5, the artefact epoch 7" in why
     summary, why = targets.run_summary({"path": str(tmp_path / "elsewhere"), "epoch": 5})
-    assert summary is None and why.startswith("no ")
+    assert summary is None and why == "no rf_summary.json in the run folder"  # names no folder of this machine
 
 
 def test_table_has_a_row_per_target_with_the_originals_values():
@@ -140,6 +142,24 @@ def test_table_has_a_row_per_target_with_the_originals_values():
     assert len(lines) == 2 + len(targets.TARGETS)
     assert "0.18 (n=795)" in table and "mean 0.55 (95% CI 0.53-0.57, t = -48 against 1, n = 791)" in table
     assert "-3.60 / -1.56 / -1.14; above 0: 25 of 799, 21 of 96, 10 of 39" in table
+
+
+def test_untrained_column_takes_the_models_untrained_errors_when_its_folder_has_none(tmp_path):
+    artefact = tmp_path / "model.vphys.h5"
+    shutil.copy(tiny_run()["artefact"], artefact)
+    with h5py.File(artefact, "a") as f:  # the artefact now names tmp_path/run as its checkpoint
+        meta = json.loads(f.attrs["metadata"])
+        meta["checkpoint"]["path"] = str(tmp_path / "run")
+        write_metadata(f, meta)
+    errors = {"trained": {"model": 0.7, "copy_last_frame": 1.2}, "untrained": {"model": 1.0, "copy_last_frame": 1.2}}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "rf_summary.json").write_text(
+        json.dumps({"epoch": meta["checkpoint"]["epoch"], "clean_validation_next_frame_mse": errors}))
+    done = subprocess.run([sys.executable, "-m", "analysis.targets", str(artefact), "--untrained", tiny_run()["artefact"]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| clean next-frame MSE"))
+    assert "| 0.700 (copy-last 1.200) | yes | 1.000 (copy-last 1.200) |" in row
 
 
 def test_command_on_an_artefact_writes_the_table(tmp_path):
