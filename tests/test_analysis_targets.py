@@ -45,17 +45,19 @@ def test_feedback_peak_ratio_known_answer():
     rng = np.random.default_rng(0)
     full = rng.uniform(1, 2, size=(20, 10))
     ratio = np.linspace(0.4, 0.6, 20)
+    ratio[0] = 0.0  # silenced without feedback: counts as 0, as in the original
     ablated = full * ratio[:, None]
     silent = np.zeros((1, 10))  # no response with feedback: dropped, not a division by zero
     table = {"size_tuning_curve": np.vstack([full, silent]), "nofeedback_size_tuning_curve": np.vstack([ablated, silent])}
     measured = targets.feedback_peak_ratio(record(table))
     n = measured.numbers
-    assert n["n"] == 20 and n["mean"] == pytest.approx(0.5) and n["median"] == pytest.approx(0.5)
+    assert n["n"] == 20 and n["silenced"] == 1
+    assert n["mean"] == pytest.approx(ratio.mean()) and n["median"] == pytest.approx(np.median(ratio))
     sd = np.std(ratio, ddof=1)
-    assert n["t_against_1"] == pytest.approx(-0.5 / (sd / np.sqrt(20)))
+    assert n["t_against_1"] == pytest.approx((ratio.mean() - 1) / (sd / np.sqrt(20)))
     d = ablated.max(axis=1) - full.max(axis=1)
     assert n["paired_t"] == pytest.approx(d.mean() / (d.std(ddof=1) / np.sqrt(20)))
-    assert measured.met is True
+    assert measured.met is True and "n = 20, 1 silenced without feedback" in measured.text
 
 
 def test_feedback_peak_ratio_not_met_without_a_drop():
