@@ -30,7 +30,8 @@ def feedback_effects(full, no_feedback, radii) -> dict[str, np.ndarray]:
     - ``preferred_size_full`` / ``preferred_size_no_feedback``: radius at the
       first argmax (the summation-field size; the data give diameters);
     - ``peak_ratio``: max(no-feedback) / max(full) (Nurminen: sRF response,
-      inactivated / control = 0.668);
+      inactivated / control = 0.668); as in the original's ``get_sRF_FR``, a
+      unit that the removal of feedback silences counts as 0, not nan;
     - ``proximal_ratio``: full / no-feedback at the first radius past the full
       curve's peak where the full response falls below 0.95 of its peak, i.e.
       where the near surround starts to suppress (Nurminen: 0.86); nan if the
@@ -51,7 +52,8 @@ def feedback_effects(full, no_feedback, radii) -> dict[str, np.ndarray]:
     nan = np.nan
     return dict(preferred_size_full=np.where(valid, radii[peak], nan),
                 preferred_size_no_feedback=np.where(valid, radii[safe_nofb.argmax(axis=1)], nan),
-                peak_ratio=np.where(valid, safe_nofb.max(axis=1) / safe_full.max(axis=1), nan),
+                peak_ratio=np.where(_valid(full) & np.isfinite(no_feedback).all(axis=1),
+                                    np.where(valid, safe_nofb.max(axis=1), 0.0) / safe_full.max(axis=1), nan),
                 proximal_ratio=np.where(has_proximal, proximal, nan))
 
 

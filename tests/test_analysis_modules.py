@@ -36,6 +36,9 @@ def test_feedback_effects_known_values():
     np.testing.assert_allclose(out["proximal_ratio"], [0.5, np.nan])
     never_falls = ss.feedback_effects(np.array([[1.0, 2, 3, 4]]), np.array([[1.0, 2, 3, 4]]), [1, 2, 3, 4])
     assert np.isnan(never_falls["proximal_ratio"][0])
+    silenced = ss.feedback_effects(np.array([[1.0, 2, 1, 1]]), np.zeros((1, 4)), [1, 2, 3, 4])
+    assert silenced["peak_ratio"][0] == 0.0  # the original's get_sRF_FR: 0 / peak, not dropped
+    assert np.isnan(silenced["preferred_size_no_feedback"][0])
 
 
 def test_normalised_mean_curves_and_fit():
