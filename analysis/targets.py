@@ -58,6 +58,7 @@ class ModelRecord:
     prediction: dict | None = None
     prediction_missing: str = "no rf_summary.json in the run folder"
     untrained_prediction: dict | None = None
+    prediction_source: str = ""  # set when the errors are another network's than the artefact's
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,8 @@ def clean_prediction(record: ModelRecord) -> Measured:
     if record.prediction is None:
         return Measured(f"not measured ({record.prediction_missing}: python -m virtual_physiology.rf_summary RUN)")
     model, copy_last = float(record.prediction["model"]), float(record.prediction["copy_last_frame"])
-    return Measured(f"{model:.3f} (copy-last {copy_last:.3f})", model < copy_last,
+    source = f"; {record.prediction_source}" if record.prediction_source else ""
+    return Measured(f"{model:.3f} (copy-last {copy_last:.3f}{source})", model < copy_last,
                     {"model": model, "copy_last_frame": copy_last})
 
 
@@ -331,8 +333,9 @@ def main(argv=None) -> None:
     model = read_record(args.artefact)
     untrained = read_record(args.untrained) if args.untrained else None
     if untrained is not None and untrained.prediction is None and model.untrained_prediction is not None:
-        # the model's rf_summary measured an untrained network of its size: its errors stand in
-        untrained = dataclasses.replace(untrained, prediction=model.untrained_prediction)
+        # the model's rf_summary measured an untrained network of its size (another draw): its errors stand in
+        untrained = dataclasses.replace(untrained, prediction=model.untrained_prediction,
+                                        prediction_source="rf_summary's untrained network of this size")
     table = targets_table(measure_all(model), measure_all(untrained) if untrained else None)
     if args.out:
         try:
