@@ -37,6 +37,7 @@ from scipy import stats as scipy_stats
 from analysis import AnalysisError, inputs
 from analysis.plaid_motion import pattern_index_summary
 from analysis.response_parameters import curve_fit_modulation_ratio
+from analysis.surround_suppression import feedback_effects
 from utils import atomic_path, os_error_reason, paired_ttest, run_cli
 from virtual_physiology.gabor import original_gabor
 from virtual_physiology.monitors import reference_values
@@ -105,8 +106,8 @@ def simple_fraction(record: ModelRecord) -> Measured:
 
 
 def feedback_peak_ratio(record: ModelRecord) -> Measured:
-    """Group 1's size-tuning peak without feedback / with, per unit, by the
-    original's rule (its ``get_sRF_FR``): every unit with a positive, finite peak
+    """Group 1's size-tuning peak without feedback / with, per unit
+    (``surround_suppression.feedback_effects``, the original's ``get_sRF_FR``): every unit with a positive, finite peak
     with feedback, a unit that feedback's removal silences counting as 0. The
     mean with its 95% t interval and the original's one-sample t-test of the
     ratio against 1; the median (a unit that barely responds with feedback gives
@@ -116,15 +117,14 @@ def feedback_peak_ratio(record: ModelRecord) -> Measured:
     table = record.units[0]
     if "nofeedback_size_tuning_curve" not in table or "size_tuning_curve" not in table:
         return _not_measured("surround or nofeedback")
-    full_peak = np.asarray(table["size_tuning_curve"], float).max(axis=1)
-    ablated_peak = np.asarray(table["nofeedback_size_tuning_curve"], float).max(axis=1)
-    keep = np.isfinite(full_peak) & np.isfinite(ablated_peak) & (full_peak > 0)
+    full, ablated = np.asarray(table["size_tuning_curve"], float), np.asarray(table["nofeedback_size_tuning_curve"], float)
+    ratio = feedback_effects(full, ablated, np.arange(full.shape[1]))["peak_ratio"]  # radii do not enter the peaks
+    keep = np.isfinite(ratio)
     n = int(keep.sum())
     if n < 2:
         return Measured(f"{n} G1 unit(s) respond with feedback")
-    full_peak, ablated_peak = full_peak[keep], ablated_peak[keep]
-    ratio = ablated_peak / full_peak
-    silenced = int(np.sum(ablated_peak <= 0))
+    ratio, full_peak, ablated_peak = ratio[keep], full[keep].max(axis=1), ablated[keep].max(axis=1)
+    silenced = int(np.sum(ratio == 0))
     mean, median, sem = float(ratio.mean()), float(np.median(ratio)), float(scipy_stats.sem(ratio))
     half_width = float(scipy_stats.t.ppf(0.975, n - 1) * sem)
     with warnings.catch_warnings():  # identical ratios (an untrained network's 1.0) give t = nan, shown as such
