@@ -2,7 +2,7 @@
 targets of a TP_full whose feedback carries part of group 1's response and
 whose group 1 is mostly complex cells.
 
-    python -m analysis.targets ARTEFACT [--untrained ARTEFACT] [--out targets.md]
+    python -m analysis.targets ARTEFACT [--untrained ARTEFACT] [--nback] [--out targets.md]
 
 One row per measure (the registry ``TARGETS``): the model's value, the
 untrained network's (``--untrained``, an artefact of the same size at step 0),
@@ -12,8 +12,10 @@ whether the model meets it. Everything but the prediction row comes from the
 artefact (``bash run.bash MODEL`` with every stage); the prediction row reads
 ``rf_summary.json`` from the checkpoint's run folder
 (``python -m virtual_physiology.rf_summary RUN``) and says so when it is
-missing or of another epoch. A measure whose stage is missing reads "not
-measured" and names the stage. Loads no model.
+missing or of another epoch, and the memory row is measured on each
+artefact's checkpoint only with ``--nback`` (it loads the model and trains
+two readouts). A measure whose stage is missing reads "not measured" and
+names the stage.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from virtual_physiology.gabor import original_gabor
 from virtual_physiology.monitors import reference_values
 
 SIGNIFICANCE = 0.01  # the targets' p threshold for a paired difference
+MEMORY_N_BACK = 5  # the original's reported n-back point
 NEEDS = ("rwa",)  # every other stage is optional: its rows read "not measured"
 
 
@@ -60,6 +63,7 @@ class ModelRecord:
     prediction_missing: str = "no rf_summary.json in the run folder"
     untrained_prediction: dict | None = None
     prediction_source: str = ""  # set when the errors are another network's than the artefact's
+    memory: dict | None = None  # measure_memory's result, or None: not measured
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,20 @@ def clean_prediction(record: ModelRecord) -> Measured:
                     {"model": model, "copy_last_frame": copy_last})
 
 
+def feedback_memory(record: ModelRecord) -> Measured:
+    """The 5-back digit readout of all hidden units, full model against feedback
+    removed, with the pooled two-proportion z-test (``nback.feedback_memory``,
+    measured by ``--nback``). No target: the issue's table reports it beside the
+    original's (31.4% vs 21.9% on MNIST), and these digits differ from MNIST."""
+    if record.memory is None:
+        return Measured("not measured (pass --nback)")
+    memory = record.memory
+    full, ablated = memory["full"]["accuracy"], memory["no_feedback"]["accuracy"]
+    return Measured(f"{full:.2f} vs {ablated:.2f} (z = {memory['z']:.2f}, p = {memory['p']:.2g}; "
+                    f"{memory['full']['n_test']} test digits, {memory['digits']})",
+                    numbers={"full": full, "no_feedback": ablated, "z": memory["z"], "p": memory["p"]})
+
+
 @dataclass(frozen=True)
 class Target:
     """One row: the ``measure``, the ``goal`` in words, and the original's
@@ -267,6 +285,9 @@ TARGETS: dict[str, Target] = {
         pattern_index_feedback, "", _original_pattern_feedback),
     "G1 Gabor-like (original's criterion)": Target(gabor_like, "at least 0.60", lambda ref: "not printed"),
     "clean next-frame MSE": Target(clean_prediction, "below copy-last"),
+    f"{MEMORY_N_BACK}-back digit readout, full vs feedback removed": Target(
+        feedback_memory, "", lambda ref: "{full:.2f} vs {no_feedback:.2f} ({n_test} test digits, {digits}; "
+                                         "digitised)".format(**ref["nback_5_accuracy_full_vs_no_feedback"])),
 }
 
 
@@ -303,6 +324,23 @@ def read_record(artefact) -> ModelRecord:
         data.artefact.close()
 
 
+def measure_memory(artefact, digits="auto", seed: int = 0) -> dict:
+    """``nback.feedback_memory`` at ``MEMORY_N_BACK`` on the checkpoint that
+    ``artefact`` measured (checked against it), with the original's readout
+    (100 epochs, lr 1e-4) on ``nback.load_digit_images(digits)``; the result
+    also names the digits."""
+    from analysis import nback
+    from models.checkpoint import Checkpoint
+    from virtual_physiology.results import VirtualPhysiology
+
+    with VirtualPhysiology.load(artefact) as vp:
+        weights = vp.checked_checkpoint().weights
+    model = Checkpoint(weights).load().eval()
+    images, labels, source = nback.load_digit_images(digits)
+    frames = nback.digit_frames(images, model.frame_shape)
+    return dict(nback.feedback_memory(model, frames, labels, MEMORY_N_BACK, seed=seed), digits=source)
+
+
 def measure_all(record: ModelRecord) -> dict[str, Measured]:
     """Every registered measure of one model."""
     return {name: target.measure(record) for name, target in TARGETS.items()}
@@ -328,10 +366,17 @@ def main(argv=None) -> None:
     parser.add_argument("artefact", metavar="ARTEFACT", help="virtual-physiology artefact of the model (.vphys.h5)")
     parser.add_argument("--untrained", metavar="ARTEFACT", default=None,
                         help="artefact of an untrained network of the same size, for its column")
+    parser.add_argument("--nback", action="store_true",
+                        help=f"also measure the {MEMORY_N_BACK}-back digit readout with and without feedback on each "
+                             "artefact's checkpoint (loads the model; a local MNIST if found, else scikit-learn's digits)")
     parser.add_argument("--out", metavar="FILE", default=None, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
     model = read_record(args.artefact)
     untrained = read_record(args.untrained) if args.untrained else None
+    if args.nback:
+        model = dataclasses.replace(model, memory=measure_memory(args.artefact))
+        if untrained is not None:
+            untrained = dataclasses.replace(untrained, memory=measure_memory(args.untrained))
     if untrained is not None and untrained.prediction is None and model.untrained_prediction is not None:
         # the model's rf_summary measured an untrained network of its size (another draw): its errors stand in
         untrained = dataclasses.replace(untrained, prediction=model.untrained_prediction,

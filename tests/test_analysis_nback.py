@@ -73,3 +73,27 @@ def test_memoryless_model_forgets_after_one_frame():
     now = nback.nback_accuracy(model, frames, labels[:300], n_back=0, epochs=40, lr=1e-2)
     later = nback.nback_accuracy(model, frames, labels[:300], n_back=1, epochs=40, lr=1e-2)
     assert now["accuracy"] > 0.4 and later["accuracy"] < 0.25
+
+
+def test_feedback_memory_scores_the_model_and_its_copy_without_feedback_on_the_same_trials():
+    import dataclasses
+
+    import torch
+
+    from models import build_model
+    from models.ablation import feedback_blocks, without_feedback
+    from train import TrainConfig
+
+    torch.manual_seed(0)
+    model = build_model(dataclasses.asdict(TrainConfig(frame_shape=(8, 8), hidden_units=(12, 8, 6)))).eval()
+    with torch.no_grad():
+        for rows, cols in feedback_blocks(model):  # feedback strong enough to change the last hidden state
+            model.weight_hh[rows, cols] = torch.rand_like(model.weight_hh[rows, cols])
+    images, labels, _ = nback.load_digit_images(None)
+    frames, labels = nback.digit_frames(images[:200], (8, 8)), labels[:200]
+    memory = nback.feedback_memory(model, frames, labels, 2, epochs=3, lr=1e-2)
+    assert memory["full"] == nback.nback_accuracy(model, frames, labels, 2, epochs=3, lr=1e-2)
+    assert memory["no_feedback"] == nback.nback_accuracy(without_feedback(model), frames, labels, 2, epochs=3, lr=1e-2)
+    assert memory["full"]["n_test"] == memory["no_feedback"]["n_test"] == 40
+    same = nback.feedback_memory(without_feedback(model), frames, labels, 2, epochs=3, lr=1e-2)
+    assert same["full"] == same["no_feedback"] and (same["z"], same["p"]) == (0.0, 1.0)

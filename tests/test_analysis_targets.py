@@ -1,6 +1,7 @@
 """analysis.targets: each measure on hand-made unit tables with known answers,
 the rf_summary pairing, the table, and the command on the tiny run's artefact."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,14 @@ def test_clean_prediction_reads_the_run_summary():
     assert missing.text.startswith("not measured (no rf_summary.json in the run folder") and missing.met is None
 
 
+def test_feedback_memory_row_quotes_both_accuracies_and_needs_nback():
+    memory = {"full": {"accuracy": 0.3125, "n_correct": 5, "n_test": 16},
+              "no_feedback": {"accuracy": 0.25, "n_correct": 4, "n_test": 16}, "z": 0.39, "p": 0.70, "digits": "d"}
+    measured = targets.feedback_memory(record({"x": np.zeros(1)}, memory=memory))
+    assert measured.text == "0.31 vs 0.25 (z = 0.39, p = 0.7; 16 test digits, d)" and measured.met is None
+    assert targets.feedback_memory(record({"x": np.zeros(1)})).text == "not measured (pass --nback)"
+
+
 def test_run_summary_pairs_only_the_same_epoch(tmp_path):
     (tmp_path / "rf_summary.json").write_text(json.dumps({"epoch": 5}))
     assert targets.run_summary({"path": str(tmp_path), "epoch": 5})[0] == {"epoch": 5}
@@ -144,6 +153,7 @@ def test_table_has_a_row_per_target_with_the_originals_values():
     assert len(lines) == 2 + len(targets.TARGETS)
     assert "0.18 (n=795)" in table and "mean 0.55 (95% CI 0.53-0.57, t = -48 against 1, n = 791)" in table
     assert "-3.60 / -1.56 / -1.14; above 0: 25 of 799, 21 of 96, 10 of 39" in table
+    assert "| 0.31 vs 0.22 (14000 test digits, MNIST; digitised) |" in table
 
 
 def test_untrained_column_takes_the_models_untrained_errors_when_its_folder_has_none(tmp_path):
@@ -171,6 +181,14 @@ def test_command_on_an_artefact_writes_the_table(tmp_path):
     assert done.returncode == 0, done.stderr
     assert out.read_text().strip() == done.stdout.strip()
     assert "| units responsive per group (G1 / G2 / G3) |" in done.stdout
+
+
+def test_command_with_nback_measures_the_memory_row_on_the_artefacts_checkpoint():
+    done = subprocess.run([sys.executable, "-m", "analysis.targets", tiny_run()["artefact"], "--nback"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| 5-back digit readout"))
+    assert re.search(r"\| \d\.\d\d vs \d\.\d\d \(z = -?[\d.]+, p = [\d.e-]+; 360 test digits, scikit-learn", row), row
 
 
 def test_command_names_a_missing_artefact_in_one_line(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models.io import load_model
+from step_helpers import no_loss_curves  # noqa: F401 (fixture)
 from virtual_physiology.monitors import grating_monitor
 from virtual_physiology.rf_summary import SUMMARY_DIRECTIONS, receptive_field_stats
 
@@ -93,6 +94,26 @@ def test_a_copied_pretrained_model_runs_the_data_notebooks_on_a_machine_that_nev
     assert list(cache.glob("natural_*.npy")), "the training data was not rebuilt in the (empty) cache"
     for name in ("mse", "nback"):
         assert list((figures / name).glob("*.png")), f"notebook {name} drew no figure"
+
+
+def test_a_run_on_an_embedded_build_resumes_on_a_machine_that_never_built_it(tmp_path, monkeypatch, no_loss_curves):
+    """A run trained on a cache file given by path (as the long pretrained runs were),
+    resumed where that file is gone: --path rebuilds it from the recorded recipe."""
+    import train
+    from data import default_dataset
+
+    monkeypatch.setattr(default_dataset, "CACHE_DIR", tmp_path / "cache_of_the_training_machine")
+    recipe = {"frame_shape": [4, 4], "frame_step": 2, "more_photos": False, "system_footage": False}
+    built = default_dataset.build_from_recipe(recipe)
+    args = train.build_parser().parse_args(
+        ["--dataset", str(built), "--save-dir", str(tmp_path / "runs"), "--epochs", "1", "--frame-shape", "4", "4",
+         "--hidden-units", "6,5,4", "--batch-size", "8", "--device", "cpu"])
+    run = train.train(train.config_for(args)[0], progress=False)
+    shutil.rmtree(built.parent)
+    monkeypatch.setattr(default_dataset, "CACHE_DIR", tmp_path / "empty_cache")
+    cfg, state = train.config_for(train.build_parser().parse_args(["--path", str(run)]))
+    assert state.parent == run
+    assert Path(cfg.dataset) == tmp_path / "empty_cache" / built.name and Path(cfg.dataset).exists()
 
 
 def test_missing_data_without_a_recipe_is_one_line_naming_the_file(tmp_path):

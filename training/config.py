@@ -288,6 +288,12 @@ def config_for(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
     values.update(max_minutes=0.0, stop_after_steps=0)  # limits of the interrupted process, not of the run
     if values["dataset"] != "default":  # recorded relative to the repository (recorded_dataset)
         values["dataset"] = str(recorded_path(values["dataset"]))
+        if not Path(values["dataset"]).exists() and saved.get("dataset_recipe"):
+            # an embedded-dataset build from another machine: rebuild it here from its
+            # recipe, checked against the run's fingerprint (TrainingDataError if it differs)
+            from data.default_dataset import training_data
+
+            values["dataset"] = str(training_data(saved))
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name, None)
         if given is None or f.name == "preset":

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import nback, plotting, stats
-from models.ablation import shuffle_feedback, without_feedback
+from analysis import nback, plotting
+from models.ablation import shuffle_feedback
 from models.checkpoint import Checkpoint
 
 model = Checkpoint(checkpoint).load()
@@ -42,15 +42,11 @@ summary = dict(checkpoint=checkpoint, digit_source=digit_source, n_digits=len(la
 print(f"{len(labels)} digits: {digit_source}")
 
 # %%
-variants = {"full": model, "no feedback": without_feedback(model)}
 rows = []
 for n_back in n_back_values:
-    scores = {name: nback.nback_accuracy(m, frames, labels, n_back, seed=seed, epochs=epochs, lr=lr)
-              for name, m in variants.items()}
-    z, p = stats.two_proportion_ztest(scores["full"]["n_correct"], scores["full"]["n_test"],
-                                      scores["no feedback"]["n_correct"], scores["no feedback"]["n_test"])
-    rows.append(dict(n_back=n_back, full=scores["full"]["accuracy"], no_feedback=scores["no feedback"]["accuracy"],
-                     n_test=scores["full"]["n_test"], z=z, p=p))
+    scores = nback.feedback_memory(model, frames, labels, n_back, seed=seed, epochs=epochs, lr=lr)
+    rows.append(dict(n_back=n_back, full=scores["full"]["accuracy"], no_feedback=scores["no_feedback"]["accuracy"],
+                     n_test=scores["full"]["n_test"], z=scores["z"], p=scores["p"]))
 frame = pd.DataFrame(rows)
 fig, ax = plotting.new_figure()
 n_test = f"n={int(frame['n_test'].iloc[0])} test digits"
