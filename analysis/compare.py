@@ -38,8 +38,9 @@ from scipy import stats as scipy_stats
 
 from analysis import AnalysisError, gallery, inputs, scorecard
 from analysis.response_parameters import curve_fit_modulation_ratio
+from analysis.surround_suppression import si_change
 from models.checkpoint import optimizer_steps
-from utils import MAX_SEED, UserInputError, atomic_path, os_error_reason, paired_ttest, run_cli
+from utils import MAX_SEED, UserInputError, atomic_path, os_error_reason, run_cli
 
 NEEDS = ("rwa", "gratings")  # the rest is optional: a property whose stage is missing is n/a
 SIGNIFICANCE = 0.05
@@ -96,15 +97,13 @@ def feedback_lowers_si(units: list[dict]) -> Claim:
     table = units[0] if units else {}
     if "nofeedback_surround_suppression_index" not in table or "surround_suppression_index" not in table:
         return Claim("n/a", "no surround suppression without feedback (no feedback to remove, or no nofeedback stage)")
-    full = np.asarray(table["surround_suppression_index"], float)
-    ablated = np.asarray(table["nofeedback_surround_suppression_index"], float)
-    t, p, n = paired_ttest(ablated, full)
+    change = si_change(table["surround_suppression_index"], table["nofeedback_surround_suppression_index"])
+    t, p, n = change["paired_t"], change["paired_p"], change["n_pairs"]
     if n < 2:
         return Claim("n/a", f"{n} G1 unit(s) with SI in both conditions")
-    keep = np.isfinite(full) & np.isfinite(ablated)
-    lower = bool(np.mean(ablated[keep] - full[keep]) < 0 and p < SIGNIFICANCE)
-    return Claim("yes" if lower else "no", f"mean SI {full[keep].mean():.1f}% -> {ablated[keep].mean():.1f}% without "
-                                           f"feedback (paired t={t:.2f}, p={p:.2g}, n={n})")
+    lower = bool(change["mean_no_feedback"] < change["mean_full"] and p < SIGNIFICANCE)
+    return Claim("yes" if lower else "no", f"mean SI {change['mean_full']:.1f}% -> {change['mean_no_feedback']:.1f}% "
+                                           f"without feedback (paired t={t:.2f}, p={p:.2g}, n={n})")
 
 
 def simple_complex_mix(units: list[dict]) -> Claim:

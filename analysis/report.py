@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from analysis import AnalysisError, gallery, inputs, plotting, reference, stats  # noqa: E402
 from analysis.plaid_motion import pattern_index_summary  # noqa: E402
 from analysis.response_parameters import binned_distance_to_histogram, curve_fit_modulation_ratio  # noqa: E402
-from analysis.surround_suppression import SI_EDGES  # noqa: E402
+from analysis.surround_suppression import SI_EDGES, si_change  # noqa: E402
 from utils import atomic_path, os_error_reason, portable_path, run_cli  # noqa: E402
 from virtual_physiology.tuning import is_direction_selective, is_orientation_selective  # noqa: E402
 
@@ -84,13 +84,18 @@ def group_rows(units: list[dict]) -> list[dict]:
 
 
 def surround_rows(table: dict) -> dict:
-    """G1 surround suppression, full and without feedback (paired by unit)."""
+    """G1 surround suppression: each condition's SIs (for the distributions),
+    the full model's mean and median over every unit with an SI, and
+    ``surround_suppression.si_change`` over the units with an SI in both
+    conditions (the ``pairs_`` means, which ``paired_t`` tests)."""
     full = _nan_if_missing(table, "surround_suppression_index")
     ablated = _nan_if_missing(table, "nofeedback_surround_suppression_index")
-    t, p, n = stats.paired_ttest(full, ablated)
-    return dict(full=full, no_feedback=ablated, mean_full=stats.mean_sem(full)[0], median_full=_median(full),
-                mean_no_feedback=stats.mean_sem(ablated)[0], median_no_feedback=_median(ablated),
-                paired_t=t, paired_p=p, n_pairs=n)
+    change = si_change(full, ablated)
+    return dict(full=full, no_feedback=ablated, n_full=int(np.isfinite(full).sum()), mean_full=stats.mean_sem(full)[0],
+                median_full=_median(full), n_pairs=change["n_pairs"], pairs_mean_full=change["mean_full"],
+                pairs_mean_no_feedback=change["mean_no_feedback"],
+                pairs_median_no_feedback=change["median_no_feedback"], paired_t=change["paired_t"],
+                paired_p=change["paired_p"])
 
 
 def distance_rows(units: list[dict], surround: dict) -> list[dict]:
@@ -153,7 +158,9 @@ def render_markdown(checkpoint, artefact, groups: list[dict], surround: dict, di
         "is the figure's curve_fit variant "
         "(units kept if 0 <= F1/F0 <= 2); PI > 1.28 marks pattern cells.",
         _table(groups, list(groups[0])) if groups else "(no groups)",
-        "## Surround suppression, G1 (SI %, with feedback removed; paired over units)",
+        "## Surround suppression, G1 (SI %, with feedback removed)\nmean_full and median_full: every unit with an "
+        "SI; pairs_: the n_pairs units with an SI in both conditions, which paired_t tests (without minus with: "
+        "t < 0 is lower without feedback).",
         _table([surround_row], list(surround_row)),
         "## Distance to the literature\nKS statistic (0 = same distribution, 1 = disjoint); 'binned' = max "
         "|dCDF| on the 10 F1/F0 bins where the data are only a histogram.",

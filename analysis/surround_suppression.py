@@ -14,6 +14,7 @@ import numpy as np
 
 from analysis import plotting
 from analysis.stats import fit_ratio_of_gaussians
+from utils import paired_ttest
 
 PROXIMAL_FRACTION = 0.95
 
@@ -55,6 +56,27 @@ def feedback_effects(full, no_feedback, radii) -> dict[str, np.ndarray]:
                 peak_ratio=np.where(_valid(full) & np.isfinite(no_feedback).all(axis=1),
                                     np.where(valid, safe_nofb.max(axis=1), 0.0) / safe_full.max(axis=1), nan),
                 proximal_ratio=np.where(has_proximal, proximal, nan))
+
+
+def si_change(si_full, si_no_feedback) -> dict:
+    """A group's surround suppression index with and without feedback, over the
+    units with a finite SI in both, (n,) and (n,) paired by index:
+    ``mean_full``, ``median_full``, ``mean_no_feedback``, ``median_no_feedback``,
+    and the paired t-test of no-feedback minus full (``utils.paired_ttest``; t < 0:
+    lower without feedback) as ``paired_t``, ``paired_p``, ``n_pairs``. The means
+    are over the tested pairs, so they cannot point the other way than t (means
+    over each condition's own units can: a unit silenced without feedback has no
+    SI there). Fewer than 2 pairs: t and p nan; no pair: every mean nan."""
+    full, ablated = np.asarray(si_full, float).ravel(), np.asarray(si_no_feedback, float).ravel()
+    t, p, n = paired_ttest(ablated, full)
+    keep = np.isfinite(full) & np.isfinite(ablated)
+
+    def summary(x, reduce):
+        return float(reduce(x[keep])) if keep.any() else np.nan
+
+    return dict(mean_full=summary(full, np.mean), median_full=summary(full, np.median),
+                mean_no_feedback=summary(ablated, np.mean), median_no_feedback=summary(ablated, np.median),
+                paired_t=t, paired_p=p, n_pairs=n)
 
 
 def normalised_mean_curves(full, no_feedback) -> tuple[np.ndarray, np.ndarray, int]:

@@ -39,7 +39,7 @@ from scipy import stats as scipy_stats
 from analysis import AnalysisError, inputs
 from analysis.plaid_motion import pattern_index_summary
 from analysis.response_parameters import curve_fit_modulation_ratio
-from analysis.surround_suppression import feedback_effects
+from analysis.surround_suppression import feedback_effects, si_change
 from utils import atomic_path, os_error_reason, paired_ttest, run_cli
 from virtual_physiology.gabor import original_gabor
 from virtual_physiology.monitors import reference_values
@@ -146,18 +146,16 @@ def feedback_peak_ratio(record: ModelRecord) -> Measured:
 
 def surround_suppression_without_feedback(record: ModelRecord) -> Measured:
     """Group 1's surround suppression index with and without feedback, paired
-    over units (``utils.paired_ttest``). Target: lower without feedback, paired
+    over units (``surround_suppression.si_change``). Target: lower without feedback, paired
     p < 0.01 (the paper's claim)."""
     table = record.units[0]
     if "nofeedback_surround_suppression_index" not in table or "surround_suppression_index" not in table:
         return _not_measured("surround or nofeedback")
-    full = np.asarray(table["surround_suppression_index"], float)
-    ablated = np.asarray(table["nofeedback_surround_suppression_index"], float)
-    t, p, n = paired_ttest(ablated, full)
+    change = si_change(table["surround_suppression_index"], table["nofeedback_surround_suppression_index"])
+    with_fb, without_fb, t, p, n = (change[k] for k in ("mean_full", "mean_no_feedback", "paired_t", "paired_p",
+                                                         "n_pairs"))
     if n < 2:
         return Measured(f"{n} G1 unit(s) with an SI in both conditions")
-    keep = np.isfinite(full) & np.isfinite(ablated)
-    with_fb, without_fb = float(full[keep].mean()), float(ablated[keep].mean())
     met = bool(without_fb < with_fb and p < SIGNIFICANCE)
     return Measured(f"{with_fb:.1f}% -> {without_fb:.1f}% (paired t = {t:.2f}, p = {p:.2g}, n = {n})", met,
                     {"with": with_fb, "without": without_fb, "t": t, "p": p, "n": n})

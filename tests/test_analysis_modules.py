@@ -41,6 +41,20 @@ def test_feedback_effects_known_values():
     assert np.isnan(silenced["preferred_size_no_feedback"][0])
 
 
+def test_si_change_averages_the_tested_pairs_so_the_means_follow_t():
+    # units 0-1 lose their SI without feedback (silenced); over each condition's own units the
+    # means would read 42 -> 21.7, lower without feedback, while every tested pair rises
+    full = np.array([90.0, 90.0, 0.0, 10.0, 20.0])
+    ablated = np.array([np.nan, np.nan, 10.0, 25.0, 30.0])
+    change = ss.si_change(full, ablated)
+    assert (change["mean_full"], change["median_full"], change["median_no_feedback"]) == (10.0, 10.0, 25.0)
+    assert change["mean_no_feedback"] == pytest.approx(65 / 3)
+    # differences 10, 15, 10: t = (35/3) / (sqrt(25/3) / sqrt(3)) = 7, two-sided p with 2 df = 0.0198
+    assert change["n_pairs"] == 3 and change["paired_t"] == pytest.approx(7.0)
+    assert change["paired_p"] == pytest.approx(0.019804, abs=1e-5)
+    assert np.isnan(ss.si_change([1.0], [np.nan])["mean_full"])
+
+
 def test_normalised_mean_curves_and_fit():
     full = np.array([[1.0, 2, 1], [2, 4, 2], [0, 0, 0]])
     no_fb = np.array([[1.0, 2, 2], [2, 4, 4], [1, 1, 1]])

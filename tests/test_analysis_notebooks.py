@@ -134,7 +134,8 @@ def test_surround_suppression_notebook(run, tmp_path):
     assert_figures(out, "example_size_tuning", "population_size_tuning", "si_distributions",
                    "feedback_effects_vs_nurminen", "si_by_model")
     si = summary["si"]
-    assert finite(si["mean_full"], si["mean_no_feedback"]) and si["n_pairs"] > 0
+    assert finite(si["mean_full"], si["paired"]["mean_full"], si["paired"]["mean_no_feedback"])
+    assert si["paired"]["n_pairs"] > 0
     assert all(finite(row["ks"]) for row in si["ks"])
     assert any("feedback suppressed" in row["reference"] for row in si["ks"])
     fits = summary["ratio_of_gaussians_fits"]
@@ -146,7 +147,7 @@ def test_surround_notebook_on_a_model_without_feedback_skips_the_no_feedback_par
     out, summary = execute("surround_suppression", tmp_path, artefact=vanilla_run["artefact"], n_examples=2)
     assert_figures(out, "example_size_tuning", "population_size_tuning", "si_distributions", "si_by_model")
     assert not (out / "feedback_effects_vs_nurminen.png").exists() and "nurminen_comparison" not in summary
-    assert finite(summary["si"]["mean_full"]) and "mean_no_feedback" not in summary["si"]
+    assert finite(summary["si"]["mean_full"]) and "paired" not in summary["si"]
     assert [row["model"] for row in summary["si"]["ks"]] == ["full", "full"]
     assert not any(k.startswith("model G1") and k.endswith("no feedback") for k in summary["ratio_of_gaussians_fits"])
     printed = "".join(output.get("text", "") for cell in nbformat.read(tmp_path / "surround_suppression.out.ipynb",
@@ -218,7 +219,7 @@ def test_surround_notebook_on_the_artefact_of_an_ablated_model(run, tmp_path):
                            n_examples=2)
     assert summary["ablation"] == "no-feedback"
     # the probed model already lacks feedback, so removing it again changes nothing
-    si = summary["si"]
+    si = summary["si"]["paired"]
     assert si["n_pairs"] > 0 and si["mean_full"] == pytest.approx(si["mean_no_feedback"], rel=1e-6)
 
 
@@ -232,5 +233,6 @@ def test_surround_notebook_on_an_artefact_without_the_no_feedback_rerun_probes_t
     (tmp_path / "full").mkdir()
     with_rerun = execute("surround_suppression", tmp_path / "full", artefact=run["artefact"], n_examples=2)[1]
     # the same probe as the pipeline's no-feedback stage: the same numbers
-    assert summary["si"]["mean_no_feedback"] == pytest.approx(with_rerun["si"]["mean_no_feedback"], rel=1e-5)
-    assert summary["si"]["n_pairs"] == with_rerun["si"]["n_pairs"] > 0
+    paired, paired_rerun = summary["si"]["paired"], with_rerun["si"]["paired"]
+    assert paired["mean_no_feedback"] == pytest.approx(paired_rerun["mean_no_feedback"], rel=1e-5)
+    assert paired["n_pairs"] == paired_rerun["n_pairs"] > 0

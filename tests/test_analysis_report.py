@@ -31,7 +31,7 @@ def test_report_numbers_are_finite():
     assert all(math.isfinite(r["pi_mean"]) and 0 <= r["os_fraction"] <= 1 for r in rows)
     assert math.isfinite(rows[0]["gabor_r_fraction"]) and math.isnan(rows[1]["gabor_r_fraction"])
     surround = report.surround_rows(data.units[0])
-    assert surround["n_pairs"] > 0 and math.isfinite(surround["mean_no_feedback"])
+    assert surround["n_pairs"] > 0 and math.isfinite(surround["pairs_mean_no_feedback"])
     distances = report.distance_rows(data.units, surround)
     assert len(distances) == 2 + 3 + 4 and all(0 <= d["distance"] <= 1 for d in distances)
     data.artefact.close()

@@ -120,12 +120,12 @@ summary["si"] = dict(mean_full=stats.mean_sem(si_full)[0], ks=rows)
 if ablated is None:
     print(f"SI full {summary['si']['mean_full']:.1f} (no feedback to remove)")
 else:
-    t, p, n = stats.paired_ttest(si_full, si_ablated)
     rows += [dict(model="no feedback", reference=r.label, ks=stats.ks_distance(si_ablated, r.values))
              for r in (mouse[1], macaque[1])]
-    summary["si"].update(mean_no_feedback=stats.mean_sem(si_ablated)[0], paired_t=t, paired_p=p, n_pairs=n)
-    print(f"SI full {summary['si']['mean_full']:.1f} vs no feedback {summary['si']['mean_no_feedback']:.1f} "
-          f"(paired t = {t:.2f}, p = {p:.3g}, n = {n})")
+    change = ss.si_change(si_full, si_ablated)  # over the units with an SI in both; t of without minus with
+    summary["si"]["paired"] = change
+    print(f"SI over the {change['n_pairs']} units with both: full {change['mean_full']:.1f} vs no feedback "
+          f"{change['mean_no_feedback']:.1f} (paired t = {change['paired_t']:.2f}, p = {change['paired_p']:.3g})")
 pd.DataFrame(rows)
 
 # %% [markdown]
