@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 
 from analysis import AnalysisError, plotting, targets
 from models.checkpoint import Checkpoint, RunFolder
@@ -154,6 +155,9 @@ def targets_figure(rows: list[dict]):
         if original is not None:
             ax.axhline(original, color="k", linestyle=":", linewidth=1, label="original's TP_full")
         ax.set(xlabel="optimizer steps", title=title)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+        if target in (simple, peak, gabor):
+            ax.set_ylim(0, 1.05)  # fractions and ratios on their whole scale, so noise is not magnified
         if drawn and len(series) + (goal is not None) + (original is not None) > 1:
             ax.legend(fontsize="x-small")
     return fig
